@@ -1,0 +1,433 @@
+"""The experiment schema: every key, its type, its bounds and its default, in one place.
+
+These pydantic models are the project's single set of defaults; nothing else may restate them.
+Types are strict: a string is never an int, a bool is never a number, a float is never an int
+(an int is accepted where a float is expected and becomes a float).  Unknown keys are errors.
+Every float is normalised to 12 significant digits (``float(f"{x:.12g}")``) as it is validated,
+so ``0.30000000000000004`` and ``0.3`` are the same configuration, and the numbers a run uses are
+exactly the numbers its identity is computed from.  ``null`` in a task option, ``model.output`` or
+``train.loss_at`` means "the task's natural choice", decided by :mod:`rnnlab.tasks`.
+
+Also here: :func:`describe_field`, which turns a field into the "allowed" text of error messages,
+and :func:`leaf_fields`, the table of dotted keys (``train.clip.threshold``) that overrides and
+sweeps may name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+
+from rnnlab.errors import ConfigError
+from rnnlab.tasks import MIN_SEQ_LEN
+
+_STRICT = ConfigDict(
+    extra="forbid", strict=True, frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+)
+
+
+def normalise_float(x: float) -> float:
+    """Round a float to 12 significant digits: ``float(f"{x:.12g}")``."""
+    return float(f"{x:.12g}")
+
+
+def _normalise_input(x: Any) -> Any:
+    return normalise_float(x) if isinstance(x, float) and math.isfinite(x) else x
+
+
+Float = Annotated[float, BeforeValidator(_normalise_input)]
+"""A float normalised to 12 significant digits; an int is accepted and becomes a float."""
+
+#: Which task options each task reads; setting any other option is an error.  (The smallest
+#: seq_len of each task comes from ``rnnlab.tasks.MIN_SEQ_LEN``.)
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "recall": ("symbols", "noise"),
+    "adding": ("placement",),
+    "copy": ("symbols", "copy_len"),
+    "temporal_order": (),
+    "random": ("symbols", "input_size"),
+}
+#: Every task option (a ``TaskConfig`` field that may be null).
+ALL_TASK_OPTIONS: tuple[str, ...] = ("symbols", "noise", "placement", "input_size", "copy_len")
+
+
+class _Strict(BaseModel):
+    model_config = _STRICT
+
+
+class ModelConfig(_Strict):
+    """The recurrent network."""
+
+    cell: Literal["rnn", "lstm"] = "rnn"
+    """Recurrent cell: a vanilla RNN or an LSTM."""
+    activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
+    """Hidden nonlinearity of the vanilla RNN (the LSTM's candidate activation)."""
+    hidden: int = Field(32, ge=1)
+    """Number of hidden units."""
+    init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
+    """Recurrent weight initialisation."""
+    weight_scale: Float = Field(1.0, ge=0)
+    """Multiplier of the initial recurrent weights (the gain)."""
+    bias: bool = True
+    """Whether the cell has bias vectors."""
+    forget_bias: Float = 1.0
+    """Initial LSTM forget-gate bias (ignored by the vanilla RNN)."""
+    output: Literal["softmax", "linear"] | None = None
+    """Output head; null means the task's natural head."""
+    dtype: Literal["float64", "float32"] = "float64"
+    """Floating-point type of every array."""
+
+
+class TaskConfig(_Strict):
+    """The data: which task, how long, how many sequences per step."""
+
+    name: Literal["recall", "adding", "copy", "temporal_order", "random"] = "recall"
+    """Task generator (see rnnlab.tasks)."""
+    seq_len: int = Field(10, ge=1)
+    """Sequence length (time steps)."""
+    batch: int = Field(32, ge=1)
+    """Training sequences per step."""
+    eval_batch: int = Field(1000, ge=1)
+    """Sequences in the fixed evaluation set."""
+    symbols: int | None = Field(None, ge=2)
+    """Alphabet size (recall, copy, random); null = the task default."""
+    noise: Float | None = Field(None, ge=0)
+    """Input noise level (recall); null = the task default."""
+    placement: Literal["halves", "anywhere"] | None = None
+    """Where the two marked numbers fall (adding); null = the task default."""
+    input_size: int | None = Field(None, ge=1)
+    """Input width (random); null = the task default."""
+    copy_len: int | None = Field(None, ge=1)
+    """Length of the sequence to copy (copy); null = the task default."""
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> TaskConfig:
+        used = TASK_OPTIONS[self.name]
+        for option in ALL_TASK_OPTIONS:
+            value = getattr(self, option)
+            if value is not None and option not in used:
+                users = [t for t, opts in TASK_OPTIONS.items() if option in opts]
+                raise _task_mismatch(
+                    option,
+                    value,
+                    f"null for task {self.name} (it uses {', '.join(used) or 'none'})",
+                    self.name,
+                    f"a task that uses {option}: {', '.join(users)}",
+                )
+        if self.seq_len < MIN_SEQ_LEN[self.name]:
+            users = [t for t, m in MIN_SEQ_LEN.items() if m <= self.seq_len]
+            raise _task_mismatch(
+                "seq_len",
+                self.seq_len,
+                f"an integer >= {MIN_SEQ_LEN[self.name]} for task {self.name}",
+                self.name,
+                f"a task that accepts seq_len {self.seq_len}: {', '.join(users)}",
+            )
+        return self
+
+
+def _task_mismatch(key: str, value: Any, allowed: str, name: str, name_allowed: str) -> Exception:
+    """A task key that does not fit the task name.  ``key`` is blamed unless only ``name`` varies
+    (see ``rnnlab.experiment``)."""
+    ctx = {
+        "key": key,
+        "value": value,
+        "allowed": allowed,
+        "name": name,
+        "name_allowed": name_allowed,
+    }
+    return PydanticCustomError("task_mismatch", "task.{key} does not fit task {name}", ctx)
+
+
+class ClipConfig(_Strict):
+    """Gradient clipping.  A null threshold means no clipping, whatever the mode."""
+
+    mode: Literal["none", "norm", "value", "step"] = "norm"
+    """none; norm (rescale the global gradient norm); value (clip each entry); step (clip the
+    update)."""
+    threshold: Float | None = Field(None, gt=0)
+    """Clipping threshold; null = no clipping.  Stacked runs may mix null and numbers."""
+
+    @property
+    def threshold_or_inf(self) -> float:
+        """The threshold as a number: ``inf`` when clipping is off (mode none or threshold null)."""
+        if self.mode == "none" or self.threshold is None:
+            return math.inf
+        return self.threshold
+
+
+class TrainConfig(_Strict):
+    """The optimiser and the training loop."""
+
+    steps: int = Field(500, ge=0)
+    """Number of parameter updates."""
+    optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = "adam"
+    """Update rule."""
+    lr: Float = Field(0.01, gt=0)
+    """Learning rate."""
+    momentum: Float = Field(0.9, ge=0, lt=1)
+    """Momentum coefficient (momentum optimiser)."""
+    nesterov: bool = False
+    """Nesterov momentum (momentum optimiser)."""
+    beta1: Float = Field(0.9, ge=0, lt=1)
+    """Adam first-moment decay."""
+    beta2: Float = Field(0.999, ge=0, lt=1)
+    """Adam second-moment decay."""
+    eps: Float = Field(1e-8, gt=0)
+    """Denominator guard (adagrad, adam)."""
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    """Gradient clipping."""
+    tbptt: int | None = Field(None, ge=1)
+    """Truncated-BPTT window in steps; null = full BPTT."""
+    loss_at: Literal["last", "all"] | None = None
+    """Where the loss is taken: the last step or every step; null = the task default."""
+    log_every: int = Field(10, ge=1)
+    """Record metrics every this many steps."""
+
+
+NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-'"
+SWEEP_ALLOWED = "a mapping of dotted keys to lists or range forms, and zip"
+PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides and sweep"
+
+
+class BaseConfig(_Strict):
+    """An experiment without its sweep: the configuration every run starts from."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", json_schema_extra={"allowed": NAME_ALLOWED})
+    """Experiment name (required)."""
+    description: str = ""
+    """Free text; does not affect any number."""
+    seed: int = Field(0, ge=0)
+    """Seed of repeat 0; repeat r uses seed + r."""
+    repeats: int = Field(1, ge=1)
+    """Seeds per grid point."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ExperimentFile(BaseConfig):
+    """The whole experiment file: the base plus the sweep and the profiles."""
+
+    sweep: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"allowed": SWEEP_ALLOWED}
+    )
+    """Dotted key -> values (a list or a range form), plus ``zip`` for axes that vary together."""
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, json_schema_extra={"allowed": PROFILES_ALLOWED}
+    )
+    """Profile name -> dotted overrides of the base, plus an optional ``sweep``."""
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs: the model, the task, the training and the seed."""
+
+    model: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    seed: int = Field(ge=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able data (floats already normalised)."""
+        return self.model_dump(mode="json")
+
+    def shape_key(self) -> tuple:
+        """What must be equal for runs to be stacked on the engine's run axis.
+
+        Included: everything that changes array shapes, the data stream's structure or a code
+        path -- the cell, activation, hidden size, bias, output head, dtype; the task name, every
+        task option, seq_len, batch and eval_batch; the optimiser, Nesterov switch, loss_at,
+        tbptt, clip mode, steps and log_every.  Left out, because they are per-run numbers the
+        engine holds as arrays of length runs: the seed, init scheme (used once, at
+        initialisation), weight_scale, forget_bias, lr, momentum, beta1, beta2, eps and the clip
+        threshold (null stacks with numbers: use :attr:`ClipConfig.threshold_or_inf`).
+        """
+        m, t, tr = self.model, self.task, self.train
+        return (
+            ("model", m.cell, m.activation, m.hidden, m.bias, m.output, m.dtype),
+            ("task", t.name, t.seq_len, t.batch, t.eval_batch)
+            + tuple(getattr(t, o) for o in ALL_TASK_OPTIONS),
+            (
+                "train",
+                tr.optimizer,
+                tr.nesterov,
+                tr.loss_at,
+                tr.tbptt,
+                tr.clip.mode,
+                tr.steps,
+                tr.log_every,
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- field table
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type without Annotated/Optional, whether null is allowed)."""
+    nullable = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        annotation = args[0]
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation, nullable
+
+
+def _bounds(field: FieldInfo) -> str:
+    words = []
+    for meta in field.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                words.append(f"{sym} {getattr(meta, attr)}")
+    return " and ".join(words)
+
+
+def describe_field(field: FieldInfo) -> str:
+    """What a field accepts, for error messages: "an integer >= 1", "one of rnn, lstm"."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "allowed" in extra:
+        return str(extra["allowed"])
+    kind, nullable = _unwrap(field.annotation)
+    if typing.get_origin(kind) is Literal:
+        text = "one of " + ", ".join(str(v) for v in typing.get_args(kind))
+        return text + ", null" if nullable else text
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        text = "a mapping with keys " + ", ".join(kind.model_fields)
+    elif kind is bool:
+        text = "true or false"
+    elif kind is int or kind is float:
+        text = "an integer" if kind is int else "a number"
+        bounds = _bounds(field)
+        text = f"{text} {bounds}" if bounds else text
+    elif kind is str:
+        text = "a string"
+    else:
+        text = "a mapping" if typing.get_origin(kind) is dict else str(kind)
+    return text + ", or null" if nullable else text
+
+
+def is_int_field(field: FieldInfo) -> bool:
+    """Whether the field holds integers (so integral range-form values may become ints)."""
+    return _unwrap(field.annotation)[0] is int
+
+
+@cache
+def leaf_fields() -> dict[str, FieldInfo]:
+    """Dotted key -> field for every scalar key of the base (``model.hidden``, ``seed``...)."""
+    table: dict[str, FieldInfo] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            kind, _ = _unwrap(field.annotation)
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{name}.")
+            else:
+                table[prefix + name] = field
+
+    walk(BaseConfig, "")
+    return table
+
+
+SECTIONS = ("model", "task", "train", "train.clip")
+"""Dotted keys that name a group of keys rather than one value."""
+
+
+def sweepable_keys() -> list[str]:
+    """Dotted keys a sweep may vary: every key of model, task and train."""
+    return [k for k in leaf_fields() if k.split(".")[0] in ("model", "task", "train")]
+
+
+@cache
+def field_adapter(key: str) -> TypeAdapter:
+    """A validator for one dotted key's value on its own (no cross-field checks)."""
+    field = leaf_fields()[key]
+    kind = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    return TypeAdapter(kind, config=ConfigDict(strict=True, allow_inf_nan=False))
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+class Shown:
+    """A value as an error message shows it (``repr`` gives ``text``)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+MISSING = Shown("nothing")
+
+
+def shown(value: Any, width: int = 60) -> Any:
+    """The value itself, or a stand-in whose repr is cut to ``width`` characters."""
+    text = repr(value)
+    return value if len(text) <= width else Shown(text[: width - 3] + "...")
+
+
+def _walk(root: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """(the model holding the last element of loc, the field it names), None where unknown."""
+    model: type[BaseModel] | None = root
+    field = None
+    for i, part in enumerate(loc):
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return (model if i == len(loc) - 1 else None), None
+        if i < len(loc) - 1:
+            kind, _ = _unwrap(field.annotation)
+            if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+                return None, None
+            model = kind
+    return model, field
+
+
+Locate = typing.Callable[[str], tuple[str, str]]
+"""Maps a dotted key to the (file, key) an error message should name."""
+
+
+def convert_validation_error(exc: Any, root: type[BaseModel], locate: Locate) -> ConfigError:
+    """Turn a pydantic ``ValidationError`` into one ``ConfigError`` about its first error.
+
+    Unknown keys are reported first (a typo usually also causes a "missing" error), with a
+    "did you mean" suggestion drawn from the keys allowed at that level.
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] not in ("extra_forbidden", "invalid_key"))
+    err = errors[0]
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    if kind == "task_mismatch":
+        key = ".".join(str(p) for p in (*loc, ctx["key"]))
+        return ConfigError(*locate(key), shown(ctx["value"]), ctx["allowed"])
+    if "[key]" in loc:
+        key = ".".join(str(p) for p in loc[: loc.index("[key]")])
+        return ConfigError(*locate(key), shown(err["input"]), "a mapping with string keys")
+    dotted = ".".join(str(p) for p in loc)
+    if kind in ("extra_forbidden", "invalid_key"):
+        model, _ = _walk(root, loc)
+        names = list(model.model_fields) if model else []
+        parent = ".".join(str(p) for p in loc[:-1])
+        match = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {parent + '.' if parent else ''}{match[0]}?" if match else ""
+        allowed = f"a key of {parent or 'the top level'}: {', '.join(names)}"
+        return ConfigError(*locate(dotted), shown(err["input"]), allowed, hint)
+    _, field = _walk(root, loc)
+    if field is not None:
+        allowed = describe_field(field)
+    elif len(loc) == 2 and loc[0] == "profiles":
+        allowed = "a mapping of dotted overrides and sweep"
+    else:
+        allowed = str(err["msg"])
+    if kind == "missing":
+        return ConfigError(*locate(dotted), MISSING, allowed, "required")
+    return ConfigError(*locate(dotted), shown(err["input"]), allowed)

@@ -1,0 +1,319 @@
+"""Back-propagation through time, with every term of the chain-rule sum exposed step by step.
+
+The lecture's network and its gradient (time steps t = 1..T, loss steps L):
+
+    s_t = phi(x_t Wx + s_{t-1} Ws + b)           y_t = softmax(s_t Wy + by)
+    E   = sum_{t in L} E_t                       E_t = (d_t - y_t)^2
+    dE_N/dWs = sum_{i=1..N} dE_N/dy_N . dy_N/ds_i . ds_i/dWs       one term per step i
+
+Backward, the error delta_t = dE/ds_t flows from the loss steps to t = 1:
+
+    delta_t = dE_t/ds_t + dz_{t+1} Ws^T,   dz_t = delta_t * phi'(z_t)
+    dWs = sum_t s_{t-1}^T dz_t,   dWx = sum_t x_t^T dz_t,   db = sum_t sum_b dz_t
+
+``step_norms`` reports, for every t: ||delta_t|| ("ds"), ||s_{t-1}^T dz_t|| ("dWs", the t-th term
+of the lecture's sum), ||x_t^T dz_t|| ("dWx") and, for the LSTM, ||dE/dc_t|| ("dc").
+
+Speed (docs/ARCHITECTURE.md): every array carries a leading run axis R, so R independent
+networks cost one Python loop; the input projection x_t Wx + b is one matmul for all t before the
+recurrence; weight gradients are one matmul over all steps after it; per-step term norms come
+from B x B Gram matrices when that is cheaper than forming the H x H terms. Only the recurrence is
+a Python loop.
+
+Truncation (BPTT(h), Williams & Peng 1990): with ``truncate=k`` the error of the loss term at
+step tau reaches back to step tau-k+1 and no further. With a loss at every step each loss term
+has its own window, so up to k errors are in flight at once: they travel together on a leading
+axis W of size k (a ring buffer indexed by tau mod k), and the oldest is dropped as a new one
+enters. Without truncation, or with one loss step, W = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cells import ACTIVATIONS, dphi, lstm_backward, lstm_forward, rnn_backward, rnn_forward
+from .clip import clip_rows
+from .heads import LOSSES, OUTPUTS, head_forward, loss_backward
+
+CELLS = ("rnn", "lstm")
+LOSS_AT = ("last", "all")
+
+
+@dataclass
+class BPTTResult:
+    """What ``bptt`` returns. With a run axis every entry carries a leading R.
+
+    loss: scalar or (R,);  grads: same keys and shapes as params;
+    states: (T, B, H) s_1..s_T;  outputs: (T, B, O) y_1..y_T;  cells: (T, B, H) c_1..c_T (lstm);
+    step_norms: "ds", "dWs", "dWx" (and "dc") -> (T,) or (R, T), index t-1 holds step t.
+    extra: "clip_factors" (T, B) with clip_step: the factor each sequence's delta_t was scaled by.
+    """
+
+    loss: float | np.ndarray
+    grads: dict
+    states: np.ndarray
+    outputs: np.ndarray
+    step_norms: dict
+    cells: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _fail(arg: str, seen, allowed: str):
+    raise ValueError(f"bptt: {arg}: got {seen}; allowed: {allowed}")
+
+
+def _check_choice(arg, value, allowed):
+    if value not in allowed:
+        _fail(arg, repr(value), "one of " + ", ".join(allowed))
+
+
+def _prepare(params, x, d, s0, cell):
+    """Validate shapes; return run-axis views: params (R|1, ...), x, d, s0 and R, batched."""
+    for k in ("Wx", "Ws", "Wy"):
+        if k not in params:
+            _fail("params", f"keys {sorted(params)}", "a dict with Wx, Ws, Wy and optional b, by")
+    unknown = set(params) - {"Wx", "Ws", "Wy", "b", "by"}
+    if unknown:
+        _fail("params", f"unknown keys {sorted(unknown)}", "Wx, Ws, Wy, b, by")
+    p = {k: np.asarray(v) for k, v in params.items()}
+    x, d = np.asarray(x), np.asarray(d)
+    Ws = p["Ws"]
+    if Ws.ndim not in (2, 3):
+        _fail("Ws", f"shape {Ws.shape}", "(H, G) or (R, H, G)")
+    pbatched = Ws.ndim == 3
+    H = Ws.shape[-2]
+    G = 4 * H if cell == "lstm" else H
+    if Ws.shape[-1] != G:
+        _fail("Ws", f"shape {Ws.shape}", f"(..., {H}, {G}) for cell {cell!r}")
+    lead = Ws.shape[:1] if pbatched else ()
+    I = p["Wx"].shape[-2] if p["Wx"].ndim >= 2 else -1
+    O = p["Wy"].shape[-1] if p["Wy"].ndim >= 2 else -1
+    expect = {"Wx": lead + (I, G), "Wy": lead + (H, O), "b": lead + (G,), "by": lead + (O,)}
+    for k, shape in expect.items():
+        if k in p and p[k].shape != shape:
+            _fail(k, f"shape {p[k].shape}", f"{shape} (H={H}, cell {cell!r})")
+    if x.ndim not in (3, 4) or x.shape[-1] != I:
+        _fail("x", f"shape {x.shape}", f"(T, B, {I}) or (R, T, B, {I})")
+    T, B = x.shape[-3], x.shape[-2]
+    if T < 1 or B < 1:
+        _fail("x", f"shape {x.shape}", "T >= 1 and B >= 1")
+    if d.ndim not in (3, 4) or d.shape[-3:] != (T, B, O):
+        _fail("d", f"shape {d.shape}", f"(T, B, O) = ({T}, {B}, {O}) or with a leading run axis")
+    if s0 is not None:
+        s0 = np.asarray(s0)
+        if s0.ndim not in (2, 3) or s0.shape[-2:] != (B, H):
+            _fail("s0", f"shape {s0.shape}", f"(B, H) = ({B}, {H}) or (R, B, H)")
+    runs = {a.shape[0] for a, nd in ((Ws, 3), (x, 4), (d, 4)) if a.ndim == nd}
+    if s0 is not None and s0.ndim == 3:
+        runs.add(s0.shape[0])
+    if len(runs) > 1:
+        _fail("run axis", f"sizes {sorted(runs)}", "one run count R shared by all run-axis arrays")
+    batched = bool(runs)
+    R = runs.pop() if runs else 1
+    arrays = [*p.values(), x, d] + ([s0] if s0 is not None else [])
+    dtype = np.result_type(*arrays)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    for name, a in [*p.items(), ("x", x), ("d", d), ("s0", s0)]:
+        if a is not None and not np.isfinite(a).all():
+            _fail(name, "non-finite values (NaN or inf)", "finite numbers")
+    p = {k: (v if pbatched else v[None]).astype(dtype, copy=False) for k, v in p.items()}
+    x = (x if x.ndim == 4 else x[None]).astype(dtype, copy=False)
+    d = (d if d.ndim == 4 else d[None]).astype(dtype, copy=False)
+    if s0 is not None:
+        s0 = (s0 if s0.ndim == 3 else s0[None]).astype(dtype, copy=False)
+    return p, x, d, s0, R, batched, dtype
+
+
+def _lstm_perm(H: int) -> np.ndarray:
+    """Column order (i, f, o, g) from the API's (i, f, g, o): sigmoid gates become contiguous."""
+    return np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+
+
+def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
+    """||a_t^T dz_t||_F for every run and step, without a Python loop over steps.
+
+    a: (R|1, T, B, P); dz: (R, T, B, Q) -> (R, T). Uses ||A^T Z||_F^2 = <A A^T, Z Z^T> (B x B Gram
+    matrices) when B*B*(P+Q) < B*P*Q, the P x Q products otherwise; processed in chunks of steps
+    so the temporary stays under ``budget`` elements.
+    """
+    R, T, B, Q = dz.shape
+    P = a.shape[-1]
+    gram = B * (P + Q) < P * Q
+    per_step = R * (B * B if gram else P * Q)
+    chunk = max(1, min(T, budget // max(per_step, 1)))
+    out = np.empty((R, T), dtype=dz.dtype)
+    for t0 in range(0, T, chunk):
+        at, zt = a[:, t0:t0 + chunk], dz[:, t0:t0 + chunk]
+        if gram:
+            ga = np.matmul(at, at.swapaxes(-1, -2))
+            gz = np.matmul(zt, zt.swapaxes(-1, -2))
+            sq = np.einsum("rtij,rtij->rt", np.broadcast_to(ga, gz.shape), gz)
+        else:
+            m = np.matmul(at.swapaxes(-1, -2), zt)
+            sq = np.einsum("rtpq,rtpq->rt", m, m)
+        out[:, t0:t0 + chunk] = np.sqrt(np.maximum(sq, 0))
+    return out
+
+
+def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
+         output: str = "softmax", loss: str = "mse", loss_at: str = "last",
+         truncate: int | None = None, clip_step=None, s0=None, c0=None) -> BPTTResult:
+    """Forward pass, loss and exact (or truncated) BPTT gradients, with per-step norms.
+
+    Shapes: params Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,) with G = H (rnn) or 4H
+    (lstm, gate order i, f, g, o); x: (T, B, I); d: (T, B, O); s0, c0: (B, H) initial state and
+    (lstm) initial cell, zeros when None (truncated training carries them across chunks). Any of
+    them may carry a leading run axis R (params (R, ...), x (R, T, B, I), d (R, T, B, O),
+    s0 (R, B, H)); then every result carries it too. ``activation`` is the vanilla cell's phi; the
+    LSTM's nonlinearities are fixed (sigmoid gates, tanh candidate and output).
+
+    truncate=k: each loss term's error reaches back k steps at most (BPTT(h)).
+    clip_step=c (scalar or (R,)): before it flows on, the error delta_t of each sequence is
+    rescaled to norm c where its norm exceeds c; ``step_norms["ds"]`` reports the clipped error.
+    """
+    _check_choice("cell", cell, CELLS)
+    _check_choice("activation", activation, ACTIVATIONS)
+    _check_choice("output", output, OUTPUTS)
+    _check_choice("loss", loss, LOSSES)
+    _check_choice("loss_at", loss_at, LOSS_AT)
+    if loss == "ce" and output != "softmax":
+        _fail("loss", "'ce' with output 'linear'",
+              "'ce' only with output 'softmax' (log y needs y > 0)")
+    if truncate is not None and (isinstance(truncate, bool) or int(truncate) != truncate
+                                 or truncate < 1):
+        _fail("truncate", repr(truncate), "None or an integer >= 1")
+    if c0 is not None and cell != "lstm":
+        _fail("c0", "an initial cell state", "c0 only with cell 'lstm'")
+    p, x, d, s0, R, batched, dtype = _prepare(params, x, d, s0, cell)
+    if c0 is not None:
+        c0 = np.asarray(c0, dtype=dtype)
+        if c0.shape[-2:] != (B0 := x.shape[2], H0 := p["Ws"].shape[-2]) or c0.ndim not in (2, 3):
+            _fail("c0", f"shape {c0.shape}", f"(B, H) = ({B0}, {H0}) or (R, B, H)")
+        if not np.isfinite(c0).all():
+            _fail("c0", "non-finite values (NaN or inf)", "finite numbers")
+    lstm = cell == "lstm"
+    T, B, I = x.shape[1:]
+    H = p["Ws"].shape[-2]
+    G = p["Ws"].shape[-1]
+    if clip_step is not None:
+        c = np.broadcast_to(np.asarray(clip_step, dtype=dtype), (R,)).reshape(R, 1)
+        if np.any(~(c > 0)):
+            _fail("clip_step", repr(clip_step),
+                  "a number > 0 (inf for no clipping), or (R,) of them")
+    k = None if truncate is None or truncate >= T else int(truncate)
+
+    Wx, Ws, b = p["Wx"], p["Ws"], p.get("b")
+    if lstm:                                    # internal gate order (i, f, o, g)
+        perm = _lstm_perm(H)
+        Wx, Ws = Wx[..., perm], Ws[..., perm]
+        b = None if b is None else b[..., perm]
+    WsT = np.ascontiguousarray(Ws.swapaxes(-1, -2))
+
+    # ---- forward ------------------------------------------------------------------------
+    # input projection for all steps at once: Z[:, t] = x_t Wx + b            Z: (R, T, B, G)
+    Rx = x.shape[0]
+    Z = np.matmul(x.reshape(Rx, T * B, I), Wx).reshape(-1, T, B, G)
+    if Z.shape[0] != R:
+        Z = np.ascontiguousarray(np.broadcast_to(Z, (R, T, B, G)))
+    if b is not None:
+        Z += b[:, None, None, :]
+    S = np.empty((R, T + 1, B, H), dtype=dtype)             # S[:, t] = s_t, S[:, 0] = s0
+    S[:, 0] = 0 if s0 is None else s0
+    tmp = np.empty((R, B, G), dtype=dtype)
+    if lstm:
+        C = np.empty((R, T + 1, B, H), dtype=dtype)         # C[:, t] = c_t, c_0 = 0
+        C[:, 0] = 0 if c0 is None else c0
+        TC = np.empty((R, T, B, H), dtype=dtype)            # tanh(c_t)
+        for t in range(T):
+            lstm_forward(S[:, t], C[:, t], Ws, Z[:, t], C[:, t + 1], TC[:, t], S[:, t + 1], tmp)
+    else:
+        for t in range(T):
+            rnn_forward(S[:, t], Ws, Z[:, t], S[:, t + 1], tmp, activation)
+
+    # ---- head and loss ------------------------------------------------------------------
+    Wy, by = p["Wy"], p.get("by")
+    logits, Y = head_forward(S[:, 1:], Wy, by, output)
+    Ls = slice(T - 1, T) if loss_at == "last" else slice(0, T)
+    E, dlogits = loss_backward(logits[:, Ls], Y[:, Ls], d[:, Ls], output, loss)
+    nL = dlogits.shape[1]
+    SL = S[:, 1:][:, Ls].reshape(R, nL * B, H)
+    dlog2 = dlogits.reshape(R, nL * B, -1)
+    grads = {"Wy": np.matmul(SL.swapaxes(-1, -2), dlog2)}
+    if by is not None:
+        grads["by"] = dlogits.sum(axis=(1, 2))
+    direct = np.matmul(dlogits, Wy.swapaxes(-1, -2)[:, None])   # dE_t/ds_t: (R, nL, B, H)
+
+    # ---- backward through time ----------------------------------------------------------
+    W = k if (k is not None and loss_at == "all") else 1
+    stop = T - k if (k is not None and loss_at == "last") else 0   # last step reached (0-based)
+    delta = np.zeros((W, R, B, H), dtype=dtype)             # in-flight errors dE/ds_t
+    ds2 = np.zeros((R, T), dtype=dtype)
+    alpha = np.ones((R, T, B), dtype=dtype) if clip_step is not None else None
+    if lstm:
+        DZ = np.zeros((R, T, B, G), dtype=dtype)            # dE/da_t (internal gate order)
+        dcell = np.zeros((W, R, B, H), dtype=dtype)         # in-flight dE/dc_t
+        dc2 = np.zeros((R, T), dtype=dtype)
+        work = DZ[None] if W == 1 else np.empty((W, R, B, G), dtype=dtype)
+    else:
+        DZ = Z                                              # reuse: phi'(z_t), then dz_t
+        dphi(activation, S[:, 1:], out=DZ)
+        work = DZ[None] if W == 1 else np.empty((W, R, B, G), dtype=dtype)
+    for t in range(T - 1, stop - 1, -1):
+        # the loss term at step t injects its own error dE_t/ds_t
+        if loss_at == "all":
+            if k is None:
+                delta[0] += direct[:, t]
+            else:                                           # slot of the term from t+k: expired
+                delta[t % W] = direct[:, t]
+                if lstm:
+                    dcell[t % W] = 0
+        elif t == T - 1:
+            delta[0] = direct[:, 0]
+        if clip_step is not None:
+            alpha[:, t] = clip_rows(delta, c)
+        total = delta[0] if W == 1 else delta.sum(axis=0)
+        ds2[:, t] = np.einsum("rbh,rbh->r", total, total)
+        if lstm:
+            flow, dcell_on = lstm_backward(delta, dcell, Z[:, t], C[:, t], TC[:, t], WsT,
+                                           work[:, :, t] if W == 1 else work)
+            dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t, total derivative
+            dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
+            delta, dcell = flow, dcell_on
+        else:
+            delta = rnn_backward(delta, DZ[:, t], WsT, work[:, :, t] if W == 1 else work)
+        if W > 1:
+            work.sum(axis=0, out=DZ[:, t])
+    if stop > 0:
+        DZ[:, :stop] = 0
+
+    # ---- weight gradients: one matmul over all steps --------------------------------------
+    Sprev = S[:, :T]                                        # s_{t-1}: (R, T, B, H)
+    DZ2 = DZ.reshape(R, T * B, G)
+    gWs = np.matmul(Sprev.reshape(R, T * B, H).swapaxes(-1, -2), DZ2)
+    gWx = np.matmul(x.reshape(Rx, T * B, I).swapaxes(-1, -2), DZ2)
+    gb = DZ.sum(axis=(1, 2))
+    norms = {"ds": np.sqrt(ds2), "dWs": term_norms(Sprev, DZ), "dWx": term_norms(x, DZ)}
+    if lstm:
+        inv = np.argsort(perm)
+        gWs, gWx, gb = gWs[..., inv], gWx[..., inv], gb[..., inv]
+        norms["dc"] = np.sqrt(dc2)
+    grads.update({"Wx": gWx, "Ws": gWs})
+    if b is not None:
+        grads["b"] = gb
+    grads = {key: grads[key] for key in params}            # same keys, same order as params
+
+    extra = {} if alpha is None else {"clip_factors": alpha}
+    states = S[:, 1:]
+    cells = C[:, 1:] if lstm else None
+    if not batched:
+        E = float(E[0])
+        grads = {key: g[0] for key, g in grads.items()}
+        norms = {key: v[0] for key, v in norms.items()}
+        states, Y = states[0], Y[0]
+        cells = None if cells is None else cells[0]
+        extra = {key: v[0] for key, v in extra.items()}
+    return BPTTResult(loss=E, grads=grads, states=states, outputs=Y, step_norms=norms, cells=cells,
+                      extra=extra)

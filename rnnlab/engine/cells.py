@@ -1,0 +1,129 @@
+"""Recurrent cells: one step forward and, right beside it, one step backward.
+
+Shapes (R runs, B sequences, H hidden units, W in-flight error terms, see ``bptt``):
+
+    s_prev: (R, B, H)     Ws: (R, H, G)     G = H (rnn) or 4H (lstm)
+    delta:  (W, R, B, H)  the error dE/ds_t arriving at step t (W = 1 unless truncating)
+
+Vanilla RNN (the lecture):
+
+    z_t = x_t Wx + b + s_{t-1} Ws          (x_t Wx + b is precomputed for all t in one matmul)
+    s_t = phi(z_t)
+    backward:  dz_t = delta_t * phi'(z_t);   delta_{t-1} += dz_t Ws^T
+
+LSTM, gate order i, f, g, o at the API (PyTorch's); internally the columns are permuted to
+i, f, o, g so the three sigmoid gates are one contiguous slice:
+
+    a_t = x_t Wx + b + s_{t-1} Ws          i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g              s_t = o * tanh(c_t)
+    backward:  dc_t = dc_{t+1} * f_{t+1} + delta_t * o * (1 - tanh^2 c_t)
+               da_i = dc_t g i(1-i);  da_f = dc_t c_{t-1} f(1-f);  da_o = delta_t tanh(c_t) o(1-o)
+               da_g = dc_t i (1-g^2);  delta_{t-1} += da_t Ws^T;    dc_{t-1} <- dc_t * f_t
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+
+
+def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic sigmoid, overflow-free: sigma(a) = (1 + tanh(a/2)) / 2."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def phi(name: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """s = phi(z) for the vanilla cell, written into ``out``."""
+    if name == "tanh":
+        return np.tanh(z, out=out)
+    if name == "relu":
+        return np.maximum(z, 0, out=out)
+    if name == "sigmoid":
+        return sigmoid(z, out=out)
+    if name == "identity":
+        if out is not z:
+            out[...] = z
+        return out
+    raise ValueError(f"activation: got {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+def dphi(name: str, s: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """phi'(z) expressed through s = phi(z) (all four activations allow it), into ``out``.
+
+    tanh: 1 - s^2;  sigmoid: s (1 - s);  relu: [s > 0];  identity: 1.
+    """
+    if name == "tanh":
+        np.multiply(s, s, out=out)
+        np.subtract(1, out, out=out)
+    elif name == "sigmoid":
+        np.subtract(1, s, out=out)
+        out *= s
+    elif name == "relu":
+        np.greater(s, 0, out=out)
+    else:
+        out[...] = 1
+    return out
+
+
+# --------------------------------------------------------------------------------------- rnn
+
+def rnn_forward(s_prev, Ws, z, s, tmp, activation):
+    """z_t = (x_t Wx + b) + s_{t-1} Ws (``z`` holds x_t Wx + b on entry); s_t = phi(z_t).
+
+    s_prev: (R, B, H); Ws: (R, H, H); z, s, tmp: (R, B, H), written in place.
+    """
+    np.matmul(s_prev, Ws, out=tmp)
+    z += tmp
+    phi(activation, z, out=s)
+
+
+def rnn_backward(delta, dphi_t, WsT, dz):
+    """dz_t = delta_t * phi'(z_t);  returns dz_t Ws^T, the error flowing on to s_{t-1}.
+
+    delta: (W, R, B, H); dphi_t: (R, B, H); WsT: (R, H, H); dz: (W, R, B, H) written in place.
+    """
+    np.multiply(delta, dphi_t, out=dz)
+    return np.matmul(dz, WsT)
+
+
+# -------------------------------------------------------------------------------------- lstm
+
+def lstm_forward(s_prev, c_prev, Ws, a, c, tc, s, tmp):
+    """One LSTM step with internal gate order (i, f, o, g).
+
+    ``a`` holds x_t Wx + b on entry, (R, B, 4H); on exit the gate *activations* i, f, o, g.
+    c, tc, s: (R, B, H) receive c_t, tanh(c_t), s_t.
+    """
+    H = s.shape[-1]
+    np.matmul(s_prev, Ws, out=tmp)
+    a += tmp
+    sigmoid(a[..., :3 * H], out=a[..., :3 * H])          # i, f, o
+    np.tanh(a[..., 3 * H:], out=a[..., 3 * H:])          # g
+    i, f, o, g = a[..., :H], a[..., H:2 * H], a[..., 2 * H:3 * H], a[..., 3 * H:]
+    np.multiply(f, c_prev, out=c)                        # c_t = f c_{t-1} + i g
+    c += i * g
+    np.tanh(c, out=tc)                                   # s_t = o tanh(c_t)
+    np.multiply(o, tc, out=s)
+
+
+def lstm_backward(delta, dc, gates, c_prev, tc, WsT, da):
+    """One LSTM step backward (the mirror of ``lstm_forward``).
+
+    delta: (W, R, B, H) dE/ds_t; dc: (W, R, B, H) on entry the error reaching c_t from c_{t+1}
+    (dc_{t+1} * f_{t+1}), on exit the total dE/dc_t; gates: (R, B, 4H) activations (i, f, o, g);
+    c_prev, tc: (R, B, H) c_{t-1} and tanh(c_t); da: (W, R, B, 4H) receives dE/da_t.
+    Returns (da_t Ws^T, dc_t * f_t): the errors flowing on to s_{t-1} and c_{t-1}.
+    """
+    H = tc.shape[-1]
+    i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    dc += delta * o * (1 - tc * tc)                      # dc_t (total derivative)
+    np.multiply(dc, g * i * (1 - i), out=da[..., :H])                  # da_i
+    np.multiply(dc, c_prev * f * (1 - f), out=da[..., H:2 * H])        # da_f
+    np.multiply(delta, tc * o * (1 - o), out=da[..., 2 * H:3 * H])     # da_o
+    np.multiply(dc, i * (1 - g * g), out=da[..., 3 * H:])              # da_g
+    return np.matmul(da, WsT), dc * f

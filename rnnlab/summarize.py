@@ -1,0 +1,307 @@
+"""Per-run gradient statistics, the grouped summary table and its text renderings.
+
+Gradient statistics of a run come from ``ds``, the norm of dLoss/ds_t at time step ``t`` (1..T),
+recorded at one training step. With ``lag = T - t`` (how far the gradient travelled back):
+
+* ``T``, ``ds_1``, ``ds_T``: the sequence length and ``ds`` at the first and last time step;
+* ``grad_ratio = log10(ds_1 / ds_T)``: negative when gradients vanish, positive when they
+  explode. ``ds_1 == 0`` (underflow to zero) gives ``-inf``, reported as such: the gradient
+  vanished completely. ``ds_T`` zero or not finite gives NaN (no reference to compare with);
+* ``decay``: least-squares slope of ``log10 ds`` against ``lag`` (decades per time step,
+  negative = vanishing), fitted on the finite, positive ``ds`` only, so zeros from underflow are
+  left out instead of producing ``-inf`` in the fit; fewer than two usable points give NaN;
+* ``horizon``: the largest lag at which ``ds >= 1e-3 * ds_T`` (compared in log10 with a 1e-9
+  tolerance so that ``ds`` exactly at the threshold counts despite rounding); NaN when ``ds_T``
+  is zero or not finite. A horizon of ``T - 1`` means the gradient never fell below the threshold.
+
+Means in :func:`summarize` propagate infinities (a group holding a ``-inf`` grad_ratio has mean
+``-inf``), which keeps complete vanishing visible instead of silently averaging it away.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.errors import UserError
+
+STAT_COLUMNS = ["run_id", "step", "T", "ds_1", "ds_T", "grad_ratio", "decay", "horizon"]
+SUMMARY_COLUMNS = [
+    "n",
+    "solved",
+    "diverged",
+    "failed",
+    "loss",
+    "loss_sd",
+    "acc",
+    "acc_sd",
+    "clip_rate",
+    "grad_ratio",
+    "decay",
+    "decay_sd",
+    "horizon",
+]
+_LOG_TOL = 1e-9
+
+
+def run_gradient_stats(
+    grad_norms: pd.DataFrame | None, step: int | None = None, threshold: float = 1e-3
+) -> pd.DataFrame:
+    """One row per run (sorted by run_id) with the statistics of the module docstring.
+
+    ``step`` selects the training step; by default each run's first recorded step
+    (initialisation). ``threshold`` is the relative level that defines ``horizon``.
+    """
+    if grad_norms is None or len(grad_norms) == 0:
+        return _empty_stats()
+    g = grad_norms[["run_id", "step", "t", "ds"]]
+    if step is None:
+        g = g[g["step"] == g.groupby("run_id")["step"].transform("min")]
+    else:
+        g = g[g["step"] == step]
+    if len(g) == 0:
+        return _empty_stats()
+    codes, ids = pd.factorize(g["run_id"], sort=True)
+    n = len(ids)
+    t = g["t"].to_numpy(dtype=np.int64)
+    ds = g["ds"].to_numpy(dtype=float, na_value=np.nan)
+    steps = g["step"].to_numpy(dtype=np.int64)
+
+    T = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(T, codes, t)
+    t_first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(t_first, codes, t)
+    run_step = np.zeros(n, dtype=np.int64)
+    run_step[codes] = steps
+    lag = (T[codes] - t).astype(float)
+
+    ds_T = np.full(n, np.nan)
+    at_T = t == T[codes]
+    ds_T[codes[at_T]] = ds[at_T]
+    ds_1 = np.full(n, np.nan)
+    at_1 = t == t_first[codes]
+    ds_1[codes[at_1]] = ds[at_1]
+    ref_ok = np.isfinite(ds_T) & (ds_T > 0)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_T = np.where(ref_ok, np.log10(np.where(ref_ok, ds_T, 1.0)), np.nan)
+        log_1 = np.where(ds_1 >= 0, np.log10(np.abs(ds_1)), np.nan)
+        grad_ratio = log_1 - log_T
+
+    usable = np.isfinite(ds) & (ds > 0)
+    c, x = codes[usable], lag[usable]
+    y = np.log10(ds[usable])
+    cnt = np.bincount(c, minlength=n).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx = np.bincount(c, weights=x, minlength=n) / cnt
+        my = np.bincount(c, weights=y, minlength=n) / cnt
+        dx, dy = x - mx[c], y - my[c]
+        sxx = np.bincount(c, weights=dx * dx, minlength=n)
+        sxy = np.bincount(c, weights=dx * dy, minlength=n)
+        decay = np.where((cnt >= 2) & (sxx > 0), sxy / sxx, np.nan)
+
+    above = y - log_T[c] >= math.log10(threshold) - _LOG_TOL
+    horizon = np.full(n, -1.0)
+    np.maximum.at(horizon, c[above], x[above])
+    horizon[~ref_ok | (horizon < 0)] = np.nan
+
+    return pd.DataFrame(
+        {
+            "run_id": pd.Series(np.asarray(ids), dtype="str"),
+            "step": run_step,
+            "T": T,
+            "ds_1": ds_1,
+            "ds_T": ds_T,
+            "grad_ratio": grad_ratio,
+            "decay": decay,
+            "horizon": horizon,
+        }
+    )
+
+
+def _empty_stats() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": pd.Series([], dtype="str"),
+            "step": pd.Series([], dtype="int64"),
+            "T": pd.Series([], dtype="int64"),
+            **{c: pd.Series([], dtype=float) for c in STAT_COLUMNS[3:]},
+        }
+    )
+
+
+def _floats(values) -> np.ndarray:
+    """Floats of a column that may hold bools, None, pd.NA or NaN (missing -> NaN)."""
+    return np.array([np.nan if _missing(v) else float(v) for v in values], dtype=float)
+
+
+def _missing(v: object) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, float | np.floating) and math.isnan(v)
+
+
+def summarize(
+    runs: pd.DataFrame,
+    grad_norms: pd.DataFrame | None,
+    by: list[str] | None = None,
+    step: int | None = None,
+) -> pd.DataFrame:
+    """Summary table: one row per group of runs, sorted by the group keys (missing keys first).
+
+    ``by`` defaults to the swept columns (the run columns whose name contains a '.'), in their
+    order; an empty list gives one row for all runs. Columns: the keys, then ``n`` (runs),
+    ``solved`` and ``diverged`` (fractions of the runs that did not fail), ``failed`` (count),
+    means and sample standard deviations of final loss, accuracy, clip rate and the gradient
+    statistics of :func:`run_gradient_stats` at training step ``step``. Failed runs count in
+    ``n`` and ``failed`` only.
+    """
+    if by is None:
+        by = [c for c in runs.columns if "." in str(c)]
+    missing = [c for c in by if c not in runs.columns]
+    if missing:
+        available = ", ".join(str(c) for c in runs.columns)
+        raise UserError(f"cannot group by {missing[0]!r}: no such run column; have: {available}")
+    by = list(dict.fromkeys(by))
+    runs = runs.reset_index(drop=True)
+    stats = run_gradient_stats(grad_norms, step=step).set_index("run_id")
+    ids = runs["run_id"].astype(str)
+
+    status = runs["status"].astype(object) if "status" in runs else pd.Series([None] * len(runs))
+    failed = (status == "failed").to_numpy()
+
+    def column(name: str) -> np.ndarray:
+        vals = _floats(runs[name]) if name in runs.columns else np.full(len(runs), np.nan)
+        vals[failed] = np.nan
+        return vals
+
+    def stat(name: str) -> np.ndarray:
+        vals = stats[name].reindex(ids).to_numpy(dtype=float, copy=True)
+        vals[failed] = np.nan
+        return vals
+
+    diverged = (status == "diverged").to_numpy(dtype=float)
+    diverged[failed] = np.nan
+    vals = pd.DataFrame(
+        {
+            "_failed": failed.astype(np.int64),
+            "_solved": column("solved"),
+            "_diverged": diverged,
+            "_loss": column("final_loss"),
+            "_acc": column("accuracy"),
+            "_clip": column("clip_rate"),
+            "_ratio": stat("grad_ratio"),
+            "_decay": stat("decay"),
+            "_horizon": stat("horizon"),
+        }
+    )
+    keys = by if by else ["_all"]
+    frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
+    frame = frame.sort_values(keys, na_position="first", kind="mergesort")
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        n=("_failed", "size"),
+        solved=("_solved", "mean"),
+        diverged=("_diverged", "mean"),
+        failed=("_failed", "sum"),
+        loss=("_loss", "mean"),
+        loss_sd=("_loss", "std"),
+        acc=("_acc", "mean"),
+        acc_sd=("_acc", "std"),
+        clip_rate=("_clip", "mean"),
+        grad_ratio=("_ratio", "mean"),
+        decay=("_decay", "mean"),
+        decay_sd=("_decay", "std"),
+        horizon=("_horizon", "mean"),
+    )
+    out = out.reset_index()
+    if not by:
+        out = out.drop(columns="_all")
+    out["n"] = out["n"].astype(np.int64)
+    out["failed"] = out["failed"].astype(np.int64)
+    return out[by + SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def format_value(x: object, missing: str = "-") -> str:
+    """Text of one table cell: floats to 4 significant digits, ints exact, missing -> ``missing``.
+
+    Deterministic across machines: ``0.1235``, ``30``, ``1.235e+04``, ``inf``, ``-inf``;
+    bools are ``true``/``false``; -0 prints as 0.
+    """
+    if _missing(x):
+        return missing
+    if isinstance(x, bool | np.bool_):
+        return "true" if x else "false"
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        text = format(x, ".4g")
+        return "0" if text == "-0" else text
+    return str(x)
+
+
+def _json_value(x: object) -> object:
+    if _missing(x):
+        return None
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        rounded = float(format_value(x))
+        if math.isinf(rounded):  # infinite, or rounded past the largest float
+            return "inf" if x > 0 else "-inf"
+        return rounded
+    return str(x)
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """Text of ``table`` as ``"csv"``, ``"markdown"`` (GitHub pipe table) or ``"json"``.
+
+    Numbers have 4 significant digits so reruns on other machines print identical text. Missing
+    values are empty in CSV, ``-`` in markdown and ``null`` in JSON; JSON writes infinities as
+    the strings ``"inf"``/``"-inf"`` (JSON has no infinity).
+    """
+    columns = [str(c) for c in table.columns]
+    rows = list(table.itertuples(index=False, name=None))
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([format_value(v, missing="") for v in row])
+        return buf.getvalue()
+    if fmt == "json":
+        records = [dict(zip(columns, map(_json_value, row), strict=True)) for row in rows]
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "markdown":
+        return _markdown(table, columns, rows)
+    raise UserError(f"unknown format {fmt!r}; allowed: csv, markdown, json")
+
+
+def _markdown(table: pd.DataFrame, columns: list[str], rows: list[tuple]) -> str:
+    cells = [[format_value(v).replace("|", "\\|") for v in row] for row in rows]
+    header = [c.replace("|", "\\|") for c in columns]
+    right = [
+        pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+        for c in table.columns
+    ]
+    widths = [max([3, len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
+    def line(values: list[str]) -> str:
+        padded = [
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    sep = ["-" * (w - 1) + ":" if r else "-" * w for w, r in zip(widths, right, strict=True)]
+    return "\n".join([line(header), line(sep), *(line(r) for r in cells)]) + "\n"

@@ -1,0 +1,168 @@
+"""The BPTT engine: the lecture's example, run axis, dtypes, per-step norms, bad input."""
+
+import numpy as np
+import pytest
+
+from rnnlab.engine import bptt, init_params, term_norms
+
+
+def small(rng, cell="rnn", I=2, H=3, O=2, T=3, B=2, scale=1.0):
+    p = init_params(rng, cell=cell, input_size=I, hidden=H, output_size=O, scale=scale)
+    p = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()}
+    x = rng.standard_normal((T, B, I))
+    d = np.eye(O)[rng.integers(0, O, (T, B))]
+    return p, x, d
+
+
+def test_lecture_n3_example_written_out():
+    """dE_3/dWs = sum_{i=1..3} dE_3/dy_3 . dy_3/ds_i . ds_i/dWs, term by term, by hand."""
+    rng = np.random.default_rng(3)
+    p, x, d = small(rng, T=3, B=1)
+    Wx, Ws, Wy, b, by = p["Wx"], p["Ws"], p["Wy"], p["b"], p["by"]
+    s0 = np.zeros((1, 3))
+    s1 = np.tanh(x[0] @ Wx + s0 @ Ws + b)
+    s2 = np.tanh(x[1] @ Wx + s1 @ Ws + b)
+    s3 = np.tanh(x[2] @ Wx + s2 @ Ws + b)
+    y3 = np.exp(s3 @ Wy + by)
+    y3 /= y3.sum()
+    E3 = np.sum((d[2] - y3) ** 2)
+    dE_dy = -2 * (d[2] - y3)                                 # dE_3/dy_3
+    dy_dl = np.diag(y3[0]) - np.outer(y3[0], y3[0])         # softmax Jacobian
+    delta3 = (dE_dy @ dy_dl) @ Wy.T                          # dE_3/ds_3
+    dz3 = delta3 * (1 - s3 ** 2)
+    delta2 = dz3 @ Ws.T                                      # ... . ds_3/ds_2
+    dz2 = delta2 * (1 - s2 ** 2)
+    delta1 = dz2 @ Ws.T                                      # ... . ds_2/ds_1
+    dz1 = delta1 * (1 - s1 ** 2)
+    terms = [s0.T @ dz1, s1.T @ dz2, s2.T @ dz3]             # ds_i/dWs for i = 1, 2, 3
+    res = bptt(p, x, d)
+    assert res.loss == pytest.approx(E3, rel=1e-14)
+    np.testing.assert_allclose(res.grads["Ws"], sum(terms), rtol=1e-12)
+    np.testing.assert_allclose(res.step_norms["dWs"], [np.linalg.norm(m) for m in terms],
+                               rtol=1e-12)
+    np.testing.assert_allclose(res.step_norms["ds"],
+                               [np.linalg.norm(v) for v in (delta1, delta2, delta3)], rtol=1e-12)
+    assert res.step_norms["dWs"][0] == 0                     # s_0 = 0: the first term vanishes
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
+                                {"loss": "ce", "clip_step": 0.05}])
+def test_batched_equals_one_at_a_time(cell, kw):
+    rng = np.random.default_rng(1)
+    R, T, B = 5, 7, 4
+    runs = [small(rng, cell=cell, T=T, B=B, scale=s) for s in np.linspace(0.5, 2.5, R)]
+    P = {k: np.stack([r[0][k] for r in runs]) for k in runs[0][0]}
+    X, D = np.stack([r[1] for r in runs]), np.stack([r[2] for r in runs])
+    thresholds = np.linspace(0.05, 1.0, R) if "clip_step" in kw else None
+    if thresholds is not None:
+        kw = dict(kw, clip_step=thresholds)
+    batch = bptt(P, X, D, cell=cell, **kw)
+    for r, (p, x, d) in enumerate(runs):
+        one_kw = dict(kw, clip_step=thresholds[r]) if thresholds is not None else kw
+        one = bptt(p, x, d, cell=cell, **one_kw)
+        assert batch.loss[r] == pytest.approx(one.loss, rel=1e-12)
+        for k in p:
+            np.testing.assert_allclose(batch.grads[k][r], one.grads[k], rtol=1e-12, atol=1e-300)
+        for k in one.step_norms:
+            np.testing.assert_allclose(batch.step_norms[k][r], one.step_norms[k], rtol=1e-12)
+        np.testing.assert_allclose(batch.states[r], one.states, rtol=1e-12)
+
+
+def test_shared_data_broadcasts_over_runs():
+    rng = np.random.default_rng(2)
+    p1, x, d = small(rng, T=5)
+    p2, _, _ = small(rng, T=5)
+    P = {k: np.stack([p1[k], p2[k]]) for k in p1}
+    res = bptt(P, x, d)
+    assert res.loss.shape == (2,) and res.step_norms["ds"].shape == (2, 5)
+    assert res.loss[1] == pytest.approx(bptt(p2, x, d).loss, rel=1e-12)
+    # shared params with per-run data: results carry the run axis too
+    res2 = bptt(p1, np.stack([x, 2 * x]), d)
+    assert res2.grads["Ws"].shape == (2, 3, 3)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_float32_stays_float32(cell):
+    rng = np.random.default_rng(0)
+    p, x, d = small(rng, cell=cell, T=4)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    res = bptt(p32, x.astype(np.float32), d.astype(np.float32), cell=cell)
+    assert all(g.dtype == np.float32 for g in res.grads.values())
+    assert all(v.dtype == np.float32 for v in res.step_norms.values())
+    assert res.states.dtype == np.float32
+    res64 = bptt(p, x, d, cell=cell)
+    np.testing.assert_allclose(res.grads["Ws"], res64.grads["Ws"], rtol=1e-3, atol=1e-5)
+
+
+def test_truncation_zeroes_errors_outside_the_window():
+    rng = np.random.default_rng(4)
+    p, x, d = small(rng, T=10)
+    res = bptt(p, x, d, truncate=3)
+    assert np.all(res.step_norms["ds"][:7] == 0) and np.all(res.step_norms["ds"][7:] > 0)
+    full = bptt(p, x, d)
+    np.testing.assert_allclose(res.step_norms["ds"][7:], full.step_norms["ds"][7:], rtol=1e-12)
+    assert bptt(p, x, d, truncate=10).grads["Ws"] == pytest.approx(full.grads["Ws"])
+
+
+def test_clip_step_bounds_every_sequence_error():
+    rng = np.random.default_rng(5)
+    p, x, d = small(rng, T=12, B=4, H=6, scale=3.0)
+    c = 1e-3
+    res = bptt(p, x, d, clip_step=c, loss_at="all")
+    assert np.all(res.step_norms["ds"] <= c * np.sqrt(4) * (1 + 1e-12))
+    assert (res.extra["clip_factors"] < 1).any()
+    free = bptt(p, x, d, clip_step=np.inf, loss_at="all")
+    np.testing.assert_allclose(free.grads["Ws"], bptt(p, x, d, loss_at="all").grads["Ws"])
+
+
+def test_lstm_reports_cell_error_norms():
+    rng = np.random.default_rng(6)
+    p, x, d = small(rng, cell="lstm", T=6)
+    res = bptt(p, x, d, cell="lstm")
+    assert set(res.step_norms) == {"ds", "dWs", "dWx", "dc"}
+    assert np.all(res.step_norms["dc"] > 0)
+    assert res.cells.shape == (6, 2, 3)
+
+
+@pytest.mark.parametrize("B,H", [(2, 16), (16, 2), (5, 5)])
+def test_term_norms_gram_and_direct_paths(B, H):
+    rng = np.random.default_rng(7)
+    a, z = rng.standard_normal((3, 4, B, H)), rng.standard_normal((3, 4, B, H + 1))
+    want = np.linalg.norm(np.einsum("rtbp,rtbq->rtpq", a, z), axis=(-2, -1))
+    np.testing.assert_allclose(term_norms(a, z), want, rtol=1e-12)
+    np.testing.assert_allclose(term_norms(a, z, budget=1), want, rtol=1e-12)   # chunked
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda p, x, d: ({**p, "Ws": p["Ws"][:2]}, x, d), "Ws: got shape"),
+    (lambda p, x, d: (p, x[..., :1], d), "x: got shape"),
+    (lambda p, x, d: (p, x, d[:2]), "d: got shape"),
+    (lambda p, x, d: ({**p, "Wq": p["Ws"]}, x, d), "unknown keys"),
+    (lambda p, x, d: (p, np.where(x > 0, np.nan, x), d), "x: got non-finite"),
+    (lambda p, x, d: ({**p, "Ws": p["Ws"] * np.inf}, x, d), "Ws: got non-finite"),
+])
+def test_bad_input_names_the_argument(mutate, match):
+    p, x, d = small(np.random.default_rng(8))
+    with pytest.raises(ValueError, match=match):
+        bptt(*mutate(p, x, d))
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"cell": "gru"}, "cell: got 'gru'"), ({"activation": "elu"}, "activation"),
+    ({"loss": "hinge"}, "loss"), ({"output": "linear", "loss": "ce"}, "'ce' only with"),
+    ({"truncate": 0}, "truncate"), ({"clip_step": 0.0}, "clip_step"),
+    ({"loss_at": "first"}, "loss_at"),
+])
+def test_bad_options(kw, match):
+    p, x, d = small(np.random.default_rng(9))
+    with pytest.raises(ValueError, match=match):
+        bptt(p, x, d, **kw)
+
+
+def test_mismatched_run_axes():
+    rng = np.random.default_rng(10)
+    p, x, d = small(rng)
+    P = {k: np.stack([v, v, v]) for k, v in p.items()}
+    with pytest.raises(ValueError, match="run axis"):
+        bptt(P, np.stack([x, x]), d)

@@ -1,0 +1,67 @@
+"""Finite-difference checks of every engine configuration (float64, max relative error < 1e-6)."""
+
+import itertools
+
+import pytest
+
+from rnnlab.gradcheck import check
+
+HEADS = [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")]
+CONFIGS = [("rnn", a) for a in ("tanh", "relu", "sigmoid", "identity")] + [("lstm", "tanh")]
+VARIANTS = {  # name: (truncate, clip_step, runs)
+    "exact": (None, None, None),
+    "truncate": (3, None, None),
+    "clip_step": (None, 0.05, None),
+    "truncate+clip": (2, 0.05, None),
+    "runs": (None, None, 3),
+    "runs+truncate+clip": (3, 0.05, 2),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("loss_at", ["last", "all"])
+@pytest.mark.parametrize("head", HEADS, ids=lambda h: "/".join(h))
+@pytest.mark.parametrize("cell_act", CONFIGS, ids=lambda c: "-".join(c))
+def test_finite_differences(cell_act, head, loss_at, variant):
+    cell, activation = cell_act
+    output, loss = head
+    truncate, clip_step, runs = VARIANTS[variant]
+    res = check(cell=cell, activation=activation, output=output, loss=loss, loss_at=loss_at,
+                truncate=truncate, clip_step=clip_step, runs=runs, seq_len=6, scale=1.3)
+    assert res.ok, res.errors
+
+
+def test_clipping_is_active_in_the_clip_variants():
+    """The clip_step checks above must actually clip, or they would test nothing new."""
+    import numpy as np
+
+    from rnnlab.engine import bptt, init_params
+
+    rng = np.random.default_rng(0)
+    p = init_params(rng, input_size=3, hidden=4, output_size=3, scale=1.3)
+    x = rng.standard_normal((6, 3, 3))
+    d = np.eye(3)[rng.integers(0, 3, (6, 3))]
+    res = bptt(p, x, d, clip_step=0.05, loss_at="all")
+    assert (res.extra["clip_factors"] < 1).any()
+
+
+def test_check_detects_a_wrong_gradient(monkeypatch):
+    """The checker itself can fail: corrupt the engine's Ws gradient and it must say so."""
+    import rnnlab.gradcheck as gc
+
+    real = gc.bptt
+
+    def broken(*a, **k):
+        res = real(*a, **k)
+        res.grads["Ws"] = res.grads["Ws"] * 1.001
+        return res
+
+    monkeypatch.setattr(gc, "bptt", broken)
+    res = check()
+    assert not res.ok and res.errors["Ws"] > 1e-4
+
+
+@pytest.mark.parametrize("cell,truncate", list(itertools.product(["rnn", "lstm"], [1, 5, 100])))
+def test_truncation_extremes(cell, truncate):
+    res = check(cell=cell, loss_at="all", truncate=truncate, seq_len=5)
+    assert res.ok, res.errors
