@@ -137,16 +137,21 @@ def _normalise(obj: Any) -> Any:
     return obj
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, floats at 12 significant digits: the text that gets hashed."""
-    return json.dumps(
-        _normalise(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    return _dumps(_normalise(obj))
 
 
 def run_id(config: RunConfig) -> str:
     """12 hex characters of the sha256 of the run's canonical JSON (seed included)."""
-    return hashlib.sha256(canonical_json(config.to_dict()).encode()).hexdigest()[:12]
+    # A RunConfig's floats are normalised by validation, so canonical_json's pass is not needed.
+    return hashlib.sha256(_dumps(config.to_dict()).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- public types
@@ -257,7 +262,7 @@ class Experiment:
         origin = {k: (a.file, w) for a in self._axes for k, w in zip(a.keys, a.wheres, strict=True)}
         specs = []
         for combo in itertools.product(*(a.points for a in self._axes)):
-            cfg: dict[str, Any] = copy.deepcopy(sections)
+            cfg: dict[str, Any] = _copy_tree(sections)
             swept = {}
             for axis, point in zip(self._axes, combo, strict=True):
                 for key, value in zip(axis.keys, point, strict=True):
@@ -385,6 +390,11 @@ def _validate(model: type[BaseModel], raw: dict, locate) -> Any:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise convert_validation_error(exc, model, locate) from None
+
+
+def _copy_tree(tree: dict) -> dict:
+    """A copy of nested dicts (leaves shared): much faster than deepcopy for configs."""
+    return {k: _copy_tree(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def _assign(tree: dict, key: str, value: Any) -> None:

@@ -63,8 +63,10 @@ def test_valid_file_round_trip(tmp_path):
     again = {k: manifest[k] for k in ("name", "seed", "repeats", "model", "task", "train")}
     again["sweep"] = {
         "task.seq_len": [v[0] for v in manifest["axes"][0]["values"]],
-        "zip": {k: [v[i] for v in manifest["axes"][1]["values"]]
-                for i, k in enumerate(manifest["axes"][1]["keys"])},
+        "zip": {
+            k: [v[i] for v in manifest["axes"][1]["values"]]
+            for i, k in enumerate(manifest["axes"][1]["keys"])
+        },
     }
     exp2 = load_experiment(write(tmp_path, again, "again.yaml"))
     assert [r.run_id for r in exp2.runs()] == [r.run_id for r in exp.runs()]
@@ -76,16 +78,35 @@ def test_defaults():
     m, t, tr = exp.model, exp.task, exp.train
     assert (exp.description, exp.seed, exp.repeats, exp.axes) == ("", 0, 1, [])
     assert (m.cell, m.activation, m.hidden, m.init, m.weight_scale) == (
-        "rnn", "tanh", 32, "orthogonal", 1.0)
+        "rnn",
+        "tanh",
+        32,
+        "orthogonal",
+        1.0,
+    )
     assert (m.bias, m.forget_bias, m.output, m.dtype) == (True, 1.0, None, "float64")
     assert (t.name, t.seq_len, t.batch, t.eval_batch) == ("recall", 10, 32, 1000)
     assert (t.symbols, t.noise, t.placement, t.input_size, t.copy_len) == (None,) * 5
-    assert (tr.steps, tr.optimizer, tr.lr, tr.momentum, tr.nesterov) == (500, "adam", 0.01, 0.9,
-                                                                         False)
+    assert (tr.steps, tr.optimizer, tr.lr, tr.momentum, tr.nesterov) == (
+        500,
+        "adam",
+        0.01,
+        0.9,
+        False,
+    )
     assert (tr.beta1, tr.beta2, tr.eps, tr.tbptt, tr.loss_at, tr.log_every) == (
-        0.9, 0.999, 1e-8, None, None, 10)
-    assert (tr.clip.mode, tr.clip.threshold, tr.clip.threshold_or_inf) == ("norm", None,
-                                                                          float("inf"))
+        0.9,
+        0.999,
+        1e-8,
+        None,
+        None,
+        10,
+    )
+    assert (tr.clip.mode, tr.clip.threshold, tr.clip.threshold_or_inf) == (
+        "norm",
+        None,
+        float("inf"),
+    )
     [run] = exp.runs()
     assert run.seed == 0 and run.repeat == 0 and run.swept == {}
     assert run.config.model == m and run.config.to_dict()["seed"] == 0
@@ -116,44 +137,86 @@ def test_range_forms_on_float_key(form, expected):
 
 
 def test_range_forms_on_int_key():
-    exp = parse(minimal(sweep={"model.hidden": {"linspace": [10, 40, 4]},
-                               "task.seq_len": {"logspace": [1, 2, 2]},
-                               "task.batch": {"range": [1, 3]}}))
-    assert [a.values for a in exp.axes] == [[(10,), (20,), (30,), (40,)], [(10,), (100,)],
-                                            [(1,), (2,)]]
+    exp = parse(
+        minimal(
+            sweep={
+                "model.hidden": {"linspace": [10, 40, 4]},
+                "task.seq_len": {"logspace": [1, 2, 2]},
+                "task.batch": {"range": [1, 3]},
+            }
+        )
+    )
+    assert [a.values for a in exp.axes] == [
+        [(10,), (20,), (30,), (40,)],
+        [(10,), (100,)],
+        [(1,), (2,)],
+    ]
     assert all(type(v) is int for a in exp.axes for (v,) in a.values)
 
 
 def test_linspace_normalised_to_12_digits():
-    exp = parse(minimal(sweep={"train.lr": {"linspace": [0.1, 0.3, 3]},
-                               "train.momentum": {"linspace": [0, 0.3, 4]}}))
+    exp = parse(
+        minimal(
+            sweep={
+                "train.lr": {"linspace": [0.1, 0.3, 3]},
+                "train.momentum": {"linspace": [0, 0.3, 4]},
+            }
+        )
+    )
     assert exp.axes[0].values == [(0.1,), (0.2,), (0.3,)]
     assert exp.axes[1].values == [(0.0,), (0.1,), (0.2,), (0.3,)]
-    same = parse(minimal(sweep={"train.lr": [0.1, 0.2, 0.30000000000000004],
-                                "train.momentum": [0.0, 0.1, 0.2, 0.3]}))
+    same = parse(
+        minimal(
+            sweep={
+                "train.lr": [0.1, 0.2, 0.30000000000000004],
+                "train.momentum": [0.0, 0.1, 0.2, 0.3],
+            }
+        )
+    )
     assert [r.run_id for r in same.runs()] == [r.run_id for r in exp.runs()]
 
 
 def test_zip_mapping_and_list_of_mappings():
     one = parse(minimal(sweep={"zip": {"model.hidden": [4, 8], "train.lr": [0.1, 0.2]}}))
     assert one.axes[0].keys == ("model.hidden", "train.lr") and one.grid_size == 2
-    assert [r.swept for r in one.runs()] == [{"model.hidden": 4, "train.lr": 0.1},
-                                             {"model.hidden": 8, "train.lr": 0.2}]
-    two = parse(minimal(sweep={"zip": [{"model.hidden": [4, 8], "train.lr": [0.1, 0.2]},
-                                       {"task.seq_len": [5, 6, 7], "task.batch": [1, 2, 3]}]}))
+    assert [r.swept for r in one.runs()] == [
+        {"model.hidden": 4, "train.lr": 0.1},
+        {"model.hidden": 8, "train.lr": 0.2},
+    ]
+    two = parse(
+        minimal(
+            sweep={
+                "zip": [
+                    {"model.hidden": [4, 8], "train.lr": [0.1, 0.2]},
+                    {"task.seq_len": [5, 6, 7], "task.batch": [1, 2, 3]},
+                ]
+            }
+        )
+    )
     assert two.grid_size == 6 and len(two.axes) == 2
 
 
 def test_product_size_and_deterministic_order():
-    data = minimal(repeats=3, seed=10, sweep={"task.seq_len": [5, 6], "model.cell": ["rnn", "lstm"],
-                                              "train.lr": [0.1, 0.2, 0.3]})
+    data = minimal(
+        repeats=3,
+        seed=10,
+        sweep={"task.seq_len": [5, 6], "model.cell": ["rnn", "lstm"], "train.lr": [0.1, 0.2, 0.3]},
+    )
     exp = parse(data)
     runs = exp.runs()
     assert exp.grid_size == 12 and len(runs) == 36
-    assert [(r.swept["task.seq_len"], r.swept["model.cell"], r.swept["train.lr"], r.repeat)
-            for r in runs[:7]] == [
-        (5, "rnn", 0.1, 0), (5, "rnn", 0.1, 1), (5, "rnn", 0.1, 2), (5, "rnn", 0.2, 0),
-        (5, "rnn", 0.2, 1), (5, "rnn", 0.2, 2), (5, "rnn", 0.3, 0)]
+    assert [
+        (r.swept["task.seq_len"], r.swept["model.cell"], r.swept["train.lr"], r.repeat)
+        for r in runs[:7]
+    ] == [
+        (5, "rnn", 0.1, 0),
+        (5, "rnn", 0.1, 1),
+        (5, "rnn", 0.1, 2),
+        (5, "rnn", 0.2, 0),
+        (5, "rnn", 0.2, 1),
+        (5, "rnn", 0.2, 2),
+        (5, "rnn", 0.3, 0),
+    ]
     assert [r.seed for r in runs[:3]] == [10, 11, 12]
     assert list(runs[0].swept) == exp.swept_keys == ["task.seq_len", "model.cell", "train.lr"]
     assert len({r.run_id for r in runs}) == 36
@@ -164,8 +227,10 @@ def test_product_size_and_deterministic_order():
 
 def test_run_id_is_stable():
     config = RunConfig(
-        model=ModelConfig(hidden=8), task=TaskConfig(name="adding", placement="halves"),
-        train=TrainConfig(lr=0.003, clip=ClipConfig(threshold=1.0)), seed=7,
+        model=ModelConfig(hidden=8),
+        task=TaskConfig(name="adding", placement="halves"),
+        train=TrainConfig(lr=0.003, clip=ClipConfig(threshold=1.0)),
+        seed=7,
     )
     # Hard-coded: a change here means every stored run id changes (a results-format break).
     text = (
@@ -192,9 +257,17 @@ def test_int_and_float_give_the_same_id():
 
 def test_set_overrides(tmp_path):
     path = write(tmp_path, VALID)
-    exp = load_experiment(path, sets=["model.hidden=128", "train.clip.threshold=null",
-                                      "train.eps=1e-3", "model.output=softmax",
-                                      "train={nesterov: true, tbptt: 4}", "description=other"])
+    exp = load_experiment(
+        path,
+        sets=[
+            "model.hidden=128",
+            "train.clip.threshold=null",
+            "train.eps=1e-3",
+            "model.output=softmax",
+            "train={nesterov: true, tbptt: 4}",
+            "description=other",
+        ],
+    )
     assert exp.train.clip.threshold is None and exp.train.clip.threshold_or_inf == float("inf")
     assert exp.train.nesterov is True and exp.train.tbptt == 4 and exp.model.output == "softmax"
     assert exp.train.eps == 0.001 and exp.description == "other"
@@ -204,11 +277,23 @@ def test_set_overrides(tmp_path):
 
 
 def test_sweep_overrides():
-    exp = parse(VALID, sweeps=["task.seq_len=10,20,40", "train.lr=[0.5, 0.25]",
-                               "model.weight_scale={linspace: [0.5, 1.5, 3]}",
-                               "train.clip.threshold=null,1,2.5", "model.output=softmax"])
-    assert exp.swept_keys == ["task.seq_len", "train.lr", "model.weight_scale",
-                              "train.clip.threshold", "model.output"]
+    exp = parse(
+        VALID,
+        sweeps=[
+            "task.seq_len=10,20,40",
+            "train.lr=[0.5, 0.25]",
+            "model.weight_scale={linspace: [0.5, 1.5, 3]}",
+            "train.clip.threshold=null,1,2.5",
+            "model.output=softmax",
+        ],
+    )
+    assert exp.swept_keys == [
+        "task.seq_len",
+        "train.lr",
+        "model.weight_scale",
+        "train.clip.threshold",
+        "model.output",
+    ]
     vals = {a.keys[0]: [v for (v,) in a.values] for a in exp.axes}
     assert vals["task.seq_len"] == [10, 20, 40]  # replaced in place
     assert vals["train.lr"] == [0.5, 0.25]  # replaced the whole zip axis (model.hidden goes too)
@@ -224,6 +309,32 @@ def test_sweep_then_set_is_pinned_and_sweep_after_set_wins():
     assert exp.swept_keys == ["task.seq_len"]
 
 
+def test_cli_zip_sweep_and_runspec_hash():
+    exp = parse(
+        minimal(), sweeps=["zip={model.hidden: [4, 8], train.lr: {linspace: [0.1, 0.2, 2]}}"]
+    )
+    assert exp.axes[0].keys == ("model.hidden", "train.lr")
+    assert exp.axes[0].values == [(4, 0.1), (8, 0.2)]
+    runs = exp.runs()
+    assert len(set(runs)) == 2 and runs[0] == exp.runs()[0]
+
+
+def test_task_mismatch_inside_grid_blames_the_swept_key():
+    data = minimal(task={"name": "temporal_order"}, sweep={"task.seq_len": [10, 5]})
+    with pytest.raises(
+        ConfigError, match=r"sweep\.task\.seq_len: got 5; allowed: an integer >= 10"
+    ):
+        parse(data)
+    data = minimal(task={"seq_len": 5}, sweep={"task.name": ["recall", "temporal_order"]})
+    with pytest.raises(ConfigError, match=r"sweep\.task\.name: got 'temporal_order'; allowed: a"):
+        parse(data)
+
+
+def test_int_and_float_in_one_axis_are_duplicates():
+    with pytest.raises(ConfigError, match="distinct values"):
+        parse(minimal(sweep={"model.weight_scale": [1, 1.0]}))
+
+
 def test_profiles():
     exp = parse(VALID, profile="quick")
     assert exp.profile == "quick" and exp.repeats == 1 and exp.train.steps == 5
@@ -235,13 +346,27 @@ def test_profiles():
 
 
 def test_shape_key_groups_stackable_runs():
-    exp = parse(minimal(sweep={"train.lr": [0.1, 0.2], "model.weight_scale": [0.5, 1.0],
-                               "train.clip.threshold": [None, 1.0], "model.init": ["gaussian",
-                                                                                   "identity"]},
-                        repeats=2))
+    exp = parse(
+        minimal(
+            sweep={
+                "train.lr": [0.1, 0.2],
+                "model.weight_scale": [0.5, 1.0],
+                "train.clip.threshold": [None, 1.0],
+                "model.init": ["gaussian", "identity"],
+            },
+            repeats=2,
+        )
+    )
     assert len({r.config.shape_key() for r in exp.runs()}) == 1
-    exp = parse(minimal(sweep={"model.hidden": [4, 8], "task.seq_len": [3, 4],
-                               "train.clip.mode": ["norm", "value"]}))
+    exp = parse(
+        minimal(
+            sweep={
+                "model.hidden": [4, 8],
+                "task.seq_len": [3, 4],
+                "train.clip.mode": ["norm", "value"],
+            }
+        )
+    )
     keys = [r.config.shape_key() for r in exp.runs()]
     assert len(set(keys)) == 8 and all(hash(k) is not None for k in keys)
 
@@ -260,14 +385,17 @@ def test_fingerprint():
 
 
 def test_large_grid_needs_yes():
-    data = minimal(sweep={"model.hidden": {"range": [1, 101]}, "task.seq_len": {"range": [1, 101]}},
-                   repeats=2)
-    assert len(parse(data, yes=True).runs()) == 20_000
-    assert parse(data, max_runs=20_000).grid_size == 10_000
+    data = minimal(sweep={"model.hidden": {"range": [1, 31]}, "task.seq_len": [1, 2]}, repeats=3)
+    with pytest.raises(ConfigError, match=r"180 runs \(60 grid points x 3 repeats\)"):
+        parse(data, max_runs=100)
+    assert len(parse(data, max_runs=100, yes=True).runs()) == 180
+    assert parse(data, max_runs=180).grid_size == 60
+    assert parse(data).grid_size == 60  # default max_runs is 10_000
 
 
 # --------------------------------------------------------------------------- errors
 
+# fmt: off
 ERRORS = [
     # (data or file text, kwargs, file, key, value, allowed)
     (minimal(modle={}), {}, "exp.yaml", "modle", "{}", "did you mean model?"),
@@ -363,6 +491,7 @@ ERRORS = [
     ("name: x\nmodel: [1, 2\n", {}, "exp.yaml", "line 2", "'model: [1, 2'", "valid YAML"),
     ("", {}, "exp.yaml", "(top level)", "None", "a mapping"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("data", "kwargs", "file", "key", "value", "allowed"), ERRORS)
@@ -386,7 +515,11 @@ def test_missing_file(tmp_path):
 # --------------------------------------------------------------------------- fuzzing
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 40), st.integers(), st.floats(allow_nan=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 40),
+    st.integers(),
+    st.floats(allow_nan=True),
     st.sampled_from(["rnn", "lstm", "adam", "halves", "recall", "copy", "", "x", "1e-3"]),
     st.text(max_size=5),
 )
@@ -394,16 +527,43 @@ VALUES = st.recursive(
     SCALARS,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from(["linspace", "logspace", "range", "model.hidden",
-                                         "train.lr", "zip", "x"]), inner, max_size=2),
+        st.dictionaries(
+            st.sampled_from(
+                ["linspace", "logspace", "range", "model.hidden", "train.lr", "zip", "x"]
+            ),
+            inner,
+            max_size=2,
+        ),
     ),
     max_leaves=8,
 )
 KEYS = st.one_of(
-    st.sampled_from(["name", "seed", "repeats", "model", "hidden", "cell", "task.seq_len",
-                     "train.lr", "zip", "sweep", "profiles", "linspace", "range", "symbols",
-                     "placement", "threshold", "quick", "model.hidden", "seq_len", "clip"]),
-    st.text(max_size=6), st.integers(0, 3),
+    st.sampled_from(
+        [
+            "name",
+            "seed",
+            "repeats",
+            "model",
+            "hidden",
+            "cell",
+            "task.seq_len",
+            "train.lr",
+            "zip",
+            "sweep",
+            "profiles",
+            "linspace",
+            "range",
+            "symbols",
+            "placement",
+            "threshold",
+            "quick",
+            "model.hidden",
+            "seq_len",
+            "clip",
+        ]
+    ),
+    st.text(max_size=6),
+    st.integers(0, 3),
 )
 
 
@@ -435,14 +595,38 @@ def test_random_mutations_parse_or_raise_user_error(data):
             target = parent[path[-1]] if path else doc
             if isinstance(target, dict):
                 target[data.draw(KEYS)] = data.draw(VALUES)
-    kwargs = data.draw(st.fixed_dictionaries({}, optional={
-        "profile": st.sampled_from(["quick", "nope"]),
-        "sets": st.lists(st.sampled_from(["model.hidden=3", "train.lr=x", "task=1", "=",
-                                          "train.clip.threshold=null", "seed=1e3"]), max_size=2),
-        "sweeps": st.lists(st.sampled_from(["task.seq_len=1,2", "zip={task.batch: [1]}",
-                                            "model.output=[]", "train.lr={range: [1, 3]}"]),
-                           max_size=2),
-    }))
+    kwargs = data.draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "profile": st.sampled_from(["quick", "nope"]),
+                "sets": st.lists(
+                    st.sampled_from(
+                        [
+                            "model.hidden=3",
+                            "train.lr=x",
+                            "task=1",
+                            "=",
+                            "train.clip.threshold=null",
+                            "seed=1e3",
+                        ]
+                    ),
+                    max_size=2,
+                ),
+                "sweeps": st.lists(
+                    st.sampled_from(
+                        [
+                            "task.seq_len=1,2",
+                            "zip={task.batch: [1]}",
+                            "model.output=[]",
+                            "train.lr={range: [1, 3]}",
+                        ]
+                    ),
+                    max_size=2,
+                ),
+            },
+        )
+    )
     try:
         exp = parse_experiment(doc, **kwargs)
     except UserError as exc:

@@ -158,9 +158,21 @@ def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 22) -> np.ndarr
     return out
 
 
+def forward(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
+            output: str = "softmax", loss: str = "mse", loss_at: str = "last", s0=None,
+            c0=None) -> BPTTResult:
+    """The forward pass and loss only (for evaluation): ``bptt`` without the backward pass.
+
+    Same arguments and shapes as ``bptt``; the result has ``grads`` and ``step_norms`` empty.
+    """
+    return bptt(params, x, d, cell=cell, activation=activation, output=output, loss=loss,
+                loss_at=loss_at, s0=s0, c0=c0, _backward=False)
+
+
 def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
          output: str = "softmax", loss: str = "mse", loss_at: str = "last",
-         truncate: int | None = None, clip_step=None, s0=None, c0=None) -> BPTTResult:
+         truncate: int | None = None, clip_step=None, s0=None, c0=None,
+         _backward: bool = True) -> BPTTResult:
     """Forward pass, loss and exact (or truncated) BPTT gradients, with per-step norms.
 
     Shapes: params Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,) with G = H (rnn) or 4H
@@ -238,6 +250,8 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     logits, Y = head_forward(S[:, 1:], Wy, by, output)
     Ls = slice(T - 1, T) if loss_at == "last" else slice(0, T)
     E, dlogits = loss_backward(logits[:, Ls], Y[:, Ls], d[:, Ls], output, loss)
+    if not _backward:
+        return _result(batched, E, {}, S[:, 1:], Y, {}, C[:, 1:] if lstm else None, {})
     nL = dlogits.shape[1]
     SL = S[:, 1:][:, Ls].reshape(R, nL * B, H)
     dlog2 = dlogits.reshape(R, nL * B, -1)
@@ -306,8 +320,11 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     grads = {key: grads[key] for key in params}            # same keys, same order as params
 
     extra = {} if alpha is None else {"clip_factors": alpha}
-    states = S[:, 1:]
-    cells = C[:, 1:] if lstm else None
+    return _result(batched, E, grads, S[:, 1:], Y, norms, C[:, 1:] if lstm else None, extra)
+
+
+def _result(batched, E, grads, states, Y, norms, cells, extra) -> BPTTResult:
+    """Package the run-axis arrays; without a run axis in the inputs, drop it again."""
     if not batched:
         E = float(E[0])
         grads = {key: g[0] for key, g in grads.items()}

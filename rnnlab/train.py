@@ -1,0 +1,283 @@
+"""Training: task -> engine -> clipping -> optimiser, for R runs at once on the engine's run axis.
+
+``train_batch(specs)`` trains runs that share every array shape (``RunConfig.shape_key``) in one
+loop: each run has its own weights, data stream, learning rate and clip threshold, all stacked on
+a leading axis R. One training step is one fresh batch of sequences per run:
+
+    x, d ~ task (each run's own Generator)          (R, T, B, I), (R, T, B, O)
+    res = bptt(params, x, d, ...)                    loss (R,), grads, step norms (R, T)
+    g, norm, clipped = clip_grads(res.grads, mode, threshold)     (mode "step": inside bptt)
+    params, state = optim.step(params, g, state, lr=lr, ...)
+
+With ``tbptt: N`` (the lecture's "update the weights every N steps"; Williams & Peng's BPTT(N; N),
+Sutskever's k1 = k2 = N) a sequence is walked in chunks of N steps: the state (s, and c for the
+LSTM) is carried across chunks, each chunk back-propagates only within itself, and the weights are
+updated after every chunk that carries a loss term. One training step is still one batch of
+sequences, so it makes ceil(T / N) updates when the loss is at every step.
+
+Reproducibility: a run's randomness comes only from ``numpy.random.SeedSequence(seed)`` spawned
+into three streams (initial weights, training data, held-out data). Nothing depends on which other
+runs share the batch, so a run trains identically alone or in any batch. Runs with the same seed
+at different grid points share their random draws (common random numbers), so differences between
+grid points come from the swept setting, not from luck.
+
+Steps are numbered from 0: the record at step 0 is the gradient at initialisation (before any
+update); ``steps: 0`` measures gradient flow without training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import optim
+from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
+from .tasks import TASK_OPTIONS, make_task
+
+
+@dataclass
+class BatchResult:
+    """What one trained batch hands to the store: one row per run and two long tables."""
+
+    runs: list[dict]
+    grad_norms: pd.DataFrame      # run_id, step, t, ds, dWs, dWx, dc
+    metrics: pd.DataFrame         # run_id, step, loss, accuracy, grad_norm(_clipped), clipped
+
+
+def build_task(cfg):
+    """The Task of a run config (task options left None take the task's defaults)."""
+    tc = cfg.task
+    opts = {k: getattr(tc, k) for k in TASK_OPTIONS[tc.name]
+            if getattr(tc, k, None) is not None}
+    return make_task(tc.name, tc.seq_len, **opts)
+
+
+def run_streams(seed: int):
+    """Three independent Generators (init, data, eval) from the run's seed via SeedSequence."""
+    init_ss, data_ss, eval_ss = np.random.SeedSequence(seed).spawn(3)
+    return (np.random.default_rng(init_ss), np.random.default_rng(data_ss),
+            np.random.default_rng(eval_ss))
+
+
+def _stack(dicts):
+    return {k: np.stack([p[k] for p in dicts]) for k in dicts[0]}
+
+
+def _sample(task, rngs, batch, dtype):
+    """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O)."""
+    xs, ds = zip(*(task.sample(rng, batch, dtype=dtype) for rng in rngs), strict=True)
+    return np.stack(xs), np.stack(ds)
+
+
+class Trainer:
+    """The state of R runs being trained together (weights, optimiser state, streams, flags)."""
+
+    def __init__(self, specs):
+        self.specs = list(specs)
+        cfg = self.specs[0].config
+        self.cfg = cfg
+        self.task = build_task(cfg)
+        m, tr = cfg.model, cfg.train
+        self.dtype = np.dtype(m.dtype)
+        self.R = R = len(self.specs)
+        self.kw = dict(cell=m.cell, activation=m.activation,
+                       output=m.output or self.task.output, loss=self.task.loss,
+                       loss_at=tr.loss_at or self.task.loss_at)
+        streams = [run_streams(s.seed) for s in self.specs]
+        self.data_rngs = [s[1] for s in streams]
+        self.eval_rngs = [s[2] for s in streams]
+        self.params = _stack([
+            init_params(s[0], cell=m.cell, input_size=self.task.input_size, hidden=m.hidden,
+                        output_size=self.task.output_size, init=sp.config.model.init,
+                        scale=sp.config.model.weight_scale, bias=m.bias,
+                        forget_bias=sp.config.model.forget_bias, dtype=self.dtype)
+            for s, sp in zip(streams, self.specs, strict=True)])
+        self.state = optim.init_state(tr.optimizer, self.params)
+
+        def per_run(get):
+            return np.array([get(sp.config.train) for sp in self.specs], dtype=np.float64)
+        self.hyper = dict(lr=per_run(lambda t: t.lr), momentum=per_run(lambda t: t.momentum),
+                          beta1=per_run(lambda t: t.beta1), beta2=per_run(lambda t: t.beta2),
+                          eps=per_run(lambda t: t.eps), nesterov=tr.nesterov)
+        self.clip_mode = tr.clip.mode
+        self.threshold = per_run(
+            lambda t: np.inf if t.clip.threshold is None or t.clip.mode == "none"
+            else t.clip.threshold)
+        self.active = np.ones(R, dtype=bool)
+        self.diverged_step = np.full(R, -1)
+        self.clip_count = np.zeros(R)
+        self.update_count = np.zeros(R)
+
+    # ------------------------------------------------------------------------------ one step
+    def step(self, update: bool):
+        """One batch of sequences per run; returns the logged quantities of this step."""
+        x, d = _sample(self.task, self.data_rngs, self.cfg.task.batch, self.dtype)
+        T = x.shape[1]
+        N = self.cfg.train.tbptt or T
+        step_clip = self.threshold if self.clip_mode == "step" else None
+        s = c = None
+        losses = np.zeros(self.R)
+        parts, outs = [], []
+        gnorm = np.zeros(self.R)
+        gnorm_after = np.zeros(self.R)
+        clipped = np.zeros(self.R, dtype=bool)
+        for a in range(0, T, N):
+            w = slice(a, min(a + N, T))
+            has_loss = self.kw["loss_at"] == "all" or w.stop == T
+            res = bptt(self.params, x[:, w], d[:, w], **self.kw, clip_step=step_clip,
+                       s0=s, c0=c)
+            s = res.states[:, -1]
+            c = None if res.cells is None else res.cells[:, -1]
+            parts.append(res.step_norms)
+            outs.append(res.outputs)
+            if not has_loss:
+                continue
+            losses += res.loss
+            grads = res.grads
+            norm = global_norm(grads, batched=True)
+            if self.clip_mode in ("norm", "value"):
+                grads, norm, hit = clip_grads(grads, self.clip_mode, self.threshold,
+                                              batched=True)
+                after = global_norm(grads, batched=True)
+            else:
+                hit = ((res.extra["clip_factors"] < 1).any(axis=(1, 2))
+                       if step_clip is not None else np.zeros(self.R, dtype=bool))
+                after = norm
+            gnorm, gnorm_after = np.maximum(gnorm, norm), np.maximum(gnorm_after, after)
+            clipped |= hit
+            finite = np.isfinite(res.loss) & np.isfinite(norm)
+            self._diverge(~finite)
+            if update:
+                self._update(grads, hit)
+        norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+        y = np.concatenate(outs, axis=1)
+        acc = self.task.accuracy(y, d)
+        return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
+                    clipped=clipped, norms=norms)
+
+    def _update(self, grads, hit):
+        tr = self.cfg.train
+        new, state = optim.step(tr.optimizer, self.params, grads, self.state,
+                                active=self.active, **self.hyper)
+        ok = np.all([np.isfinite(v).reshape(self.R, -1).all(axis=1) for v in new.values()], axis=0)
+        self._diverge(~ok)
+        keep = self.active                            # runs that just diverged keep finite weights
+        self.params = {k: np.where(_bc(keep, v), v, self.params[k]) for k, v in new.items()}
+        self.state = state if keep.all() else _select_state(keep, state, self.state)
+        self.clip_count += hit & keep
+        self.update_count += keep
+
+    def _diverge(self, bad):
+        new = bad & self.active
+        if new.any():
+            self.diverged_step[new] = self.current_step
+            self.active &= ~new
+
+    # ------------------------------------------------------------------------------ the loop
+    def run(self, progress=None) -> BatchResult:
+        """Train ``steps`` updates, logging every ``log_every`` steps and at the last one."""
+        tr = self.cfg.train
+        t0 = time.perf_counter()
+        rho0, sigma0 = spectral_stats(self.params["Ws"])
+        logs = []
+        solved_at = np.full(self.R, -1)
+        with np.errstate(all="ignore"):
+            for step in range(tr.steps + 1):
+                self.current_step = step
+                was_active = self.active.copy()
+                log = step % tr.log_every == 0 or step == tr.steps
+                rec = self.step(update=step < tr.steps)
+                if log:
+                    rec["step"], rec["mask"] = step, was_active
+                    logs.append(rec)
+                    hit = np.array([self.task.solved(float(lv), None if rec["accuracy"] is None
+                                                     else float(rec["accuracy"][r]))
+                                    for r, lv in enumerate(rec["loss"])])
+                    solved_at[(solved_at < 0) & hit & self.active] = step
+                if progress is not None:
+                    progress(step)
+                if not self.active.any():
+                    break
+            final_loss, final_acc = self.evaluate()
+        rho1, sigma1 = spectral_stats(self.params["Ws"])
+        wall = (time.perf_counter() - t0) / self.R
+        return self._package(logs, final_loss, final_acc, solved_at, (rho0, sigma0, rho1, sigma1),
+                             wall)
+
+    def evaluate(self):
+        """Loss and accuracy on a fresh held-out batch (``task.eval_batch`` sequences per run)."""
+        x, d = _sample(self.task, self.eval_rngs, self.cfg.task.eval_batch, self.dtype)
+        res = forward(self.params, x, d, **self.kw)
+        return res.loss, self.task.accuracy(res.outputs, d)
+
+    def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall) -> BatchResult:
+        rho0, sigma0, rho1, sigma1 = spectra
+        rows = []
+        for r, sp in enumerate(self.specs):
+            div = self.diverged_step[r] >= 0
+            acc = None if final_acc is None else float(final_acc[r])
+            loss = float(final_loss[r])
+            ok = not div and np.isfinite(loss)
+            rows.append({
+                "run_id": sp.run_id, **sp.swept, "seed": sp.seed,
+                "status": "ok" if ok else "diverged", "error": None,
+                "diverged_step": int(self.diverged_step[r]) if div else None,
+                "final_loss": loss if np.isfinite(loss) else None, "accuracy": acc,
+                "solved": bool(ok and self.task.solved(loss, acc)),
+                "steps_to_solve": int(solved_at[r]) if solved_at[r] >= 0 else None,
+                "rho_start": float(rho0[r]), "sigma_start": float(sigma0[r]),
+                "rho_end": float(rho1[r]), "sigma_end": float(sigma1[r]),
+                "clip_rate": float(self.clip_count[r] / max(self.update_count[r], 1)),
+                "wall_time": wall, "seq_len": self.cfg.task.seq_len,
+            })
+        return BatchResult(rows, self._grad_table(logs), self._metric_table(logs))
+
+    def _grad_table(self, logs) -> pd.DataFrame:
+        ids = np.array([sp.run_id for sp in self.specs], dtype=object)
+        cols = {"run_id": [], "step": [], "t": [], "ds": [], "dWs": [], "dWx": [], "dc": []}
+        for rec in logs:
+            m = rec["mask"]
+            n = rec["norms"]
+            T = n["ds"].shape[1]
+            k = int(m.sum())
+            cols["run_id"].append(np.repeat(ids[m], T))
+            cols["step"].append(np.full(k * T, rec["step"]))
+            cols["t"].append(np.tile(np.arange(1, T + 1), k))
+            for key in ("ds", "dWs", "dWx", "dc"):
+                v = n[key][m] if key in n else np.full((k, T), np.nan)
+                cols[key].append(v.astype(np.float64).ravel())
+        return pd.DataFrame({k: np.concatenate(v) if v else [] for k, v in cols.items()})
+
+    def _metric_table(self, logs) -> pd.DataFrame:
+        ids = np.array([sp.run_id for sp in self.specs], dtype=object)
+        frames = []
+        for rec in logs:
+            m = rec["mask"]
+            acc = rec["accuracy"]
+            frames.append(pd.DataFrame({
+                "run_id": ids[m], "step": rec["step"],
+                "loss": rec["loss"][m].astype(np.float64),
+                "accuracy": np.full(m.sum(), np.nan) if acc is None else acc[m],
+                "grad_norm": rec["grad_norm"][m], "grad_norm_clipped": rec["grad_norm_clipped"][m],
+                "clipped": rec["clipped"][m]}))
+        return pd.concat(frames, ignore_index=True)
+
+
+def _bc(mask, v):
+    return mask.reshape((-1,) + (1,) * (v.ndim - 1))
+
+
+def _select_state(keep, new, old):
+    """Optimiser state: the new one for runs in ``keep``, the old one elsewhere (nested dicts)."""
+    if isinstance(new, dict):
+        return {k: _select_state(keep, new[k], old[k]) for k in new}
+    new, old = np.asarray(new), np.asarray(old)
+    return np.where(_bc(keep, new), new, old) if new.ndim else new
+
+
+def train_batch(specs, progress=None) -> BatchResult:
+    """Train runs that share shapes together; see the module docstring."""
+    return Trainer(specs).run(progress=progress)
