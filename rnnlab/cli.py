@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -24,7 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
+# Piped output is not cut to 80 columns: tables stay whole in files and CI logs.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 
@@ -92,6 +94,260 @@ def gradcheck(
     if not res.ok:
         err.print(f"rnnlab: gradient check failed (tolerance {tolerance:g})")
         raise typer.Exit(1)
+
+
+
+# ------------------------------------------------------------------------- shared options
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Override a base setting, e.g. model.hidden=128.")]
+SweepOpt = Annotated[list[str] | None, typer.Option(
+    "--sweep", metavar="KEY=V1,V2", help="Add or replace a sweep axis, e.g. task.seq_len=10,20.")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    help="Apply a profile of the file (e.g. quick).")]
+Format = Literal["table", "csv", "markdown", "json"]
+
+
+TERMINAL_HIDE = ("loss_sd", "acc_sd", "decay_sd", "failed")
+
+
+def short_names(columns) -> dict:
+    """Dotted keys shown by their last part where that is unambiguous (task.seq_len -> seq_len)."""
+    last = [str(c).rsplit(".", 1)[-1] for c in columns]
+    return {c: (s if last.count(s) == 1 else str(c)) for c, s in zip(columns, last, strict=True)}
+
+
+def df_table(df, title: str | None = None) -> Table:
+    """A rich table of a DataFrame, numbers formatted as in summary.md."""
+    from .summarize import format_value
+
+    table = Table(title=title)
+    names = short_names(df.columns)
+    for col in df.columns:
+        numeric = df[col].dtype.kind in "ifb"
+        table.add_column(names[col], justify="right" if numeric else "left")
+    for row in df.itertuples(index=False):
+        table.add_row(*(format_value(v) for v in row))
+    return table
+
+
+def show_table(df, fmt: str, title: str | None = None):
+    """Human table on stdout, or a machine format (csv, markdown, json) as plain text."""
+    if fmt == "table":
+        hide = [c for c in TERMINAL_HIDE if c in df.columns and (c != "failed" or not df[c].any())]
+        out.print(df_table(df.drop(columns=hide), title))
+    else:
+        from .summarize import render
+
+        sys.stdout.write(render(df, fmt) + ("" if fmt == "csv" else "\n"))
+
+
+def load(file, sets, sweeps, profile, yes=False):
+    from .experiment import load_experiment
+
+    return load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes)
+
+
+class RichProgress:
+    """The sweep's progress bar on stderr: runs done, skipped, failed, diverged, elapsed, ETA."""
+
+    def __init__(self, enabled: bool = True):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.counts = {"skipped": 0, "failed": 0, "diverged": 0}
+        self.progress = Progress(
+            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=err, disable=not enabled, transient=False)
+        self.task = None
+
+    def _counts(self) -> str:
+        return " ".join(f"{k} {v}" for k, v in self.counts.items())
+
+    def start(self, total: int, skipped: int):
+        self.counts["skipped"] = skipped
+        self.progress.start()
+        self.task = self.progress.add_task("sweep", total=total, completed=skipped,
+                                           counts=self._counts())
+
+    def advance(self, res):
+        for row in res.runs:
+            if row["status"] in self.counts:
+                self.counts[row["status"]] += 1
+        self.progress.update(self.task, advance=len(res.runs), counts=self._counts())
+
+    def stop(self):
+        self.progress.stop()
+
+
+@app.command()
+@user_errors
+def sweep(
+    file: Annotated[str, typer.Argument(help="Experiment YAML file.")],
+    out_dir: Annotated[str | None, typer.Option("--out", help="Results folder "
+                                                "(default results/NAME).")] = None,
+    sets: SetOpt = None,
+    sweeps: SweepOpt = None,
+    profile: ProfileOpt = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Worker processes.")] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most runs stacked in one batch.")] = 64,
+    fresh: Annotated[bool, typer.Option(help="Discard earlier results in the folder.")] = False,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed run.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List the runs and whether each is done.")] = False,
+    yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Summary output format.")] = "table",
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+):
+    """Run every run of an experiment (resuming a folder), store norms, print the summary."""
+    import signal
+
+    from .sweep import default_out, run_sweep
+
+    exp = load(file, sets, sweeps, profile, yes)
+    out_path = Path(out_dir) if out_dir else default_out(exp)
+    if dry_run:
+        return _dry_run(exp, out_path, fmt)
+    bar = RichProgress(enabled=progress and fmt == "table")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
+                           fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]])
+    finally:
+        bar.stop()
+        signal.signal(signal.SIGTERM, old)
+    for note in report.notes:
+        err.print(f"rnnlab: {note}", markup=False)
+    o = report.outcome
+    if report.summary is not None:
+        show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
+    err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
+              f"diverged, {o.failed} failed; results in {report.out}", markup=False)
+    for run_id, error in o.errors[:5]:
+        err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
+    if o.interrupted:
+        err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
+                  "resume", markup=False)
+        raise typer.Exit(130)
+    if o.failed:
+        raise typer.Exit(1)
+
+
+def _dry_run(exp, out_path: Path, fmt: str):
+    import pandas as pd
+
+    from .store import is_results_dir, load_runs
+
+    done = set()
+    if is_results_dir(out_path):
+        try:
+            done = set(load_runs(out_path)["run_id"])
+        except UserError:
+            done = set()
+    rows = [{"run_id": r.run_id, **r.swept, "seed": r.seed, "done": r.run_id in done}
+            for r in exp.runs()]
+    show_table(pd.DataFrame(rows), fmt, title=f"{exp.name}: {len(rows)} runs -> {out_path}")
+
+
+@app.command()
+@user_errors
+def validate(
+    file: Annotated[str, typer.Argument(help="Experiment YAML file.")],
+    sets: SetOpt = None,
+    sweeps: SweepOpt = None,
+    profile: ProfileOpt = None,
+    yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
+    show: Annotated[int, typer.Option(min=0, help="How many runs to list.")] = 10,
+):
+    """Check an experiment file and print its grid size and first runs."""
+    import pandas as pd
+
+    from .execute import plan_batches
+
+    exp = load(file, sets, sweeps, profile, yes)
+    runs = exp.runs()
+    axes = ", ".join(f"{'+'.join(a.keys)} ({len(a.values)})" for a in exp.axes) or "none"
+    out.print(f"{file}: ok: experiment {exp.name!r}, {exp.grid_size} grid point(s) x "
+              f"{exp.repeats} repeat(s) = {len(runs)} run(s) in "
+              f"{len(plan_batches(runs))} batch(es); axes: {axes}", markup=False)
+    if show and runs:
+        rows = [{"run_id": r.run_id, **r.swept, "seed": r.seed} for r in runs[:show]]
+        out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))
+
+
+@app.command()
+@user_errors
+def report(
+    folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
+    by: Annotated[str | None, typer.Option(help="Comma-separated columns to group by "
+                                           "(default: the swept keys).")] = None,
+    step: Annotated[int | None, typer.Option(min=0, help="Training step of the gradient "
+                                             "statistics (default: initialisation).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
+):
+    """Reprint the summary table of a results folder."""
+    from .sweep import summary_of
+
+    keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    table = summary_of(Path(folder), by=keys, step=step)
+    show_table(table, fmt, title=folder)
+
+
+@app.command()
+@user_errors
+def run(
+    sets: SetOpt = None,
+    file: Annotated[str | None, typer.Option(help="Start from this experiment's base "
+                                             "(its sweep is ignored).")] = None,
+    lags: Annotated[str, typer.Option(help="Lags T - t at which to show ds.")] = "0,1,2,5,10,20,50",
+):
+    """Train one configuration (defaults plus --set overrides) and print its metrics."""
+    import numpy as np
+    import yaml
+
+    from .experiment import parse_experiment
+    from .train import Trainer
+
+    data = {"name": "run"}
+    source = "<run>"
+    if file:
+        with open(file, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        data = {k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
+        source = file
+    exp = parse_experiment(data, source=source, sets=sets or [])
+    spec = exp.runs()[0]
+    trainer = Trainer([spec])
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("training", total=spec.config.train.steps + 1)
+        result = trainer.run(progress=lambda step: bar.update(task, completed=step + 1))
+    row = result.runs[0]
+    keys = ["status", "final_loss", "accuracy", "solved", "steps_to_solve", "diverged_step",
+            "rho_start", "rho_end", "sigma_start", "sigma_end", "clip_rate"]
+    import pandas as pd
+
+    show_table(pd.DataFrame([{k: row[k] for k in keys}]), "table",
+               title=f"run {spec.run_id}: {spec.config.model.cell} "
+                     f"{spec.config.task.name} T={spec.config.task.seq_len}")
+    g = result.grad_norms
+    T = int(g["t"].max())
+    want = sorted({int(v) for v in lags.split(",") if v.strip()} & set(range(T)))
+    table = []
+    for step, part in g.groupby("step"):
+        ds = part.set_index("t")["ds"]
+        table.append({"step": step, **{f"lag {k}": ds.get(T - k, np.nan) for k in want}})
+    show_table(pd.DataFrame(table).iloc[[0, -1]].drop_duplicates(), "table",
+               title="||dE/ds_t|| at lag T - t (first and last record)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Golden values for the BPTT engine, computed by PyTorch autograd (a reference, never a dependency).
+"""Golden values for the BPTT engine from PyTorch autograd (a reference, never a dependency).
 
 Run (from the repository root; needs torch, which rnnlab itself does not):
 
@@ -61,8 +61,9 @@ TORCH_VERSION = "2.13.0"
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "golden.npz"
 DT = torch.float64
 
-# name, cell, activation, output, loss, loss_at, truncate, clip_step, T, B, I, H, O, scale, seed
-# plus optional flags: bias (b and by present), s0 (nonzero initial state(s)), soft (soft targets)
+# Each case: name; the bptt options cell, activation, output, loss, loss_at and optionally truncate,
+# clip_step; sizes T, B, I, H, O; scale of Ws (Ws ~ N(0, scale^2 / H)); the NumPy seed; optional
+# flags bias=False (no b, by), s0=True (nonzero s0, and c0 for the lstm), soft=True (soft targets).
 CASES = [
     dict(name="rnn_tanh_softmax_mse_last", cell="rnn", activation="tanh", output="softmax",
          loss="mse", loss_at="last", T=6, B=3, I=3, H=5, O=4, scale=1.0, seed=101),
@@ -235,7 +236,6 @@ def torch_reference(p: dict, inp: dict, opts: dict) -> dict:
 
     factors = np.ones((T, B))
     states, cells = {}, {}                             # t -> (n_t, B, H) stacked over chains
-    chains = {}                                        # t -> list of tau alive at step t
     prev = {}                                          # tau -> (h, c) of its chain, last step
 
     def make_hook(t):
@@ -250,7 +250,6 @@ def torch_reference(p: dict, inp: dict, opts: dict) -> dict:
     terms = []
     for t in range(1, T + 1):
         alive = [tau for tau in loss_steps if start(tau) <= t <= tau]
-        chains[t] = alive
         if not alive:
             continue
         hs, cs = [], []

@@ -5,10 +5,14 @@ is obtained from torch: nn.RNNCell / nn.LSTMCell step by step, a weight copy per
 per-step terms, detached windows for truncation, state hooks for per-step clipping). These tests
 need no torch; the last one regenerates cases live when torch is importable and skips otherwise.
 
-Tolerances: rtol 1e-10 with atol 1e-300, so every nonzero value, however small (the vanishing
-case's per-step norms go down to ~1e-10 and below), is checked to ten significant digits. The
-only zeros are exact zeros on both sides: per-step norms of steps outside every truncation window
-and the weight term of step 1 when s_0 = 0 (s_0^T dz_1 = 0).
+Tolerances: rtol 1e-10 with atol 1e-300, elementwise, so every nonzero value, however small (the
+vanishing case's per-step norms go down to ~2e-10), is checked to ten significant digits. The
+only zeros are exact zeros on both sides: per-step norms of steps outside every truncation window,
+the weight term of step 1 when s_0 = 0 (s_0^T dz_1 = 0), relu states at 0 and the rows of dWs of
+a relu unit that is 0 at every step. The explosion case's gradient grows ~4e3-fold over 30 steps;
+rounding grows with it (engine vs torch: 1e-11 there, 1e-13 or less elsewhere), which is why it
+is not steeper: at a 1e6-fold growth even two torch paths (fused nn.RNN vs nn.RNNCell step by
+step) differ by ~1e-8 elementwise.
 """
 
 from __future__ import annotations
@@ -64,11 +68,12 @@ def engine_values(res) -> dict:
     return out
 
 
-def compare(name: str, got: dict, want: dict, rtol: float = RTOL) -> None:
+def compare(name: str, got: dict, want: dict, rel_floor: float = 0.0) -> None:
+    """Elementwise rtol 1e-10; ``rel_floor`` > 0 adds atol = rel_floor * max|array|."""
     assert set(got) == set(want), f"{name}: keys {sorted(got)} vs golden {sorted(want)}"
     for key, ref in want.items():
-        np.testing.assert_allclose(got[key], ref, rtol=rtol, atol=ATOL,
-                                   err_msg=f"{name}: {key}")
+        atol = max(ATOL, rel_floor * float(np.max(np.abs(ref))))
+        np.testing.assert_allclose(got[key], ref, rtol=RTOL, atol=atol, err_msg=f"{name}: {key}")
 
 
 def test_golden_file_covers_the_grid():
@@ -123,11 +128,16 @@ def _generator():
 
 @pytest.mark.parametrize("base", ["lstm_clip_trunc4_all_linear", "rnn_tanh_trunc3_all_ce"])
 def test_live_torch_cross_check(base):
-    """Regenerate a case with torch, with a fresh seed, and compare (skips without torch)."""
+    """Regenerate a case with torch, with a fresh seed, and compare (skips without torch).
+
+    A random draw can put a gradient entry near zero by cancellation, where rounding gives it a
+    large *relative* error (over 150 seeds the worst entry was 3e-11, the median 5e-14), so this
+    check adds atol = 1e-12 * max|array| to rtol 1e-10; the stored cases use no such floor.
+    """
     pytest.importorskip("torch")
     mg = _generator()
     case = dict(next(c for c in mg.CASES if c["name"] == base))
     case["seed"] = int(np.random.default_rng().integers(1 << 31))
     p, inp, ref = mg.generate(case)
     res = run_engine({**p, **inp}, mg.options(case))
-    compare(f"{base} seed {case['seed']}", engine_values(res), ref)
+    compare(f"{base} seed {case['seed']}", engine_values(res), ref, rel_floor=1e-12)

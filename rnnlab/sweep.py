@@ -1,0 +1,87 @@
+"""A sweep from start to finish: experiment -> results folder -> batches -> store -> summary.
+
+This is the library behind ``rnnlab sweep``; the CLI only parses arguments and renders. Data
+flows one way: the Experiment expands into RunSpecs, the runs already in the results folder are
+skipped (resume), the rest are planned into batches and executed, every finished batch is
+committed by the store, and the summary is recomputed from what the folder holds.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import execute
+from .experiment import Experiment
+from .store import ResultsStore, load_grad_norms, load_runs, system_info
+from .summarize import render, summarize
+
+
+def default_out(exp: Experiment) -> Path:
+    """Where results go unless ``--out`` says otherwise: results/<name>/ (profile appended)."""
+    name = exp.name if not exp.profile else f"{exp.name}-{exp.profile}"
+    return Path("results") / name
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did and the summary it left in the folder."""
+
+    out: Path
+    total: int
+    skipped: int
+    outcome: execute.Outcome
+    summary: pd.DataFrame | None
+    notes: list
+
+
+def manifest_for(exp: Experiment, command: list[str] | None) -> dict:
+    info = system_info()
+    info["experiment"] = exp.to_dict()
+    info["command"] = command if command is not None else sys.argv
+    return info
+
+
+def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
+              max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
+              fresh: bool = False, fail_fast: bool = False, progress=None,
+              command: list[str] | None = None) -> SweepReport:
+    """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
+
+    ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
+    """
+    out = Path(out) if out is not None else default_out(exp)
+    runs = exp.runs()
+    store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
+                              manifest=manifest_for(exp, command), fresh=fresh,
+                              experiment_name=exp.name)
+    with store.lock():
+        done = store.done_run_ids()
+        todo = [r for r in runs if r.run_id not in done]
+        if progress:
+            progress.start(len(runs), len(runs) - len(todo))
+        batches = execute.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
+        outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
+                                                                          res.metrics),
+                                  workers=workers, fail_fast=fail_fast,
+                                  on_batch=progress.advance if progress else None)
+        table = None
+        if store.done_run_ids():
+            table = summary_of(out, by=exp.swept_keys)
+            store.write_summary(table, render(table, "markdown"))
+        if not outcome.interrupted:
+            store.finalize()
+    return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table,
+                       list(getattr(store, "cleanup_notes", [])))
+
+
+def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
+    """The summary table of a results folder (gradient statistics at the first logged step,
+    i.e. at initialisation, unless ``step`` says otherwise)."""
+    runs = load_runs(out)
+    ok = runs[runs["status"] != "failed"]["run_id"].tolist()
+    norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
+    return summarize(runs, norms, by=by, step=step)
