@@ -138,7 +138,7 @@ def show_table(df, fmt: str, title: str | None = None):
     else:
         from .summarize import render
 
-        sys.stdout.write(render(df, fmt) + ("" if fmt == "csv" else "\n"))
+        sys.stdout.write(render(df, fmt))           # render ends every format with a newline
 
 
 def load(file, sets, sweeps, profile, yes=False):
@@ -183,7 +183,8 @@ class RichProgress:
         self.progress.update(self.task, advance=len(res.runs), counts=self._counts())
 
     def stop(self):
-        self.progress.stop()
+        if self.task is not None:           # never started (the sweep failed first): print nothing
+            self.progress.stop()
 
 
 @app.command()
@@ -311,17 +312,23 @@ def run(
 ):
     """Train one configuration (defaults plus --set overrides) and print its metrics."""
     import numpy as np
-    import yaml
 
-    from .experiment import parse_experiment
+    from .experiment import _parse_yaml, parse_experiment
     from .train import Trainer
 
     data = {"name": "run"}
     source = "<run>"
     if file:
-        with open(file, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        data = {k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
+        # the experiment files' own YAML reader (1e-3 is a float, errors are one line)
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            fail(f"{file}: no such experiment file")
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"{file}: cannot read: {e}")
+        loaded = _parse_yaml(text, file)
+        data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
+                if isinstance(loaded, dict) else loaded)
         source = file
     exp = parse_experiment(data, source=source, sets=sets or [])
     spec = exp.runs()[0]

@@ -69,7 +69,7 @@ class ModelConfig(_Strict):
     cell: Literal["rnn", "lstm"] = "rnn"
     """Recurrent cell: a vanilla RNN or an LSTM."""
     activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
-    """Hidden nonlinearity of the vanilla RNN (the LSTM's candidate activation)."""
+    """Hidden nonlinearity phi of the vanilla RNN (the LSTM ignores it: its gates are fixed)."""
     hidden: int = Field(32, ge=1)
     """Number of hidden units."""
     init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
@@ -151,8 +151,9 @@ class ClipConfig(_Strict):
     """Gradient clipping.  A null threshold means no clipping, whatever the mode."""
 
     mode: Literal["none", "norm", "value", "step"] = "norm"
-    """none; norm (rescale the global gradient norm); value (clip each entry); step (clip the
-    update)."""
+    """none; norm (rescale the global gradient norm, Pascanu et al. 2013 Algorithm 1); value
+    (clip each gradient entry into [-c, c]); step (rescale each sequence's back-propagated error
+    dE/ds_t at every time step, inside BPTT)."""
     threshold: Float | None = Field(None, gt=0)
     """Clipping threshold; null = no clipping.  Stacked runs may mix null and numbers."""
 

@@ -131,10 +131,14 @@ class Trainer:
                        s0=s, c0=c)
             s = res.states[:, -1]
             c = None if res.cells is None else res.cells[:, -1]
-            parts.append(res.step_norms)
+            s, c = self._carry(s, c)
             outs.append(res.outputs)
             if not has_loss:
+                # no loss term in this window: its errors dE/ds_t are zero (bptt's own numbers
+                # here belong to a loss at the window's end that is never used)
+                parts.append({k: np.zeros_like(v) for k, v in res.step_norms.items()})
                 continue
+            parts.append(res.step_norms)
             losses += res.loss
             grads = res.grads
             norm = global_norm(grads, batched=True)
@@ -157,6 +161,18 @@ class Trainer:
         acc = self.task.accuracy(y, d)
         return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
                     clipped=clipped, norms=norms)
+
+    def _carry(self, s, c):
+        """The state handed to the next window: a run whose state overflowed diverges, and its
+        state is reset to zero so that the other runs of the batch go on."""
+        bad = ~np.isfinite(s).reshape(self.R, -1).all(axis=1)
+        if c is not None:
+            bad |= ~np.isfinite(c).reshape(self.R, -1).all(axis=1)
+        if bad.any():
+            self._diverge(bad)
+            s = np.where(_bc(bad, s), 0, s)
+            c = None if c is None else np.where(_bc(bad, c), 0, c)
+        return s, c
 
     def _update(self, grads, hit):
         tr = self.cfg.train

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny experiment (8 runs of a few steps) for sweep, CLI and execution tests.
+
+Everything here is sized to run in well under a second per sweep on a shared 2-core machine:
+hidden 8, batch 8, eval_batch 64, 6 steps logged every 3, seq_len [3, 5] x weight_scale
+[0.5, 1.5] x 2 repeats = 8 runs in 2 batches (one per seq_len).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnlab.experiment import Experiment, parse_experiment
+
+TINY: dict = {
+    "name": "tiny",
+    "seed": 0,
+    "repeats": 2,
+    "model": {"cell": "rnn", "activation": "tanh", "hidden": 8},
+    "task": {"name": "recall", "batch": 8, "eval_batch": 64},
+    "train": {"steps": 6, "log_every": 3, "optimizer": "adam", "lr": 0.01},
+    "sweep": {"task.seq_len": [3, 5], "model.weight_scale": [0.5, 1.5]},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` updated by ``over``, recursively for nested mappings (``sweep`` is replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "sweep":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def tiny_data(**overrides) -> dict:
+    """The tiny experiment as YAML data; keyword arguments are merged section by section, e.g.
+    ``tiny_data(train={"steps": 0}, sweep={"task.seq_len": [3]})`` (``sweep`` replaces)."""
+    return _merge(TINY, overrides)
+
+
+def tiny_exp(**overrides) -> Experiment:
+    """The tiny experiment, parsed (see :func:`tiny_data`)."""
+    return parse_experiment(tiny_data(**overrides), source="tiny.yaml")
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path):
+    """``tiny_experiment(filename="tiny.yaml", **overrides)`` writes the tiny experiment YAML into
+    ``tmp_path`` and returns its path."""
+
+    def make(filename: str = "tiny.yaml", **overrides) -> Path:
+        return write_yaml(tmp_path / filename, tiny_data(**overrides))
+
+    return make

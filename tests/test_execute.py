@@ -1,0 +1,159 @@
+"""Batch planning and execution (``rnnlab.execute``): grouping by shape key, the caps on a batch,
+failure isolation, fail-fast, interruption and the worker pool."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import tiny_exp
+
+import rnnlab.execute
+from rnnlab import execute
+from rnnlab.execute import plan_batches, run_bytes
+
+
+def ids(batches):
+    return [[s.run_id for s in b] for b in batches]
+
+
+# ------------------------------------------------------------------------------- planning
+
+
+def test_runs_are_grouped_by_shape_key_in_first_seen_order():
+    exp = tiny_exp(sweep={"model.weight_scale": [0.5, 1.5], "task.seq_len": [3, 5],
+                          "train.lr": [0.01, 0.1]})
+    runs = exp.runs()                 # seq_len alternates: 3, 3, 5, 5, 3, 3, ...
+    batches = plan_batches(runs)
+    assert len(batches) == 2
+    assert [b[0].config.task.seq_len for b in batches] == [3, 5]
+    for b in batches:
+        assert len({s.config.shape_key() for s in b}) == 1
+        assert len(b) == 8
+    # every run once, in the order of the grid within its group
+    flat = [r for b in ids(batches) for r in b]
+    assert sorted(flat) == sorted(r.run_id for r in runs)
+    for b in batches:
+        pos = [runs.index(s) for s in b]
+        assert pos == sorted(pos)
+
+
+@pytest.mark.parametrize("max_batch, sizes", [(64, [4, 4]), (3, [3, 1, 3, 1]), (1, [1] * 8)])
+def test_max_batch_caps_the_batches(max_batch, sizes):
+    batches = plan_batches(tiny_exp().runs(), max_batch=max_batch)
+    assert [len(b) for b in batches] == sizes
+    assert sorted(r for b in ids(batches) for r in b) == sorted(r.run_id for r in tiny_exp().runs())
+
+
+def test_memory_budget_caps_the_batches():
+    runs = tiny_exp().runs()
+    short, long = run_bytes(runs[0].config), run_bytes(runs[-1].config)
+    assert runs[0].config.task.seq_len == 3 and runs[-1].config.task.seq_len == 5
+    assert long * 4 == short * 6                      # (T + 1) time slices of the same size
+    assert [len(b) for b in plan_batches(runs, memory_budget=4 * long)] == [4, 4]
+    assert [len(b) for b in plan_batches(runs, memory_budget=long)] == [1, 1, 1, 1] * 2
+    assert [len(b) for b in plan_batches(runs, memory_budget=2 * short)] == [2, 2, 1, 1, 1, 1]
+    # a budget below one run still makes progress: one run per batch
+    assert [len(b) for b in plan_batches(runs, memory_budget=1)] == [1] * 8
+    # both caps apply
+    assert [len(b) for b in plan_batches(runs, max_batch=3, memory_budget=4 * long)] == [3, 1] * 2
+
+
+def test_run_bytes_scales_with_the_arrays():
+    base = tiny_exp(sweep={}, task={"seq_len": 9}).runs()[0].config
+    f32 = tiny_exp(sweep={}, task={"seq_len": 9}, model={"dtype": "float32"}).runs()[0].config
+    assert run_bytes(f32) * 2 == run_bytes(base)
+    bigger = tiny_exp(sweep={}, task={"seq_len": 9, "batch": 16}).runs()[0].config
+    assert run_bytes(bigger) == 2 * run_bytes(base)
+    lstm = tiny_exp(sweep={}, task={"seq_len": 9}, model={"cell": "lstm"}).runs()[0].config
+    assert run_bytes(lstm) > 2 * run_bytes(base)
+
+
+# ------------------------------------------------------------------------------ execution
+
+
+def _batches():
+    return plan_batches(tiny_exp().runs(), max_batch=2)         # 4 batches of 2
+
+
+def test_serial_execution_commits_each_batch_then_reports_it():
+    events = []
+    outcome = execute.execute(_batches(), lambda res: events.append(("commit", len(res.runs))),
+                              on_batch=lambda res: events.append(("batch", len(res.runs))))
+    assert events == [("commit", 2), ("batch", 2)] * 4
+    assert (outcome.done, outcome.ok, outcome.failed, outcome.interrupted) == (8, 8, 0, False)
+
+
+def test_a_raising_batch_becomes_failed_rows(monkeypatch):
+    real = rnnlab.execute.train_batch
+
+    def flaky(specs, progress=None):
+        if specs[0].config.task.seq_len == 5:
+            raise ValueError("bad batch")
+        return real(specs, progress)
+    monkeypatch.setattr(rnnlab.execute, "train_batch", flaky)
+    got = []
+    outcome = execute.execute(_batches(), got.append)
+    assert (outcome.done, outcome.ok, outcome.failed) == (8, 4, 4)
+    failed = [r for res in got for r in res.runs if r["status"] == "failed"]
+    assert len(failed) == 4
+    for row in failed:
+        assert row["error"].startswith("ValueError: bad batch (test_execute.py:")
+        assert row["seq_len"] == 5 and row["solved"] is False
+    assert [res.grad_norms is None for res in got] == [False, False, True, True]
+    assert len(outcome.errors) == 4
+
+
+def test_fail_fast_stops_at_the_first_failure(monkeypatch):
+    def always(specs, progress=None):
+        raise RuntimeError("no")
+    monkeypatch.setattr(rnnlab.execute, "train_batch", always)
+    got = []
+    outcome = execute.execute(_batches(), got.append, fail_fast=True)
+    assert len(got) == 1 and outcome.failed == 2 and outcome.done == 2
+
+
+def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
+    real = rnnlab.execute.train_batch
+    calls = []
+
+    def interrupt_third(specs, progress=None):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(specs, progress)
+    monkeypatch.setattr(rnnlab.execute, "train_batch", interrupt_third)
+    got = []
+    outcome = execute.execute(_batches(), got.append)
+    assert outcome.interrupted and outcome.done == 4 and len(got) == 2
+
+
+def test_worker_pool_gives_the_same_records_and_restores_the_environment(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    serial, pooled = [], []
+    execute.execute(_batches(), serial.append, workers=1)
+    pid = os.getpid()
+    committed_in = []
+
+    def commit(res):
+        committed_in.append(os.getpid())
+        pooled.append(res)
+    outcome = execute.execute(_batches(), commit, workers=2)
+    assert outcome.ok == 8 and committed_in == [pid] * 4          # only this process writes
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "2"
+
+    def by_id(results):
+        return {r["run_id"]: r for res in results for r in res.runs}
+    a, b = by_id(serial), by_id(pooled)
+    assert a.keys() == b.keys()
+    for k in a:
+        ra = {c: v for c, v in a[k].items() if c != "wall_time"}
+        rb = {c: v for c, v in b[k].items() if c != "wall_time"}
+        assert ra == rb
+    ga = {res.runs[0]["run_id"]: res.grad_norms for res in serial}
+    gb = {res.runs[0]["run_id"]: res.grad_norms for res in pooled}
+    for k in ga:
+        np.testing.assert_array_equal(ga[k]["ds"].to_numpy(), gb[k]["ds"].to_numpy())
