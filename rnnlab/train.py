@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from . import optim
 from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
@@ -73,9 +74,16 @@ def _sample(task, rngs, batch, dtype):
 
 
 class Trainer:
-    """The state of R runs being trained together (weights, optimiser state, streams, flags)."""
+    """The state of R runs being trained together (weights, optimiser state, streams, flags).
 
-    def __init__(self, specs):
+    ``blas_threads`` (default 1) limits BLAS while training: the engine's products are small, and
+    a multi-threaded OpenBLAS spins waiting for its threads, which was measured 10-100x slower on
+    them than one thread when the cores are busy (a 24x960 @ 960x96 product: 77 ms with two
+    threads on a loaded 2-core machine, 0.65 ms with one). Use worker processes for parallelism.
+    """
+
+    def __init__(self, specs, blas_threads: int = 1):
+        self.blas_threads = blas_threads
         self.specs = list(specs)
         cfg = self.specs[0].config
         self.cfg = cfg
@@ -96,6 +104,7 @@ class Trainer:
                         forget_bias=sp.config.model.forget_bias, dtype=self.dtype)
             for s, sp in zip(streams, self.specs, strict=True)])
         self.state = optim.init_state(tr.optimizer, self.params)
+        self.norm_keys = ("ds", "dWs", "dWx") + (("dc",) if m.cell == "lstm" else ())
 
         def per_run(get):
             return np.array([get(sp.config.train) for sp in self.specs], dtype=np.float64)
@@ -127,16 +136,18 @@ class Trainer:
         for a in range(0, T, N):
             w = slice(a, min(a + N, T))
             has_loss = self.kw["loss_at"] == "all" or w.stop == T
-            res = bptt(self.params, x[:, w], d[:, w], **self.kw, clip_step=step_clip,
-                       s0=s, c0=c)
+            if has_loss:
+                res = bptt(self.params, x[:, w], d[:, w], **self.kw, clip_step=step_clip,
+                           s0=s, c0=c)
+            else:   # no loss term in this window: forward only, its errors dE/ds_t are zero
+                res = forward(self.params, x[:, w], d[:, w], **self.kw, s0=s, c0=c)
             s = res.states[:, -1]
             c = None if res.cells is None else res.cells[:, -1]
             s, c = self._carry(s, c)
             outs.append(res.outputs)
             if not has_loss:
-                # no loss term in this window: its errors dE/ds_t are zero (bptt's own numbers
-                # here belong to a loss at the window's end that is never used)
-                parts.append({k: np.zeros_like(v) for k, v in res.step_norms.items()})
+                zeros = np.zeros((self.R, w.stop - w.start), dtype=self.dtype)
+                parts.append({k: zeros for k in self.norm_keys})
                 continue
             parts.append(res.step_norms)
             losses += res.loss
@@ -200,7 +211,8 @@ class Trainer:
         rho0, sigma0 = spectral_stats(self.params["Ws"])
         logs = []
         solved_at = np.full(self.R, -1)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), threadpool_limits(limits=self.blas_threads,
+                                                         user_api="blas"):
             for step in range(tr.steps + 1):
                 self.current_step = step
                 was_active = self.active.copy()

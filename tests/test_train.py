@@ -306,3 +306,22 @@ def test_clipping_keeps_a_weight_scale_3_run_finite_where_the_unclipped_one_dive
             assert row["clip_rate"] > 0.5
     for v in trainer.params.values():
         assert np.isfinite(v).all()
+
+
+def test_lstm_with_forget_bias_3_learns_recall_where_tanh_rnn_and_bias_0_lstm_fail():
+    """Recall at T = 30 with Gaussian distractor noise of std 1, hidden 24, batch 32, adam lr 0.02,
+    400 steps, 500 held-out sequences (chance 0.25). Measured with these settings over seeds 0-2:
+    the LSTM with forget-gate bias 3 solves it on every seed (accuracy 0.99-1.0), the same LSTM
+    with bias 0 stays at chance (0.24-0.25), and the tanh RNN gets part of the way (0.58-0.68,
+    never solved). On noisy distractors the forget gate must start open (sigmoid(3) = 0.95) for the
+    cell to carry the symbol across 29 noisy steps. One seed here, to stay quick."""
+    common = dict(task={"seq_len": 30, "batch": 32, "eval_batch": 500, "noise": 1.0},
+                  train={"steps": 400, "log_every": 50, "optimizer": "adam", "lr": 0.02})
+    lstm = experiment(model={"hidden": 24, "cell": "lstm"},
+                      sweep={"model.forget_bias": [0.0, 3.0]}, **common)
+    acc = {r["model.forget_bias"]: r["accuracy"] for r in train_batch(lstm.runs()).runs}
+    assert acc[3.0] >= 0.95, acc
+    assert acc[0.0] < 0.5, acc
+    rnn = experiment(model={"hidden": 24, "cell": "rnn"}, **common)
+    rnn_acc = train_batch(rnn.runs()).runs[0]["accuracy"]
+    assert rnn_acc < 0.9 and rnn_acc < acc[3.0] - 0.2, (rnn_acc, acc)
