@@ -14,6 +14,11 @@ recorded at one training step. With ``lag = T - t`` (how far the gradient travel
   tolerance so that ``ds`` exactly at the threshold counts despite rounding); NaN when ``ds_T``
   is zero or not finite. A horizon of ``T - 1`` means the gradient never fell below the threshold.
 
+``bound`` (per group, from the runs table) is the Pascanu, Mikolov & Bengio (2013, section 2.1)
+bound on ``decay``: log10(gamma * sigma_max(Ws)) at initialisation, with gamma the largest
+derivative of the activation (1 for tanh, relu and identity; 1/4 for sigmoid); blank for the
+LSTM. ``decay <= bound`` wherever gamma * sigma_max < 1 (the sufficient condition for vanishing).
+
 Means in :func:`summarize` propagate infinities (a group holding a ``-inf`` grad_ratio has mean
 ``-inf``), which keeps complete vanishing visible instead of silently averaging it away.
 """
@@ -44,6 +49,7 @@ SUMMARY_COLUMNS = [
     "grad_ratio",
     "decay",
     "decay_sd",
+    "bound",
     "horizon",
 ]
 _LOG_TOL = 1e-9
@@ -197,6 +203,7 @@ def summarize(
             "_clip": column("clip_rate"),
             "_ratio": stat("grad_ratio"),
             "_decay": stat("decay"),
+            "_bound": column("decay_bound"),
             "_horizon": stat("horizon"),
         }
     )
@@ -217,6 +224,7 @@ def summarize(
         grad_ratio=("_ratio", "mean"),
         decay=("_decay", "mean"),
         decay_sd=("_decay", "std"),
+        bound=("_bound", "mean"),
         horizon=("_horizon", "mean"),
     )
     out = out.reset_index()

@@ -258,10 +258,20 @@ class Trainer:
                 "steps_to_solve": int(solved_at[r]) if solved_at[r] >= 0 else None,
                 "rho_start": float(rho0[r]), "sigma_start": float(sigma0[r]),
                 "rho_end": float(rho1[r]), "sigma_end": float(sigma1[r]),
+                "decay_bound": self._bound(sigma0[r]),
                 "clip_rate": float(self.clip_count[r] / max(self.update_count[r], 1)),
                 "wall_time": wall, "seq_len": self.cfg.task.seq_len,
             })
         return BatchResult(rows, self._grad_table(logs), self._metric_table(logs))
+
+    def _bound(self, sigma: float) -> float | None:
+        """log10(gamma * sigma_max(Ws)): Pascanu et al.'s per-step bound on the decay of
+        ||dE/ds_t|| (gamma = max |phi'|: 1 for tanh, relu, identity; 1/4 for sigmoid).
+        None for the LSTM, whose error flows through the gated cell instead."""
+        if self.cfg.model.cell != "rnn" or not sigma > 0:
+            return None
+        gamma = 0.25 if self.cfg.model.activation == "sigmoid" else 1.0
+        return float(np.round(np.log10(gamma * sigma), 12))      # log10(1 + 4e-16) -> 0
 
     def _grad_table(self, logs) -> pd.DataFrame:
         ids = np.array([sp.run_id for sp in self.specs], dtype=object)
