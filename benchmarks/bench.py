@@ -234,10 +234,13 @@ def blas_info() -> list[dict]:
 
 
 def blas_limits(n: int | None):
-    if n is None:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if n is None or threadpool_limits is None:
         from contextlib import nullcontext
         return nullcontext()
-    from threadpoolctl import threadpool_limits
     return threadpool_limits(limits=n, user_api="blas")
 
 
@@ -265,6 +268,21 @@ def machine_info() -> dict:
     except ImportError:
         info["threadpoolctl"] = None
     return info
+
+
+def cpu_busy(seconds: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (Linux /proc/stat):
+    the load other processes put on the machine."""
+    def sample():
+        vals = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return vals[3] + vals[4], sum(vals)             # idle + iowait, total
+    try:
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
 
 
 def stats(times: list[float]) -> dict:
@@ -321,11 +339,11 @@ def profile_engine(w: Workload, params, x, d, dtype, top: int = 12) -> str:
 
 
 def has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torch is installed, without importing it (its OpenMP/MKL runtime is loaded only
+    when the torch rows run, after the NumPy timings)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 # -------------------------------------------------------------------------------- the run
@@ -371,6 +389,9 @@ def add_derived(rec: dict, peaks: dict) -> None:
         r["frac_peak"] = r["gflops"] / peaks[r["dtype"]]["gflops"]
     ref = impls["rnnlab-f64"]["median_s"]
     rec["ratios_vs_rnnlab_f64"] = {k: v["median_s"] / ref for k, v in impls.items()}
+    same = {"float64": ref, "float32": impls["rnnlab-f32"]["median_s"]}
+    rec["ratios_vs_rnnlab_same_dtype"] = {k: v["median_s"] / same[v["dtype"]]
+                                          for k, v in impls.items()}
 
 
 def evaluate_targets(records: dict) -> list[dict]:
@@ -415,6 +436,10 @@ def env_variant(argv: list[str]) -> dict | None:
 
 # ---------------------------------------------------------------------------------- output
 
+def fmt_pct(v: float | None) -> str:
+    return "?" if v is None else f"{v:.0%}"
+
+
 def fmt_time(s: float) -> str:
     return f"{s * 1e3:.1f} ms" if s < 10 else f"{s:.2f} s"
 
@@ -426,14 +451,20 @@ def render(result: dict, console_print) -> None:
             rows.append([rec["workload"], name, fmt_time(r["median_s"]),
                          f"{fmt_time(r['min_s'])} - {fmt_time(r['max_s'])}",
                          f"{rec['ratios_vs_rnnlab_f64'][name]:.2f}",
+                         f"{rec['ratios_vs_rnnlab_same_dtype'][name]:.2f}",
                          f"{r['gflops']:.2f}", f"{r['frac_peak']:.1%}"])
-    head = ["workload", "impl", "median", "min - max", "time / rnnlab-f64", "GFLOP/s",
-            "of GEMM peak"]
+    head = ["workload", "impl", "median", "min - max", "time / rnnlab-f64",
+            "time / rnnlab same dtype", "GFLOP/s", "of GEMM peak"]
     console_print(table(head, rows, "Timings (forward + backward + per-step norms)"))
     pk = result["gemm_peak"]
-    console_print(f"GEMM peak (np.matmul 1024^2, {result['blas_threads']} BLAS threads): "
-                  f"float64 {pk['float64']['gflops']:.1f} GFLOP/s, "
-                  f"float32 {pk['float32']['gflops']:.1f} GFLOP/s")
+    line = (f"GEMM peak (np.matmul 1024^2, {result['blas_threads']} BLAS thread(s), the "
+            f"reference for 'of GEMM peak'): float64 {pk['float64']['gflops']:.1f} GFLOP/s, "
+            f"float32 {pk['float32']['gflops']:.1f} GFLOP/s")
+    if result.get("gemm_peak_all_cores_gflops"):
+        ac = result["gemm_peak_all_cores_gflops"]
+        line += (f"; with {result['machine']['logical_cpus']} threads: float64 "
+                 f"{ac['float64']:.1f}, float32 {ac['float32']:.1f}")
+    console_print(line)
     mrows = []
     for rec in result["workloads"].values():
         for dtname, m in rec["memory"].items():
@@ -475,14 +506,14 @@ def make_printer(quiet: bool):
     """print(obj, plain=False): rich when installed (tables, markup), plain print otherwise."""
     try:
         from rich.console import Console
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 120)
     except ImportError:
         console = None
 
     def say(obj, plain: bool = False) -> None:
         if quiet:
             return
-        if console is None:
+        if console is None or plain:
             print(obj)
         else:
             console.print(obj, markup=not plain, highlight=not plain)
@@ -492,14 +523,16 @@ def make_printer(quiet: bool):
 
 def markdown(result: dict) -> str:
     """The timing table as Markdown (pasted into docs/benchmarks.md)."""
-    lines = ["| workload | impl | median | min - max | time / rnnlab-f64 | GFLOP/s "
-             "| of GEMM peak |", "|---|---|---|---|---|---|---|"]
+    lines = ["| workload | impl | median | min - max | time / rnnlab-f64 "
+             "| time / rnnlab same dtype | GFLOP/s | of GEMM peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for rec in result["workloads"].values():
         for name, r in rec["impls"].items():
             lines.append(f"| {rec['workload']} | {name} | {fmt_time(r['median_s'])} | "
                          f"{fmt_time(r['min_s'])} - {fmt_time(r['max_s'])} | "
-                         f"{rec['ratios_vs_rnnlab_f64'][name]:.2f} | {r['gflops']:.2f} | "
-                         f"{r['frac_peak']:.1%} |")
+                         f"{rec['ratios_vs_rnnlab_f64'][name]:.2f} | "
+                         f"{rec['ratios_vs_rnnlab_same_dtype'][name]:.2f} | "
+                         f"{r['gflops']:.2f} | {r['frac_peak']:.1%} |")
     return "\n".join(lines)
 
 
@@ -510,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(scaled to 256); no torch float32 (~20 s)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, quick 2)")
     ap.add_argument("--json", type=Path, default=None, help="write the JSON record here")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="limit BLAS threads via threadpoolctl (default: leave as is)")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads for NumPy via threadpoolctl (default 1, like torch's "
+                         "set_num_threads(1); 0 = leave the library's own setting)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--only", default="sweep,h256,t1000", help="comma-separated workloads")
     ap.add_argument("--profile", action="store_true",
@@ -532,15 +566,24 @@ def main(argv: list[str] | None = None) -> int:
 
     torch_ok = has_torch() and not args.no_torch
     notes = []
+    if args.blas_threads and blas_info()[0].get("note"):
+        notes.append("threadpoolctl not installed: --blas-threads ignored, BLAS threads as set "
+                     "by the environment")
     if not has_torch() and not args.no_torch:
         notes.append("torch not installed: PyTorch columns skipped "
                      "(pip install torch to include them)")
     load0 = os.getloadavg()
-    if load0[0] > 0.5:
-        notes.append(f"machine busy at start (load average {load0[0]:.2f}): timings are "
+    busy0 = cpu_busy()
+    if busy0 is not None and busy0 > 0.1:
+        notes.append(f"other processes kept {busy0:.0%} of the CPUs busy at start: timings are "
                      "inflated and noisy; rerun on an idle machine")
     t_start = time.perf_counter()
-    with blas_limits(args.blas_threads):
+    with blas_limits(args.blas_threads or None):
+        all_cores = None
+        if args.blas_threads:                          # for reference: peak with every core
+            with blas_limits(os.cpu_count()):
+                all_cores = {np.dtype(dt).name: gemm_peak(dt)["gflops"]
+                             for dt in (np.float64, np.float32)}
         info = blas_info()
         blas_threads = [i.get("num_threads") for i in info if i.get("user_api") == "blas"]
         peaks = {np.dtype(dt).name: gemm_peak(dt) for dt in (np.float64, np.float32)}
@@ -558,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                 params, x, d = make_problem(w)
                 profiles[n] = profile_engine(w, params, x, d, np.float64)
     load1 = os.getloadavg()
+    busy1 = cpu_busy()
     result = {
         "schema": 1,
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -567,8 +611,10 @@ def main(argv: list[str] | None = None) -> int:
         "blas_threads": blas_threads[0] if blas_threads else None,
         "thread_env": {k: os.environ.get(k) for k in THREAD_ENV},
         "load_average": {"start": load0, "end": load1},
+        "other_cpu_busy": {"start": busy0, "end": busy1},
         "repeats": repeats,
         "gemm_peak": peaks,
+        "gemm_peak_all_cores_gflops": all_cores,
         "flop_count": "matrix products only, per run: 2 T B (3 H^2 + 2 I H) + 6 |L| B H O "
                       "(fwd + bwd recurrence, dWs, input projection, dWx, head, dWy, dE/ds)",
         "workloads": records,
@@ -592,11 +638,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"NumPy {m['numpy']}, torch {m['torch']}; BLAS: {', '.join(kern) or 'unknown'}")
     console_print("thread env: " + ", ".join(f"{k}={v}" for k, v in
                                              result["thread_env"].items() if v is not None)
-                  + f"  (load average {load0[0]:.2f} -> {load1[0]:.2f})")
+                  + f"  (CPUs busy with other work: {fmt_pct(busy0)} at start, "
+                    f"{fmt_pct(busy1)} at end)")
     render(result, console_print)
     if "without_slow_openblas_env" in result:
         v = result["without_slow_openblas_env"]
-        console_print(f"Without {'/'.join(SLOW_ENV)}: GEMM peak float64 "
+        vk = ", ".join(f"{i.get('architecture')} kernel" for i in v["blas"]
+                       if i.get("user_api") == "blas")
+        console_print(f"Without {'/'.join(SLOW_ENV)} ({vk}): GEMM peak float64 "
                       f"{v['gemm_peak']['float64']['gflops']:.1f}, float32 "
                       f"{v['gemm_peak']['float32']['gflops']:.1f} GFLOP/s; " + "; ".join(
                           f"{n} {k} {fmt_time(r['median_s'])}" for n, im in v["impls"].items()

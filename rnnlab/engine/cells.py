@@ -41,9 +41,27 @@ def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.reciprocal(out, out=out)
 
 
+def tanh_exp(z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|), into ``out`` (must not alias z).
+
+    NumPy's float64 tanh is scalar code on AVX2 machines (~35 ns/element here), its exp is SIMD
+    (~11 ns): 3x faster on large slabs. Absolute error <= 4e-16 (relative error grows as
+    |z| -> 0, e.g. 1e-6 at |z| = 1e-10); exact 0 at z = 0.
+    """
+    e = np.abs(z, out=out)
+    e *= -2
+    np.exp(e, out=e)
+    e += 1
+    np.divide(2, e, out=e)
+    e -= 1
+    return np.copysign(e, z, out=e)
+
+
 def phi(name: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
     """s = phi(z) for the vanilla cell, written into ``out``."""
     if name == "tanh":
+        if z.dtype == np.float64 and z.size >= 4096 and not np.may_share_memory(z, out):
+            return tanh_exp(z, out)
         return np.tanh(z, out=out)
     if name == "relu":
         return np.maximum(z, 0, out=out)
@@ -86,13 +104,13 @@ def rnn_forward(s_prev, Ws, z, s, tmp, activation):
     phi(activation, z, out=s)
 
 
-def rnn_backward(delta, dphi_t, WsT, dz):
+def rnn_backward(delta, dphi_t, WsT, dz, out=None):
     """dz_t = delta_t * phi'(z_t);  returns dz_t Ws^T, the error flowing on to s_{t-1}.
 
     delta: (W, R, B, H); dphi_t: (R, B, H); WsT: (R, H, H); dz: (W, R, B, H) written in place.
     """
     np.multiply(delta, dphi_t, out=dz)
-    return np.matmul(dz, WsT)
+    return np.matmul(dz, WsT, out=out)
 
 
 # -------------------------------------------------------------------------------------- lstm

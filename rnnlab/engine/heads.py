@@ -18,8 +18,21 @@ LOSSES = ("mse", "ce")
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """y = exp(l - max l) / sum exp(l - max l) along the last axis."""
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
+    O = logits.shape[-1]
+    if O > 16:
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        e /= e.sum(axis=-1, keepdims=True)
+        return e
+    # a short last axis: column-wise ufuncs instead of per-row reductions (2-3x faster at O=4)
+    m = logits[..., 0].copy()
+    for k in range(1, O):
+        np.maximum(m, logits[..., k], out=m)
+    e = np.subtract(logits, m[..., None])
+    np.exp(e, out=e)
+    np.copyto(m, e[..., 0])
+    for k in range(1, O):
+        m += e[..., k]
+    e /= m[..., None]
     return e
 
 
