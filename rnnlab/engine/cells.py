@@ -57,12 +57,18 @@ def tanh_exp(z: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.copysign(e, z, out=e)
 
 
+def tanh(z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """tanh(z) into ``out``: ``tanh_exp`` on large float64 slabs that do not alias, else np.tanh
+    (faster on small arrays, where per-call overhead dominates)."""
+    if z.dtype == np.float64 and z.size >= 4096 and not np.may_share_memory(z, out):
+        return tanh_exp(z, out)
+    return np.tanh(z, out=out)
+
+
 def phi(name: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
     """s = phi(z) for the vanilla cell, written into ``out``."""
     if name == "tanh":
-        if z.dtype == np.float64 and z.size >= 4096 and not np.may_share_memory(z, out):
-            return tanh_exp(z, out)
-        return np.tanh(z, out=out)
+        return tanh(z, out)
     if name == "relu":
         return np.maximum(z, 0, out=out)
     if name == "sigmoid":
@@ -125,11 +131,11 @@ def lstm_forward(s_prev, c_prev, Ws, a, c, tc, s, tmp):
     np.matmul(s_prev, Ws, out=tmp)
     a += tmp
     sigmoid(a[..., :3 * H], out=a[..., :3 * H])          # i, f, o
-    np.tanh(a[..., 3 * H:], out=a[..., 3 * H:])          # g
     i, f, o, g = a[..., :H], a[..., H:2 * H], a[..., 2 * H:3 * H], a[..., 3 * H:]
+    g[...] = tanh(g, out=s)                              # g (s is free until the last line)
     np.multiply(f, c_prev, out=c)                        # c_t = f c_{t-1} + i g
     c += i * g
-    np.tanh(c, out=tc)                                   # s_t = o tanh(c_t)
+    tanh(c, out=tc)                                      # s_t = o tanh(c_t)
     np.multiply(o, tc, out=s)
 
 
