@@ -104,6 +104,9 @@ SweepOpt = Annotated[list[str] | None, typer.Option(
     "--sweep", metavar="KEY=V1,V2", help="Add or replace a sweep axis, e.g. task.seq_len=10,20.")]
 ProfileOpt = Annotated[str | None, typer.Option(
     help="Apply a profile of the file (e.g. quick).")]
+MaxRunsOpt = Annotated[int | None, typer.Option(
+    min=1, metavar="N", help="Size limit: refuse a sweep of more than N runs unless --yes "
+    "(default 10000).")]
 Format = Literal["table", "csv", "markdown", "json"]
 
 
@@ -141,10 +144,12 @@ def show_table(df, fmt: str, title: str | None = None):
         sys.stdout.write(render(df, fmt))           # render ends every format with a newline
 
 
-def load(file, sets, sweeps, profile, yes=False):
+def load(file, sets, sweeps, profile, yes=False, max_runs=None):
     from .experiment import load_experiment
 
-    return load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes)
+    limit = {} if max_runs is None else {"max_runs": max_runs}   # None: the library's default
+    return load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes,
+                           **limit)
 
 
 class RichProgress:
@@ -202,15 +207,22 @@ def sweep(
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed run.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the runs and whether each is done.")] = False,
     yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
+    max_runs: MaxRunsOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Summary output format.")] = "table",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    executor: Annotated[Literal["local", "dask"], typer.Option(
+        help="Where batches train: local (serial or --workers processes) or dask (a Dask "
+             "cluster; needs pip install 'rnnlab[dask]').")] = "local",
+    scheduler: Annotated[str | None, typer.Option(
+        metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
+        "start a local cluster of --workers processes).")] = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     import signal
 
     from .sweep import default_out, run_sweep
 
-    exp = load(file, sets, sweeps, profile, yes)
+    exp = load(file, sets, sweeps, profile, yes, max_runs)
     out_path = Path(out_dir) if out_dir else default_out(exp)
     if dry_run:
         return _dry_run(exp, out_path, fmt)
@@ -221,7 +233,13 @@ def sweep(
     old = signal.signal(signal.SIGTERM, on_term)
     try:
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
-                           fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]])
+                           fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
+                           executor=executor, scheduler=scheduler)
+    except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
+        bar.stop()
+        err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
+                  "resume", markup=False)
+        raise typer.Exit(130) from None
     finally:
         bar.stop()
         signal.signal(signal.SIGTERM, old)
@@ -266,6 +284,7 @@ def validate(
     sweeps: SweepOpt = None,
     profile: ProfileOpt = None,
     yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
+    max_runs: MaxRunsOpt = None,
     show: Annotated[int, typer.Option(min=0, help="How many runs to list.")] = 10,
 ):
     """Check an experiment file and print its grid size and first runs."""
@@ -273,7 +292,7 @@ def validate(
 
     from .execute import plan_batches
 
-    exp = load(file, sets, sweeps, profile, yes)
+    exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()
     axes = ", ".join(f"{'+'.join(a.keys)} ({len(a.values)})" for a in exp.axes) or "none"
     out.print(f"{file}: ok: experiment {exp.name!r}, {exp.grid_size} grid point(s) x "
@@ -355,6 +374,35 @@ def run(
         table.append({"step": step, **{f"lag {k}": ds.get(T - k, np.nan) for k in want}})
     show_table(pd.DataFrame(table).iloc[[0, -1]].drop_duplicates(), "table",
                title="||dE/ds_t|| at lag T - t (first and last record)")
+
+
+@app.command(name="plot")
+@user_errors
+def plot_command(
+    folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
+    kind: Annotated[Literal["heatmap", "decay", "success"], typer.Option(
+        help="heatmap: log10 ||dE/ds_t|| over t and a swept key; decay: ||dE/ds_t|| against "
+             "lag T - t with the Pascanu et al. bound; success: solved fraction against "
+             "seq_len.")] = "heatmap",
+    out_file: Annotated[str | None, typer.Option("--out", help="Image file, .png, .pdf or .svg "
+                                                 "(default FOLDER/KIND.png).")] = None,
+    by: Annotated[str | None, typer.Option(help="Swept key of the rows or lines, e.g. "
+                                           "weight_scale (default: chosen by kind).")] = None,
+    step: Annotated[int, typer.Option(min=0, help="Training step of the gradient norms "
+                                      "(default 0: initialisation).")] = 0,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="KEY=VALUE", help="Keep only runs with this swept value "
+        "(repeatable), e.g. task.seq_len=20.")] = None,
+    metric: Annotated[Literal["solved", "accuracy"], typer.Option(
+        help="What the success plot shows.")] = "solved",
+):
+    """Draw a figure of a results folder; other swept keys become panels. Prints the file."""
+    from .plot import output_path
+    from .plot import plot as make_plot
+
+    make_plot(folder, kind, out_file, by=by, step=step, where=where or [], metric=metric,
+              note=lambda message: err.print(f"rnnlab: {message}", markup=False, soft_wrap=True))
+    sys.stdout.write(f"{output_path(folder, kind, out_file)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,6 +46,10 @@ def _normalise_input(x: Any) -> Any:
 Float = Annotated[float, BeforeValidator(_normalise_input)]
 """A float normalised to 12 significant digits; an int is accepted and becomes a float."""
 
+INT_LIMIT = 2**63
+"""Every integer key is below this: results are stored in 64-bit integer columns, so a larger
+value (a seed, or any swept integer) would be accepted here and crash the store later."""
+
 #: Which task options each task reads; setting any other option is an error.  (The smallest
 #: seq_len of each task comes from ``rnnlab.tasks.MIN_SEQ_LEN``.)
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -70,7 +74,7 @@ class ModelConfig(_Strict):
     """Recurrent cell: a vanilla RNN or an LSTM."""
     activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
     """Hidden nonlinearity phi of the vanilla RNN (the LSTM ignores it: its gates are fixed)."""
-    hidden: int = Field(32, ge=1)
+    hidden: int = Field(32, ge=1, lt=INT_LIMIT)
     """Number of hidden units."""
     init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
     """Recurrent weight initialisation."""
@@ -91,21 +95,21 @@ class TaskConfig(_Strict):
 
     name: Literal["recall", "adding", "copy", "temporal_order", "random"] = "recall"
     """Task generator (see rnnlab.tasks)."""
-    seq_len: int = Field(10, ge=1)
+    seq_len: int = Field(10, ge=1, lt=INT_LIMIT)
     """Sequence length (time steps)."""
-    batch: int = Field(32, ge=1)
+    batch: int = Field(32, ge=1, lt=INT_LIMIT)
     """Training sequences per step."""
-    eval_batch: int = Field(1000, ge=1)
+    eval_batch: int = Field(1000, ge=1, lt=INT_LIMIT)
     """Sequences in the fixed evaluation set."""
-    symbols: int | None = Field(None, ge=2)
+    symbols: int | None = Field(None, ge=2, lt=INT_LIMIT)
     """Alphabet size (recall, copy, random); null = the task default."""
     noise: Float | None = Field(None, ge=0)
     """Input noise level (recall); null = the task default."""
     placement: Literal["halves", "anywhere"] | None = None
     """Where the two marked numbers fall (adding); null = the task default."""
-    input_size: int | None = Field(None, ge=1)
+    input_size: int | None = Field(None, ge=1, lt=INT_LIMIT)
     """Input width (random); null = the task default."""
-    copy_len: int | None = Field(None, ge=1)
+    copy_len: int | None = Field(None, ge=1, lt=INT_LIMIT)
     """Length of the sequence to copy (copy); null = the task default."""
 
     @model_validator(mode="after")
@@ -168,7 +172,7 @@ class ClipConfig(_Strict):
 class TrainConfig(_Strict):
     """The optimiser and the training loop."""
 
-    steps: int = Field(500, ge=0)
+    steps: int = Field(500, ge=0, lt=INT_LIMIT)
     """Number of parameter updates."""
     optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = "adam"
     """Update rule."""
@@ -186,11 +190,11 @@ class TrainConfig(_Strict):
     """Denominator guard (adagrad, adam)."""
     clip: ClipConfig = Field(default_factory=ClipConfig)
     """Gradient clipping."""
-    tbptt: int | None = Field(None, ge=1)
+    tbptt: int | None = Field(None, ge=1, lt=INT_LIMIT)
     """Truncated-BPTT window in steps; null = full BPTT."""
     loss_at: Literal["last", "all"] | None = None
     """Where the loss is taken: the last step or every step; null = the task default."""
-    log_every: int = Field(10, ge=1)
+    log_every: int = Field(10, ge=1, lt=INT_LIMIT)
     """Record metrics every this many steps."""
 
 
@@ -206,9 +210,9 @@ class BaseConfig(_Strict):
     """Experiment name (required)."""
     description: str = ""
     """Free text; does not affect any number."""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=INT_LIMIT)
     """Seed of repeat 0; repeat r uses seed + r."""
-    repeats: int = Field(1, ge=1)
+    repeats: int = Field(1, ge=1, lt=INT_LIMIT)
     """Seeds per grid point."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -234,7 +238,7 @@ class RunConfig(_Strict):
     model: ModelConfig
     task: TaskConfig
     train: TrainConfig
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, lt=INT_LIMIT)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data (floats already normalised)."""
@@ -289,7 +293,8 @@ def _bounds(field: FieldInfo) -> str:
     for meta in field.metadata:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(meta, attr, None) is not None:
-                words.append(f"{sym} {getattr(meta, attr)}")
+                value = getattr(meta, attr)
+                words.append(f"{sym} {'2**63' if value == INT_LIMIT else value}")
     return " and ".join(words)
 
 

@@ -6,9 +6,10 @@ by ``max_batch`` and by a memory budget (an estimate of the arrays one training 
 backward pass), so memory does not grow with the size of the sweep.
 
 Batches run in this process (``workers=1``) or in a pool of worker processes (``workers=N``; each
-worker is limited to one BLAS thread, so N workers do not oversubscribe the cores). Only this
-process writes to the results folder: workers return records and the store commits each batch as
-it arrives (see ``store.py``), so an interrupted sweep keeps every finished batch.
+worker is limited to one BLAS thread, so N workers do not oversubscribe the cores), or on a Dask
+cluster (``executor="dask"``, see ``distributed.py``). Only this process writes to the results
+folder: workers return records and the store commits each batch as it arrives (see ``store.py``),
+so an interrupted sweep keeps every finished batch.
 
 A batch that raises is recorded run by run as ``failed`` with the error; the sweep goes on, unless
 ``fail_fast``. Ctrl-C (or SIGTERM) stops submitting work and returns what was finished.
@@ -24,11 +25,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from .errors import UserError
 from .train import BatchResult, build_task, train_batch
 
 #: Default cap on runs per batch, and memory budget (bytes) for one batch's training arrays.
 MAX_BATCH = 64
 MEMORY_BUDGET = 1 << 30
+#: Where batches run: here or in a local process pool, or on a Dask cluster (``distributed.py``).
+EXECUTORS = ("local", "dask")
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -90,13 +94,18 @@ class Outcome:
 
 
 def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
-            fail_fast: bool = False, on_batch: Callable[[BatchResult], None] | None = None
-            ) -> Outcome:
+            fail_fast: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
+            executor: str = "local", scheduler: str | None = None) -> Outcome:
     """Train ``batches`` and hand each result to ``commit`` (the store) as soon as it is ready.
 
-    ``on_batch`` is called after each commit (progress display). KeyboardInterrupt stops the
-    sweep cleanly: finished batches are kept, the outcome says ``interrupted``.
+    ``executor="local"`` trains in this process (``workers=1``) or a process pool;
+    ``executor="dask"`` sends the batches to the Dask cluster at ``scheduler`` or, without an
+    address, to a LocalCluster of ``workers`` processes (see ``rnnlab.distributed``). Either way
+    ``commit`` runs here. ``on_batch`` is called after each commit (progress display).
+    KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
+    ``interrupted``.
     """
+    check_executor(executor, scheduler)
     outcome = Outcome()
 
     def handle(res: BatchResult) -> bool:
@@ -112,7 +121,11 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
         return fail_fast and outcome.failed > 0
 
     try:
-        if workers <= 1:
+        if executor == "dask":
+            from .distributed import execute_dask
+
+            execute_dask(batches, handle, scheduler=scheduler, workers=workers)
+        elif workers <= 1:
             for b in batches:
                 if handle(_run_batch(b)):
                     break
@@ -121,6 +134,14 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     except KeyboardInterrupt:
         outcome.interrupted = True
     return outcome
+
+
+def check_executor(executor: str, scheduler: str | None):
+    """Reject an unknown executor, or a scheduler address without the dask executor."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise UserError("--scheduler needs --executor dask")
 
 
 def _execute_pool(batches, handle, workers):

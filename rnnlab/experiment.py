@@ -42,6 +42,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rnnlab.config import (
+    INT_LIMIT,
     SECTIONS,
     SWEEP_ALLOWED,
     BaseConfig,
@@ -367,6 +368,9 @@ def parse_experiment(
         _replace_axes(axes, _parse_sweep({key: _cli_values(key, text)}, "--sweep", "", limit))
 
     base = _validate(BaseConfig, base_raw, lambda k: provenance.get(k, (source, k)))
+    if base.seed + base.repeats > INT_LIMIT:  # the last repeat's seed must fit 64 bits too
+        allowed = f"an integer >= 0 and <= 2**63 - repeats ({base.repeats})"
+        raise ConfigError(*provenance.get("seed", (source, "seed")), base.seed, allowed)
     for axis in axes:
         if len(set(axis.points)) < len(axis.points):
             dup = next(p for i, p in enumerate(axis.points) if p in axis.points[:i])

@@ -80,6 +80,7 @@ RUN_FIELDS: dict[str, pa.DataType] = {
     "rho_end": pa.float64(),
     "sigma_end": pa.float64(),
     "clip_rate": pa.float64(),
+    "decay_bound": pa.float64(),
     "wall_time": pa.float64(),
 }
 #: Integer run columns that may be missing; loaded as pandas' nullable ``Int64`` always.
@@ -107,6 +108,9 @@ METRICS_SCHEMA = pa.schema(
         ("clipped", pa.bool_()),
     ]
 )
+#: Columns a file must have to be read (a damaged footer can rename or drop them).
+_RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
+_METRICS_COLS = METRICS_SCHEMA
 _GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
 _METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
 
@@ -151,7 +155,10 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    _replace_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    _replace_atomic(
+        path,
+        lambda tmp: pq.write_table(table, tmp, compression="zstd", write_page_checksum=True),
+    )
 
 
 def _corrupt(path: Path, reason: str, advice: str) -> UserError:
@@ -162,23 +169,69 @@ def _corrupt(path: Path, reason: str, advice: str) -> UserError:
 _PART_ADVICE = "delete it and rerun `rnnlab sweep` to recompute the runs it held"
 
 
-def _read_parquet(path: Path, advice: str = _PART_ADVICE, **kwargs) -> pa.Table:
-    """``pq.read_table`` that turns a missing, truncated or corrupted file into a UserError."""
+def _read_parquet(
+    path: Path, advice: str = _PART_ADVICE, *, filters=None, need: pa.Schema | None = None
+) -> pa.Table:
+    """Read a parquet file whole, or the rows matching the pyarrow expression ``filters``.
+
+    A missing, truncated or corrupted file, or one without the columns of ``need`` (or with
+    another kind of type: string, integer, float, bool), is a UserError naming it. Page checksums
+    are verified (files written without them still read), and ``filters`` is applied batch by
+    batch after decoding, never through the footer's statistics, so that damaged statistics
+    cannot silently drop rows.
+    """
     if not path.is_file():
         raise UserError(f"{path} is missing; rerun `rnnlab sweep` to recompute the runs it held")
     try:
-        return pq.read_table(path, **kwargs)
+        with pq.ParquetFile(path, page_checksum_verification=True) as f:
+            schema = f.schema_arrow
+            names = schema.names  # decodes the column names: damaged ones raise here
+            for field in need or ():
+                if field.name not in names:
+                    raise _corrupt(path, f"no column {field.name!r}", advice)
+                typ = schema.field(field.name).type
+                if _kind(typ) != _kind(field.type):
+                    raise _corrupt(path, f"column {field.name!r} has type {typ}", advice)
+            if filters is None:
+                table = f.read()
+                seen = table.num_rows
+            else:
+                tables, seen = [], 0
+                for batch in f.iter_batches():
+                    seen += batch.num_rows
+                    tables.append(pa.Table.from_batches([batch]).filter(filters))
+                table = pa.concat_tables(tables) if tables else schema.empty_table()
+            if seen != f.metadata.num_rows:   # a damaged column chunk header can hide rows
+                raise _corrupt(path, f"read {seen} of {f.metadata.num_rows} rows", advice)
+        return table
     except (pa.ArrowException, OSError, ValueError) as e:
         raise _corrupt(path, e, advice) from e
+
+
+def _kind(typ: pa.DataType) -> str:
+    """The family of an arrow type (string, integer, float, bool), so that a reader's choice of
+    string or large_string or string_view does not matter."""
+    if typ in (pa.string(), pa.large_string()) or str(typ) == "string_view":
+        return "string"
+    for kind, test in (("integer", pa.types.is_integer), ("float", pa.types.is_floating),
+                       ("bool", pa.types.is_boolean)):
+        if test(typ):
+            return kind
+    return str(typ)
 
 
 def _read_parts_metadata(path: Path) -> set[str]:
     """The part names a compacted ``metrics.parquet`` holds (from its schema metadata)."""
     try:
         meta = pq.read_schema(path).metadata or {}
+        if _PARTS_KEY not in meta:  # finalize always writes it
+            raise ValueError(f"no {_PARTS_KEY.decode()} metadata")
+        parts = json.loads(meta[_PARTS_KEY])
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise ValueError(f"bad {_PARTS_KEY.decode()} metadata")
     except (pa.ArrowException, OSError, ValueError) as e:
         raise _corrupt(path, e, "delete it and rerun `rnnlab sweep` to recompute its runs") from e
-    return set(json.loads(meta.get(_PARTS_KEY, b"[]")))
+    return set(parts)
 
 
 def part_name(run_ids: Iterable[str]) -> str:
@@ -406,6 +459,19 @@ def _release_lock(folder: Path, fd: int) -> None:
 # the store
 
 
+def _refuse_foreign(path: Path) -> None:
+    """UserError if ``path`` (a folder without a manifest) holds anything not rnnlab's."""
+    foreign = sorted(
+        e for e in os.listdir(path)
+        if e not in _OWN_NAMES and not e.startswith(TMP_PREFIX)
+    )
+    if foreign:
+        raise UserError(
+            f"{path} is not empty and is not an rnnlab results folder "
+            f"(no {MANIFEST}; found {foreign[0]!r}); pass another --out"
+        )
+
+
 class ResultsStore:
     """Writer of one results folder. Create with :meth:`ResultsStore.open`.
 
@@ -454,6 +520,8 @@ class ResultsStore:
             ) from e
         if not os.access(path, os.W_OK | os.X_OK):
             raise UserError(f"results folder {path} is not writable; fix its permissions or --out")
+        if not (path / MANIFEST).is_file():
+            _refuse_foreign(path)       # before the lock file: a foreign folder stays untouched
         store = cls(path, fingerprint, experiment_name)
         with store.lock():
             store._open_locked(manifest, fresh)
@@ -464,12 +532,7 @@ class ResultsStore:
         entries = [e for e in os.listdir(path) if e != LOCK and not e.startswith(TMP_PREFIX)]
         has_manifest = (path / MANIFEST).is_file()
         if not has_manifest:
-            foreign = sorted(e for e in entries if e not in _OWN_NAMES)
-            if foreign:
-                raise UserError(
-                    f"{path} is not empty and is not an rnnlab results folder "
-                    f"(no {MANIFEST}; found {foreign[0]!r}); pass another --out"
-                )
+            _refuse_foreign(path)
             if entries and not fresh:
                 raise UserError(
                     f"{path} holds rnnlab result files but no {MANIFEST}; "
@@ -500,7 +563,9 @@ class ResultsStore:
         runs_path = path / RUNS
         if runs_path.exists():
             self._runs = _read_parquet(
-                runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs"
+                runs_path,
+                "delete it and rerun `rnnlab sweep` to recompute all runs",
+                need=_RUNS_COLS,
             )
         self._cleanup()
 
@@ -652,8 +717,10 @@ class ResultsStore:
         if new:
             tables = []
             if target.is_file():
-                tables.append(_read_parquet(target, "delete it and rerun `rnnlab sweep`"))
-            tables += [_read_parquet(self.path / METRICS_DIR / p) for p in new]
+                tables.append(
+                    _read_parquet(target, "delete it and rerun `rnnlab sweep`", need=_METRICS_COLS)
+                )
+            tables += [_read_parquet(self.path / METRICS_DIR / p, need=_METRICS_COLS) for p in new]
             table = pa.concat_tables(tables, promote_options="default")
             ids = pa.array(sorted(self.done_run_ids()), pa.string())
             table = table.filter(pc.is_in(table.column("run_id"), ids)).sort_by(_METRICS_SORT)
@@ -716,7 +783,9 @@ def _runs_table_of(p: Path) -> pa.Table:
     runs_path = p / RUNS
     if not runs_path.is_file():
         raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
-    return _read_parquet(runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs")
+    return _read_parquet(
+        runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
+    )
 
 
 def load_runs(path: str | os.PathLike) -> pd.DataFrame:
@@ -755,7 +824,7 @@ def load_grad_norms(
     if step is not None:
         flt = flt & (pc.field("step") == int(step))
     tables = [
-        _read_parquet(p / GRAD_DIR / part, filters=flt)
+        _read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
         for part in sorted({part_of[r] for r in wanted})
     ]
     table = (
@@ -773,9 +842,13 @@ def load_metrics(path: str | os.PathLike) -> pd.DataFrame:
     target = p / METRICS
     if target.is_file():
         compacted = _read_parts_metadata(target)
-        tables.append(_read_parquet(target, "delete it and rerun `rnnlab sweep` to recompute"))
+        tables.append(
+            _read_parquet(
+                target, "delete it and rerun `rnnlab sweep` to recompute", need=_METRICS_COLS
+            )
+        )
     for part in sorted(set(runs.column("part").to_pylist()) - compacted):
-        tables.append(_read_parquet(p / METRICS_DIR / part))
+        tables.append(_read_parquet(p / METRICS_DIR / part, need=_METRICS_COLS))
     table = (
         pa.concat_tables(tables, promote_options="default")
         if tables

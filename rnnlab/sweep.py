@@ -48,11 +48,19 @@ def manifest_for(exp: Experiment, command: list[str] | None) -> dict:
 def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
-              command: list[str] | None = None) -> SweepReport:
+              command: list[str] | None = None, executor: str = "local",
+              scheduler: str | None = None) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
+    ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
+    of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
     """
+    execute.check_executor(executor, scheduler)
+    if executor == "dask":
+        from .distributed import require_dask
+
+        require_dask()                      # before the folder is created
     out = Path(out) if out is not None else default_out(exp)
     runs = exp.runs()
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
@@ -67,7 +75,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
                                                                           res.metrics),
                                   workers=workers, fail_fast=fail_fast,
-                                  on_batch=progress.advance if progress else None)
+                                  on_batch=progress.advance if progress else None,
+                                  executor=executor, scheduler=scheduler)
         table = None
         if store.done_run_ids():
             table = summary_of(out, by=exp.swept_keys)

@@ -1,0 +1,165 @@
+"""Run a sweep's batches on a Dask cluster (``rnnlab sweep FILE --executor dask``).
+
+The contract is that of the local executors (``execute.execute``): batches go in, and
+``handle(result)`` is called in this process for each finished batch, in the order they finish.
+Workers only train: each task is ``execute._run_batch(specs)`` and returns the batch's records
+(a ``BatchResult``); this process stays the only writer of the results folder, so the folder
+layout, resume, the progress bar and the numbers are those of a local sweep.
+
+- **Where.** ``scheduler="tcp://host:port"`` connects to a running cluster (``dask scheduler`` and
+  ``dask worker``, dask-jobqueue, ...; the workers need rnnlab installed). Without an address a
+  ``LocalCluster`` of ``workers`` processes with one thread each is started on the loopback
+  interface, and closed again at the end.
+- **Bounded.** At most a window of ``2 x`` the cluster's threads (at least 4) batches is in flight;
+  the next batch is submitted when one finishes, so memory does not grow with the sweep.
+- **Retries.** Tasks are submitted with ``retries`` (exceptions that escape a task); a worker that
+  dies mid-batch makes the scheduler run the batch on another worker, up to the scheduler's
+  ``distributed.scheduler.allowed-failures`` deaths (set to ``retries`` for the LocalCluster
+  started here). A retried batch is one future and is committed once. A batch beyond its
+  retries (``KilledWorker`` or the exception) becomes failed rows carrying the error text.
+  Exceptions inside training never reach Dask: ``_run_batch`` records them as failed rows.
+- **Ctrl-C.** ``KeyboardInterrupt`` cancels the batches in flight, closes the client (and the
+  LocalCluster) and propagates; the batches already handled are committed and kept.
+
+Dask is an optional extra (``pip install 'rnnlab[dask]'``) imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+
+from . import execute
+from .errors import UserError
+from .train import BatchResult
+
+#: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
+#: here, worker deaths (``allowed-failures``) before the batch is recorded as failed.
+RETRIES = 2
+MISSING = "--executor dask needs Dask: pip install 'rnnlab[dask]'"
+
+
+def require_dask():
+    """The ``distributed`` module, or a UserError saying how to install the extra."""
+    try:
+        import distributed
+    except ImportError as e:
+        raise UserError(f"{MISSING} ({e})") from None
+    return distributed
+
+
+def window(client) -> int:
+    """Batches kept in flight: two per worker thread (one running, one ready), at least 4."""
+    return max(4, 2 * sum(client.nthreads().values()))
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRIES
+            ) -> Iterator:
+    """A ``Client`` of the cluster at ``scheduler``, or of a new loopback LocalCluster of
+    ``workers`` single-threaded processes (BLAS limited to one thread) closed on exit."""
+    distributed = require_dask()
+    import dask
+
+    cluster = None
+    if scheduler is None:
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+                env={k: "1" for k in execute._THREAD_VARS})
+    aborted = False
+    try:
+        try:
+            client = distributed.Client(cluster if cluster is not None else scheduler,
+                                        set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise UserError(f"cannot connect to the dask scheduler {scheduler}: {e}") from None
+        try:
+            yield client
+        except BaseException:
+            aborted = True
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+    finally:
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                if aborted:                # Ctrl-C: do not wait for the batches being trained
+                    cluster.sync(_kill_workers, list(cluster.workers.values()))
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+
+async def _kill_workers(nannies, timeout: float = 0.5):
+    """Close the LocalCluster's nannies, killing their busy worker processes after ``timeout``
+    instead of the default 4 s of waiting for the running batch."""
+    await asyncio.gather(*(n.close(timeout=timeout) for n in nannies), return_exceptions=True)
+
+
+def batch_outcome(future, specs) -> BatchResult:
+    """The result of a finished future; a batch that failed beyond its retries (the worker died
+    each time: ``KilledWorker``; or an exception escaped the task) becomes failed rows."""
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError:
+        raise                      # lost scheduler or cancelled: not a failure of the runs
+    except Exception as e:         # noqa: BLE001 - recorded per run, reported at the end
+        return execute.failed_result(specs, f"{type(e).__name__}: {e}")
+
+
+def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: str | None = None,
+                 workers: int = 1, retries: int = RETRIES, max_in_flight: int | None = None):
+    """Train ``batches`` on a Dask cluster, calling ``handle(result)`` here as each finishes.
+
+    ``handle`` returning True stops the execution (fail-fast): batches in flight are cancelled.
+    ``max_in_flight`` overrides the window of submitted batches (default :func:`window`).
+    """
+    distributed = require_dask()
+    queue = list(batches)
+    queue.reverse()                                # pop() from the end = the planned order
+    if not queue:
+        return
+    fn = execute._run_batch                        # looked up now: tests may replace it
+    tag = uuid.uuid4().hex[:8]
+    with connect(scheduler, workers, retries) as client:
+        pending: dict = {}                         # key -> (future, specs), not yet handled
+        done = distributed.as_completed(loop=client.loop)
+        count = 0
+
+        def refill():
+            nonlocal count
+            limit = max_in_flight or window(client)
+            while queue and len(pending) < limit:
+                specs = queue.pop()
+                key = f"rnnlab-batch-{tag}-{count}"
+                count += 1
+                fut = client.submit(fn, specs, key=key, retries=retries, pure=False)
+                pending[key] = (fut, specs)
+                done.add(fut)
+
+        try:
+            refill()
+            for fut in done:
+                entry = pending.pop(fut.key, None)
+                if entry is None:                  # yielded twice: already committed
+                    continue
+                result = batch_outcome(fut, entry[1])
+                fut.release()
+                if handle(result):
+                    break
+                refill()
+        except concurrent.futures.CancelledError as e:
+            why = getattr(e, "reason", None) or str(e).splitlines()[0]
+            raise UserError(f"dask cancelled the sweep's batches ({why}); finished runs are "
+                            "kept: rerun the same command to resume") from None
+        finally:
+            if pending:
+                with contextlib.suppress(Exception):
+                    client.cancel([f for f, _ in pending.values()])
+                pending.clear()

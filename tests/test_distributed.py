@@ -1,0 +1,210 @@
+"""Sweeps on a Dask cluster (``--executor dask``, ``rnnlab.distributed``) on a real LocalCluster of
+two worker processes on the loopback interface: the results equal the local executor's, a worker
+killed mid-batch loses and duplicates nothing, a batch beyond its retries is recorded as failed.
+
+Skipped without the ``dask`` extra (``pip install -e '.[test,dask]'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import cloudpickle  # noqa: E402  (a dependency of distributed)
+import dask  # noqa: E402
+import psutil  # noqa: E402  (a dependency of distributed)
+from conftest import tiny_data, tiny_exp, write_yaml  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import rnnlab.distributed  # noqa: E402
+import rnnlab.execute  # noqa: E402
+from rnnlab.cli import app  # noqa: E402
+from rnnlab.store import load_grad_norms, load_metrics, load_runs  # noqa: E402
+from rnnlab.sweep import run_sweep  # noqa: E402
+
+# The batch functions below are shipped to the workers by value: they need not import this file.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+MAX_BATCH = 2
+SMALL = {"model": {"hidden": 4}, "task": {"batch": 4, "eval_batch": 16},
+         "train": {"steps": 3, "log_every": 1}}
+
+
+def small_exp(**overrides):
+    """12 runs (seq_len [3, 5] x weight_scale [0.5, 1.5] x 3 repeats): 6 batches of 2."""
+    return tiny_exp(**{**SMALL, "repeats": 3, **overrides})
+
+
+def results(out) -> dict[str, pd.DataFrame]:
+    """What a folder holds, in canonical order (runs without their wall time)."""
+    return {"runs": load_runs(out).drop(columns=["wall_time"]).reset_index(drop=True),
+            "grad_norms": load_grad_norms(out).reset_index(drop=True),
+            "metrics": load_metrics(out).reset_index(drop=True)}
+
+
+def assert_same_results(a, b):
+    ra, rb = results(a), results(b)
+    for key in ra:
+        pd.testing.assert_frame_equal(ra[key], rb[key], check_exact=True, obj=key)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with dask.config.set({"distributed.scheduler.allowed-failures": rnnlab.distributed.RETRIES}):
+        cl = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                      host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    with cl:
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "out"
+    report = run_sweep(small_exp(), out, max_batch=MAX_BATCH)
+    assert report.outcome.ok == 12
+    return out
+
+
+# ------------------------------------------------------------------------ same numbers
+
+
+def test_dask_sweep_equals_the_local_sweep_with_bounded_submissions(tmp_path, cluster,
+                                                                    reference, monkeypatch):
+    events = []
+    real_submit = distributed.Client.submit
+
+    def submit(self, *args, **kwargs):
+        events.append(+1)
+        return real_submit(self, *args, **kwargs)
+    monkeypatch.setattr(distributed.Client, "submit", submit)
+    monkeypatch.setattr(rnnlab.distributed, "window", lambda client: 3)
+    pid = os.getpid()
+    real_write = rnnlab.store.ResultsStore.write_batch
+
+    def write(self, *args):
+        assert os.getpid() == pid                   # only the client writes the folder
+        events.append(-1)
+        return real_write(self, *args)
+    monkeypatch.setattr(rnnlab.store.ResultsStore, "write_batch", write)
+
+    out = tmp_path / "out"
+    report = run_sweep(small_exp(), out, max_batch=MAX_BATCH, executor="dask",
+                       scheduler=cluster.scheduler_address)
+    o = report.outcome
+    assert (o.done, o.ok, o.failed, o.interrupted) == (12, 12, 0, False)
+    assert events.count(1) == events.count(-1) == 6
+    in_flight = [sum(events[:i + 1]) for i in range(len(events))]
+    assert max(in_flight) == 3                      # a window, not all batches at once
+    assert_same_results(out, reference)
+    assert (out / "summary.csv").read_text() == (reference / "summary.csv").read_text()
+
+    again = run_sweep(small_exp(), out, executor="dask", scheduler=cluster.scheduler_address)
+    assert (again.skipped, again.outcome.done) == (12, 0)     # resume as with a local sweep
+
+
+def test_cli_dask_executor_starts_a_local_cluster(tmp_path, reference, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL, repeats=3))
+    res = CliRunner().invoke(app, ["sweep", str(file), "--executor", "dask", "--workers", "2",
+                                   "--max-batch", str(MAX_BATCH), "--out", "out",
+                                   "--format", "csv", "--no-progress"])
+    assert res.exit_code == 0, (res.stdout, res.stderr, res.exception)
+    assert "12 run(s) now" in res.stderr
+    assert_same_results(tmp_path / "out", reference)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _die_once(marker, real, specs):
+    """The first attempt of any batch kills its worker process; all others train normally."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return real(specs)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(1)
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, cluster, reference,
+                                                                monkeypatch):
+    marker = tmp_path / "died"
+    monkeypatch.setattr(rnnlab.execute, "_run_batch",
+                        functools.partial(_die_once, str(marker), rnnlab.execute._run_batch))
+    out = tmp_path / "out"
+    report = run_sweep(small_exp(), out, max_batch=MAX_BATCH, executor="dask",
+                       scheduler=cluster.scheduler_address)
+    dead = int(marker.read_text())
+    assert dead != os.getpid() and not psutil.pid_exists(dead)      # a worker really died
+    assert (report.outcome.ok, report.outcome.failed) == (12, 0)
+    runs = load_runs(out)
+    assert runs["run_id"].is_unique
+    assert set(runs["run_id"]) == {r.run_id for r in small_exp().runs()}
+    assert_same_results(out, reference)
+
+
+def _always(log_dir, how, real, specs):
+    """Batches of seq_len 5 fail on every attempt (a worker death, or an exception escaping the
+    task); each attempt leaves a file in ``log_dir``."""
+    if specs[0].config.task.seq_len != 5:
+        return real(specs)
+    fd, _ = tempfile.mkstemp(dir=log_dir)
+    os.close(fd)
+    if how == "die":
+        os._exit(1)
+    raise RuntimeError("cluster trouble")
+
+
+@pytest.mark.parametrize("how, error", [("die", "KilledWorker: "),
+                                        ("raise", "RuntimeError: cluster trouble")])
+def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster, reference,
+                                                              monkeypatch, how, error):
+    log = tmp_path / "attempts"
+    log.mkdir()
+    monkeypatch.setattr(rnnlab.execute, "_run_batch",
+                        functools.partial(_always, str(log), how, rnnlab.execute._run_batch))
+    exp = small_exp(repeats=1)                      # 4 runs: one batch per seq_len
+    out = tmp_path / "out"
+    report = run_sweep(exp, out, max_batch=MAX_BATCH, executor="dask",
+                       scheduler=cluster.scheduler_address)
+    assert len(list(log.iterdir())) == 1 + rnnlab.distributed.RETRIES
+    o = report.outcome
+    assert (o.done, o.ok, o.failed, o.interrupted) == (4, 2, 2, False)
+    runs = load_runs(out)
+    assert runs["run_id"].is_unique and len(runs) == 4
+    failed = runs[runs["seq_len"] == 5]
+    assert (failed["status"] == "failed").all()
+    assert failed["error"].str.startswith(error).all(), failed["error"].tolist()
+    good = runs[runs["seq_len"] == 3]
+    assert (good["status"] == "ok").all()
+    ref = results(reference)
+    got = results(out)
+    ids = set(good["run_id"])
+    pd.testing.assert_frame_equal(
+        got["grad_norms"], ref["grad_norms"][ref["grad_norms"]["run_id"].isin(ids)]
+        .reset_index(drop=True), check_exact=True)
+
+
+# ------------------------------------------------------------------------------ options
+
+
+def test_missing_extra_and_misused_scheduler_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL))
+    runner = CliRunner()
+    res = runner.invoke(app, ["sweep", str(file), "--scheduler", "tcp://127.0.0.1:1"])
+    assert res.exit_code == 2 and "--scheduler needs --executor dask" in res.stderr
+    monkeypatch.setitem(sys.modules, "distributed", None)      # as if not installed
+    res = runner.invoke(app, ["sweep", str(file), "--executor", "dask", "--out", "out"])
+    assert res.exit_code == 2, res.stderr
+    line, = res.stderr.strip().splitlines()
+    assert "pip install 'rnnlab[dask]'" in line and line.startswith("rnnlab: error: ")
+    assert not (tmp_path / "out").exists()
