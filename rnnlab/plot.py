@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import UserError
+from rnnlab.store import plain_value
 
 KINDS = ("heatmap", "decay", "success")
 METRICS = ("solved", "accuracy")
@@ -195,7 +196,7 @@ class _Results:
     def setting(self, rows: pd.DataFrame, key: str):
         """A configuration value of ``rows``: their swept value, else the experiment's base."""
         if key in rows.columns:
-            vals = {_py(v) for v in rows[key]}
+            vals = {plain_value(v) for v in rows[key]}
             return vals.pop() if len(vals) == 1 else _MIXED
         node = self.base
         for part in key.split("."):
@@ -203,17 +204,6 @@ class _Results:
                 return None
             node = node[part]
         return node
-
-
-def _py(v):
-    """numpy scalars -> python; NaN / NA -> None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
 
 
 def _order(value: tuple):
@@ -247,7 +237,7 @@ def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
     axes += [(k,) for k in swept if k not in covered]
     runs = runs.copy()
     for k in swept:
-        runs[k] = pd.Series([_py(v) for v in runs[k]], index=runs.index, dtype=object)
+        runs[k] = pd.Series([plain_value(v) for v in runs[k]], index=runs.index, dtype=object)
     if "status" in runs.columns:
         failed = runs["status"].astype(object) == "failed"
         if failed.any():
@@ -474,7 +464,7 @@ def _groups(res: _Results, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     groups = {}
     for value, rows in res.runs.groupby(keys, sort=False, dropna=False):
         value = value if isinstance(value, tuple) else (value,)
-        groups[tuple(_py(v) for v in value)] = rows
+        groups[tuple(plain_value(v) for v in value)] = rows
     return groups
 
 
@@ -502,7 +492,7 @@ def _pool_identical(res: _Results, by_axis, facets, curves_of, what: str, say: N
             res.pooled.append(text)
             say(f"{text} does not change {what}: one panel shows all its values (the runs of "
                 f"{res.label(axis, values[0])})")
-            first = np.array([tuple(_py(v) for v in r) == values[0]
+            first = np.array([tuple(plain_value(v) for v in r) == values[0]
                               for r in res.runs[list(axis)].itertuples(index=False)], dtype=bool)
             res.runs = res.runs[first].reset_index(drop=True)
     return kept
@@ -512,7 +502,7 @@ def _groups_rows(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFram
     out = {}
     for value, sub in rows.groupby(keys, sort=False, dropna=False):
         value = value if isinstance(value, tuple) else (value,)
-        out[tuple(_py(v) for v in value)] = sub
+        out[tuple(plain_value(v) for v in value)] = sub
     return out
 
 
@@ -921,7 +911,7 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
         runs[x_col] = res.setting(runs, SEQ_LEN)
     runs["_x"] = pd.to_numeric(runs[x_col], errors="coerce")
     if metric == "solved":
-        runs["_y"] = np.array([bool(v) if _py(v) is not None else False for v in runs["solved"]],
+        runs["_y"] = np.array([plain_value(v) is not None and bool(v) for v in runs["solved"]],
                               dtype=float)
         diverged = int((runs.get("status", pd.Series(dtype=object)).astype(object)
                         == "diverged").sum())
@@ -952,7 +942,7 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
         k = len(by_values)
         for i, bv in enumerate(by_values):
             rows = (rows_panel if not by_axis else
-                    rows_panel[[tuple(_py(v) for v in r) == bv
+                    rows_panel[[tuple(plain_value(v) for v in r) == bv
                                 for r in rows_panel[list(by_axis)].itertuples(index=False)]])
             if len(rows) == 0:
                 continue

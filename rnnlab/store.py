@@ -248,7 +248,7 @@ def _is_part(name: str) -> bool:
 # converting python rows and DataFrames to arrow tables with stable types
 
 
-def _plain(v: object) -> object:
+def plain_value(v: object) -> object:
     """numpy scalars -> python scalars; NaN and pandas NA -> None."""
     if isinstance(v, np.generic):
         v = v.item()
@@ -260,7 +260,7 @@ def _plain(v: object) -> object:
 
 
 def _coerce(v: object, typ: pa.DataType, column: str) -> object:
-    v = _plain(v)
+    v = plain_value(v)
     if v is None:
         return None
     if pa.types.is_string(typ):
@@ -322,7 +322,7 @@ def _runs_table(rows: list[dict]) -> pa.Table:
     rows = sorted(rows, key=lambda r: r["run_id"])
     arrays, fields = [], []
     for name in names:
-        raw = [_plain(r.get(name)) for r in rows]
+        raw = [plain_value(r.get(name)) for r in rows]
         typ = RUN_FIELDS.get(name) or (pa.string() if name == "part" else _infer_type(raw))
         if name == "solved":
             raw = [False if v is None else v for v in raw]
