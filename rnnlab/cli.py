@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 # Piped output is not cut to 80 columns: tables stay whole in files and CI logs.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
 
 def fail(message: str, code: int = 2):
