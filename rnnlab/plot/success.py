@@ -1,0 +1,142 @@
+"""The success plot: solved fraction or held-out accuracy against ``task.seq_len``.
+
+One line per ``by`` value, +-1 standard error over seeds, lines nudged sideways, the task's
+chance level dotted for accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.errors import UserError
+from rnnlab.plot.data import (
+    _MIXED,
+    SEQ_LEN,
+    Note,
+    _check_panels,
+    _choose_by,
+    _facets,
+    _fmt,
+    _groups,
+    _order,
+    _Results,
+)
+from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
+from rnnlab.store import plain_value
+
+
+def _success(res: _Results, by: str | None, metric: str, say: Note):
+    from matplotlib.transforms import offset_copy
+
+    by_axis = _choose_by(res, "success", by)
+    column = "solved" if metric == "solved" else "accuracy"
+    if column not in res.runs.columns:
+        raise UserError(f"{res.folder}: the runs have no {column!r} column")
+    runs = res.runs.copy()
+    x_col = "seq_len" if "seq_len" in runs.columns else SEQ_LEN
+    if x_col not in runs.columns:
+        runs[x_col] = res.setting(runs, SEQ_LEN)
+    runs["_x"] = pd.to_numeric(runs[x_col], errors="coerce")
+    if metric == "solved":
+        runs["_y"] = np.array([plain_value(v) is not None and bool(v) for v in runs["solved"]],
+                              dtype=float)
+        diverged = int((runs.get("status", pd.Series(dtype=object)).astype(object)
+                        == "diverged").sum())
+        if diverged:
+            say(f"{diverged} diverged run(s) count as not solved")
+    else:
+        runs["_y"] = pd.to_numeric(runs["accuracy"], errors="coerce").astype(float)
+        if runs["_y"].isna().all():
+            raise UserError(f"{res.folder}: no accuracy recorded for these runs (task "
+                            f"{_fmt(res.setting(runs, 'task.name'))}); use --metric solved")
+    res.runs = runs
+    seq_axis = next((a for a in res.axes if SEQ_LEN in a), None)
+    facets = _facets(res, [by_axis, seq_axis])
+    panels = _groups(res, [k for a in facets for k in a])
+    order = sorted(panels, key=_order)
+    _check_panels(res, facets, len(order))
+    by_values = res.values(by_axis) if by_axis else [()]
+    colours, mappable = _colours(res, by_axis, by_values)
+    xs = sorted(runs["_x"].dropna().unique())
+    if len(xs) == 1:
+        say(f"task.seq_len has one value ({int(xs[0])}): points instead of lines")
+    fig, axes, left, bottom, corner = _figure(order, facets, (4.3, 3.3), (7.5, 4.8),
+                                              sharey=True, extra_w=1.6, extra_h=0.6)
+    markers = "osD^vP*X"
+    nseeds = set()
+    for ax, pv in zip(axes, order, strict=True):
+        rows_panel = panels[pv]
+        k = len(by_values)
+        for i, bv in enumerate(by_values):
+            rows = (rows_panel if not by_axis else
+                    rows_panel[[tuple(plain_value(v) for v in r) == bv
+                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
+            if len(rows) == 0:
+                continue
+            stats = rows.groupby("_x")["_y"].agg(["mean", "count", "std"]).sort_index()
+            p = stats["mean"].to_numpy(dtype=float)
+            n = stats["count"].to_numpy(dtype=float)
+            nseeds.update(int(v) for v in n)
+            if metric == "solved":
+                se = np.sqrt(np.clip(p * (1 - p), 0, None) / np.maximum(n, 1))
+            else:
+                se = np.where(n > 1, stats["std"].to_numpy(dtype=float) / np.sqrt(n), 0.0)
+            dodge = offset_copy(ax.transData, fig=fig, x=(i - (k - 1) / 2) * 3.0, units="points")
+            label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
+            cont = ax.errorbar(stats.index.to_numpy(dtype=float), p, yerr=se, color=colours[bv],
+                               marker=markers[i % len(markers)], ms=5, lw=1.6, capsize=3,
+                               elinewidth=1, label=label, transform=dodge)
+            cont.lines[0].set_gid("mean")
+        if metric == "accuracy":
+            chance = _chance(res, rows_panel)
+            if chance is not None:
+                ax.axhline(chance, color="0.5", ls=":", lw=1, label=f"chance ({chance:g})")
+        ax.set_ylim(-0.04, 1.04)
+        pad = 0.06 * (xs[-1] - xs[0]) if len(xs) > 1 else 1.0
+        ax.set_xlim(xs[0] - pad, xs[-1] + pad)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{int(x)}" if float(x).is_integer() else f"{x:g}" for x in xs])
+        if bottom[axes.index(ax)]:
+            ax.set_xlabel("sequence length T (task.seq_len)")
+        ax.grid(True, color="0.9", lw=0.6)
+        if facets:
+            ax.set_title(res.label(tuple(k for a in facets for k in a), pv), fontsize=10)
+    for ax, first in zip(axes, left, strict=True):
+        if first:
+            ax.set_ylabel("solved fraction" if metric == "solved" else "held-out accuracy")
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    groups = [h for label, h in seen.items() if not label.startswith("chance")]
+    extra = [h for label, h in seen.items() if label.startswith("chance")]
+    n = max(nseeds) if nseeds else 0
+    _key(fig, res, by_axis, mappable, axes, corner, groups, extra,
+         note=f"±1 s.e. over {n} seed{'s' if n != 1 else ''}")
+    what = "solved fraction" if metric == "solved" else "held-out accuracy"
+    _suptitle(fig, res, f"{what} against sequence length", runs)
+    return fig
+
+
+def _chance(res: _Results, rows: pd.DataFrame) -> float | None:
+    from rnnlab.tasks import TASK_OPTIONS, make_task
+
+    name = res.setting(rows, "task.name")
+    if name is _MIXED or name not in TASK_OPTIONS:
+        return None
+    options = {}
+    for option in TASK_OPTIONS[name]:
+        value = res.setting(rows, f"task.{option}")
+        if value is _MIXED:
+            return None
+        if value is not None:
+            options[option] = value
+    try:
+        base = make_task(name, 20, **options).baseline
+    except (ValueError, TypeError):
+        return None
+    if base.get("metric") == "accuracy":
+        return float(base["value"])
+    return float(base["accuracy"]) if "accuracy" in base else None
+
