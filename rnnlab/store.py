@@ -23,436 +23,79 @@ Metrics are small and read whole, so ``finalize`` compacts them into one ``metri
 grad norms are large and stay a dataset folder that ``pandas.read_parquet(folder)``, pyarrow,
 polars and duckdb read directly. A run whose part file was deleted (the advice given for a corrupted
 file) is dropped from ``runs.parquet`` at the next open, so the next sweep recomputes it.
+
+This module holds the writer, :class:`ResultsStore`. The pieces it builds on live in their own
+modules, and their public names are re-exported here: ``rnnlab.layout`` (file names),
+``rnnlab.parquet_io`` (atomic writes, checksummed reads, schemas), ``rnnlab.lock`` (the ``.lock``),
+``rnnlab.readers`` (the ``load_*`` functions) and ``rnnlab.sysinfo`` (``system_info``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import errno
-import fcntl
-import hashlib
-import io
 import json
-import math
 import os
-import platform
-import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rnnlab.errors import UserError
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-RUNS = "runs.parquet"
-GRAD_DIR = "grad_norms"
-METRICS_DIR = "metrics"
-METRICS = "metrics.parquet"
-SUMMARY_CSV = "summary.csv"
-SUMMARY_MD = "summary.md"
-LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
-PART_PREFIX = "part-"
-_PARTS_KEY = b"rnnlab.parts"
-_OWN_NAMES = {MANIFEST, RUNS, GRAD_DIR, METRICS_DIR, METRICS, SUMMARY_CSV, SUMMARY_MD, LOCK}
-
-#: Columns every run row has, with fixed types (other columns, e.g. swept ones, are inferred).
-RUN_FIELDS: dict[str, pa.DataType] = {
-    "run_id": pa.string(),
-    "seed": pa.int64(),
-    "seq_len": pa.int64(),
-    "status": pa.string(),
-    "error": pa.string(),
-    "diverged_step": pa.int64(),
-    "final_loss": pa.float64(),
-    "accuracy": pa.float64(),
-    "solved": pa.bool_(),
-    "steps_to_solve": pa.int64(),
-    "rho_start": pa.float64(),
-    "sigma_start": pa.float64(),
-    "rho_end": pa.float64(),
-    "sigma_end": pa.float64(),
-    "clip_rate": pa.float64(),
-    "decay_bound": pa.float64(),
-    "wall_time": pa.float64(),
-}
-#: Integer run columns that may be missing; loaded as pandas' nullable ``Int64`` always.
-NULLABLE_INT_RUN_COLUMNS = ("diverged_step", "steps_to_solve")
-
-GRAD_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("step", pa.int64()),
-        ("t", pa.int64()),
-        ("ds", pa.float64()),
-        ("dWs", pa.float64()),
-        ("dWx", pa.float64()),
-        ("dc", pa.float64()),
-    ]
+from rnnlab.layout import (
+    _OWN_NAMES,
+    FORMAT_VERSION,
+    GRAD_DIR,
+    LOCK,
+    MANIFEST,
+    METRICS,
+    METRICS_DIR,
+    PART_PREFIX,
+    RUNS,
+    SUMMARY_CSV,
+    SUMMARY_MD,
+    _is_part,
+    part_name,
 )
-METRICS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("step", pa.int64()),
-        ("loss", pa.float64()),
-        ("accuracy", pa.float64()),
-        ("grad_norm", pa.float64()),
-        ("grad_norm_clipped", pa.float64()),
-        ("clipped", pa.bool_()),
-    ]
+from rnnlab.lock import _acquire_lock, _host, _release_lock  # noqa: F401
+from rnnlab.parquet_io import (
+    _GRAD_SORT,
+    _METRICS_COLS,
+    _METRICS_SORT,
+    _PARTS_KEY,
+    _RUNS_COLS,
+    GRAD_SCHEMA,
+    METRICS_SCHEMA,
+    NULLABLE_INT_RUN_COLUMNS,
+    RUN_FIELDS,
+    TMP_PREFIX,
+    _frame_table,
+    _read_parquet,
+    _read_parts_metadata,
+    _runs_table,
+    _write_parquet_atomic,
+    _write_text_atomic,
+    plain_value,
 )
-#: Columns a file must have to be read (a damaged footer can rename or drop them).
-_RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
-_METRICS_COLS = METRICS_SCHEMA
-_GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
-_METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
+from rnnlab.readers import (
+    _read_manifest,
+    is_results_dir,
+    load_grad_norms,
+    load_manifest,
+    load_metrics,
+    load_runs,
+)
+from rnnlab.sysinfo import system_info
 
-
-# --------------------------------------------------------------------------------------------
-# small file helpers
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.parent / f"{TMP_PREFIX}{path.name}-{os.getpid()}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _replace_atomic(path: Path, write) -> None:
-    """Call ``write(tmp)``, fsync ``tmp`` and move it onto ``path``; remove ``tmp`` on failure."""
-    tmp = _tmp_path(path)
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    _replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    _replace_atomic(
-        path,
-        lambda tmp: pq.write_table(table, tmp, compression="zstd", write_page_checksum=True),
-    )
-
-
-def _corrupt(path: Path, reason: str, advice: str) -> UserError:
-    reason = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
-    return UserError(f"{path}: cannot read ({reason}); {advice}")
-
-
-_PART_ADVICE = "delete it and rerun `rnnlab sweep` to recompute the runs it held"
-
-
-def _read_parquet(
-    path: Path, advice: str = _PART_ADVICE, *, filters=None, need: pa.Schema | None = None
-) -> pa.Table:
-    """Read a parquet file whole, or the rows matching the pyarrow expression ``filters``.
-
-    A missing, truncated or corrupted file, or one without the columns of ``need`` (or with
-    another kind of type: string, integer, float, bool), is a UserError naming it. Page checksums
-    are verified (files written without them still read), and ``filters`` is applied batch by
-    batch after decoding, never through the footer's statistics, so that damaged statistics
-    cannot silently drop rows.
-    """
-    if not path.is_file():
-        raise UserError(f"{path} is missing; rerun `rnnlab sweep` to recompute the runs it held")
-    try:
-        with pq.ParquetFile(path, page_checksum_verification=True) as f:
-            schema = f.schema_arrow
-            names = schema.names  # decodes the column names: damaged ones raise here
-            for field in need or ():
-                if field.name not in names:
-                    raise _corrupt(path, f"no column {field.name!r}", advice)
-                typ = schema.field(field.name).type
-                if _kind(typ) != _kind(field.type):
-                    raise _corrupt(path, f"column {field.name!r} has type {typ}", advice)
-            if filters is None:
-                table = f.read()
-                seen = table.num_rows
-            else:
-                tables, seen = [], 0
-                for batch in f.iter_batches():
-                    seen += batch.num_rows
-                    tables.append(pa.Table.from_batches([batch]).filter(filters))
-                table = pa.concat_tables(tables) if tables else schema.empty_table()
-            if seen != f.metadata.num_rows:   # a damaged column chunk header can hide rows
-                raise _corrupt(path, f"read {seen} of {f.metadata.num_rows} rows", advice)
-        return table
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise _corrupt(path, e, advice) from e
-
-
-def _kind(typ: pa.DataType) -> str:
-    """The family of an arrow type (string, integer, float, bool), so that a reader's choice of
-    string or large_string or string_view does not matter."""
-    if typ in (pa.string(), pa.large_string()) or str(typ) == "string_view":
-        return "string"
-    for kind, test in (("integer", pa.types.is_integer), ("float", pa.types.is_floating),
-                       ("bool", pa.types.is_boolean)):
-        if test(typ):
-            return kind
-    return str(typ)
-
-
-def _read_parts_metadata(path: Path) -> set[str]:
-    """The part names a compacted ``metrics.parquet`` holds (from its schema metadata)."""
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        if _PARTS_KEY not in meta:  # finalize always writes it
-            raise ValueError(f"no {_PARTS_KEY.decode()} metadata")
-        parts = json.loads(meta[_PARTS_KEY])
-        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            raise ValueError(f"bad {_PARTS_KEY.decode()} metadata")
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise _corrupt(path, e, "delete it and rerun `rnnlab sweep` to recompute its runs") from e
-    return set(parts)
-
-
-def part_name(run_ids: Iterable[str]) -> str:
-    """Deterministic part file name of a batch: ``part-<sha1(sorted run ids)[:16]>.parquet``."""
-    digest = hashlib.sha1("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
-    return f"{PART_PREFIX}{digest}.parquet"
-
-
-def _is_part(name: str) -> bool:
-    return name.startswith(PART_PREFIX) and name.endswith(".parquet")
-
-
-# --------------------------------------------------------------------------------------------
-# converting python rows and DataFrames to arrow tables with stable types
-
-
-def plain_value(v: object) -> object:
-    """numpy scalars -> python scalars; NaN and pandas NA -> None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
-
-
-def _coerce(v: object, typ: pa.DataType, column: str) -> object:
-    v = plain_value(v)
-    if v is None:
-        return None
-    if pa.types.is_string(typ):
-        return v if isinstance(v, str) else _as_text(v)
-    if pa.types.is_boolean(typ):
-        if isinstance(v, bool):
-            return v
-        raise ValueError(f"run column {column!r}: expected a bool, got {v!r}")
-    if pa.types.is_integer(typ):
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        raise ValueError(f"run column {column!r}: expected an int, got {v!r}")
-    if pa.types.is_floating(typ):
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return float(v)
-        raise ValueError(f"run column {column!r}: expected a number, got {v!r}")
-    return v
-
-
-def _as_text(v: object) -> str:
-    if isinstance(v, list | tuple | dict):
-        return json.dumps(v, sort_keys=True, default=str)
-    return str(v)
-
-
-def _infer_type(values: list) -> pa.DataType:
-    """Type of a non-fixed run column from its values (None ignored; all None -> float64)."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return pa.float64()
-    if all(isinstance(v, bool) for v in present):
-        return pa.bool_()
-    if any(isinstance(v, bool) for v in present):
-        return pa.string()
-    if all(isinstance(v, int) for v in present):
-        return pa.int64()
-    if all(isinstance(v, int | float) for v in present):
-        return pa.float64()
-    return pa.string()
-
-
-def _runs_table(rows: list[dict]) -> pa.Table:
-    """Arrow table of run rows: fixed types for RUN_FIELDS, inferred types for other columns.
-
-    Column order: ``run_id``, then columns in order of first appearance, then fixed columns that
-    no row had, then ``part``. ``solved`` missing or None is stored as False (a run that produced
-    no result did not solve the task). Rows are sorted by ``run_id``.
-    """
-    names: list[str] = ["run_id"]
-    seen = {"run_id", "part"}
-    for row in rows:
-        for k in row:
-            if k not in seen:
-                seen.add(k)
-                names.append(k)
-    names += [k for k in RUN_FIELDS if k not in seen] + ["part"]
-    rows = sorted(rows, key=lambda r: r["run_id"])
-    arrays, fields = [], []
-    for name in names:
-        raw = [plain_value(r.get(name)) for r in rows]
-        typ = RUN_FIELDS.get(name) or (pa.string() if name == "part" else _infer_type(raw))
-        if name == "solved":
-            raw = [False if v is None else v for v in raw]
-        vals = [_coerce(v, typ, name) for v in raw]
-        arrays.append(pa.array(vals, type=typ))
-        fields.append(pa.field(name, typ))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _frame_table(df: pd.DataFrame | None, schema: pa.Schema, what: str) -> pa.Table:
-    """Arrow table of a long-format frame with the fixed ``schema`` (NaN -> null).
-
-    ``run_id`` and ``step`` are required; other schema columns that are absent become null.
-    Columns not in the schema are kept with inferred types, after the schema's columns.
-    """
-    if df is None:
-        return schema.empty_table()
-    for req in ("run_id", "step"):
-        if req not in df.columns:
-            raise ValueError(f"{what}: missing column {req!r}")
-    arrays, fields = [], []
-    for f in schema:
-        if f.name in df.columns:
-            col = df[f.name]
-            if pa.types.is_string(f.type):
-                col = col.astype(str)
-            arrays.append(pa.array(col.to_numpy(), type=f.type, from_pandas=True))
-        else:
-            arrays.append(pa.nulls(len(df), type=f.type))
-        fields.append(f)
-    for extra in df.columns:
-        if extra not in schema.names:
-            arr = pa.array(df[extra], from_pandas=True)
-            arrays.append(arr)
-            fields.append(pa.field(str(extra), arr.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _runs_to_pandas(table: pa.Table) -> pd.DataFrame:
-    """pandas view of a runs table with stable dtypes (nullable ints/bools where needed)."""
-    df = table.to_pandas()
-    for name, typ in zip(table.schema.names, table.schema.types, strict=True):
-        col = table.column(name)
-        if pa.types.is_integer(typ) and (name in NULLABLE_INT_RUN_COLUMNS or col.null_count):
-            df[name] = pd.array(col.to_pylist(), dtype="Int64")
-        elif pa.types.is_boolean(typ) and col.null_count:
-            df[name] = pd.array(col.to_pylist(), dtype="boolean")
-    return df
-
-
-# --------------------------------------------------------------------------------------------
-# the lock
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _read_holder(lock_path: Path) -> tuple[int | None, str]:
-    try:
-        parts = lock_path.read_text(encoding="utf-8").split()
-    except OSError:
-        return None, ""
-    try:
-        return int(parts[0]), (parts[1] if len(parts) > 1 else "")
-    except (IndexError, ValueError):
-        return None, ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _busy(folder: Path, pid: int | None, host: str) -> UserError:
-    who = f"pid {pid}" if pid is not None else "pid unknown"
-    if host and host != _host():
-        who += f" on {host}"
-    return UserError(
-        f"another rnnlab sweep ({who}) is writing to {folder}; wait for it to finish or pass --out"
-    )
-
-
-def _acquire_lock(folder: Path) -> int:
-    """Exclusive lock on ``folder/.lock``; returns its file descriptor.
-
-    ``fcntl.flock`` is released by the kernel when the holder dies (even by SIGKILL), so a
-    stale lock file is simply taken over. On filesystems without flock the pid and host written in
-    the file decide: a lock whose pid is not alive on this host is stale and taken over.
-    The file is unlinked on release; the inode check below makes that race-free.
-    """
-    lock_path = folder / LOCK
-    for _ in range(20):
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise _busy(folder, *_read_holder(lock_path)) from None
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                os.close(fd)
-                raise
-            pid, host = _read_holder(lock_path)
-            if pid is not None and (host != _host() or pid == os.getpid() or _pid_alive(pid)):
-                os.close(fd)
-                raise _busy(folder, pid, host) from None
-        try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:  # the previous holder unlinked the file between our open and flock
-            os.close(fd)
-            continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {_host()}\n".encode())
-        os.fsync(fd)
-        return fd
-    raise UserError(f"could not lock {lock_path}; try again")
-
-
-def _release_lock(folder: Path, fd: int) -> None:
-    with contextlib.suppress(OSError):
-        (folder / LOCK).unlink()
-    os.close(fd)
+# The public names of this module; those defined in the modules above are re-exported from them
+# (and so is the private _host, which the tests use).
+__all__ = [
+    "FORMAT_VERSION", "GRAD_DIR", "GRAD_SCHEMA", "LOCK", "MANIFEST", "METRICS", "METRICS_DIR",
+    "METRICS_SCHEMA", "NULLABLE_INT_RUN_COLUMNS", "PART_PREFIX", "RUNS", "RUN_FIELDS",
+    "SUMMARY_CSV", "SUMMARY_MD", "TMP_PREFIX", "ResultsStore", "is_results_dir", "load_grad_norms",
+    "load_manifest", "load_metrics", "load_runs", "part_name", "plain_value", "system_info",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -736,159 +379,3 @@ class ResultsStore:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
-
-# --------------------------------------------------------------------------------------------
-# reading
-
-
-def is_results_dir(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a folder with a ``manifest.json``."""
-    p = Path(path)
-    return p.is_dir() and (p / MANIFEST).is_file()
-
-
-def _results_dir(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p} does not exist; pass a results folder made by `rnnlab sweep`")
-    if not p.is_dir():
-        raise UserError(f"{p} is not a folder; pass a results folder made by `rnnlab sweep`")
-    if not (p / MANIFEST).is_file():
-        if not any(p.iterdir()):
-            raise UserError(f"{p} is empty; run `rnnlab sweep` to fill it")
-        raise UserError(
-            f"{p} is not an rnnlab results folder (no {MANIFEST}); "
-            "pass a folder made by `rnnlab sweep`"
-        )
-    return p
-
-
-def _read_manifest(path: Path, advice: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _corrupt(path, e, advice) from e
-    if not isinstance(data, dict):
-        raise _corrupt(path, "not a JSON object", advice)
-    return data
-
-
-def load_manifest(path: str | os.PathLike) -> dict:
-    """The manifest of the results folder ``path``."""
-    p = _results_dir(path)
-    return _read_manifest(p / MANIFEST, "delete the folder and rerun `rnnlab sweep`")
-
-
-def _runs_table_of(p: Path) -> pa.Table:
-    runs_path = p / RUNS
-    if not runs_path.is_file():
-        raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
-    return _read_parquet(
-        runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
-    )
-
-
-def load_runs(path: str | os.PathLike) -> pd.DataFrame:
-    """One row per committed run, sorted by ``run_id`` (without the internal ``part`` column).
-
-    Dtypes are stable: ``diverged_step``/``steps_to_solve`` are nullable ``Int64``, floats are
-    float64 with NaN for missing values, text columns are strings.
-    """
-    table = _runs_table_of(_results_dir(path))
-    if "part" in table.column_names:
-        table = table.drop_columns(["part"])
-    return _runs_to_pandas(table.sort_by([("run_id", "ascending")]))
-
-
-def load_grad_norms(
-    path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
-) -> pd.DataFrame:
-    """Per-time-step gradient norms of committed runs, sorted by run_id, step, t.
-
-    ``run_ids`` restricts to those runs (an unknown id is a UserError); ``step`` to one training
-    step. Only the part files holding the requested runs are read.
-    """
-    p = _results_dir(path)
-    runs = _runs_table_of(p)
-    part_of = dict(
-        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
-    )
-    if run_ids is None:
-        wanted = sorted(part_of)
-    else:
-        wanted = sorted(set(run_ids))
-        unknown = [r for r in wanted if r not in part_of]
-        if unknown:
-            raise UserError(f"{p}: no run with id {unknown[0]!r}")
-    flt = pc.field("run_id").isin(wanted)
-    if step is not None:
-        flt = flt & (pc.field("step") == int(step))
-    tables = [
-        _read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
-        for part in sorted({part_of[r] for r in wanted})
-    ]
-    table = (
-        pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
-    )
-    return table.sort_by(_GRAD_SORT).to_pandas()
-
-
-def load_metrics(path: str | os.PathLike) -> pd.DataFrame:
-    """Training metrics of committed runs (compacted file plus pending parts), by run_id, step."""
-    p = _results_dir(path)
-    runs = _runs_table_of(p)
-    ids = pa.array(sorted(set(runs.column("run_id").to_pylist())), pa.string())
-    tables, compacted = [], set()
-    target = p / METRICS
-    if target.is_file():
-        compacted = _read_parts_metadata(target)
-        tables.append(
-            _read_parquet(
-                target, "delete it and rerun `rnnlab sweep` to recompute", need=_METRICS_COLS
-            )
-        )
-    for part in sorted(set(runs.column("part").to_pylist()) - compacted):
-        tables.append(_read_parquet(p / METRICS_DIR / part, need=_METRICS_COLS))
-    table = (
-        pa.concat_tables(tables, promote_options="default")
-        if tables
-        else METRICS_SCHEMA.empty_table()
-    )
-    table = table.filter(pc.is_in(table.column("run_id"), ids)).replace_schema_metadata(None)
-    return table.sort_by(_METRICS_SORT).to_pandas()
-
-
-# --------------------------------------------------------------------------------------------
-# manifest helpers
-
-
-def _blas_info() -> dict:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            config = np.show_config(mode="dicts")
-    except (TypeError, ValueError, AttributeError):
-        return {}
-    deps = (config or {}).get("Build Dependencies", {})
-    out = {}
-    for lib in ("blas", "lapack"):
-        info = deps.get(lib) or {}
-        if info.get("name"):
-            out[lib] = f"{info['name']} {info.get('version', '')}".strip()
-    return out
-
-
-def system_info() -> dict:
-    """Versions and machine facts for the manifest; the caller adds experiment and command line."""
-    import rnnlab
-
-    return {
-        "rnnlab": rnnlab.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "pyarrow": pa.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "blas": _blas_info(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }

@@ -1,0 +1,148 @@
+"""Reading a results folder: manifest, runs, grad norms and metrics of the committed runs.
+
+Readers only read part files referenced by ``runs.parquet`` (see the commit protocol in
+:mod:`rnnlab.store`), so they never see the leftovers of an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rnnlab.errors import UserError
+from rnnlab.layout import GRAD_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.parquet_io import (
+    _GRAD_SORT,
+    _METRICS_COLS,
+    _METRICS_SORT,
+    _RUNS_COLS,
+    GRAD_SCHEMA,
+    METRICS_SCHEMA,
+    _corrupt,
+    _read_parquet,
+    _read_parts_metadata,
+    _runs_to_pandas,
+)
+
+
+def is_results_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a folder with a ``manifest.json``."""
+    p = Path(path)
+    return p.is_dir() and (p / MANIFEST).is_file()
+
+
+def _results_dir(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p} does not exist; pass a results folder made by `rnnlab sweep`")
+    if not p.is_dir():
+        raise UserError(f"{p} is not a folder; pass a results folder made by `rnnlab sweep`")
+    if not (p / MANIFEST).is_file():
+        if not any(p.iterdir()):
+            raise UserError(f"{p} is empty; run `rnnlab sweep` to fill it")
+        raise UserError(
+            f"{p} is not an rnnlab results folder (no {MANIFEST}); "
+            "pass a folder made by `rnnlab sweep`"
+        )
+    return p
+
+
+def _read_manifest(path: Path, advice: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _corrupt(path, e, advice) from e
+    if not isinstance(data, dict):
+        raise _corrupt(path, "not a JSON object", advice)
+    return data
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of the results folder ``path``."""
+    p = _results_dir(path)
+    return _read_manifest(p / MANIFEST, "delete the folder and rerun `rnnlab sweep`")
+
+
+def _runs_table_of(p: Path) -> pa.Table:
+    runs_path = p / RUNS
+    if not runs_path.is_file():
+        raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
+    return _read_parquet(
+        runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
+    )
+
+
+def load_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """One row per committed run, sorted by ``run_id`` (without the internal ``part`` column).
+
+    Dtypes are stable: ``diverged_step``/``steps_to_solve`` are nullable ``Int64``, floats are
+    float64 with NaN for missing values, text columns are strings.
+    """
+    table = _runs_table_of(_results_dir(path))
+    if "part" in table.column_names:
+        table = table.drop_columns(["part"])
+    return _runs_to_pandas(table.sort_by([("run_id", "ascending")]))
+
+
+def load_grad_norms(
+    path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
+) -> pd.DataFrame:
+    """Per-time-step gradient norms of committed runs, sorted by run_id, step, t.
+
+    ``run_ids`` restricts to those runs (an unknown id is a UserError); ``step`` to one training
+    step. Only the part files holding the requested runs are read.
+    """
+    p = _results_dir(path)
+    runs = _runs_table_of(p)
+    part_of = dict(
+        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
+    )
+    if run_ids is None:
+        wanted = sorted(part_of)
+    else:
+        wanted = sorted(set(run_ids))
+        unknown = [r for r in wanted if r not in part_of]
+        if unknown:
+            raise UserError(f"{p}: no run with id {unknown[0]!r}")
+    flt = pc.field("run_id").isin(wanted)
+    if step is not None:
+        flt = flt & (pc.field("step") == int(step))
+    tables = [
+        _read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
+        for part in sorted({part_of[r] for r in wanted})
+    ]
+    table = (
+        pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
+    )
+    return table.sort_by(_GRAD_SORT).to_pandas()
+
+
+def load_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    """Training metrics of committed runs (compacted file plus pending parts), by run_id, step."""
+    p = _results_dir(path)
+    runs = _runs_table_of(p)
+    ids = pa.array(sorted(set(runs.column("run_id").to_pylist())), pa.string())
+    tables, compacted = [], set()
+    target = p / METRICS
+    if target.is_file():
+        compacted = _read_parts_metadata(target)
+        tables.append(
+            _read_parquet(
+                target, "delete it and rerun `rnnlab sweep` to recompute", need=_METRICS_COLS
+            )
+        )
+    for part in sorted(set(runs.column("part").to_pylist()) - compacted):
+        tables.append(_read_parquet(p / METRICS_DIR / part, need=_METRICS_COLS))
+    table = (
+        pa.concat_tables(tables, promote_options="default")
+        if tables
+        else METRICS_SCHEMA.empty_table()
+    )
+    table = table.filter(pc.is_in(table.column("run_id"), ids)).replace_schema_metadata(None)
+    return table.sort_by(_METRICS_SORT).to_pandas()
