@@ -205,6 +205,8 @@ def sweep(
     max_batch: Annotated[int, typer.Option(min=1, help="Most runs stacked in one batch.")] = 64,
     fresh: Annotated[bool, typer.Option(help="Discard earlier results in the folder.")] = False,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed run.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Train again the runs that failed in an "
+                                               "earlier sweep into this folder.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the runs and whether each is done.")] = False,
     yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
     max_runs: MaxRunsOpt = None,
@@ -234,7 +236,7 @@ def sweep(
     try:
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
-                           executor=executor, scheduler=scheduler)
+                           executor=executor, scheduler=scheduler, retry_failed=retry_failed)
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "

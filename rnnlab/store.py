@@ -303,6 +303,46 @@ class ResultsStore:
             return set()
         return set(self._runs.column("run_id").to_pylist())
 
+    def failed_run_ids(self) -> set[str]:
+        """Ids of the committed runs whose status is ``failed``."""
+        if self._runs is None:
+            return set()
+        rows = zip(self._runs.column("run_id").to_pylist(),
+                   self._runs.column("status").to_pylist(), strict=True)
+        return {run_id for run_id, status in rows if status == "failed"}
+
+    def drop_runs(self, run_ids) -> int:
+        """Forget committed runs (failed ones, to retry them): rewrite ``runs.parquet`` without
+        them, atomically. Their part files are no longer referenced: a rerun of the same batch
+        replaces them, and the next ``open`` removes any that stay orphaned. Returns the count."""
+        drop = set(run_ids)
+        if self._runs is None or not drop:
+            return 0
+        keep = [r for r in self._runs.to_pylist() if r["run_id"] not in drop]
+        dropped = self._runs.num_rows - len(keep)
+        if not dropped:
+            return 0
+        # metrics.parquet first: it must no longer claim the dropped runs' parts as compacted,
+        # or the rerun's new part of the same name would be taken as already merged. (Killed
+        # between the two writes, the next open drops the runs whose parts are gone: they rerun.)
+        target = self.path / METRICS
+        if target.is_file():
+            table = _read_parquet(target, "delete it and rerun `rnnlab sweep`", need=_METRICS_COLS)
+            still = {r["part"] for r in keep}
+            parts = json.dumps(sorted(self._compacted_parts() & still))
+            ids = pa.array(sorted(r["run_id"] for r in keep), pa.string())
+            table = table.filter(pc.is_in(table.column("run_id"), ids))
+            table = table.replace_schema_metadata({_PARTS_KEY: parts.encode()})
+            _write_parquet_atomic(target, table)
+        if keep:
+            table = _runs_table(keep)
+            _write_parquet_atomic(self.path / RUNS, table)
+            self._runs = table
+        else:
+            (self.path / RUNS).unlink()
+            self._runs = None
+        return dropped
+
     def write_batch(
         self, runs: list[dict], grad_norms: pd.DataFrame | None, metrics: pd.DataFrame | None
     ) -> None:

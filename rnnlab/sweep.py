@@ -49,12 +49,14 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
-              scheduler: str | None = None) -> SweepReport:
+              scheduler: str | None = None, retry_failed: bool = False) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
     ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
     of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
+    Runs recorded as failed by an earlier sweep count as done, unless ``retry_failed``: then they
+    are forgotten and trained again.
     """
     execute.check_executor(executor, scheduler)
     if executor == "dask":
@@ -67,6 +69,10 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
                               manifest=manifest_for(exp, command), fresh=fresh,
                               experiment_name=exp.name)
     with store.lock():
+        kept_failed = store.failed_run_ids() & {r.run_id for r in runs}
+        if retry_failed:
+            store.drop_runs(kept_failed)
+            kept_failed = set()
         done = store.done_run_ids()
         todo = [r for r in runs if r.run_id not in done]
         if progress:
@@ -83,8 +89,11 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
             store.write_summary(table, render(table, "markdown"))
         if not outcome.interrupted:
             store.finalize()
-    return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table,
-                       list(getattr(store, "cleanup_notes", [])))
+    notes = list(getattr(store, "cleanup_notes", []))
+    if kept_failed:
+        notes.append(f"{len(kept_failed)} run(s) that failed in an earlier sweep were not rerun; "
+                     "--retry-failed trains them again")
+    return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
 
 
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:

@@ -155,6 +155,23 @@ def _fail_seq_len(monkeypatch, seq_len, exc=RuntimeError("boom")):
     return calls
 
 
+def test_failed_runs_are_kept_on_resume_and_retried_on_request(tmp_path, monkeypatch):
+    """A transient failure: resuming keeps the failed rows (and says so); --retry-failed forgets
+    them and trains them again, ending with exactly the folder of a sweep that never failed."""
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _fail_seq_len(m, 5)
+        run_sweep(tiny_exp(), out)
+    again = run_sweep(tiny_exp(), out)
+    assert again.outcome.done == 0 and again.skipped == 8
+    assert any("--retry-failed" in n for n in again.notes)
+    assert (load_runs(out)["status"] == "failed").sum() == 4
+    retried = run_sweep(tiny_exp(), out, retry_failed=True)
+    assert (retried.outcome.done, retried.outcome.ok, retried.skipped) == (4, 4, 4)
+    assert not any("--retry-failed" in n for n in retried.notes)
+    assert_same_results(out, _reference(tmp_path))
+
+
 def test_failing_batch_is_recorded_and_the_others_succeed(tmp_path, monkeypatch):
     _fail_seq_len(monkeypatch, 5)
     out = tmp_path / "out"
