@@ -57,7 +57,11 @@ def assert_same_results(a, b):
 
 @pytest.fixture(scope="module")
 def cluster():
-    with dask.config.set({"distributed.scheduler.allowed-failures": rnnlab.distributed.RETRIES}):
+    # worker-saturation 1.0: a worker holds only the task it runs, so a batch that kills its
+    # worker never takes a healthy batch queued behind it down too (which Dask would count as a
+    # failed attempt of that batch as well, making the failure tests flaky)
+    with dask.config.set({"distributed.scheduler.allowed-failures": rnnlab.distributed.RETRIES,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         cl = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
     with cl:
