@@ -67,7 +67,10 @@ def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRI
 
     cluster = None
     if scheduler is None:
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        # worker-saturation 1.0: a worker holds only the batch it trains, so a batch that kills
+        # its worker does not take a healthy batch queued behind it down too
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries,
+                              "distributed.scheduler.worker-saturation": 1.0}):
             cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
