@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from rnnlab.cli import app
 from rnnlab.experiment import Experiment, parse_experiment
 
 TINY: dict = {
@@ -62,3 +64,21 @@ def tiny_experiment(tmp_path):
         return write_yaml(tmp_path / filename, tiny_data(**overrides))
 
     return make
+
+
+# ------------------------------------------------------------------------- the CLI in-process
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    """Run ``rnnlab ARGS`` in this process (typer's CliRunner); stdout and stderr kept apart."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(result):
+    """Assert exit 0 (showing the streams otherwise) and return the result."""
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr,
+                                   result.exception)
+    return result
+

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke, ok
 
 import rnnlab.execute
 from rnnlab.cli import app
 from rnnlab.gradcheck import check
 from rnnlab.store import load_runs
 
-runner = CliRunner()
 EXPECTED_FILES = {"manifest.json", "runs.parquet", "grad_norms", "metrics.parquet", "summary.csv",
                   "summary.md"}
 
@@ -29,17 +28,6 @@ EXPECTED_FILES = {"manifest.json", "runs.parquet", "grad_norms", "metrics.parque
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(result):
-    """Assert exit 0 (showing the streams otherwise) and return the result."""
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr,
-                                   result.exception)
-    return result
 
 
 def snapshot(folder):

@@ -32,15 +32,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_data, write_yaml
-from typer.testing import CliRunner
+from conftest import invoke, ok, tiny_data, write_yaml
 
 from rnnlab.cli import app
 from rnnlab.errors import UserError
 from rnnlab.store import ResultsStore, load_grad_norms, load_metrics, load_runs
 from rnnlab.sweep import summary_of
-
-runner = CliRunner()
 
 #: 12 runs (3 scales x 2 learning rates x 2 repeats); seq_len 400 makes one run take ~0.08 s,
 #: so with --max-batch 1 there are 12 commit points far enough apart to aim a signal between them.
@@ -56,16 +53,6 @@ SLOW = {
 N_SLOW = 12
 SWEEP_ARGS = ["--no-progress", "--max-batch", "1", "--format", "csv"]
 WAIT = 60.0          # seconds: the longest any bounded wait below lasts before failing
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr,
-                                   result.exception)
-    return result
 
 
 def one_line_error(result_or_stderr, code=2, stdout=""):
