@@ -82,3 +82,13 @@ def ok(result):
                                    result.exception)
     return result
 
+
+def tree_paths(node, prefix=()):
+    """Every path (tuple of keys and indices) into a nested dict/list document, root first."""
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from tree_paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from tree_paths(v, (*prefix, i))

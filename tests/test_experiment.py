@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from conftest import tree_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -567,22 +568,12 @@ KEYS = st.one_of(
 )
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*prefix, i))
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_mutations_parse_or_raise_user_error(data):
     doc = copy.deepcopy(VALID)
     for _ in range(data.draw(st.integers(1, 4))):
-        path = data.draw(st.sampled_from(list(_paths(doc))))
+        path = data.draw(st.sampled_from(list(tree_paths(doc))))
         action = data.draw(st.sampled_from(["set", "delete", "add"]))
         parent = doc
         for part in path[:-1]:

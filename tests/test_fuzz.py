@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from conftest import tree_paths
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -66,22 +67,12 @@ KEYS = st.one_of(
     st.text(max_size=6), st.integers(0, 3), st.booleans(), st.none())
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*prefix, i))
-
-
 @st.composite
 def mutated_text(draw) -> bytes:
     """A mutated experiment file, as bytes."""
     doc = copy.deepcopy(VALID)
     for _ in range(draw(st.integers(0, 3))):
-        path = draw(st.sampled_from(list(_paths(doc))))
+        path = draw(st.sampled_from(list(tree_paths(doc))))
         parent = doc
         for part in path[:-1]:
             parent = parent[part]
