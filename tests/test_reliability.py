@@ -124,11 +124,16 @@ def committed(out: Path) -> int:
 
 
 def signal_when(proc: subprocess.Popen, out: Path, at_least: int, sig: int) -> None:
-    """Send ``sig`` as soon as ``out`` has ``at_least`` committed runs (0: as soon as the
-    folder exists), failing if the sweep ends first or nothing happens within WAIT seconds."""
+    """Send ``sig`` as soon as ``out`` has ``at_least`` committed runs while the sweep holds the
+    folder's lock (0: as soon as it does); if it finishes with them all first, send nothing.
+    Fails if it ends short of them or nothing happens within WAIT seconds."""
     deadline = time.monotonic() + WAIT
-    while committed(out) < at_least:
+    # at_least = 0 means "once the sweep holds the folder": wait for its lock file, not merely
+    # for zero committed runs (true before the process has even started)
+    while committed(out) < at_least or not (out / ".lock").exists():
         if proc.poll() is not None:
+            if committed(out) >= at_least:
+                return                  # it finished first: the caller sees exit status 0
             raise AssertionError(f"the sweep ended before {at_least} runs were committed: "
                                  f"exit {proc.returncode}\n{proc.stderr.read()}")
         if time.monotonic() > deadline:
