@@ -38,6 +38,9 @@ from . import optim
 from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
 from .tasks import TASK_OPTIONS, make_task
 
+#: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
+EVAL_BUDGET = 64 << 20
+
 
 @dataclass
 class BatchResult:
@@ -236,10 +239,29 @@ class Trainer:
                              wall)
 
     def evaluate(self):
-        """Loss and accuracy on a fresh held-out batch (``task.eval_batch`` sequences per run)."""
-        x, d = _sample(self.task, self.eval_rngs, self.cfg.task.eval_batch, self.dtype)
-        res = forward(self.params, x, d, **self.kw)
-        return res.loss, self.task.accuracy(res.outputs, d)
+        """Loss and accuracy on a fresh held-out batch (``task.eval_batch`` sequences per run).
+
+        Evaluated a few runs at a time, so that the held-out batch's arrays (often far larger
+        than a training step's) stay under ``EVAL_BUDGET`` bytes whatever the batch's size. Each
+        run draws its own held-out data and ``forward`` is batch-invariant, so the numbers are
+        the same bit for bit as one call over all runs."""
+        n = self.cfg.task.eval_batch
+        T, G = self.task.length, self.params["Ws"].shape[-1]
+        H, O, I = self.params["Wy"].shape[-2], self.task.output_size, self.task.input_size
+        per_run = self.dtype.itemsize * (T + 1) * n * (2 * G + 2 * H + 3 * O + I)
+        chunk = int(max(1, min(self.R, EVAL_BUDGET // per_run)))
+        loss, acc = np.empty(self.R), np.empty(self.R)
+        for a in range(0, self.R, chunk):
+            r = slice(a, min(a + chunk, self.R))
+            x, d = _sample(self.task, self.eval_rngs[r], n, self.dtype)
+            res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
+            loss[r] = res.loss
+            got = self.task.accuracy(res.outputs, d)
+            if got is None:
+                acc = None
+            elif acc is not None:
+                acc[r] = got
+        return loss, acc
 
     def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall) -> BatchResult:
         rho0, sigma0, rho1, sigma1 = spectra

@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cells import ACTIVATIONS, dphi, lstm_backward, lstm_forward, rnn_backward, rnn_forward
+from .cells import (
+    ACTIVATIONS,
+    dphi,
+    lstm_backward,
+    lstm_forward,
+    mm,
+    rnn_backward,
+    rnn_forward,
+    rnn_forward_tanh,
+)
 from .clip import clip_rows
 from .heads import LOSSES, OUTPUTS, head_forward, loss_backward
 
@@ -127,16 +136,29 @@ def _prepare(params, x, d, s0, cell):
     return p, x, d, s0, R, batched, dtype
 
 
-def _sumsq_rows(a: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = sum_j a[r, j]^2 for a 2-d ``a``; np.vecdot (NumPy >= 2) is ~2x cheaper per call
-    than np.einsum's Python wrapper, which matters in the per-step loop for short B*H."""
+def _sumsq_rows(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sum_j a[..., j]^2; np.vecdot (NumPy >= 2) is ~2x cheaper per call than np.einsum's Python
+    wrapper, which matters in the per-step loop for short B*H."""
     if _VECDOT is not None:
-        _VECDOT(a, a, out=out)
-    else:
-        out[...] = np.einsum("rj,rj->r", a, a)
+        return _VECDOT(a, a, out=out)
+    r = np.einsum("...j,...j->...", a, a)
+    if out is None:
+        return r
+    out[...] = r
+    return out
 
 
 _VECDOT = getattr(np, "vecdot", None)
+
+
+def _steps(a: np.ndarray, R: int) -> np.ndarray:
+    """(R, T, ...) -> a time-major view whose [t] is a[:, t], without the run axis when R = 1."""
+    return a[0] if R == 1 else a.swapaxes(0, 1)
+
+
+def _run(a: np.ndarray, R: int) -> np.ndarray:
+    """(R, ...) -> a[0] when R = 1 (2-d per-step operands), else a."""
+    return a[0] if R == 1 else a
 
 
 def _lstm_perm(H: int) -> np.ndarray:
@@ -144,19 +166,26 @@ def _lstm_perm(H: int) -> np.ndarray:
     return np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
 
 
-def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
-    """||a_t^T dz_t||_F for every run and step, without a Python loop over steps.
+def weight_grad(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16):
+    """dW = sum_t a_t^T dz_t and the norm of every term, ||a_t^T dz_t||_F, in one pass.
 
-    a: (R|1, T, B, P); dz: (R, T, B, Q) -> (R, T). Uses ||A^T Z||_F^2 = <A A^T, Z Z^T> (B x B Gram
-    matrices) when B*B*(P+Q) < B*P*Q, the P x Q products otherwise; processed in chunks of steps
-    so the temporary stays under ``budget`` elements.
+    a: (R|1, T, B, P); dz: (R, T, B, Q) -> dW: (R, P, Q), norms: (R, T). When B (P + Q) < P Q the
+    norms come from B x B Gram matrices, ||A^T Z||_F^2 = <A A^T, Z Z^T>, and dW is one matmul over
+    all T B rows; otherwise the P x Q terms a_t^T dz_t are formed for their norms anyway, and dW
+    is their sum (which saves that matmul). Processed in chunks of steps so the temporaries stay
+    under ``budget`` elements per run. The chunks depend on the run's own shapes only, never on
+    R: a run's dW is summed in the same order alone or in any batch (bit for bit).
     """
     R, T, B, Q = dz.shape
     P = a.shape[-1]
     gram = B * (P + Q) < P * Q
-    per_step = R * (B * B if gram else P * Q)
-    chunk = max(1, min(T, budget // max(per_step, 1)))
-    out = np.empty((R, T), dtype=dz.dtype)
+    per_step = B * B if gram else P * Q
+    chunk = max(1, min(T, budget // per_step))
+    norms = np.empty((R, T), dtype=dz.dtype)
+    if gram:
+        dW = np.matmul(a.reshape(-1, T * B, P).swapaxes(-1, -2), dz.reshape(R, T * B, Q))
+    else:
+        dW = np.zeros((R, P, Q), dtype=dz.dtype)
     for t0 in range(0, T, chunk):
         at, zt = a[:, t0:t0 + chunk], dz[:, t0:t0 + chunk]
         if gram:
@@ -164,10 +193,16 @@ def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 22) -> np.ndarr
             gz = np.matmul(zt, zt.swapaxes(-1, -2))
             sq = np.einsum("rtij,rtij->rt", np.broadcast_to(ga, gz.shape), gz)
         else:
-            m = np.matmul(at.swapaxes(-1, -2), zt)
+            m = np.matmul(at.swapaxes(-1, -2), zt)                 # the terms: (R, chunk, P, Q)
             sq = np.einsum("rtpq,rtpq->rt", m, m)
-        out[:, t0:t0 + chunk] = np.sqrt(np.maximum(sq, 0))
-    return out
+            dW += m.sum(axis=1)
+        norms[:, t0:t0 + chunk] = np.sqrt(np.maximum(sq, 0))
+    return dW, norms
+
+
+def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16) -> np.ndarray:
+    """||a_t^T dz_t||_F for every run and step: (R, T) (see ``weight_grad``)."""
+    return weight_grad(a, dz, budget)[1]
 
 
 def forward(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
@@ -222,6 +257,7 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     T, B, I = x.shape[1:]
     H = p["Ws"].shape[-2]
     G = p["Ws"].shape[-1]
+    c = None
     if clip_step is not None:
         c = np.broadcast_to(np.asarray(clip_step, dtype=dtype), (R,)).reshape(R, 1)
         if np.any(~(c > 0)):
@@ -235,9 +271,12 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         Wx, Ws = Wx[..., perm], Ws[..., perm]
         b = None if b is None else b[..., perm]
     WsT = np.ascontiguousarray(Ws.swapaxes(-1, -2))
+    fold = not lstm and activation == "tanh"   # the forward carries u = -2 z (rnn_forward_tanh)
+    if fold:
+        Wx, Ws, b = -2 * Wx, -2 * Ws, (None if b is None else -2 * b)
 
     # ---- forward ------------------------------------------------------------------------
-    # input projection for all steps at once: Z[:, t] = x_t Wx + b            Z: (R, T, B, G)
+    # input projection for all steps at once: Z[:, t] = x_t Wx + b (times -2 if fold)  (R,T,B,G)
     Rx = x.shape[0]
     Z = np.matmul(x.reshape(Rx, T * B, I), Wx).reshape(-1, T, B, G)
     if Z.shape[0] != R:
@@ -253,9 +292,15 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         TC = np.empty((R, T, B, H), dtype=dtype)            # tanh(c_t)
         for t in range(T):
             lstm_forward(S[:, t], C[:, t], Ws, Z[:, t], C[:, t + 1], TC[:, t], S[:, t + 1], tmp)
-    else:
-        for t in range(T):
-            rnn_forward(S[:, t], Ws, Z[:, t], S[:, t + 1], tmp, activation)
+    else:   # time-major views: St[t] is S[:, t], 2-d when R = 1 (cheaper per-step calls)
+        St, Zt, Ws_, tmp_ = _steps(S, R), _steps(Z, R), _run(Ws, R), _run(tmp, R)
+        if fold:
+            with np.errstate(over="ignore"):
+                for t in range(T):
+                    rnn_forward_tanh(St[t], Ws_, Zt[t], St[t + 1], tmp_)
+        else:
+            for t in range(T):
+                rnn_forward(St[t], Ws_, Zt[t], St[t + 1], tmp_, activation)
 
     # ---- head and loss ------------------------------------------------------------------
     Wy, by = p["Wy"], p.get("by")
@@ -276,61 +321,62 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     # ---- backward through time ----------------------------------------------------------
     W = k if (k is not None and loss_at == "all") else 1
     stop = T - k if (k is not None and loss_at == "last") else 0   # last step reached (0-based)
-    delta = np.zeros((W, R, B, H), dtype=dtype)             # in-flight errors dE/ds_t
     ds2 = np.zeros((R, T), dtype=dtype)
     alpha = np.ones((R, T, B), dtype=dtype) if clip_step is not None else None
     if lstm:
         DZ = np.zeros((R, T, B, G), dtype=dtype)            # dE/da_t (internal gate order)
-        dcell = np.zeros((W, R, B, H), dtype=dtype)         # in-flight dE/dc_t
-        dc2 = np.zeros((R, T), dtype=dtype)
-        work = DZ[None] if W == 1 else np.empty((W, R, B, G), dtype=dtype)
     else:
         DZ = Z                                              # reuse: phi'(z_t), then dz_t
         dphi(activation, S[:, 1:], out=DZ)
+    if not lstm and W == 1:
+        # the common case, one error in flight: a ring of the last K errors, their norms taken
+        # K steps at a time
+        K = int(min(T, max(2, (1 << 16) // (R * B * H))))
+        D = np.zeros((K, R, B, H), dtype=dtype)
+        _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, R=R, T=T, stop=stop, k=k,
+                       every=loss_at == "all")
+    else:
+        delta = np.zeros((W, R, B, H), dtype=dtype)         # in-flight errors dE/ds_t
+        pong = (np.empty_like(delta), np.empty_like(delta))  # ping-pong: no allocation per step
         work = DZ[None] if W == 1 else np.empty((W, R, B, G), dtype=dtype)
-    pong = (np.empty_like(delta), np.empty_like(delta))     # ping-pong: no allocation per step
-    for t in range(T - 1, stop - 1, -1):
-        # the loss term at step t injects its own error dE_t/ds_t
-        if loss_at == "all":
-            if k is None:
-                delta[0] += direct[:, t]
-            else:                                           # slot of the term from t+k: expired
-                delta[t % W] = direct[:, t]
-                if lstm:
-                    dcell[t % W] = 0
-        elif t == T - 1:
-            delta[0] = direct[:, 0]
-        if clip_step is not None:
-            alpha[:, t] = clip_rows(delta, c)
-        total = (delta[0] if W == 1 else delta.sum(axis=0)).reshape(R, B * H)
-        _sumsq_rows(total, out=ds2[:, t])
         if lstm:
-            flow, dcell_on = lstm_backward(delta, dcell, Z[:, t], C[:, t], TC[:, t], WsT,
-                                           work[:, :, t] if W == 1 else work)
-            dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t, total derivative
-            dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
-            delta, dcell = flow, dcell_on
-        elif W == 1:                                        # 3-d views: no W-axis broadcast
-            dz = DZ[:, t]                                   # phi'(z_t) on entry, dz_t on exit
-            np.multiply(dz, delta[0], out=dz)
-            delta = pong[t & 1]
-            np.matmul(dz, WsT, out=delta[0])
-        else:
-            delta = rnn_backward(delta, DZ[:, t], WsT, work, out=pong[t & 1])
-        if W > 1:
-            work.sum(axis=0, out=DZ[:, t])
+            dcell = np.zeros((W, R, B, H), dtype=dtype)     # in-flight dE/dc_t
+            dc2 = np.zeros((R, T), dtype=dtype)
+        for t in range(T - 1, stop - 1, -1):
+            # the loss term at step t injects its own error dE_t/ds_t
+            if loss_at == "all":
+                if k is None:
+                    delta[0] += direct[:, t]
+                else:                                       # slot of the term from t+k: expired
+                    delta[t % W] = direct[:, t]
+                    if lstm:
+                        dcell[t % W] = 0
+            elif t == T - 1:
+                delta[0] = direct[:, 0]
+            if clip_step is not None:
+                alpha[:, t] = clip_rows(delta, c)
+            total = (delta[0] if W == 1 else delta.sum(axis=0)).reshape(R, B * H)
+            _sumsq_rows(total, out=ds2[:, t])
+            if lstm:
+                flow, dcell_on = lstm_backward(delta, dcell, Z[:, t], C[:, t], TC[:, t], WsT,
+                                               work[:, :, t] if W == 1 else work)
+                dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t (total)
+                dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
+                delta, dcell = flow, dcell_on
+            else:
+                delta = rnn_backward(delta, DZ[:, t], WsT, work, out=pong[t & 1])
+            if W > 1:
+                work.sum(axis=0, out=DZ[:, t])
     if stop > 0:
         DZ[:, :stop] = 0
 
-    # ---- weight gradients: one matmul over all steps --------------------------------------
+    # ---- weight gradients and the norms of their per-step terms ---------------------------
     Sprev = S[:, :T]                                        # s_{t-1}: (R, T, B, H)
-    DZ2 = DZ.reshape(R, T * B, G)
-    gWs = np.matmul(Sprev.reshape(R, T * B, H).swapaxes(-1, -2), DZ2)
-    gWx = np.matmul(x.reshape(Rx, T * B, I).swapaxes(-1, -2), DZ2)
+    budget = max(1 << 12, T * B * G // 8)                   # temporaries <= 1/8 of DZ per run
+    gWs, dWs_norms = weight_grad(Sprev, DZ, budget)
+    gWx, dWx_norms = weight_grad(x, DZ, budget)
     gb = DZ.sum(axis=(1, 2))
-    budget = max(1 << 16, DZ.size // 8)                     # temporaries <= 1/8 of DZ
-    norms = {"ds": np.sqrt(ds2), "dWs": term_norms(Sprev, DZ, budget),
-             "dWx": term_norms(x, DZ, budget)}
+    norms = {"ds": np.sqrt(ds2), "dWs": dWs_norms, "dWx": dWx_norms}
     if lstm:
         inv = np.argsort(perm)
         gWs, gWx, gb = gWs[..., inv], gWx[..., inv], gb[..., inv]
@@ -342,6 +388,40 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
 
     extra = {} if alpha is None else {"clip_factors": alpha}
     return _result(batched, E, grads, S[:, 1:], Y, norms, C[:, 1:] if lstm else None, extra)
+
+
+def _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, *, R, T, stop, k, every):
+    """The vanilla RNN's backward loop with one error in flight (no truncation with a loss at
+    every step), the mirror of the forward loop:
+
+        delta_t += dE_t/ds_t;   dz_t = delta_t * phi'(z_t);   delta_{t-1} = dz_t Ws^T
+
+    D: (K, R, B, H) ring of errors, delta_t in slot t % K (slot of step T-1 zero on entry);
+    DZ: (R, T, B, H) phi'(z_t) on entry, dz_t on exit; WsT: (R, H, H); direct: (R, |L|, B, H)
+    the loss terms' dE_t/ds_t; ds2: (R, T) receives ||delta_t||^2, K steps per call; alpha:
+    (R, T, B) clip factors or None, c: (R, 1) the clip threshold. k: truncation window (then
+    delta_t is the loss term's own error only, k = 1) or None; stop: the last step reached.
+    """
+    K, B, H = D.shape[0], D.shape[2], D.shape[3]
+    Dv = D[:, 0] if R == 1 else D                           # Dv[j]: slot j without R if R = 1
+    DZt, directt, WsT_ = _steps(DZ, R), _steps(direct, R), _run(WsT, R)
+    for t in range(T - 1, stop - 1, -1):
+        delta = Dv[t % K]                                   # delta_t: (R, B, H), (B, H) if R = 1
+        if every:                                           # the loss term at t adds its error
+            if k is None:
+                np.add(delta, directt[t], out=delta)
+            else:
+                delta[...] = directt[t]
+        elif t == T - 1:
+            delta[...] = directt[0]
+        if alpha is not None:
+            alpha[:, t] = clip_rows(D[t % K][None], c)
+        if t % K == 0 or t == stop:                         # ||delta_t|| .. to the block's end
+            e = min(t - t % K + K, T)
+            ds2[:, t:e] = _sumsq_rows(D[t % K:t % K + e - t].reshape(e - t, R, B * H)).T
+        dz = DZt[t]                                         # phi'(z_t) on entry, dz_t on exit
+        np.multiply(dz, delta, out=dz)
+        mm(dz, WsT_, out=Dv[(t - 1) % K])                  # delta_{t-1} = dz_t Ws^T
 
 
 def _result(batched, E, grads, states, Y, norms, cells, extra) -> BPTTResult:

@@ -1,0 +1,112 @@
+"""Smoke test of benchmarks/e2e.py on the tiny experiment: the structure of its record, not timings.
+
+The script is loaded from its file (benchmarks/ is not a package). The in-process time split must
+see every batch through its probes and leave rnnlab's functions as they were; a full ``main`` run
+(one repeat, memory scales 1 and 2, a CLI subprocess per row) must write a complete JSON record.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tiny_data, write_yaml
+
+import rnnlab.engine
+import rnnlab.execute
+import rnnlab.sweep
+import rnnlab.train
+from rnnlab.store import ResultsStore
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "e2e.py"
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    spec = importlib.util.spec_from_file_location("rnnlab_bench_e2e", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def tiny_file(tmp_path) -> Path:
+    return write_yaml(tmp_path / "tiny.yaml", tiny_data())   # 8 runs, 2 batches (one per seq_len)
+
+
+def originals() -> dict:
+    return {"train_batch": rnnlab.execute.train_batch, "plan": rnnlab.execute.plan_batches,
+            "bptt": rnnlab.train.bptt, "forward": rnnlab.train.forward,
+            "summary_of": rnnlab.sweep.summary_of, "open": vars(ResultsStore)["open"],
+            "write_batch": vars(ResultsStore)["write_batch"]}
+
+
+def test_time_split_structure(e2e, tiny_file):
+    before = originals()
+    split = e2e.time_split(tiny_file, [], repeats=2)
+    assert originals() == before                                   # every probe removed
+    assert rnnlab.train.bptt is rnnlab.engine.bptt
+    assert len(split["repeats"]) == 2 and split["runs"] == 8
+    calls = split["calls"]
+    assert calls["training"] == 2 and calls["commit"] == 2         # one per batch
+    assert calls["engine"] > calls["training"] and calls["summary"] >= 1
+    expected = {*e2e.TOP, *e2e.INNER, "training_rest", "other"}
+    for rep in split["repeats"]:
+        sec = rep["seconds"]
+        assert set(sec) == expected
+        assert all(v >= -1e-9 for v in sec.values())
+        assert sec["engine"] <= sec["training"] <= rep["wall_s"]
+        assert sum(sec[b] for b in e2e.TOP) + sec["other"] == pytest.approx(rep["wall_s"])
+        assert rep["statuses"]["failed"] == 0
+    assert set(split["share"]) == expected
+    assert all(0 <= split["share"][b] <= 1 for b in e2e.TOP)
+
+
+def test_main_writes_record(e2e, tiny_file, tmp_path):
+    out = tmp_path / "e2e.json"
+    result = e2e.main(["--file", str(tiny_file), "--repeats", "1", "--scales", "1,2",
+                       "--mem-steps", "2", "--json", str(out), "--quiet"])
+    rec = json.loads(out.read_text())
+    assert rec["schema"] == 1 and rec["repeats"] == 1
+    assert rec["experiment"]["runs"] == 8 and rec["experiment"]["batches"] == 2
+    cli = rec["cli"]
+    assert cli["command"].startswith("python -m rnnlab sweep")
+    assert cli["wall_s"] > 0 and cli["peak_rss_bytes"] > 0
+    assert cli["calls"]["load"] == 1 and cli["calls"]["training"] == 2   # probes in the child
+    for rep in cli["repeats"]:
+        sec = rep["seconds"]
+        assert set(sec) == {*e2e.TOP, *e2e.INNER, "training_rest", "other", "startup", "cli_rest"}
+        assert sec["startup"] > 0 and sec["engine"] <= sec["training"]
+        parts = sec["startup"] + sum(sec[b] for b in e2e.TOP) + sec["other"] + sec["cli_rest"]
+        assert parts == pytest.approx(rep["wall_s"])
+    mem = rec["memory"]
+    assert [r["repeats"] for r in mem["scales"]] == [1, 2]
+    assert [r["runs"] for r in mem["scales"]] == [4, 8]
+    assert [r["batches"] for r in mem["scales"]] == [2, 2]
+    assert all(r["peak_rss_bytes"] > 0 for r in mem["scales"]) and mem["ratio"] >= 1
+    assert mem["ratio_full_batches"] is None                      # tiny batches never reach 64
+    an = rec["memory_anatomy"]
+    assert an["largest_batch"] == 4 and an["budget_estimate_bytes"] > 0
+    assert {"training step (bptt)", "data sampling"} <= set(an["peaks_bytes"])
+    assert len(rec["targets"]) == 4
+    assert all(t["met"] in (True, False, None) for t in rec["targets"])
+    assert rec["targets"][-1]["met"] is None
+    assert result["time_split"]["runs"] == 8
+
+
+def test_child_peak_rss_is_its_own(e2e, tmp_path):
+    """A child's ru_maxrss must not include this process's memory (Linux keeps the hiwater RSS
+    of the image replaced at exec, so a child forked from a big parent reports the parent's)."""
+    big = bytearray(256 * 2 ** 20)
+    big[::4096] = b"\1" * len(big[::4096])                  # touch every page: resident
+    res = e2e.run_child([sys.executable, "-c", "pass"], cwd=tmp_path)
+    assert 0 < res["peak_rss_bytes"] < 128 * 2 ** 20
+    assert res["wall_s"] > 0 and res["cpu_s"] >= 0
+    del big
