@@ -331,7 +331,7 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     if not lstm and W == 1:
         # the common case, one error in flight: a ring of the last K errors, their norms taken
         # K steps at a time
-        K = int(min(T, max(2, (1 << 16) // (R * B * H))))
+        K = int(min(T, max(2, (1 << 14) // (R * B * H))))
         D = np.zeros((K, R, B, H), dtype=dtype)
         _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, R=R, T=T, stop=stop, k=k,
                        every=loss_at == "all")

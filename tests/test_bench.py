@@ -1,0 +1,55 @@
+"""Smoke test of benchmarks/bench.py on its smallest workload: the record's structure and the
+engine's agreement with the script's plain NumPy loop, never timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("rnnlab_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_bench_writes_a_complete_record(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--no-torch", "--only", "t1000", "--repeats", "1", "--quiet",
+                       "--no-env-variant", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    w = rec["workloads"]["t1000"]
+    assert set(w["impls"]) == {"rnnlab-f64", "rnnlab-f32", "numpy-loop", "numpy-floor"}
+    for r in w["impls"].values():
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["gflops"] > 0
+    check = w["check_f64"]["numpy-loop"]
+    assert check["loss"] < 1e-12 and check["grads"] < 1e-12 and check["ds"] < 1e-12
+    for m in w["memory"].values():
+        assert m["peak_bytes"] >= m["must_keep_bytes"] > 0
+    t1000 = next(t for t in rec["targets"] if t["target"].startswith("t1000: torch"))
+    assert t1000["value"] is None and t1000["met"] is None          # no torch rows here
+
+
+def test_floor_does_the_recurrences_matmuls(bench, monkeypatch):
+    """numpy_floor runs 2T stacked products of the workload's shapes (and T exps)."""
+    import numpy as np
+
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(np, "matmul",
+                        lambda a, b, out: calls.append(a.shape) or real(a, b, out=out))
+    bench.numpy_floor(bench.Workload("tiny", 3, 4, 2, 1, 5, 2, "tiny"), np.float64)()
+    assert calls == [(3, 2, 5)] * 8
