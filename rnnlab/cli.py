@@ -292,10 +292,11 @@ def validate(
     """Check an experiment file and print its grid size and first runs."""
     import pandas as pd
 
-    from .execute import plan_batches
+    from .execute import check_memory, plan_batches
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()
+    check_memory(runs, file)
     axes = ", ".join(f"{'+'.join(a.keys)} ({len(a.values)})" for a in exp.axes) or "none"
     out.print(f"{file}: ok: experiment {exp.name!r}, {exp.grid_size} grid point(s) x "
               f"{exp.repeats} repeat(s) = {len(runs)} run(s) in "

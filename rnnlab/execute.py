@@ -3,7 +3,9 @@
 Runs whose ``RunConfig.shape_key()`` agree share every array shape and code path, so they are
 stacked on the engine's run axis and trained in one call (``train.train_batch``). A batch is capped
 by ``max_batch`` and by a memory budget (an estimate of the arrays one training step keeps for the
-backward pass), so memory does not grow with the size of the sweep.
+backward pass), so memory does not grow with the size of the sweep; the held-out evaluation is
+chunked by runs inside the batch (``train.EVAL_BUDGET``). A configuration of which a single run
+cannot fit in the machine's memory is refused before anything runs (``check_memory``).
 
 Batches run in this process (``workers=1``) or in a pool of worker processes (``workers=N``; each
 worker is limited to one BLAS thread, so N workers do not oversubscribe the cores), or on a Dask
@@ -26,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .errors import UserError
-from .train import BatchResult, build_task, train_batch
+from .train import BatchResult, build_task, eval_run_bytes, train_batch
 
 #: Default cap on runs per batch, and memory budget (bytes) for one batch's training arrays.
 MAX_BATCH = 64
@@ -46,6 +48,47 @@ def run_bytes(cfg) -> int:
     T, B, H = task.length, cfg.task.batch, cfg.model.hidden
     per_step = B * (3 * gates * H + 2 * H) + 3 * B * task.output_size + B * task.input_size
     return item * (T + 1) * per_step
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(specs, source: str, limit: int | None = None) -> None:
+    """Refuse, before anything runs, a configuration of which a single run cannot fit in memory
+    (``limit``, default this machine's RAM): in a training step (``run_bytes``) or in its held-out
+    evaluation (evaluated one run at a time at the least). Batches are smaller than the memory
+    budget anyway; this catches the run that would fail alone. Raises UserError naming the file
+    and the keys that set the size."""
+    limit = physical_memory() if limit is None else limit
+    if limit is None:
+        return
+    seen = set()
+    for s in specs:
+        key = s.config.shape_key()
+        if key in seen:
+            continue
+        seen.add(key)
+        cfg = s.config
+        task = build_task(cfg)
+        item = 4 if cfg.model.dtype == "float32" else 8
+        G = (4 if cfg.model.cell == "lstm" else 1) * cfg.model.hidden
+        need = {"a training step": run_bytes(cfg),
+                "its held-out evaluation": eval_run_bytes(
+                    task.length, cfg.task.eval_batch, G, cfg.model.hidden, task.output_size,
+                    task.input_size, item)}
+        what, most = max(need.items(), key=lambda kv: kv[1])
+        if most > limit:
+            sizes = (f"task.seq_len={cfg.task.seq_len}, task.batch={cfg.task.batch}, "
+                     f"task.eval_batch={cfg.task.eval_batch}, model.hidden={cfg.model.hidden}")
+            raise UserError(
+                f"{source}: {sizes}: one run needs {most / 2**30:.1f} GiB for {what}, more than "
+                f"this machine's {limit / 2**30:.1f} GiB of memory; allowed: sizes whose run "
+                f"fits (lower task.seq_len, task.batch, task.eval_batch or model.hidden)")
 
 
 def plan_batches(specs, max_batch: int = MAX_BATCH, memory_budget: int = MEMORY_BUDGET):

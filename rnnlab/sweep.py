@@ -65,6 +65,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         require_dask()                      # before the folder is created
     out = Path(out) if out is not None else default_out(exp)
     runs = exp.runs()
+    if executor == "local":                 # a Dask worker's memory is its own business
+        execute.check_memory(runs, exp.source)
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                               manifest=manifest_for(exp, command), fresh=fresh,
                               experiment_name=exp.name)

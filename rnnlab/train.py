@@ -42,6 +42,12 @@ from .tasks import TASK_OPTIONS, make_task
 EVAL_BUDGET = 64 << 20
 
 
+def eval_run_bytes(T: int, n: int, G: int, H: int, O: int, I: int, itemsize: int) -> int:
+    """Bytes one run's held-out evaluation holds: ``forward`` on n sequences of T steps keeps
+    states and pre-activations (T+1, n, G and H), outputs and logits, the data x and d."""
+    return itemsize * (T + 1) * n * (2 * G + 2 * H + 3 * O + I)
+
+
 @dataclass
 class BatchResult:
     """What one trained batch hands to the store: one row per run and two long tables."""
@@ -246,9 +252,9 @@ class Trainer:
         run draws its own held-out data and ``forward`` is batch-invariant, so the numbers are
         the same bit for bit as one call over all runs."""
         n = self.cfg.task.eval_batch
-        T, G = self.task.length, self.params["Ws"].shape[-1]
-        H, O, I = self.params["Wy"].shape[-2], self.task.output_size, self.task.input_size
-        per_run = self.dtype.itemsize * (T + 1) * n * (2 * G + 2 * H + 3 * O + I)
+        per_run = eval_run_bytes(self.task.length, n, self.params["Ws"].shape[-1],
+                                 self.params["Wy"].shape[-2], self.task.output_size,
+                                 self.task.input_size, self.dtype.itemsize)
         chunk = int(max(1, min(self.R, EVAL_BUDGET // per_run)))
         loss, acc = np.empty(self.R), np.empty(self.R)
         for a in range(0, self.R, chunk):

@@ -39,6 +39,31 @@ def test_runs_are_grouped_by_shape_key_in_first_seen_order():
         assert pos == sorted(pos)
 
 
+def test_a_run_that_cannot_fit_in_memory_is_refused_up_front():
+    runs = tiny_exp().runs()
+    execute.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
+    with pytest.raises(rnnlab.execute.UserError) as err:
+        execute.check_memory(runs, "exp.yaml", limit=1000)
+    msg = str(err.value)
+    assert msg.startswith("exp.yaml: task.seq_len=3, task.batch=")
+    assert "more than this machine's" in msg and "allowed: sizes whose run fits" in msg
+    assert "\n" not in msg
+    assert execute.physical_memory() > 1 << 28
+
+
+def test_sweep_of_a_run_larger_than_the_machine_exits_2_before_creating_its_folder(tmp_path):
+    from conftest import invoke, tiny_data, write_yaml
+
+    f = write_yaml(tmp_path / "huge.yaml", tiny_data(task={"eval_batch": 10**9}))
+    res = invoke("sweep", f, "--out", tmp_path / "out")
+    assert res.exit_code == 2
+    assert "huge.yaml: task.seq_len=" in res.stderr and "for its held-out evaluation" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    res = invoke("validate", f)
+    assert res.exit_code == 2 and "for its held-out evaluation" in res.stderr
+
+
 @pytest.mark.parametrize("max_batch, sizes", [(64, [4, 4]), (3, [3, 1, 3, 1]), (1, [1] * 8)])
 def test_max_batch_caps_the_batches(max_batch, sizes):
     batches = plan_batches(tiny_exp().runs(), max_batch=max_batch)
