@@ -1,0 +1,255 @@
+"""The :class:`Task` class (a configured task: sizes, natural head and loss, baseline, accuracy,
+success criterion) and, per task, the builder that fills in its metadata and baseline.
+
+:meth:`Task.sample` draws from the task's sampler in :mod:`rnnlab.tasks.samplers`; each
+sampler's docstring derives the baseline its builder states here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnlab.tasks.options import _is_int
+from rnnlab.tasks.samplers import _SAMPLERS
+
+#: Success thresholds (see ``Task.solved``).
+RECALL_SOLVED_ACCURACY = 0.95
+ADDING_SOLVED_MSE = 0.01
+COPY_SOLVED_ACCURACY = 0.99
+TEMPORAL_ORDER_SOLVED_ACCURACY = 0.99
+
+
+@dataclass(frozen=True)
+class Task:
+    """One configured task. Build it with :func:`make_task`.
+
+    Attributes
+    ----------
+    name : str
+        One of ``TASKS``.
+    seq_len : int
+        The user's T.
+    length : int
+        Number of time steps of a generated sequence (T, or T + 2 * copy_len for ``copy``).
+    input_size, output_size : int
+        I and O.
+    output : str
+        The natural output head: ``"softmax"`` or ``"linear"``.
+    loss : str
+        The natural loss: ``"mse"`` or ``"ce"``.
+    loss_at : str
+        ``"last"`` (loss on step T only) or ``"all"`` (loss summed over every step).
+    options : dict
+        The resolved options (defaults filled in).
+    baseline : dict
+        Chance / memoryless baseline; keys described in the module docstring.
+    criterion : str
+        Human-readable success criterion used by :meth:`solved`.
+    """
+
+    name: str
+    seq_len: int
+    length: int
+    input_size: int
+    output_size: int
+    output: str
+    loss: str
+    loss_at: str
+    options: dict
+    baseline: dict
+    criterion: str
+
+    def sample(self, rng: np.random.Generator, batch: int,
+               dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a batch of sequences.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The only source of randomness.
+        batch : int
+            B, the number of sequences.
+        dtype : floating dtype
+            Dtype of both returned arrays.
+
+        Returns
+        -------
+        x : (T, B, I) array
+            Inputs, T = ``self.length``.
+        d : (T, B, O) array
+            Targets, zero at steps that carry no target.
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng: got {type(rng).__name__}; allowed: numpy.random.Generator")
+        if not _is_int(batch) or batch < 1:
+            raise ValueError(f"batch: got {batch!r}; allowed: an integer >= 1")
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise ValueError(f"dtype: got {dt}; allowed: a floating dtype")
+        x, d = _SAMPLERS[self.name](self, rng, int(batch))
+        return x.astype(dt, copy=False), d.astype(dt, copy=False)
+
+    def accuracy(self, y: np.ndarray, d: np.ndarray) -> float | np.ndarray | None:
+        """Task accuracy of outputs ``y`` against targets ``d``.
+
+        Parameters
+        ----------
+        y : (T, B, O) or (R, T, B, O) array
+            Model outputs (after the head), optionally with a leading run axis R.
+        d : (T, B, O) or (R, T, B, O) array
+            Targets as returned by :meth:`sample`; broadcast against ``y`` (so one batch of
+            targets can serve every run).
+
+        Returns
+        -------
+        float, or (R,) array when either input has a run axis; None if the task has no accuracy
+        (every current task has one).
+
+        Notes
+        -----
+        - recall, temporal_order, random: fraction of the batch with
+          ``argmax_o y[T-1, b, o] == argmax_o d[T-1, b, o]``.
+        - copy: the same, over the last ``copy_len`` steps and the batch.
+        - adding: fraction of the batch with ``|y[T-1, b, 0] - d[T-1, b, 0]| < tolerance``.
+
+        A prediction containing NaN or inf never counts as correct.
+        """
+        y = np.asarray(y)
+        d = np.asarray(d)
+        for label, a in (("y", y), ("d", d)):
+            if a.ndim not in (3, 4) or a.shape[-3] != self.length or \
+                    a.shape[-1] != self.output_size:
+                raise ValueError(
+                    f"{label}: got shape {a.shape}; allowed: (T, B, O) or (R, T, B, O) with "
+                    f"T = {self.length}, O = {self.output_size}")
+        if self.name == "adding":
+            hit = np.abs(y[..., -1, :, 0] - d[..., -1, :, 0]) < self.options["tolerance"]
+            acc = hit.mean(axis=-1)
+        elif self.name == "copy":
+            L = self.options["copy_len"]
+            acc = _argmax_hits(y[..., -L:, :, :], d[..., -L:, :, :]).mean(axis=(-2, -1))
+        else:
+            acc = _argmax_hits(y[..., -1, :, :], d[..., -1, :, :]).mean(axis=-1)
+        return float(acc) if np.ndim(acc) == 0 else acc
+
+    def solved(self, loss: float, accuracy: float | None) -> bool:
+        """The task's success criterion for one run.
+
+        - recall: ``accuracy >= 0.95``.
+        - adding: ``loss < 0.01``, the MSE of the sum, i.e. 6 % of the baseline 1/6 (94 % of the
+          variance of X1 + X2 explained). Hochreiter & Schmidhuber's stopping rule also asked for
+          an average training error below 0.01; our threshold is on the plain MSE of the sum.
+        - copy: ``accuracy >= 0.99`` (99 % of the copied symbols right).
+        - temporal_order: ``accuracy >= 0.99``, i.e. error below 1 % (Pascanu et al. 2013).
+        - random: never (targets are independent of the inputs; the task exists to measure
+          gradient flow at initialisation), so always False.
+        """
+        if self.name == "adding":
+            return loss is not None and bool(np.isfinite(loss)) and float(loss) < ADDING_SOLVED_MSE
+        if self.name == "random" or accuracy is None:
+            return False
+        threshold = {"recall": RECALL_SOLVED_ACCURACY, "copy": COPY_SOLVED_ACCURACY,
+                     "temporal_order": TEMPORAL_ORDER_SOLVED_ACCURACY}[self.name]
+        return bool(float(accuracy) >= threshold)
+
+
+def _argmax_hits(y: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Boolean ``argmax y == argmax d`` over the last axis; non-finite predictions are misses."""
+    return (np.argmax(y, axis=-1) == np.argmax(d, axis=-1)) & np.isfinite(y).all(axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# recall
+
+
+def _build_recall(T: int, opts: dict) -> Task:
+    K = opts["symbols"]
+    baseline = {
+        "metric": "accuracy", "value": 1.0 / K, "formula": "1/K",
+        "source": "chance: the symbol is uniform over K classes, so any predictor that ignores "
+                  "the input is right with probability 1/K",
+        "loss": 1.0 - 1.0 / K,
+        "loss_formula": "1 - 1/K = (1 - 1/K)^2 + (K - 1)/K^2 (mse of the uniform output 1/K)",
+    }
+    return Task("recall", T, T, K, K, "softmax", "mse", "last", opts, baseline,
+                f"accuracy >= {RECALL_SOLVED_ACCURACY}")
+
+
+# --------------------------------------------------------------------------------------------
+# adding
+
+
+def _build_adding(T: int, opts: dict) -> Task:
+    tol = opts["tolerance"]
+    baseline = {
+        "metric": "mse", "value": 1.0 / 6.0, "formula": "Var(X1 + X2) = 2 * (1/12) = 1/6",
+        "source": "predicting the mean E[X1 + X2] = 1 regardless of the input (Le, Jaitly & "
+                  "Hinton 2015; Arjovsky, Shah & Bengio 2016)",
+        "loss": 1.0 / 6.0, "loss_formula": "1/6",
+        "accuracy": 2 * tol - tol * tol,
+        "accuracy_formula": "P(|X1 + X2 - 1| < tol) = 2 tol - tol^2 (triangular density)",
+    }
+    return Task("adding", T, T, 2, 1, "linear", "mse", "last", opts, baseline,
+                f"mse < {ADDING_SOLVED_MSE}")
+
+
+# --------------------------------------------------------------------------------------------
+# copy
+
+
+def _build_copy(T: int, opts: dict) -> Task:
+    L, S = opts["copy_len"], opts["symbols"]
+    n = T + 2 * L
+    summed = L * math.log(S)
+    baseline = {
+        "metric": "ce_per_step", "value": summed / n,
+        "formula": "copy_len * log(symbols) / (T + 2 * copy_len)",
+        "source": "Arjovsky, Shah & Bengio 2016: a memoryless strategy predicts blank for "
+                  "T + copy_len steps and a uniform symbol for the last copy_len steps "
+                  "(10 log 8 / (T + 20) for the defaults)",
+        "loss": summed,
+        "loss_formula": "copy_len * log(symbols) (the same strategy's ce summed over steps, "
+                        "as the engine reports it)",
+    }
+    return Task("copy", T, n, S + 2, S + 1, "softmax", "ce", "all", opts, baseline,
+                f"accuracy >= {COPY_SOLVED_ACCURACY}")
+
+
+# --------------------------------------------------------------------------------------------
+# temporal order
+
+
+def _build_temporal_order(T: int, opts: dict) -> Task:
+    baseline = {
+        "metric": "accuracy", "value": 0.25, "formula": "1/4",
+        "source": "chance: the four classes AA, AB, BA, BB are equally likely",
+        "loss": math.log(4.0), "loss_formula": "log 4 (ce of the uniform output)",
+    }
+    return Task("temporal_order", T, T, opts["distractors"] + 2, 4, "softmax", "ce", "last", opts,
+                baseline, f"accuracy >= {TEMPORAL_ORDER_SOLVED_ACCURACY}")
+
+
+# --------------------------------------------------------------------------------------------
+# random
+
+
+def _build_random(T: int, opts: dict) -> Task:
+    K = opts["symbols"]
+    baseline = {
+        "metric": "accuracy", "value": 1.0 / K, "formula": "1/K",
+        "source": "chance: targets are uniform and independent of the inputs, so no predictor "
+                  "does better",
+        "loss": 1.0 - 1.0 / K,
+        "loss_formula": "1 - 1/K (mse of the uniform output 1/K)",
+    }
+    return Task("random", T, T, opts["input_size"], K, "softmax", "mse", "last", opts, baseline,
+                "none (targets are independent of the inputs)")
+
+
+_BUILDERS = {
+    "recall": _build_recall, "adding": _build_adding, "copy": _build_copy,
+    "temporal_order": _build_temporal_order, "random": _build_random,
+}
