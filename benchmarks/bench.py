@@ -18,9 +18,10 @@ Implementations:
                               with per-step weight-gradient accumulation and ||delta_t||
     torch / torch-f32         torch.set_num_threads(1); loop over time, retain_grad() on every
                               state, loss.backward(), per-step norms of state.grad
-    numpy-floor               not an implementation: the per-step matmuls (forward and backward)
-                              and one exp per state element, the least any NumPy engine must do
-                              (``numpy_floor``); torch / numpy-floor bounds torch / rnnlab
+    numpy-floor               not an implementation: the per-step matmuls (forward and backward),
+                              one exp per state element and the dWs, dWx matmuls, the least any
+                              NumPy engine must do (``numpy_floor``); torch / numpy-floor bounds
+                              torch / rnnlab. Its GFLOP/s count its own products only.
 
 FLOP count (matrix products only, 2mnk each, per run; |L| = number of loss steps = 1):
     forward recurrence  2 T B H^2      input projection   2 T B I H      head   2 |L| B H O
@@ -354,15 +355,18 @@ def has_torch() -> bool:
 def numpy_floor(w: Workload, dtype):
     """The work no NumPy implementation of the workload can skip, as one callable: T per-step
     products s_{t-1} Ws forward and T products dz_t Ws^T backward for all R runs (one stacked
-    matmul per step each, 2-d np.dot for a single run, as rnnlab does), and one exp per state
-    element (the cheapest float64 transcendental NumPy offers for tanh on this CPU; np.tanh
-    itself costs several exps). Everything else an engine does comes on top, so
-    torch / floor is the largest torch / rnnlab ratio a NumPy engine can reach here."""
-    R, T, B, H = w.R, w.T, w.B, w.H
+    matmul per step each, 2-d np.dot for a single run, as rnnlab does), one exp per state element
+    (the cheapest float64 transcendental NumPy offers for tanh on this CPU; np.tanh itself costs
+    several exps), and the weight gradients dWs = S^T DZ, dWx = X^T DZ as one matmul each over
+    all T B rows. Everything else an engine does comes on top, so torch / floor is the largest
+    torch / rnnlab ratio a NumPy engine can reach here."""
+    R, T, B, I, H = w.R, w.T, w.B, w.I, w.H
     rng = np.random.default_rng(0)
     s = (0.1 * rng.standard_normal((R, B, H))).astype(dtype)
     Ws = (rng.standard_normal((R, H, H)) / np.sqrt(H)).astype(dtype)
     out, e = np.empty_like(s), np.empty_like(s)
+    S, DZ = (rng.standard_normal((2, R, T * B, H)) * 0.1).astype(dtype)
+    X = rng.standard_normal((1, T * B, I)).astype(dtype)
     mm = np.matmul
     if R == 1:
         s, Ws, out, e, mm = s[0], Ws[0], out[0], e[0], np.dot
@@ -373,8 +377,15 @@ def numpy_floor(w: Workload, dtype):
             np.exp(s, out=e)
         for _ in range(T):
             mm(s, Ws, out=out)
+        np.matmul(S.swapaxes(-1, -2), DZ)
+        np.matmul(X.swapaxes(-1, -2), DZ)
 
     return run
+
+
+def floor_flops(w: Workload) -> int:
+    """Matrix-product FLOPs of ``numpy_floor``: forward and backward recurrence, dWs and dWx."""
+    return w.R * 2 * w.T * w.B * (3 * w.H * w.H + w.I * w.H)
 
 
 # -------------------------------------------------------------------------------- the run
@@ -390,7 +401,7 @@ def bench_workload(w: Workload, repeats: int, use_torch: bool, torch_f32: bool,
                                          repeats))
         rec["impls"][name]["dtype"] = np.dtype(dtype).name
     rec["impls"]["numpy-floor"] = stats(timed(numpy_floor(w, np.float64), repeats))
-    rec["impls"]["numpy-floor"]["dtype"] = "float64"
+    rec["impls"]["numpy-floor"].update(dtype="float64", flops=floor_flops(w))
     # the loops run all R runs unless --quick limits them; times are then scaled to R runs
     nloop = w.R if loop_runs is None else min(w.R, loop_runs)
     scale = w.R / nloop
@@ -418,7 +429,7 @@ def bench_workload(w: Workload, repeats: int, use_torch: bool, torch_f32: bool,
 def add_derived(rec: dict, peaks: dict) -> None:
     impls = rec["impls"]
     for r in impls.values():
-        r["gflops"] = rec["flops"] / r["median_s"] / 1e9
+        r["gflops"] = r.get("flops", rec["flops"]) / r["median_s"] / 1e9
         r["frac_peak"] = r["gflops"] / peaks[r["dtype"]]["gflops"]
     ref = impls["rnnlab-f64"]["median_s"]
     rec["ratios_vs_rnnlab_f64"] = {k: v["median_s"] / ref for k, v in impls.items()}

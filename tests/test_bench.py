@@ -43,13 +43,37 @@ def test_bench_writes_a_complete_record(bench, tmp_path):
     assert t1000["value"] is None and t1000["met"] is None          # no torch rows here
 
 
-def test_floor_does_the_recurrences_matmuls(bench, monkeypatch):
-    """numpy_floor runs 2T stacked products of the workload's shapes (and T exps)."""
+def test_floor_does_the_recurrences_and_weight_gradients_products(bench, monkeypatch):
+    """numpy_floor runs 2T stacked per-step products, then dWs and dWx over all T B rows."""
     import numpy as np
 
     calls = []
     real = np.matmul
     monkeypatch.setattr(np, "matmul",
-                        lambda a, b, out: calls.append(a.shape) or real(a, b, out=out))
-    bench.numpy_floor(bench.Workload("tiny", 3, 4, 2, 1, 5, 2, "tiny"), np.float64)()
-    assert calls == [(3, 2, 5)] * 8
+                        lambda a, b, out=None: calls.append((a.shape, b.shape))
+                        or real(a, b, out=out))
+    w = bench.Workload("tiny", 3, 4, 2, 1, 5, 2, "tiny")              # R T B I H O
+    bench.numpy_floor(w, np.float64)()
+    assert calls == [((3, 2, 5), (3, 5, 5))] * 8 + [((3, 5, 8), (3, 8, 5)),
+                                                     ((1, 1, 8), (3, 8, 5))]
+    assert bench.floor_flops(w) == 3 * 2 * 4 * 2 * (3 * 25 + 5)
+
+
+def test_ab_compares_two_revisions_of_the_engine(capsys):
+    """benchmarks/ab.py imports HEAD's engine next to the working tree's and times both."""
+    import subprocess
+
+    root = SCRIPT.parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    spec = importlib.util.spec_from_file_location("rnnlab_ab", root / "benchmarks" / "ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    try:
+        assert ab.main(["HEAD", "--only", "t1000", "--repeats", "1"]) == 0
+    finally:
+        for name in [m for m in sys.modules if m.startswith("rnnlab_ab_")]:
+            del sys.modules[name]
+    out = capsys.readouterr().out
+    assert "old = HEAD, new = working tree" in out and "t1000" in out and "old/new" in out

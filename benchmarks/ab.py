@@ -1,0 +1,90 @@
+"""A/B timing of rnnlab's engine at two revisions, interleaved in one process.
+
+    python benchmarks/ab.py OLD [NEW] [--only sweep,t1000,h256] [--repeats 5] [--dtype float64]
+
+OLD and NEW are git revisions of this repository (NEW defaults to the working tree). Each side's
+``rnnlab`` package is exported with ``git archive`` into a temporary folder and imported under
+its own name, so both engines live in this process; every repeat calls OLD then NEW on the same
+problem (benchmarks/bench.py's workloads and problem data, 1 BLAS thread), so a busy machine
+slows both alike. Prints the median time of each and old / new, and checks that both return the
+same loss to 1e-12 (a numerics change shows up as a larger difference, not as an error).
+Ratios from one run of this script, not absolute times, are what to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def export(rev: str | None, into: Path, alias: str):
+    """Import rnnlab at git revision ``rev`` (None: the working tree) as module ``alias``."""
+    if rev is None:
+        src = ROOT / "rnnlab"
+    else:
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "rnnlab"], check=True,
+                             capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(into / alias, filter="data")
+        src = into / alias / "rnnlab"
+    spec = importlib.util.spec_from_file_location(alias, src / "__init__.py",
+                                                  submodule_search_locations=[str(src)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return importlib.import_module(f"{alias}.engine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("old", help="git revision of the baseline engine")
+    ap.add_argument("new", nargs="?", default=None, help="git revision (default: working tree)")
+    ap.add_argument("--only", default="sweep,t1000,h256", help="comma-separated workloads")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    args = ap.parse_args(argv)
+
+    import bench
+    from threadpoolctl import threadpool_limits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = {"old": export(args.old, Path(tmp), "rnnlab_ab_old"),
+                   "new": export(args.new, Path(tmp), "rnnlab_ab_new")}
+        kw = dict(cell="rnn", activation="tanh", output="softmax", loss="mse", loss_at="last")
+        print(f"old = {args.old}, new = {args.new or 'working tree'}, {args.dtype}, "
+              f"{args.repeats} interleaved calls each, 1 BLAS thread")
+        for name in args.only.split(","):
+            w = bench.WORKLOADS[name]
+            params, x, d = bench.make_problem(w)
+            p, xx, dd = bench.engine_args(w, params, x, d, np.dtype(args.dtype))
+            times: dict = {"old": [], "new": []}
+            loss = {}
+            with threadpool_limits(1):
+                for tag, eng in engines.items():              # warm-up, and the losses
+                    loss[tag] = np.asarray(eng.bptt(p, xx, dd, **kw).loss)
+                for _ in range(args.repeats):
+                    for tag, eng in engines.items():
+                        t0 = time.perf_counter()
+                        eng.bptt(p, xx, dd, **kw)
+                        times[tag].append(time.perf_counter() - t0)
+            o, n = np.median(times["old"]), np.median(times["new"])
+            diff = float(np.max(np.abs(loss["old"] - loss["new"]) / np.abs(loss["old"])))
+            print(f"{name:6s} old {o * 1e3:8.1f} ms   new {n * 1e3:8.1f} ms   old/new {o / n:5.2f}"
+                  f"   loss rel. diff {diff:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
