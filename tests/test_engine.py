@@ -139,6 +139,22 @@ def test_term_norms_gram_and_direct_paths(B, H):
     np.testing.assert_allclose(term_norms(a, z, budget=1), want, rtol=1e-12)   # chunked
 
 
+@pytest.mark.parametrize("B,H", [(2, 16), (16, 2), (5, 5)])
+@pytest.mark.parametrize("budget", [1, 100, 1 << 16])
+def test_weight_grad_is_the_sum_of_its_terms_on_both_paths(B, H, budget):
+    """dW = sum_t a_t^T dz_t whether it comes from one matmul (Gram path, B small) or from
+    summing the per-step terms (H small), in any chunking; a shared (1, ...) ``a`` broadcasts."""
+    from rnnlab.engine.bptt import weight_grad
+
+    rng = np.random.default_rng(8)
+    for Ra in (3, 1):
+        a, z = rng.standard_normal((Ra, 5, B, H)), rng.standard_normal((3, 5, B, H + 1))
+        terms = np.einsum("rtbp,rtbq->rtpq", np.broadcast_to(a, (3, 5, B, H)), z)
+        dW, norms = weight_grad(a, z, budget)
+        np.testing.assert_allclose(dW, terms.sum(axis=1), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(norms, np.linalg.norm(terms, axis=(-2, -1)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("mutate,match", [
     (lambda p, x, d: ({**p, "Ws": p["Ws"][:2]}, x, d), "Ws: got shape"),
     (lambda p, x, d: (p, x[..., :1], d), "x: got shape"),

@@ -65,3 +65,12 @@ def test_check_detects_a_wrong_gradient(monkeypatch):
 def test_truncation_extremes(cell, truncate):
     res = check(cell=cell, loss_at="all", truncate=truncate, seq_len=5)
     assert res.ok, res.errors
+
+
+@pytest.mark.parametrize("batch,hidden", [(1, 8), (2, 12), (9, 3)])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_both_weight_gradient_paths_pass_finite_differences(cell, batch, hidden):
+    """Few sequences and many units take the Gram path (dW as one matmul), many sequences and
+    few units the per-step-terms path (dW as the sum of the terms): both are checked."""
+    res = check(cell=cell, batch=batch, hidden=hidden, seq_len=5)
+    assert res.ok, res.errors
