@@ -58,6 +58,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _console import make_printer, table  # noqa: E402
 
 from rnnlab.engine import bptt, init_params  # noqa: E402
 
@@ -532,42 +535,6 @@ def render(result: dict, console_print) -> None:
               {True: "met", False: "NOT met", None: "n/a"}[t["met"]]] for t in result["targets"]]
     console_print(table(["target (issue 8)", "measured", "ceiling (x / numpy-floor)", ""], trows,
                         "Targets"))
-
-
-def table(head, rows, title):
-    try:
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=False)]
-        lines = [title, "  ".join(h.ljust(n) for h, n in zip(head, widths, strict=True))]
-        lines += ["  ".join(str(c).ljust(n) for c, n in zip(r, widths, strict=True))
-                  for r in rows]
-        return "\n".join(lines)
-    tab = Table(title=title)
-    for h in head:
-        tab.add_column(h)
-    for r in rows:
-        tab.add_row(*[str(c) for c in r])
-    return tab
-
-
-def make_printer(quiet: bool):
-    """print(obj, plain=False): rich when installed (tables, markup), plain print otherwise."""
-    try:
-        from rich.console import Console
-        console = Console(width=None if sys.stdout.isatty() else 120)
-    except ImportError:
-        console = None
-
-    def say(obj, plain: bool = False) -> None:
-        if quiet:
-            return
-        if console is None or plain:
-            print(obj)
-        else:
-            console.print(obj, markup=not plain, highlight=not plain)
-
-    return say
 
 
 def markdown(result: dict) -> str:

@@ -90,8 +90,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from _console import make_printer  # noqa: E402
+from _console import table as _table  # noqa: E402
 
 import rnnlab  # noqa: E402
 import rnnlab.execute  # noqa: E402
@@ -503,38 +506,7 @@ def evaluate_targets(split: dict, cli: dict | None, memory: dict | None) -> list
 # ---------------------------------------------------------------------------- output
 
 def table(head, rows, title):
-    try:
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=False)]
-        lines = [title, "  ".join(h.ljust(n) for h, n in zip(head, widths, strict=True))]
-        lines += ["  ".join(str(c).ljust(n) for c, n in zip(r, widths, strict=True))
-                  for r in rows]
-        return "\n".join(lines)
-    tab = Table(title=title)
-    for i, h in enumerate(head):
-        tab.add_column(h, justify="left" if i == 0 else "right")
-    for r in rows:
-        tab.add_row(*[str(c) for c in r])
-    return tab
-
-
-def make_printer(quiet: bool):
-    try:
-        from rich.console import Console
-        console = Console(width=None if sys.stdout.isatty() else 120)
-    except ImportError:
-        console = None
-
-    def say(obj) -> None:
-        if quiet:
-            return
-        if console is None or isinstance(obj, str):
-            print(obj)
-        else:
-            console.print(obj)
-
-    return say
+    return _table(head, rows, title, numbers_right=True)
 
 
 def pct(v: float | None) -> str:

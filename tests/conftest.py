@@ -92,3 +92,19 @@ def tree_paths(node, prefix=()):
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from tree_paths(v, (*prefix, i))
+
+
+def load_script(path: Path, name: str):
+    """Import a script that is not in a package (benchmarks/*.py) as module ``name``; yields it
+    and forgets it afterwards (a generator for module-scoped fixtures)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -7,13 +7,12 @@ see every batch through its probes and leave rnnlab's functions as they were; a 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_data, write_yaml
+from conftest import load_script, tiny_data, write_yaml
 
 import rnnlab.engine
 import rnnlab.execute
@@ -26,14 +25,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "e2e.py"
 
 @pytest.fixture(scope="module")
 def e2e():
-    spec = importlib.util.spec_from_file_location("rnnlab_bench_e2e", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from load_script(SCRIPT, "rnnlab_bench_e2e")
 
 
 @pytest.fixture

@@ -1,0 +1,45 @@
+"""Console output shared by the benchmark scripts: rich tables when rich is installed, plain text
+otherwise (rich is a dependency of rnnlab, but the scripts stay usable without it)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def table(head, rows, title, numbers_right: bool = False):
+    """A rich Table (or its plain-text rendering) of ``rows`` under ``head``; with
+    ``numbers_right`` every column but the first is right-aligned."""
+    try:
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=False)]
+        lines = [title, "  ".join(h.ljust(n) for h, n in zip(head, widths, strict=True))]
+        lines += ["  ".join(str(c).ljust(n) for c, n in zip(r, widths, strict=True))
+                  for r in rows]
+        return "\n".join(lines)
+    tab = Table(title=title)
+    for i, h in enumerate(head):
+        tab.add_column(h, justify="right" if numbers_right and i > 0 else "left")
+    for r in rows:
+        tab.add_row(*[str(c) for c in r])
+    return tab
+
+
+def make_printer(quiet: bool):
+    """say(obj, plain=False): tables through rich when installed; strings, and anything with
+    ``plain``, through print (no markup is read into them)."""
+    try:
+        from rich.console import Console
+        console = Console(width=None if sys.stdout.isatty() else 120)
+    except ImportError:
+        console = None
+
+    def say(obj, plain: bool = False) -> None:
+        if quiet:
+            return
+        if console is None or plain or isinstance(obj, str):
+            print(obj)
+        else:
+            console.print(obj)
+
+    return say
