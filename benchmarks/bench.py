@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _console import make_printer, table  # noqa: E402
+from _common import cpu_busy, cpu_model, make_printer, table  # noqa: E402
 
 from rnnlab.engine import bptt, init_params  # noqa: E402
 
@@ -251,16 +251,6 @@ def blas_limits(n: int | None):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict:
     info = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
             "python": sys.version.split()[0], "numpy": np.__version__}
@@ -275,21 +265,6 @@ def machine_info() -> dict:
     except ImportError:
         info["threadpoolctl"] = None
     return info
-
-
-def cpu_busy(seconds: float = 0.5) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (Linux /proc/stat):
-    the load other processes put on the machine."""
-    def sample():
-        vals = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return vals[3] + vals[4], sum(vals)             # idle + iowait, total
-    try:
-        i0, t0 = sample()
-        time.sleep(seconds)
-        i1, t1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
 
 
 def stats(times: list[float]) -> dict:

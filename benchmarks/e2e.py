@@ -93,8 +93,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _console import make_printer  # noqa: E402
-from _console import table as _table  # noqa: E402
+from _common import cpu_busy, cpu_model, make_printer  # noqa: E402
+from _common import table as _table  # noqa: E402
 
 import rnnlab  # noqa: E402
 import rnnlab.execute  # noqa: E402
@@ -617,28 +617,6 @@ def memory_explanation(an: dict, mem: dict | None) -> str:
 
 
 # ---------------------------------------------------------------------------- the run
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_busy(seconds: float = 0.5) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (/proc/stat)."""
-    def sample():
-        vals = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return vals[3] + vals[4], sum(vals)
-    try:
-        i0, t0 = sample()
-        time.sleep(seconds)
-        i1, t1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
-
 
 def machine_info() -> dict:
     info = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),

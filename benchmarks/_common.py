@@ -1,9 +1,13 @@
-"""Console output shared by the benchmark scripts: rich tables when rich is installed, plain text
-otherwise (rich is a dependency of rnnlab, but the scripts stay usable without it)."""
+"""What the benchmark scripts share: console output (rich tables when rich is installed, plain
+text otherwise) and two facts about the machine (CPU model, how busy other processes keep it)."""
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import sys
+import time
+from pathlib import Path
 
 
 def table(head, rows, title, numbers_right: bool = False):
@@ -43,3 +47,26 @@ def make_printer(quiet: bool):
             console.print(obj)
 
     return say
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_busy(seconds: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (Linux /proc/stat):
+    the load other processes put on the machine."""
+    def sample():
+        vals = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return vals[3] + vals[4], sum(vals)             # idle + iowait, total
+    try:
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
