@@ -130,8 +130,11 @@ class Trainer:
         self.update_count = np.zeros(R)
 
     # ------------------------------------------------------------------------------ one step
-    def step(self, update: bool):
-        """One batch of sequences per run; returns the logged quantities of this step."""
+    def step(self, update: bool, log: bool = True):
+        """One batch of sequences per run; returns the logged quantities of this step.
+
+        Without ``log`` the engine skips the per-step norms and the outputs (the step's
+        ``norms`` and ``accuracy`` are None): loss, gradients and the update are the same."""
         x, d = _sample(self.task, self.data_rngs, self.cfg.task.batch, self.dtype)
         T = x.shape[1]
         N = self.cfg.train.tbptt or T
@@ -147,9 +150,10 @@ class Trainer:
             has_loss = self.kw["loss_at"] == "all" or w.stop == T
             if has_loss:
                 res = bptt(self.params, x[:, w], d[:, w], **self.kw, clip_step=step_clip,
-                           s0=s, c0=c)
+                           s0=s, c0=c, norms=log, outputs=log)
             else:   # no loss term in this window: forward only, its errors dE/ds_t are zero
-                res = forward(self.params, x[:, w], d[:, w], **self.kw, s0=s, c0=c)
+                res = forward(self.params, x[:, w], d[:, w], **self.kw, s0=s, c0=c,
+                              outputs=log)
             s = res.states[:, -1]
             c = None if res.cells is None else res.cells[:, -1]
             s, c = self._carry(s, c)
@@ -176,9 +180,10 @@ class Trainer:
             self._diverge(~finite)
             if update:
                 self._update(grads, hit)
-        norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
-        y = np.concatenate(outs, axis=1)
-        acc = self.task.accuracy(y, d)
+        norms = acc = None
+        if log:
+            norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+            acc = self.task.accuracy(np.concatenate(outs, axis=1), d)
         return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
                     clipped=clipped, norms=norms)
 
@@ -226,7 +231,7 @@ class Trainer:
                 self.current_step = step
                 was_active = self.active.copy()
                 log = step % tr.log_every == 0 or step == tr.steps
-                rec = self.step(update=step < tr.steps)
+                rec = self.step(update=step < tr.steps, log=log)
                 if log:
                     rec["step"], rec["mask"] = step, was_active
                     logs.append(rec)

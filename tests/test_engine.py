@@ -137,22 +137,32 @@ def test_term_norms_gram_and_direct_paths(B, H):
     want = np.linalg.norm(np.einsum("rtbp,rtbq->rtpq", a, z), axis=(-2, -1))
     np.testing.assert_allclose(term_norms(a, z), want, rtol=1e-12)
     np.testing.assert_allclose(term_norms(a, z, budget=1), want, rtol=1e-12)   # chunked
+    np.testing.assert_allclose(term_norms(a, z, budget=100), want, rtol=1e-12)
+    shared = term_norms(a[:1], z)                          # a shared (1, ...) ``a`` broadcasts
+    np.testing.assert_allclose(shared, np.linalg.norm(
+        np.einsum("tbp,rtbq->rtpq", a[0], z), axis=(-2, -1)), rtol=1e-12)
 
 
-@pytest.mark.parametrize("B,H", [(2, 16), (16, 2), (5, 5)])
-@pytest.mark.parametrize("budget", [1, 100, 1 << 16])
-def test_weight_grad_is_the_sum_of_its_terms_on_both_paths(B, H, budget):
-    """dW = sum_t a_t^T dz_t whether it comes from one matmul (Gram path, B small) or from
-    summing the per-step terms (H small), in any chunking; a shared (1, ...) ``a`` broadcasts."""
-    from rnnlab.engine.bptt import weight_grad
-
-    rng = np.random.default_rng(8)
-    for Ra in (3, 1):
-        a, z = rng.standard_normal((Ra, 5, B, H)), rng.standard_normal((3, 5, B, H + 1))
-        terms = np.einsum("rtbp,rtbq->rtpq", np.broadcast_to(a, (3, 5, B, H)), z)
-        dW, norms = weight_grad(a, z, budget)
-        np.testing.assert_allclose(dW, terms.sum(axis=1), rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(norms, np.linalg.norm(terms, axis=(-2, -1)), rtol=1e-12)
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("kw", [{}, {"loss_at": "all"}, {"loss_at": "all", "truncate": 2},
+                                {"clip_step": 0.1}])
+def test_skipping_norms_and_outputs_changes_no_other_number(cell, kw):
+    """norms=False / outputs=False (what a training step that logs nothing asks for) leave the
+    loss, the gradients and the states bit for bit as they are; the outputs' loss step is the
+    very y the loss used."""
+    rng = np.random.default_rng(9)
+    runs = [small(rng, cell=cell, T=6, B=5, H=4) for _ in range(3)]
+    P = {k: np.stack([r[0][k] for r in runs]) for k in runs[0][0]}
+    X, D = np.stack([r[1] for r in runs]), np.stack([r[2] for r in runs])
+    full = bptt(P, X, D, cell=cell, **kw)
+    bare = bptt(P, X, D, cell=cell, norms=False, outputs=False, **kw)
+    assert bare.step_norms == {} and bare.outputs is None
+    np.testing.assert_array_equal(bare.loss, full.loss)
+    for k in P:
+        np.testing.assert_array_equal(bare.grads[k], full.grads[k])
+    np.testing.assert_array_equal(bare.states, full.states)
+    assert set(full.step_norms) == {"ds", "dWs", "dWx"} | ({"dc"} if cell == "lstm" else set())
+    assert full.outputs.shape == D.shape and np.isfinite(full.outputs).all()
 
 
 @pytest.mark.parametrize("mutate,match", [

@@ -69,8 +69,9 @@ def test_truncation_extremes(cell, truncate):
 
 @pytest.mark.parametrize("batch,hidden", [(1, 8), (2, 12), (9, 3)])
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_both_weight_gradient_paths_pass_finite_differences(cell, batch, hidden):
-    """Few sequences and many units take the Gram path (dW as one matmul), many sequences and
-    few units the per-step-terms path (dW as the sum of the terms): both are checked."""
+def test_shapes_on_both_sides_of_the_term_norm_threshold_pass_finite_differences(cell, batch,
+                                                                                hidden):
+    """Few sequences and many units (Gram matrices for the term norms), many sequences and few
+    units (the terms themselves), one sequence: the gradients pass either way."""
     res = check(cell=cell, batch=batch, hidden=hidden, seq_len=5)
     assert res.ok, res.errors

@@ -311,22 +311,25 @@ def test_clipping_keeps_a_weight_scale_3_run_finite_where_the_unclipped_one_dive
 def test_lstm_with_forget_bias_3_learns_recall_where_tanh_rnn_and_bias_0_lstm_fail():
     """Recall at T = 30 with Gaussian distractor noise of std 1, hidden 24, batch 32, adam lr 0.02,
     400 steps, 500 held-out sequences (chance 0.25). Measured with these settings over seeds 0-5:
-    the LSTM with forget-gate bias 3 reaches 0.79-1.0 (solved, >= 0.95, on 4 of 6 seeds), the same
-    LSTM with bias 0 stays at chance (0.21-0.26), and the tanh RNN gets part of the way
-    (0.21-0.51). On noisy distractors the forget gate must start open (sigmoid(3) = 0.95) for the
-    cell to carry the symbol across 29 noisy steps. Whether a given seed is solved within 400 steps
-    depends on rounding (seed 0: 0.998 before the engine's summation order changed, 0.79 after),
-    so the test asserts the margins, not "solved". One seed here, to stay quick."""
+    the LSTM with forget-gate bias 3 reaches 0.71-0.99 on five seeds (solved, >= 0.95, on three)
+    and stays at chance on seed 0; the same LSTM with bias 0 stays at chance on all six
+    (0.21-0.26); the tanh RNN gets part of the way (0.22-0.38). On noisy distractors the forget
+    gate must start open (sigmoid(3) = 0.95) for the cell to carry the symbol across 29 noisy
+    steps. Single seeds sit on an edge: seed 0 with bias 3 gave 0.998, 0.79 and 0.25 under three
+    engine versions that differ only in the last digits of their rounding. So the test takes
+    three seeds and asserts medians and margins, not any one seed."""
     common = dict(task={"seq_len": 30, "batch": 32, "eval_batch": 500, "noise": 1.0},
                   train={"steps": 400, "log_every": 50, "optimizer": "adam", "lr": 0.02})
-    lstm = experiment(model={"hidden": 24, "cell": "lstm"},
+    lstm = experiment(model={"hidden": 24, "cell": "lstm"}, repeats=3,
                       sweep={"model.forget_bias": [0.0, 3.0]}, **common)
-    acc = {r["model.forget_bias"]: r["accuracy"] for r in train_batch(lstm.runs()).runs}
-    assert acc[3.0] >= 0.75, acc
-    assert acc[0.0] < 0.5, acc
-    rnn = experiment(model={"hidden": 24, "cell": "rnn"}, **common)
-    rnn_acc = train_batch(rnn.runs()).runs[0]["accuracy"]
-    assert rnn_acc < 0.6 and rnn_acc < acc[3.0] - 0.2, (rnn_acc, acc)
+    acc: dict = {0.0: [], 3.0: []}
+    for r in train_batch(lstm.runs()).runs:
+        acc[r["model.forget_bias"]].append(r["accuracy"])
+    assert np.median(acc[3.0]) >= 0.75, acc
+    assert max(acc[0.0]) < 0.5, acc
+    rnn = experiment(model={"hidden": 24, "cell": "rnn"}, repeats=3, **common)
+    rnn_acc = [r["accuracy"] for r in train_batch(rnn.runs()).runs]
+    assert max(rnn_acc) < 0.6 and np.median(rnn_acc) < np.median(acc[3.0]) - 0.2, (rnn_acc, acc)
 
 
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeypatch):

@@ -55,8 +55,9 @@ class BPTTResult:
     """What ``bptt`` returns. With a run axis every entry carries a leading R.
 
     loss: scalar or (R,);  grads: same keys and shapes as params;
-    states: (T, B, H) s_1..s_T;  outputs: (T, B, O) y_1..y_T;  cells: (T, B, H) c_1..c_T (lstm);
-    step_norms: "ds", "dWs", "dWx" (and "dc") -> (T,) or (R, T), index t-1 holds step t.
+    states: (T, B, H) s_1..s_T;  outputs: (T, B, O) y_1..y_T (None with outputs=False);
+    cells: (T, B, H) c_1..c_T (lstm);  step_norms: "ds", "dWs", "dWx" (and "dc") -> (T,) or
+    (R, T), index t-1 holds step t (empty with norms=False).
     extra: "clip_factors" (T, B) with clip_step: the factor each sequence's delta_t was scaled by.
     """
 
@@ -166,26 +167,19 @@ def _lstm_perm(H: int) -> np.ndarray:
     return np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
 
 
-def weight_grad(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16):
-    """dW = sum_t a_t^T dz_t and the norm of every term, ||a_t^T dz_t||_F, in one pass.
+def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16) -> np.ndarray:
+    """||a_t^T dz_t||_F for every run and step, without a Python loop over steps.
 
-    a: (R|1, T, B, P); dz: (R, T, B, Q) -> dW: (R, P, Q), norms: (R, T). When B (P + Q) < P Q the
-    norms come from B x B Gram matrices, ||A^T Z||_F^2 = <A A^T, Z Z^T>, and dW is one matmul over
-    all T B rows; otherwise the P x Q terms a_t^T dz_t are formed for their norms anyway, and dW
-    is their sum (which saves that matmul). Processed in chunks of steps so the temporaries stay
-    under ``budget`` elements per run. The chunks depend on the run's own shapes only, never on
-    R: a run's dW is summed in the same order alone or in any batch (bit for bit).
+    a: (R|1, T, B, P); dz: (R, T, B, Q) -> (R, T). Uses ||A^T Z||_F^2 = <A A^T, Z Z^T> (B x B Gram
+    matrices) when B (P + Q) < P Q, the P x Q terms otherwise; processed in chunks of steps so the
+    temporaries stay under ``budget`` elements per run (chunks never depend on R).
     """
     R, T, B, Q = dz.shape
     P = a.shape[-1]
     gram = B * (P + Q) < P * Q
     per_step = B * B if gram else P * Q
     chunk = max(1, min(T, budget // per_step))
-    norms = np.empty((R, T), dtype=dz.dtype)
-    if gram:
-        dW = np.matmul(a.reshape(-1, T * B, P).swapaxes(-1, -2), dz.reshape(R, T * B, Q))
-    else:
-        dW = np.zeros((R, P, Q), dtype=dz.dtype)
+    out = np.empty((R, T), dtype=dz.dtype)
     for t0 in range(0, T, chunk):
         at, zt = a[:, t0:t0 + chunk], dz[:, t0:t0 + chunk]
         if gram:
@@ -195,31 +189,25 @@ def weight_grad(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16):
         else:
             m = np.matmul(at.swapaxes(-1, -2), zt)                 # the terms: (R, chunk, P, Q)
             sq = np.einsum("rtpq,rtpq->rt", m, m)
-            dW += m.sum(axis=1)
-        norms[:, t0:t0 + chunk] = np.sqrt(np.maximum(sq, 0))
-    return dW, norms
-
-
-def term_norms(a: np.ndarray, dz: np.ndarray, budget: int = 1 << 16) -> np.ndarray:
-    """||a_t^T dz_t||_F for every run and step: (R, T) (see ``weight_grad``)."""
-    return weight_grad(a, dz, budget)[1]
+        out[:, t0:t0 + chunk] = np.sqrt(np.maximum(sq, 0))
+    return out
 
 
 def forward(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
             output: str = "softmax", loss: str = "mse", loss_at: str = "last", s0=None,
-            c0=None) -> BPTTResult:
+            c0=None, outputs: bool = True) -> BPTTResult:
     """The forward pass and loss only (for evaluation): ``bptt`` without the backward pass.
 
     Same arguments and shapes as ``bptt``; the result has ``grads`` and ``step_norms`` empty.
     """
     return bptt(params, x, d, cell=cell, activation=activation, output=output, loss=loss,
-                loss_at=loss_at, s0=s0, c0=c0, _backward=False)
+                loss_at=loss_at, s0=s0, c0=c0, outputs=outputs, _backward=False)
 
 
 def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
          output: str = "softmax", loss: str = "mse", loss_at: str = "last",
-         truncate: int | None = None, clip_step=None, s0=None, c0=None,
-         _backward: bool = True) -> BPTTResult:
+         truncate: int | None = None, clip_step=None, s0=None, c0=None, norms: bool = True,
+         outputs: bool = True, _backward: bool = True) -> BPTTResult:
     """Forward pass, loss and exact (or truncated) BPTT gradients, with per-step norms.
 
     Shapes: params Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,) with G = H (rnn) or 4H
@@ -232,6 +220,9 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     truncate=k: each loss term's error reaches back k steps at most (BPTT(h)).
     clip_step=c (scalar or (R,)): before it flows on, the error delta_t of each sequence is
     rescaled to norm c where its norm exceeds c; ``step_norms["ds"]`` reports the clipped error.
+    norms=False skips the per-step norms (``step_norms`` is empty) and outputs=False the outputs
+    y_t (``outputs`` is None): a training step that logs nothing needs neither. Neither changes
+    any other number: loss and gradients are computed the same way either way.
     """
     _check_choice("cell", cell, CELLS)
     _check_choice("activation", activation, ACTIVATIONS)
@@ -302,12 +293,18 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
             for t in range(T):
                 rnn_forward(St[t], Ws_, Zt[t], St[t + 1], tmp_, activation)
 
-    # ---- head and loss ------------------------------------------------------------------
+    # ---- head and loss: at the loss steps; y at every step only if asked for ----------------
     Wy, by = p["Wy"], p.get("by")
-    logits, Y = head_forward(S[:, 1:], Wy, by, output)
     Ls = slice(T - 1, T) if loss_at == "last" else slice(0, T)
-    E, dlogits = loss_backward(logits[:, Ls], Y[:, Ls], d[:, Ls], output, loss)
-    del logits                                              # only Y is returned
+    logits, YL = head_forward(S[:, 1:][:, Ls], Wy, by, output)
+    E, dlogits = loss_backward(logits, YL, d[:, Ls], output, loss)
+    del logits
+    Y = None
+    if outputs:
+        Y = YL
+        if loss_at == "last":
+            Y = head_forward(S[:, 1:], Wy, by, output)[1]
+            Y[:, Ls] = YL                                   # the very y the loss saw
     if not _backward:
         return _result(batched, E, {}, S[:, 1:], Y, {}, C[:, 1:] if lstm else None, {})
     nL = dlogits.shape[1]
@@ -333,8 +330,8 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         # K steps at a time
         K = int(min(T, max(2, (1 << 14) // (R * B * H))))
         D = np.zeros((K, R, B, H), dtype=dtype)
-        _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, R=R, T=T, stop=stop, k=k,
-                       every=loss_at == "all")
+        _backward_ring(D, DZ, WsT, direct, ds2 if norms else None, alpha, c, R=R, T=T,
+                       stop=stop, k=k, every=loss_at == "all")
     else:
         delta = np.zeros((W, R, B, H), dtype=dtype)         # in-flight errors dE/ds_t
         pong = (np.empty_like(delta), np.empty_like(delta))  # ping-pong: no allocation per step
@@ -355,13 +352,15 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
                 delta[0] = direct[:, 0]
             if clip_step is not None:
                 alpha[:, t] = clip_rows(delta, c)
-            total = (delta[0] if W == 1 else delta.sum(axis=0)).reshape(R, B * H)
-            _sumsq_rows(total, out=ds2[:, t])
+            if norms:
+                total = (delta[0] if W == 1 else delta.sum(axis=0)).reshape(R, B * H)
+                _sumsq_rows(total, out=ds2[:, t])
             if lstm:
                 flow, dcell_on = lstm_backward(delta, dcell, Z[:, t], C[:, t], TC[:, t], WsT,
                                                work[:, :, t] if W == 1 else work)
-                dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t (total)
-                dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
+                if norms:
+                    dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t (total)
+                    dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
                 delta, dcell = flow, dcell_on
             else:
                 delta = rnn_backward(delta, DZ[:, t], WsT, work, out=pong[t & 1])
@@ -370,24 +369,30 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     if stop > 0:
         DZ[:, :stop] = 0
 
-    # ---- weight gradients and the norms of their per-step terms ---------------------------
+    # ---- weight gradients: one matmul over all steps; the norms of their per-step terms ------
     Sprev = S[:, :T]                                        # s_{t-1}: (R, T, B, H)
-    budget = max(1 << 12, T * B * G // 8)                   # temporaries <= 1/8 of DZ per run
-    gWs, dWs_norms = weight_grad(Sprev, DZ, budget)
-    gWx, dWx_norms = weight_grad(x, DZ, budget)
+    DZ2 = DZ.reshape(R, T * B, G)
+    gWs = np.matmul(Sprev.reshape(R, T * B, H).swapaxes(-1, -2), DZ2)
+    gWx = np.matmul(x.reshape(Rx, T * B, I).swapaxes(-1, -2), DZ2)
     gb = DZ.sum(axis=(1, 2))
-    norms = {"ds": np.sqrt(ds2), "dWs": dWs_norms, "dWx": dWx_norms}
+    step_norms = {}
+    if norms:
+        budget = max(1 << 12, T * B * G // 8)               # temporaries <= 1/8 of DZ per run
+        step_norms = {"ds": np.sqrt(ds2), "dWs": term_norms(Sprev, DZ, budget),
+                      "dWx": term_norms(x, DZ, budget)}
     if lstm:
         inv = np.argsort(perm)
         gWs, gWx, gb = gWs[..., inv], gWx[..., inv], gb[..., inv]
-        norms["dc"] = np.sqrt(dc2)
+        if norms:
+            step_norms["dc"] = np.sqrt(dc2)
     grads.update({"Wx": gWx, "Ws": gWs})
     if b is not None:
         grads["b"] = gb
     grads = {key: grads[key] for key in params}            # same keys, same order as params
 
     extra = {} if alpha is None else {"clip_factors": alpha}
-    return _result(batched, E, grads, S[:, 1:], Y, norms, C[:, 1:] if lstm else None, extra)
+    return _result(batched, E, grads, S[:, 1:], Y, step_norms, C[:, 1:] if lstm else None,
+                   extra)
 
 
 def _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, *, R, T, stop, k, every):
@@ -398,7 +403,8 @@ def _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, *, R, T, stop, k, every):
 
     D: (K, R, B, H) ring of errors, delta_t in slot t % K (slot of step T-1 zero on entry);
     DZ: (R, T, B, H) phi'(z_t) on entry, dz_t on exit; WsT: (R, H, H); direct: (R, |L|, B, H)
-    the loss terms' dE_t/ds_t; ds2: (R, T) receives ||delta_t||^2, K steps per call; alpha:
+    the loss terms' dE_t/ds_t; ds2: (R, T) receives ||delta_t||^2, K steps per call (None: no
+    norms); alpha:
     (R, T, B) clip factors or None, c: (R, 1) the clip threshold. k: truncation window (then
     delta_t is the loss term's own error only, k = 1) or None; stop: the last step reached.
     """
@@ -416,7 +422,7 @@ def _backward_ring(D, DZ, WsT, direct, ds2, alpha, c, *, R, T, stop, k, every):
             delta[...] = directt[0]
         if alpha is not None:
             alpha[:, t] = clip_rows(D[t % K][None], c)
-        if t % K == 0 or t == stop:                         # ||delta_t|| .. to the block's end
+        if ds2 is not None and (t % K == 0 or t == stop):   # ||delta_t|| .. to the block's end
             e = min(t - t % K + K, T)
             ds2[:, t:e] = _sumsq_rows(D[t % K:t % K + e - t].reshape(e - t, R, B * H)).T
         dz = DZt[t]                                         # phi'(z_t) on entry, dz_t on exit
@@ -430,7 +436,7 @@ def _result(batched, E, grads, states, Y, norms, cells, extra) -> BPTTResult:
         E = float(E[0])
         grads = {key: g[0] for key, g in grads.items()}
         norms = {key: v[0] for key, v in norms.items()}
-        states, Y = states[0], Y[0]
+        states, Y = states[0], None if Y is None else Y[0]
         cells = None if cells is None else cells[0]
         extra = {key: v[0] for key, v in extra.items()}
     return BPTTResult(loss=E, grads=grads, states=states, outputs=Y, step_norms=norms, cells=cells,
