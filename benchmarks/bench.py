@@ -13,7 +13,9 @@ softmax head, mse loss at the last step, orthogonal init (scale 1), float64 unle
 
 Implementations:
     rnnlab-f64 / rnnlab-f32   rnnlab.engine.bptt (it also returns the per-step dWs and dWx term
-                              norms, which the other two do not compute)
+                              norms and the outputs at every step, which the others do not)
+    rnnlab-f64-nolog          bptt(norms=False, outputs=False): the call of a training step that
+                              logs nothing (no per-step norms at all, not even ||delta_t||)
     numpy-loop                min-char-rnn style: a Python loop over time forward, a loop back
                               with per-step weight-gradient accumulation and ||delta_t||
     torch / torch-f32         torch.set_num_threads(1); loop over time, retain_grad() on every
@@ -128,9 +130,11 @@ def engine_args(w: Workload, params, x, d, dtype):
     return p, x.astype(dtype), d.astype(dtype)
 
 
-def run_engine(p, x, d):
+def run_engine(p, x, d, log: bool = True):
+    """The default call (``log``: per-step norms and outputs at every step), or the call of a
+    training step that logs nothing (``bptt(norms=False, outputs=False)``)."""
     return bptt(p, x, d, cell="rnn", activation="tanh", output="softmax", loss="mse",
-                loss_at="last")
+                loss_at="last", norms=log, outputs=log)
 
 
 # ----------------------------------------------------------------------- plain NumPy loop
@@ -378,6 +382,10 @@ def bench_workload(w: Workload, repeats: int, use_torch: bool, torch_f32: bool,
         rec["impls"][name] = stats(timed(lambda p=p, xx=xx, dd=dd: run_engine(p, xx, dd),
                                          repeats))
         rec["impls"][name]["dtype"] = np.dtype(dtype).name
+    p, xx, dd = engine_args(w, params, x, d, np.float64)
+    rec["impls"]["rnnlab-f64-nolog"] = stats(timed(lambda: run_engine(p, xx, dd, log=False),
+                                                   repeats))
+    rec["impls"]["rnnlab-f64-nolog"]["dtype"] = "float64"
     rec["impls"]["numpy-floor"] = stats(timed(numpy_floor(w, np.float64), repeats))
     rec["impls"]["numpy-floor"].update(dtype="float64", flops=floor_flops(w))
     # the loops run all R runs unless --quick limits them; times are then scaled to R runs

@@ -25,7 +25,8 @@ def test_bench_writes_a_complete_record(bench, tmp_path):
                        "--no-env-variant", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
     w = rec["workloads"]["t1000"]
-    assert set(w["impls"]) == {"rnnlab-f64", "rnnlab-f32", "numpy-loop", "numpy-floor"}
+    assert set(w["impls"]) == {"rnnlab-f64", "rnnlab-f32", "rnnlab-f64-nolog", "numpy-loop",
+                               "numpy-floor"}
     for r in w["impls"].values():
         assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["gflops"] > 0
