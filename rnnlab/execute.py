@@ -50,6 +50,15 @@ def run_bytes(cfg) -> int:
     return item * (T + 1) * per_step
 
 
+def eval_bytes(cfg) -> int:
+    """Estimated bytes one run's held-out evaluation holds (``train.eval_run_bytes``)."""
+    task = build_task(cfg)
+    G = (4 if cfg.model.cell == "lstm" else 1) * cfg.model.hidden
+    return eval_run_bytes(task.length, cfg.task.eval_batch, G, cfg.model.hidden,
+                          task.output_size, task.input_size,
+                          4 if cfg.model.dtype == "float32" else 8)
+
+
 def physical_memory() -> int | None:
     """This machine's RAM in bytes (None where the OS does not say)."""
     try:
@@ -74,13 +83,7 @@ def check_memory(specs, source: str, limit: int | None = None) -> None:
             continue
         seen.add(key)
         cfg = s.config
-        task = build_task(cfg)
-        item = 4 if cfg.model.dtype == "float32" else 8
-        G = (4 if cfg.model.cell == "lstm" else 1) * cfg.model.hidden
-        need = {"a training step": run_bytes(cfg),
-                "its held-out evaluation": eval_run_bytes(
-                    task.length, cfg.task.eval_batch, G, cfg.model.hidden, task.output_size,
-                    task.input_size, item)}
+        need = {"a training step": run_bytes(cfg), "its held-out evaluation": eval_bytes(cfg)}
         what, most = max(need.items(), key=lambda kv: kv[1])
         if most > limit:
             sizes = (f"task.seq_len={cfg.task.seq_len}, task.batch={cfg.task.batch}, "

@@ -157,12 +157,12 @@ class Trainer:
             s = res.states[:, -1]
             c = None if res.cells is None else res.cells[:, -1]
             s, c = self._carry(s, c)
-            outs.append(res.outputs)
+            if log:                         # the outputs and norms exist only when logging
+                outs.append(res.outputs)
+                parts.append(res.step_norms if has_loss else dict.fromkeys(
+                    self.norm_keys, np.zeros((self.R, w.stop - w.start), dtype=self.dtype)))
             if not has_loss:
-                zeros = np.zeros((self.R, w.stop - w.start), dtype=self.dtype)
-                parts.append({k: zeros for k in self.norm_keys})
                 continue
-            parts.append(res.step_norms)
             losses += res.loss
             grads = res.grads
             norm = global_norm(grads, batched=True)
