@@ -110,7 +110,7 @@ MaxRunsOpt = Annotated[int | None, typer.Option(
 Format = Literal["table", "csv", "markdown", "json"]
 
 
-TERMINAL_HIDE = ("loss_sd", "acc_sd", "decay_sd", "failed")
+TERMINAL_HIDE = ("loss_lo", "loss_hi", "acc_lo", "acc_hi", "decay_sd", "horizon_censored", "failed")
 
 
 def short_names(columns) -> dict:
@@ -121,15 +121,15 @@ def short_names(columns) -> dict:
 
 def df_table(df, title: str | None = None) -> Table:
     """A rich table of a DataFrame, numbers formatted as in summary.md."""
-    from .summarize import format_value
+    from .summarize import display_cells
 
     table = Table(title=title)
     names = short_names(df.columns)
     for col in df.columns:
         numeric = df[col].dtype.kind in "ifb"
         table.add_column(names[col], justify="right" if numeric else "left")
-    for row in df.itertuples(index=False):
-        table.add_row(*(format_value(v) for v in row))
+    for row in display_cells(df):
+        table.add_row(*row)
     return table
 
 
@@ -165,7 +165,7 @@ class RichProgress:
             TimeRemainingColumn,
         )
 
-        self.counts = {"skipped": 0, "failed": 0, "diverged": 0}
+        self.counts = {"skipped": 0, "failed": 0, "diverged": 0, "exploded": 0}
         self.progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -251,7 +251,7 @@ def sweep(
     if report.summary is not None:
         show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
     err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
-              f"diverged, {o.failed} failed; results in {report.out}", markup=False)
+              f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}", markup=False)
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
     if o.interrupted:

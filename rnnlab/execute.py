@@ -134,6 +134,7 @@ class Outcome:
     done: int = 0
     ok: int = 0
     diverged: int = 0
+    exploded: int = 0
     failed: int = 0
     interrupted: bool = False
     errors: list = field(default_factory=list)

@@ -43,6 +43,8 @@ RUN_FIELDS: dict[str, pa.DataType] = {
     "sigma_end": pa.float64(),
     "clip_rate": pa.float64(),
     "decay_bound": pa.float64(),
+    "decay_bound_end": pa.float64(),
+    "last_step": pa.int64(),
     "wall_time": pa.float64(),
 }
 #: Integer run columns that may be missing; loaded as pandas' nullable ``Int64`` always.

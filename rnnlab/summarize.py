@@ -12,7 +12,10 @@ recorded at one training step. With ``lag = T - t`` (how far the gradient travel
   left out instead of producing ``-inf`` in the fit; fewer than two usable points give NaN;
 * ``horizon``: the largest lag at which ``ds >= 1e-3 * ds_T`` (compared in log10 with a 1e-9
   tolerance so that ``ds`` exactly at the threshold counts despite rounding); NaN when ``ds_T``
-  is zero or not finite. A horizon of ``T - 1`` means the gradient never fell below the threshold.
+  is zero or not finite;
+* ``horizon_censored``: 1 when the horizon is the longest lag the sequence has (``T - 1``): the
+  error never fell below the threshold within the sequence, so the true horizon is at least that
+  (a censored measurement, printed ``>= 14``), 0 otherwise.
 
 ``bound`` (per group, from the runs table) is the Pascanu, Mikolov & Bengio (2013, section 2.1)
 bound on ``decay``: log10(gamma * sigma_max(Ws)) at initialisation, with gamma the largest
@@ -34,23 +37,32 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import UserError
+from rnnlab.stats import median_interval, t_interval, wilson
 
-STAT_COLUMNS = ["run_id", "step", "T", "ds_1", "ds_T", "grad_ratio", "decay", "horizon"]
+STAT_COLUMNS = [
+    "run_id", "step", "T", "ds_1", "ds_T", "grad_ratio", "decay", "horizon", "horizon_censored",
+]
 SUMMARY_COLUMNS = [
     "n",
-    "solved",
-    "diverged",
     "failed",
+    "solved",
+    "solved_lo",
+    "solved_hi",
+    "diverged",
+    "exploded",
     "loss",
-    "loss_sd",
+    "loss_lo",
+    "loss_hi",
     "acc",
-    "acc_sd",
+    "acc_lo",
+    "acc_hi",
     "clip_rate",
     "grad_ratio",
     "decay",
     "decay_sd",
     "bound",
     "horizon",
+    "horizon_censored",
 ]
 _LOG_TOL = 1e-9
 
@@ -115,6 +127,7 @@ def run_gradient_stats(
     horizon = np.full(n, -1.0)
     np.maximum.at(horizon, c[above], x[above])
     horizon[~ref_ok | (horizon < 0)] = np.nan
+    censored = np.where(np.isnan(horizon), np.nan, (horizon >= T - t_first).astype(float))
 
     return pd.DataFrame(
         {
@@ -126,6 +139,7 @@ def run_gradient_stats(
             "grad_ratio": grad_ratio,
             "decay": decay,
             "horizon": horizon,
+            "horizon_censored": censored,
         }
     )
 
@@ -161,11 +175,20 @@ def summarize(
     """Summary table: one row per group of runs, sorted by the group keys (missing keys first).
 
     ``by`` defaults to the swept columns (the run columns whose name contains a '.'), in their
-    order; an empty list gives one row for all runs. Columns: the keys, then ``n`` (runs),
-    ``solved`` and ``diverged`` (fractions of the runs that did not fail), ``failed`` (count),
-    means and sample standard deviations of final loss, accuracy, clip rate and the gradient
-    statistics of :func:`run_gradient_stats` at training step ``step``. Failed runs count in
-    ``n`` and ``failed`` only.
+    order; an empty list gives one row for all runs. Columns (see :mod:`rnnlab.stats`):
+
+    * ``n`` runs, ``failed`` (count; failed runs count nowhere else);
+    * ``solved`` fraction with its Wilson 95 % interval ``solved_lo``, ``solved_hi``;
+    * ``diverged`` (non-finite loss, state or weights) and ``exploded`` (finite final loss above
+      ``rnnlab.tasks.EXPLODED_FACTOR`` times the task's baseline loss): fractions;
+    * ``loss``: median final loss with its order-statistic 95 % interval (a diverged run counts
+      as an infinite loss); ``acc``: mean accuracy with its t interval, clamped to [0, 1];
+    * ``clip_rate``, ``grad_ratio``, ``decay`` (``decay_sd``), ``bound``, ``horizon``: means;
+      ``horizon_censored``: the fraction of runs whose horizon was cut off by the sequence.
+
+    The gradient statistics and ``bound`` are taken at training step ``step`` (default: each
+    run's first recorded step, its initialisation). ``bound`` exists at the first and the last
+    step only (the runs record sigma_max(Ws) there) and only where the loss is at the last step.
     """
     if by is None:
         by = [c for c in runs.columns if "." in str(c)]
@@ -191,48 +214,78 @@ def summarize(
         vals[failed] = np.nan
         return vals
 
-    diverged = (status == "diverged").to_numpy(dtype=float)
-    diverged[failed] = np.nan
+    def fraction_of(flag: np.ndarray) -> np.ndarray:
+        out = flag.astype(float)
+        out[failed] = np.nan
+        return out
+
+    diverged = (status == "diverged").to_numpy()
+    loss = column("final_loss")
+    loss[diverged & np.isnan(loss)] = np.inf
     vals = pd.DataFrame(
         {
             "_failed": failed.astype(np.int64),
             "_solved": column("solved"),
-            "_diverged": diverged,
-            "_loss": column("final_loss"),
+            "_diverged": fraction_of(diverged),
+            "_exploded": fraction_of((status == "exploded").to_numpy()),
+            "_loss": loss,
             "_acc": column("accuracy"),
             "_clip": column("clip_rate"),
             "_ratio": stat("grad_ratio"),
             "_decay": stat("decay"),
-            "_bound": column("decay_bound"),
+            "_bound": _bounds_at(runs, stats, ids, step, failed),
             "_horizon": stat("horizon"),
+            "_censored": stat("horizon_censored"),
         }
     )
     keys = by if by else ["_all"]
     frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
     frame = frame.sort_values(keys, na_position="first", kind="mergesort")
-    grouped = frame.groupby(keys, sort=False, dropna=False)
-    out = grouped.agg(
-        n=("_failed", "size"),
-        solved=("_solved", "mean"),
-        diverged=("_diverged", "mean"),
-        failed=("_failed", "sum"),
-        loss=("_loss", "mean"),
-        loss_sd=("_loss", "std"),
-        acc=("_acc", "mean"),
-        acc_sd=("_acc", "std"),
-        clip_rate=("_clip", "mean"),
-        grad_ratio=("_ratio", "mean"),
-        decay=("_decay", "mean"),
-        decay_sd=("_decay", "std"),
-        bound=("_bound", "mean"),
-        horizon=("_horizon", "mean"),
-    )
-    out = out.reset_index()
+    rows = []
+    for key, g in frame.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        solved = g["_solved"].dropna()
+        lo, hi = wilson(float(solved.sum()), len(solved))
+        loss_mid, loss_lo, loss_hi = median_interval(g["_loss"])
+        acc, acc_lo, acc_hi = t_interval(g["_acc"], bounds=(0.0, 1.0))
+        rows.append((*key, len(g), int(g["_failed"].sum()),
+                     _mean(solved), lo, hi, _mean(g["_diverged"]), _mean(g["_exploded"]),
+                     loss_mid, loss_lo, loss_hi, acc, acc_lo, acc_hi,
+                     _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
+                     g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
+                     _mean(g["_censored"])))
+    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS)
+    for col in by:
+        out[col] = out[col].astype(runs[col].dtype)
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
     return out[by + SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _mean(values) -> float:
+    """Mean of the non-missing values (infinities propagate); NaN when there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def _bounds_at(runs, stats, ids, step, failed) -> np.ndarray:
+    """Each run's Pascanu bound at the training step its gradient statistics come from:
+    ``decay_bound`` (sigma_max at initialisation) at step 0, ``decay_bound_end`` at the run's
+    last recorded step, NaN at any other step."""
+    start = _floats(runs["decay_bound"]) if "decay_bound" in runs else np.full(len(runs), np.nan)
+    end = (_floats(runs["decay_bound_end"]) if "decay_bound_end" in runs
+           else np.full(len(runs), np.nan))
+    at = stats["step"].reindex(ids).to_numpy(dtype=float)
+    last = (_floats(runs["last_step"]) if "last_step" in runs else np.full(len(runs), np.nan))
+    if step is None:
+        out = np.where(at == 0, start, np.nan)
+    else:
+        out = np.where(at == 0, start, np.where((at == last) & (at > 0), end, np.nan))
+    out[failed] = np.nan
+    return out
 
 
 def format_value(x: object, missing: str = "-") -> str:
@@ -296,8 +349,21 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     raise UserError(f"unknown format {fmt!r}; allowed: csv, markdown, json")
 
 
+def display_cells(table: pd.DataFrame) -> list[list[str]]:
+    """Cell texts for people (markdown, terminal): :func:`format_value`, except that a horizon
+    any of whose runs was censored prints as a lower bound, ``>= 14``."""
+    cells = [[format_value(v) for v in row] for row in table.itertuples(index=False, name=None)]
+    columns = [str(c) for c in table.columns]
+    if "horizon" in columns and "horizon_censored" in columns:
+        h, c = columns.index("horizon"), columns.index("horizon_censored")
+        for row, censored in zip(cells, table["horizon_censored"], strict=True):
+            if not _missing(censored) and censored > 0 and row[h] != "-":
+                row[h] = ">= " + row[h]
+    return cells
+
+
 def _markdown(table: pd.DataFrame, columns: list[str], rows: list[tuple]) -> str:
-    cells = [[format_value(v).replace("|", "\\|") for v in row] for row in rows]
+    cells = [[v.replace("|", "\\|") for v in row] for row in display_cells(table)]
     header = [c.replace("|", "\\|") for c in columns]
     right = [
         pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])

@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from . import optim
 from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
-from .tasks import TASK_OPTIONS, make_task
+from .tasks import EXPLODED_FACTOR, TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
@@ -72,6 +72,11 @@ def run_streams(seed: int):
             np.random.default_rng(eval_ss))
 
 
+def eval_seed(seed: int) -> np.random.SeedSequence:
+    """The seed of a run's held-out set: every evaluation draws the same sequences from it."""
+    return np.random.SeedSequence(seed).spawn(3)[2]
+
+
 def _stack(dicts):
     return {k: np.stack([p[k] for p in dicts]) for k in dicts[0]}
 
@@ -105,7 +110,7 @@ class Trainer:
                        loss_at=tr.loss_at or self.task.loss_at)
         streams = [run_streams(s.seed) for s in self.specs]
         self.data_rngs = [s[1] for s in streams]
-        self.eval_rngs = [s[2] for s in streams]
+        self.eval_seeds = [eval_seed(s.seed) for s in self.specs]
         self.params = _stack([
             init_params(s[0], cell=m.cell, input_size=self.task.input_size, hidden=m.hidden,
                         output_size=self.task.output_size, init=sp.config.model.init,
@@ -235,10 +240,7 @@ class Trainer:
                 if log:
                     rec["step"], rec["mask"] = step, was_active
                     logs.append(rec)
-                    hit = np.array([self.task.solved(float(lv), None if rec["accuracy"] is None
-                                                     else float(rec["accuracy"][r]))
-                                    for r, lv in enumerate(rec["loss"])])
-                    solved_at[(solved_at < 0) & hit & self.active] = step
+                    self._first_solved(rec, step, solved_at)
                 if progress is not None:
                     progress(step)
                 if not self.active.any():
@@ -249,29 +251,48 @@ class Trainer:
         return self._package(logs, final_loss, final_acc, solved_at, (rho0, sigma0, rho1, sigma1),
                              wall)
 
-    def evaluate(self):
-        """Loss and accuracy on a fresh held-out batch (``task.eval_batch`` sequences per run).
+    def _first_solved(self, rec, step: int, solved_at: np.ndarray) -> None:
+        """Record ``step`` for the active runs not yet solved that meet the task's criterion on
+        this step's training batch *and* on the held-out set (evaluated only for those), so
+        ``steps_to_solve`` always rests on held-out data."""
+        acc = rec["accuracy"]
+        hit = np.array([self.task.solved(float(lv), None if acc is None else float(acc[r]))
+                        for r, lv in enumerate(rec["loss"])], dtype=bool)
+        todo = np.flatnonzero((solved_at < 0) & hit & self.active)
+        if todo.size == 0:
+            return
+        loss, held = self.evaluate(todo)
+        for j, r in enumerate(todo):
+            if self.task.solved(float(loss[j]), None if held is None else float(held[j])):
+                solved_at[r] = step
+
+    def evaluate(self, runs=None):
+        """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
+        from the run's eval seed: the same sequences at every call), for the runs at the
+        indices ``runs`` (default all), in that order.
 
         Evaluated a few runs at a time, so that the held-out batch's arrays (often far larger
         than a training step's) stay under ``EVAL_BUDGET`` bytes whatever the batch's size. Each
         run draws its own held-out data and ``forward`` is batch-invariant, so the numbers are
         the same bit for bit as one call over all runs."""
+        idx = np.arange(self.R) if runs is None else np.asarray(runs, dtype=np.int64)
         n = self.cfg.task.eval_batch
         per_run = eval_run_bytes(self.task.length, n, self.params["Ws"].shape[-1],
                                  self.params["Wy"].shape[-2], self.task.output_size,
                                  self.task.input_size, self.dtype.itemsize)
-        chunk = int(max(1, min(self.R, EVAL_BUDGET // per_run)))
-        loss, acc = np.empty(self.R), np.empty(self.R)
-        for a in range(0, self.R, chunk):
-            r = slice(a, min(a + chunk, self.R))
-            x, d = _sample(self.task, self.eval_rngs[r], n, self.dtype)
+        chunk = int(max(1, min(len(idx), EVAL_BUDGET // per_run)))
+        loss, acc = np.empty(len(idx)), np.empty(len(idx))
+        for a in range(0, len(idx), chunk):
+            r = idx[a:a + chunk]
+            rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
+            x, d = _sample(self.task, rngs, n, self.dtype)
             res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
-            loss[r] = res.loss
+            loss[a:a + chunk] = res.loss
             got = self.task.accuracy(res.outputs, d)
             if got is None:
                 acc = None
             elif acc is not None:
-                acc[r] = got
+                acc[a:a + chunk] = got
         return loss, acc
 
     def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall) -> BatchResult:
@@ -282,16 +303,20 @@ class Trainer:
             acc = None if final_acc is None else float(final_acc[r])
             loss = float(final_loss[r])
             ok = not div and np.isfinite(loss)
+            exploded = ok and loss > EXPLODED_FACTOR * self.task.baseline["loss"]
+            solved = bool(ok and not exploded and self.task.solved(loss, acc))
             rows.append({
                 "run_id": sp.run_id, **sp.swept, "seed": sp.seed,
-                "status": "ok" if ok else "diverged", "error": None,
+                "status": "exploded" if exploded else "ok" if ok else "diverged", "error": None,
                 "diverged_step": int(self.diverged_step[r]) if div else None,
                 "final_loss": loss if np.isfinite(loss) else None, "accuracy": acc,
-                "solved": bool(ok and self.task.solved(loss, acc)),
-                "steps_to_solve": int(solved_at[r]) if solved_at[r] >= 0 else None,
+                "solved": solved,
+                "steps_to_solve": int(solved_at[r]) if solved and solved_at[r] >= 0 else None,
                 "rho_start": float(rho0[r]), "sigma_start": float(sigma0[r]),
                 "rho_end": float(rho1[r]), "sigma_end": float(sigma1[r]),
                 "decay_bound": self._bound(sigma0[r]),
+                "decay_bound_end": None if div else self._bound(sigma1[r]),
+                "last_step": int(self.diverged_step[r]) if div else self.cfg.train.steps,
                 "clip_rate": float(self.clip_count[r] / max(self.update_count[r], 1)),
                 "wall_time": wall, "seq_len": self.cfg.task.seq_len,
             })
@@ -300,8 +325,9 @@ class Trainer:
     def _bound(self, sigma: float) -> float | None:
         """log10(gamma * sigma_max(Ws)): Pascanu et al.'s per-step bound on the decay of
         ||dE/ds_t|| (gamma = max |phi'|: 1 for tanh, relu, identity; 1/4 for sigmoid).
-        None for the LSTM, whose error flows through the gated cell instead."""
-        if self.cfg.model.cell != "rnn" or not sigma > 0:
+        None for the LSTM, whose error flows through the gated cell instead, and where the loss
+        is not at the last step only (errors from several loss steps add up)."""
+        if self.cfg.model.cell != "rnn" or not sigma > 0 or self.kw["loss_at"] != "last":
             return None
         gamma = 0.25 if self.cfg.model.activation == "sigmoid" else 1.0
         return float(np.round(np.log10(gamma * sigma), 12))      # log10(1 + 4e-16) -> 0

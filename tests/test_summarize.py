@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rnnlab.errors import UserError
 from rnnlab.store import ResultsStore, load_grad_norms, load_runs
+from rnnlab.stats import t975, wilson
 from rnnlab.summarize import (
     STAT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -217,13 +218,17 @@ def test_summary_groups_fractions_and_order():
     ten = table.iloc[0]  # d ok, e failed
     assert ten["n"] == 2 and ten["failed"] == 1
     assert ten["solved"] == 0.0 and ten["diverged"] == 0.0
-    assert ten["loss"] == pytest.approx(0.4) and np.isnan(ten["loss_sd"])
+    assert ten["loss"] == pytest.approx(0.4) and np.isnan(ten["loss_lo"])  # n < 6: no interval
     assert ten["decay"] == pytest.approx(-0.1) and ten["horizon"] == 9
+    assert ten["horizon_censored"] == 1.0  # 9 = T - 1: never fell below the threshold
+    assert ten["solved_lo"] == 0.0 and ten["solved_hi"] == pytest.approx(wilson(0, 1)[1])
 
     none = table.iloc[1]  # c, f
     assert none["n"] == 2 and none["solved"] == 0.5 and none["failed"] == 0
     assert none["acc"] == pytest.approx(0.8)
-    assert none["acc_sd"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
+    half = t975(1) * np.std([0.9, 0.7], ddof=1) / np.sqrt(2)
+    assert none["acc_lo"] == max(0.0, 0.8 - half) and none["acc_hi"] == min(1.0, 0.8 + half)
+    assert none["horizon_censored"] == 0.0
     assert none["decay"] == pytest.approx(-0.3)
     assert none["decay_sd"] == pytest.approx(np.std([-0.2, -0.4], ddof=1))
     assert none["horizon"] == pytest.approx((15 + 7) / 2)
@@ -315,7 +320,7 @@ def test_render_markdown_shape():
     assert len({len(line) for line in lines}) == 1  # padded columns
     assert set(lines[1].replace("|", "").replace(" ", "")) <= {"-", ":"}
     assert lines[1].split("|")[1].strip().endswith(":")  # numeric keys right-aligned
-    assert " - |" in lines[2]  # NaN loss_sd of a single-run group
+    assert " - |" in lines[2]  # NaN loss_lo of a small group
     assert text.endswith("\n")
 
 
@@ -331,12 +336,12 @@ def test_render_csv_and_json_parse_back():
     assert list(back.columns) == list(table.columns)
     assert back["n"].tolist() == table["n"].tolist()
     np.testing.assert_allclose(back["decay"], table["decay"], rtol=5e-4)
-    assert back["loss_sd"].isna().tolist() == table["loss_sd"].isna().tolist()
+    assert back["loss_lo"].isna().tolist() == table["loss_lo"].isna().tolist()
 
     records = json.loads(render(table, "json"))
     assert len(records) == len(table) and list(records[0]) == list(table.columns)
     assert records[0]["n"] == 2 and isinstance(records[0]["n"], int)
-    assert records[0]["loss_sd"] is None
+    assert records[0]["loss_lo"] is None
     assert records[1]["train.clip.threshold"] is None
     assert records[2]["loss"] == 2.55
 

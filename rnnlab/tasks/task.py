@@ -20,6 +20,9 @@ RECALL_SOLVED_ACCURACY = 0.95
 ADDING_SOLVED_MSE = 0.01
 COPY_SOLVED_ACCURACY = 0.99
 TEMPORAL_ORDER_SOLVED_ACCURACY = 0.99
+#: A run whose final loss is finite but above this many times its task's baseline loss has
+#: exploded (it is counted apart from "ok" and never solved), beside runs that diverged to inf/NaN.
+EXPLODED_FACTOR = 1e6
 
 
 @dataclass(frozen=True)
