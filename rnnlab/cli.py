@@ -108,9 +108,11 @@ MaxRunsOpt = Annotated[int | None, typer.Option(
     min=1, metavar="N", help="Size limit: refuse a sweep of more than N runs unless --yes "
     "(default 10000).")]
 Format = Literal["table", "csv", "markdown", "json"]
-
-
-TERMINAL_HIDE = ("loss_lo", "loss_hi", "acc_lo", "acc_hi", "decay_sd", "horizon_censored", "failed")
+WideOpt = Annotated[bool, typer.Option(
+    "--wide", help="Terminal table: every column of the summary (not cut to the terminal).")]
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
+    "e.g. solved,loss,decay (solved gives the value with its interval).")]
 
 
 def short_names(columns) -> dict:
@@ -133,11 +135,50 @@ def df_table(df, title: str | None = None) -> Table:
     return table
 
 
+def terminal_width() -> int:
+    """Characters a summary table may fill: the terminal's, or 80 when stdout is not one."""
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+
+
+def view_table(view, title: str | None = None) -> Table:
+    """A rich table of a ``rnnlab.tables.View``."""
+    table = Table(title=title, caption=view.caption())
+    for col in view.columns:
+        table.add_column(col.name, justify="right" if col.numeric else "left")
+    for row in zip(*(c.cells for c in view.columns), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def show_summary(df, fmt: str, title: str | None = None, wide: bool = False,
+                 columns: str | None = None):
+    """A summary table: the terminal view of ``rnnlab.tables`` (fitted to the width unless
+    ``wide`` or ``columns``), or every column in a machine format."""
+    if fmt != "table":
+        return show_table(df, fmt, title)
+    from .tables import summary_view
+
+    names = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
+    view = summary_view(df, width=terminal_width(), columns=names, wide=wide)
+    out.print(view_table(view, title), width=max(view.width, out.width), crop=False)
+
+
+def check_columns(columns: str | None, keys: list[str]):
+    """Refuse unknown ``--columns`` names before a sweep trains anything."""
+    from .summarize import SUMMARY_COLUMNS
+
+    allowed = list(keys) + list(SUMMARY_COLUMNS)
+    for name in (c.strip() for c in (columns or "").split(",")):
+        if name and name not in allowed:
+            fail(f"--columns: no column {name!r} in the summary; allowed: {', '.join(allowed)}")
+
+
 def show_table(df, fmt: str, title: str | None = None):
     """Human table on stdout, or a machine format (csv, markdown, json) as plain text."""
     if fmt == "table":
-        hide = [c for c in TERMINAL_HIDE if c in df.columns and (c != "failed" or not df[c].any())]
-        out.print(df_table(df.drop(columns=hide), title))
+        out.print(df_table(df, title))
     else:
         from .summarize import render
 
@@ -211,6 +252,8 @@ def sweep(
     yes: Annotated[bool, typer.Option(help="Allow a grid above the size limit.")] = False,
     max_runs: MaxRunsOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Summary output format.")] = "table",
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     executor: Annotated[Literal["local", "dask"], typer.Option(
         help="Where batches train: local (serial or --workers processes) or dask (a Dask "
@@ -225,6 +268,7 @@ def sweep(
     from .sweep import default_out, run_sweep
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
+    check_columns(columns, exp.swept_keys)
     out_path = Path(out_dir) if out_dir else default_out(exp)
     if dry_run:
         return _dry_run(exp, out_path, fmt)
@@ -249,7 +293,8 @@ def sweep(
         err.print(f"rnnlab: {note}", markup=False)
     o = report.outcome
     if report.summary is not None:
-        show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
+        show_summary(report.summary, fmt, title=f"{exp.name}: {report.out}", wide=wide,
+                     columns=columns)
     err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
               f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}", markup=False)
     for run_id, error in o.errors[:5]:
@@ -315,13 +360,16 @@ def report(
     step: Annotated[int | None, typer.Option(min=0, help="Training step of the gradient "
                                              "statistics (default: initialisation).")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
 ):
-    """Reprint the summary table of a results folder."""
+    """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
+    markdown and json hold every column)."""
     from .sweep import summary_of
 
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
     table = summary_of(Path(folder), by=keys, step=step)
-    show_table(table, fmt, title=folder)
+    show_summary(table, fmt, title=folder, wide=wide, columns=columns)
 
 
 @app.command()
