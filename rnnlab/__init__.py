@@ -1,3 +1,10 @@
 """rnnlab: a command-line laboratory for the gradient dynamics of recurrent neural networks."""
 
 __version__ = "0.1.0"
+
+
+def open(path, **options):  # noqa: A001 - rnnlab.open(DIR), as in a notebook
+    """A results folder as an ``rnnlab.results.Results`` (runs, norms, metrics, summary, plot)."""
+    from rnnlab.results import open as _open
+
+    return _open(path, **options)

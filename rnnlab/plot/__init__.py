@@ -69,8 +69,8 @@ from rnnlab.plot.gradients import _gradient_panels
 from rnnlab.plot.heatmap import _heatmap
 from rnnlab.plot.success import _success
 
-__all__ = ["DPI", "GAMMA", "KINDS", "MAX_PANELS", "METRICS", "MISSING_HINT", "output_path", "plot",
-           "save"]
+__all__ = ["DPI", "GAMMA", "KINDS", "MAX_PANELS", "METRICS", "MISSING_HINT", "figure",
+           "output_path", "plot", "save"]
 
 KINDS = ("heatmap", "decay", "success")
 METRICS = ("solved", "accuracy")
@@ -101,16 +101,37 @@ def plot(
     (success). ``out``: .png (default ``FOLDER/<kind>.png``), .pdf or .svg. ``note`` receives
     diagnostics (pooled axes, left-out runs, why a bound is not drawn).
     """
+    path = output_path(folder, kind, out)
+    if path.suffix.lower() not in _SAVE_METADATA:
+        _check(kind, metric, step)
+        raise UserError(f"{path}: unknown image format {path.suffix or '(none)'!r}; "
+                        f"allowed: {', '.join(_SAVE_METADATA)}")
+    fig = figure(folder, kind, by=by, step=step, where=where, metric=metric, note=note)
+    save(fig, path)
+    return fig
+
+
+def _check(kind: str, metric: str, step: int):
     if kind not in KINDS:
         raise UserError(f"unknown plot kind {kind!r}; allowed: {', '.join(KINDS)}")
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     if step < 0:
         raise UserError(f"--step: got {step}; allowed: an integer >= 0")
-    path = output_path(folder, kind, out)
-    if path.suffix.lower() not in _SAVE_METADATA:
-        raise UserError(f"{path}: unknown image format {path.suffix or '(none)'!r}; "
-                        f"allowed: {', '.join(_SAVE_METADATA)}")
+
+
+def figure(
+    folder: str | os.PathLike,
+    kind: str = "heatmap",
+    *,
+    by: str | None = None,
+    step: int = 0,
+    where: Sequence[str] = (),
+    metric: str = "solved",
+    note: Note | None = None,
+):
+    """The Figure that :func:`plot` writes, without writing it (same arguments but ``out``)."""
+    _check(kind, metric, step)
     _matplotlib()
     say = note or (lambda message: None)
     res = _load(Path(folder), where, say)
@@ -124,6 +145,5 @@ def plot(
             fig = _heatmap(res, by_axis, by_values, facets, data, step)
         else:
             fig = _decay(res, by_axis, by_values, facets, data, step, say)
-    save(fig, path)
     return fig
 
