@@ -19,7 +19,6 @@ import html
 import os
 from collections.abc import Iterable
 from functools import cached_property
-from pathlib import Path
 
 import pandas as pd
 
