@@ -374,6 +374,69 @@ def report(
 
 @app.command()
 @user_errors
+def compare(
+    a: Annotated[str, typer.Argument(help="A results folder (the reference).")],
+    b: Annotated[str, typer.Argument(help="Another results folder (e.g. a reproduction).")],
+    by: Annotated[str | None, typer.Option(help="Comma-separated columns to join on "
+                                           "(default: the keys swept in both).")] = None,
+    step: Annotated[int | None, typer.Option(min=0, help="Training step of the gradient "
+                                             "statistics (default: initialisation).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
+):
+    """Compare two results folders: both summaries side by side, a * where the intervals do not
+    overlap (or, without an interval, the values differ), and how the manifests differ."""
+    from .compare import compare as compare_folders
+    from .compare import stacked
+    from .summarize import render
+    from .tables import summary_view
+
+    keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    cmp = compare_folders(a, b, by=keys, step=step)
+    if fmt == "json":
+        sys.stdout.write(cmp.to_json())
+        return
+    manifest = pd_frame(cmp.manifest, ["key", "a", "b"])
+    if fmt in ("csv", "markdown"):
+        sys.stdout.write(render(cmp.table, fmt))
+        if fmt == "markdown" and len(manifest):
+            sys.stdout.write("\n" + render(manifest, fmt))
+    else:
+        frame, marks = stacked(cmp)
+        names = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
+        view = summary_view(frame, width=terminal_width(), columns=names, wide=wide,
+                            keys=[*cmp.keys, "side"], marks=marks)
+        for col in view.columns[:len(cmp.keys)]:          # keys once per pair of rows
+            col.cells = [c if i % 2 == 0 else "" for i, c in enumerate(col.cells)]
+        table = view_table(view, f"A = {a}, B = {b}: {cmp.marks} mark(s)")
+        out.print(table, width=max(view.width, out.width), crop=False)
+        if len(manifest):
+            mt = Table(title="manifest differences")
+            for name in ("key", "A", "B"):
+                mt.add_column(name, overflow="fold")
+            for row in cmp.manifest:
+                mt.add_row(row["key"], *(format_manifest(row[s]) for s in ("a", "b")))
+            out.print(mt)
+        else:
+            out.print("manifests: same versions, machine and experiment", markup=False)
+    for note in cmp.notes:
+        err.print(f"rnnlab: {note}", markup=False)
+
+
+def pd_frame(records: list[dict], columns: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame([{c: format_manifest(r[c]) for c in columns} for r in records],
+                        columns=columns)
+
+
+def format_manifest(value) -> str:
+    return "-" if value is None else str(value)
+
+
+@app.command()
+@user_errors
 def run(
     sets: SetOpt = None,
     file: Annotated[str | None, typer.Option(help="Start from this experiment's base "

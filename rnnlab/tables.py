@@ -152,18 +152,28 @@ def make_column(table: pd.DataFrame, name: str, texts: dict[str, list[str]],
 
 
 def summary_view(table: pd.DataFrame, width: int = 80, columns: list[str] | None = None,
-                 wide: bool = False, keys: list[str] | None = None) -> View:
+                 wide: bool = False, keys: list[str] | None = None,
+                 marks: dict[str, list[bool]] | None = None) -> View:
     """The terminal view of a summary table (module docstring).
 
     ``width``: characters the default view may fill; ``columns``: names to show after the keys
     (an unknown name is a UserError listing the names there are); ``wide``: show every column.
-    ``keys`` defaults to :func:`key_columns`.
+    ``keys`` defaults to :func:`key_columns`. ``marks``: per column, the rows whose cell gets a
+    ``*`` (the others a space, so that numbers stay aligned); a column with a mark is preferred
+    to any of :data:`PRIORITY`.
     """
     keys = key_columns(table) if keys is None else keys
     texts = cell_texts(table)
     names = short_names(keys)
     key_cols = [Column(names[k], texts[k], table[k].dtype.kind in "ifb") for k in keys]
     shown = candidates(table)
+    if marks:
+        texts = dict(texts)
+        for c, flags in marks.items():
+            if c in intervals(table.columns):
+                texts[c] = interval_cells(table, c, texts)
+            texts[c] = [f"{t} *" if f else f"{t}  " for t, f in zip(texts[c], flags, strict=True)]
+        table = table.drop(columns=[b for c in marks for b in intervals(table.columns).get(c, ())])
     if columns is not None:
         allowed = [str(c) for c in table.columns if str(c) not in keys]
         unknown = [c for c in columns if c not in allowed]
@@ -182,6 +192,7 @@ def summary_view(table: pd.DataFrame, width: int = 80, columns: list[str] | None
         del made["n"]
         shown.remove("n")
     order = [c for c in ALERT if c in made and _nonzero(table[c])]
+    order += [c for c in made if marks and any(marks.get(c, ())) and c not in order]
     order += [c for c in PRIORITY if c in made and c not in order and c not in ALERT]
     chosen: list[str] = []
     for c in order:
