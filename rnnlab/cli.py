@@ -110,6 +110,9 @@ MaxRunsOpt = Annotated[int | None, typer.Option(
 Format = Literal["table", "csv", "markdown", "json"]
 WideOpt = Annotated[bool, typer.Option(
     "--wide", help="Terminal table: every column of the summary (not cut to the terminal).")]
+HtmlOpt = Annotated[bool, typer.Option(
+    "--html", help="Write the results page, one self-contained HTML file (needs "
+    "pip install 'rnnlab[html]').")]
 ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
@@ -254,6 +257,7 @@ def sweep(
     fmt: Annotated[Format, typer.Option("--format", help="Summary output format.")] = "table",
     wide: WideOpt = False,
     columns: ColumnsOpt = None,
+    html: HtmlOpt = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     executor: Annotated[Literal["local", "dask"], typer.Option(
         help="Where batches train: local (serial or --workers processes) or dask (a Dask "
@@ -269,6 +273,10 @@ def sweep(
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     check_columns(columns, exp.swept_keys)
+    if html:
+        from .page import _plotly
+
+        _plotly()                           # refuse before training, not after
     out_path = Path(out_dir) if out_dir else default_out(exp)
     if dry_run:
         return _dry_run(exp, out_path, fmt)
@@ -299,6 +307,11 @@ def sweep(
               f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}", markup=False)
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
+    if html and report.summary is not None and not o.interrupted:
+        from .page import write_page
+
+        page = write_page(report.out, note=lambda m: err.print(f"rnnlab: {m}", markup=False))
+        err.print(f"rnnlab: results page {page}", markup=False)
     if o.interrupted:
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
                   "resume", markup=False)
@@ -362,11 +375,23 @@ def report(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
     wide: WideOpt = False,
     columns: ColumnsOpt = None,
+    html: HtmlOpt = False,
+    out_file: Annotated[str | None, typer.Option(
+        "--out", help="With --html: the page's file (default FOLDER/report.html).")] = None,
 ):
     """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
-    markdown and json hold every column)."""
+    markdown and json hold every column), or write its results page (--html)."""
     from .sweep import summary_of
 
+    if out_file is not None and not html:
+        fail("--out: only with --html (the table goes to stdout)")
+    if html:
+        from .page import write_page
+
+        path = write_page(folder, out_file, note=lambda m: err.print(f"rnnlab: {m}",
+                                                                     markup=False))
+        sys.stdout.write(f"{path}\n")
+        return
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
     table = summary_of(Path(folder), by=keys, step=step)
     show_summary(table, fmt, title=folder, wide=wide, columns=columns)
