@@ -324,7 +324,7 @@ def _gradient_figure(folder: Path, kind: str, step: int) -> dict:
                         horizontal_spacing=0.06, vertical_spacing=0.12)
     colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
     by_name = res.axis_name(by_axis) if by_axis else "all runs"
-    for i, (pv, groups) in enumerate(data):
+    for i, (_, groups) in enumerate(data):
         row, col = i // ncol + 1, i % ncol + 1
         if kind == "heatmap":
             _heatmap_trace(fig, res, by_axis, by_values, groups, row, col)
@@ -614,7 +614,8 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}
 #summary-table tbody tr{cursor:pointer}#summary-table tbody tr:hover{background:#eef5ff}
 #summary-table tbody tr.picked{background:#dbe9ff}
 button.sort{border:0;background:none;font:inherit;font-weight:bold;cursor:pointer;padding:0}
-button.sort[data-dir="1"]::after{content:" \\25B2"}button.sort[data-dir="-1"]::after{content:" \\25BC"}
+button.sort[data-dir="1"]::after{content:" \\25B2"}
+button.sort[data-dir="-1"]::after{content:" \\25BC"}
 input.filter{width:5.5em;font:inherit;font-size:.9em}
 .figure{min-height:320px;margin:1em 0}.problems{color:#8a4b00}
 """
@@ -682,7 +683,9 @@ _SCRIPT = r"""
     document.getElementById("shown").textContent =
       shown + " of " + tbody.rows.length + " rows shown.";
   }
-  Array.prototype.forEach.call(filters, function (f) { f.addEventListener("input", applyFilters); });
+  Array.prototype.forEach.call(filters, function (f) {
+    f.addEventListener("input", applyFilters);
+  });
   applyFilters();
 
   // figures: gradient figures follow the step selector

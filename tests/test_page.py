@@ -106,7 +106,9 @@ window.__errors = [];
     window.__errors.push(Array.prototype.map.call(arguments, String).join(" "));
     return original.apply(console, arguments);
   };
-  window.addEventListener("error", function (e) { window.__errors.push("uncaught: " + e.message); });
+  window.addEventListener("error", function (e) {
+    window.__errors.push("uncaught: " + e.message);
+  });
   window.addEventListener("unhandledrejection", function (e) {
     window.__errors.push("rejection: " + e.reason);
   });
