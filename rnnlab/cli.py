@@ -253,7 +253,8 @@ def sweep(
     if report.summary is not None:
         show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
     err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
-              f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}", markup=False)
+              f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}",
+              markup=False)
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
     if o.interrupted:
@@ -319,9 +320,8 @@ def report(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
 ):
     """Reprint the summary table of a results folder."""
-    from .sweep import summary_of
-
     from .store import load_manifest
+    from .sweep import summary_of
     from .sysinfo import stack_note
 
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None

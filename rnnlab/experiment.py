@@ -57,6 +57,7 @@ from rnnlab.axes import (  # noqa: F401
     _replace_axes,
     _space,
 )
+from rnnlab.claims import check_claim
 from rnnlab.config import (
     CLAIMS_ALLOWED,
     INT_LIMIT,
@@ -69,7 +70,6 @@ from rnnlab.config import (
     convert_validation_error,
     shown,
 )
-from rnnlab.claims import check_claim
 from rnnlab.errors import ConfigError, UserError
 from rnnlab.identity import _dumps, _normalise, canonical_json, run_id  # noqa: F401
 from rnnlab.overrides import _cli_values, _flatten_override, _key_error, _split_cli  # noqa: F401

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab.errors import UserError
-from rnnlab.store import ResultsStore, load_grad_norms, load_runs
 from rnnlab.stats import t975, wilson
+from rnnlab.store import ResultsStore, load_grad_norms, load_runs
 from rnnlab.summarize import (
     STAT_COLUMNS,
     SUMMARY_COLUMNS,
