@@ -124,17 +124,19 @@ def short_names(columns) -> dict:
     return {c: (s if last.count(s) == 1 else str(c)) for c, s in zip(columns, last, strict=True)}
 
 
-def df_table(df, title: str | None = None) -> Table:
-    """A rich table of a DataFrame, numbers formatted as in summary.md."""
+def df_table(df, title: str | None = None, hide=()) -> Table:
+    """A rich table of a DataFrame, numbers formatted as in summary.md, without ``hide``."""
     from .summarize import display_cells
 
     table = Table(title=title)
-    names = short_names(df.columns)
-    for col in df.columns:
+    keep = [i for i, c in enumerate(df.columns) if c not in hide]
+    names = short_names([df.columns[i] for i in keep])
+    for i in keep:
+        col = df.columns[i]
         numeric = df[col].dtype.kind in "ifb"
         table.add_column(names[col], justify="right" if numeric else "left")
     for row in display_cells(df):
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     return table
 
 
@@ -304,7 +306,8 @@ def sweep(
         show_summary(report.summary, fmt, title=f"{exp.name}: {report.out}", wide=wide,
                      columns=columns)
     err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
-              f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}", markup=False)
+              f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}",
+              markup=False)
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
     if html and report.summary is not None and not o.interrupted:
@@ -381,7 +384,9 @@ def report(
 ):
     """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
     markdown and json hold every column), or write its results page (--html)."""
+    from .store import load_manifest
     from .sweep import summary_of
+    from .sysinfo import stack_note
 
     if out_file is not None and not html:
         fail("--out: only with --html (the table goes to stdout)")
@@ -394,6 +399,9 @@ def report(
         return
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
     table = summary_of(Path(folder), by=keys, step=step)
+    note = stack_note(load_manifest(Path(folder)))
+    if note:
+        err.print(f"rnnlab: {note}", markup=False)
     show_summary(table, fmt, title=folder, wide=wide, columns=columns)
 
 
@@ -458,6 +466,37 @@ def pd_frame(records: list[dict], columns: list[str]):
 
 def format_manifest(value) -> str:
     return "-" if value is None else str(value)
+
+
+@app.command()
+@user_errors
+def check(
+    folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
+    file: Annotated[str | None, typer.Option(
+        "--file", help="Take the claims from this experiment file (default: the ones recorded "
+        "in the folder's manifest).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Profile of --file.")] = None,
+):
+    """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
+    does not hold."""
+    from .store import load_manifest
+    from .sweep import check_folder
+    from .sysinfo import stack_note
+
+    results = check_folder(Path(folder), file=file, profile=profile)
+    note = stack_note(load_manifest(Path(folder)))
+    if note:
+        err.print(f"rnnlab: {note}", markup=False)
+    for r in results:
+        out.print(r.line(), markup=False, soft_wrap=True)
+    failed = sum(not r.holds for r in results)
+    if not results:
+        err.print(f"rnnlab: {folder}: the experiment states no claims", markup=False)
+    else:
+        err.print(f"rnnlab: {len(results) - failed} of {len(results)} claim(s) hold",
+                  markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -219,6 +219,30 @@ class BaseConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+CLAIMS_ALLOWED = "a list of claims, each a mapping with keys says, expect, where, holds, step"
+
+
+class Claim(_Strict):
+    """A finding stated as data: a predicate over the rows of the summary table.
+
+    ``expect`` is evaluated on every row selected by ``where`` (all rows when empty); ``holds``
+    says whether it must be true on all of them, on at least one, or on none. Expressions use
+    the summary's column names (dotted keys, or their last part where unambiguous), numbers,
+    strings, comparisons, ``and``/``or``/``not``, + - * /, and abs, min, max, log10
+    (see rnnlab.claims). A claim that selects no row does not hold."""
+
+    says: str = Field(min_length=1)
+    """The finding in words, as the README states it."""
+    expect: str = Field(min_length=1)
+    """Predicate on one summary row, e.g. ``solved_lo >= 0.7``."""
+    where: str = ""
+    """Which rows the claim is about, e.g. ``seq_len <= 8``; empty: every row."""
+    holds: Literal["all", "any", "none"] = "all"
+    """On how many of the selected rows ``expect`` must be true."""
+    step: int | None = Field(None, ge=0, lt=INT_LIMIT)
+    """Training step of the gradient statistics (default: initialisation)."""
+
+
 class ExperimentFile(BaseConfig):
     """The whole experiment file: the base plus the sweep and the profiles."""
 
@@ -229,7 +253,12 @@ class ExperimentFile(BaseConfig):
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, json_schema_extra={"allowed": PROFILES_ALLOWED}
     )
-    """Profile name -> dotted overrides of the base, plus an optional ``sweep``."""
+    """Profile name -> dotted overrides of the base, plus an optional ``sweep`` and ``claims``
+    (which replace the file's claims)."""
+    claims: list[Claim] = Field(
+        default_factory=list, json_schema_extra={"allowed": CLAIMS_ALLOWED}
+    )
+    """The experiment's findings as checkable predicates (``rnnlab check``)."""
 
 
 class RunConfig(_Strict):

@@ -57,10 +57,13 @@ from rnnlab.axes import (  # noqa: F401
     _replace_axes,
     _space,
 )
+from rnnlab.claims import check_claim
 from rnnlab.config import (
+    CLAIMS_ALLOWED,
     INT_LIMIT,
     SWEEP_ALLOWED,
     BaseConfig,
+    Claim,
     ExperimentFile,
     RunConfig,
     Shown,
@@ -112,8 +115,10 @@ class RunSpec:
 class Experiment:
     """A validated experiment: the base configuration, the sweep axes and the runs they make."""
 
-    def __init__(self, base: BaseConfig, axes: list[_Axis], source: str, profile: str | None):
+    def __init__(self, base: BaseConfig, axes: list[_Axis], source: str, profile: str | None,
+                 claims: list | None = None):
         self.base = base
+        self.claims = list(claims or [])
         self.source = source
         self.profile = profile
         self.axes = [Axis(tuple(a.keys), list(a.points)) for a in axes]
@@ -177,6 +182,7 @@ class Experiment:
             "fingerprint": self.fingerprint(),
             "source": self.source,
             "profile": self.profile,
+            "claims": [c.model_dump(mode="json") for c in self.claims],
         }
 
     def _expand(self) -> tuple[RunSpec, ...]:
@@ -259,7 +265,8 @@ def parse_experiment(
     raw = copy.deepcopy(data)
     file_cfg = _validate(ExperimentFile, raw, lambda k: (source, k))
     limit = None if yes else max_runs
-    base_raw = {k: v for k, v in raw.items() if k not in ("sweep", "profiles")}
+    base_raw = {k: v for k, v in raw.items() if k not in ("sweep", "profiles", "claims")}
+    claims, claims_at = list(file_cfg.claims), "claims"
     provenance: dict[str, tuple[str, str]] = {}
 
     def override(key: str, value: Any, file: str, where: str) -> None:
@@ -276,6 +283,9 @@ def parse_experiment(
         body = dict(file_cfg.profiles[profile])
         prefix = f"profiles.{profile}"
         profile_sweep = body.pop("sweep", {})
+        if "claims" in body:
+            claims_at = f"{prefix}.claims"
+            claims = _validate_claims(body.pop("claims"), source, claims_at)
         for key, value in body.items():
             override(key, value, source, f"{prefix}.{key}")
         if not isinstance(profile_sweep, dict):
@@ -307,7 +317,31 @@ def parse_experiment(
     if limit is not None and runs > limit:
         got = Shown(f"{runs} runs ({runs // base.repeats} grid points x {base.repeats} repeats)")
         raise ConfigError(source, "sweep", got, f"at most {limit} runs", "pass --yes to run them")
-    return Experiment(base, axes, source, profile)
+    for i, claim in enumerate(claims):
+        check_claim(claim, source, f"{claims_at}[{i}]")
+    return Experiment(base, axes, source, profile, claims)
+
+
+def _validate_claims(value: Any, source: str, where: str) -> list[Claim]:
+    """The claims of a profile, validated like the file's (errors name ``where``)."""
+    if not isinstance(value, list):
+        raise ConfigError(source, where, shown(value), CLAIMS_ALLOWED)
+    try:
+        return [Claim.model_validate(c) for c in value]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        i = next((j for j, c in enumerate(value) if not _valid_claim(c)), 0)
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(source, f"{where}[{i}]{'.' + key if key else ''}",
+                          shown(err.get("input")), CLAIMS_ALLOWED) from None
+
+
+def _valid_claim(c: Any) -> bool:
+    try:
+        Claim.model_validate(c)
+    except ValidationError:
+        return False
+    return True
 
 
 def _validate(model: type[BaseModel], raw: dict, locate) -> Any:

@@ -355,7 +355,7 @@ def display_cells(table: pd.DataFrame) -> list[list[str]]:
     cells = [[format_value(v) for v in row] for row in table.itertuples(index=False, name=None)]
     columns = [str(c) for c in table.columns]
     if "horizon" in columns and "horizon_censored" in columns:
-        h, c = columns.index("horizon"), columns.index("horizon_censored")
+        h = columns.index("horizon")
         for row, censored in zip(cells, table["horizon_censored"], strict=True):
             if not _missing(censored) and censored > 0 and row[h] != "-":
                 row[h] = ">= " + row[h]

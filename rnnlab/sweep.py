@@ -105,3 +105,44 @@ def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) 
     ok = runs[runs["status"] != "failed"]["run_id"].tolist()
     norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
     return summarize(runs, norms, by=by, step=step)
+
+
+def check_folder(out: Path, file: str | Path | None = None,
+                 profile: str | None = None) -> list:
+    """Evaluate the claims of a results folder (:mod:`rnnlab.claims`) on its summary table.
+
+    The claims come from ``file`` (an experiment file, with ``profile``) when given, else from
+    the resolved experiment recorded in the folder's manifest. Returns ``ClaimResult``s; a
+    malformed claim raises ``ClaimError`` naming the file and the claim.
+    """
+    from .claims import evaluate
+    from .config import Claim
+    from .experiment import load_experiment
+    from .store import load_manifest
+
+    out = Path(out)
+    if file is not None:
+        exp = load_experiment(file, profile=profile)
+        claims, source = exp.claims, str(file)
+        prefix = f"profiles.{profile}.claims" if profile else "claims"
+    else:
+        recorded = load_manifest(out).get("experiment") or {}
+        claims = [Claim.model_validate(c) for c in recorded.get("claims") or []]
+        source, prefix = f"{out / 'manifest.json'}", "experiment.claims"
+    return evaluate(claims, lambda step: _claims_table(out, step), source, prefix)
+
+
+def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
+    """The summary a claim is checked on: recomputed from the runs when the folder holds them,
+    else the folder's ``summary.csv`` (committed reference folders keep only the tables), which
+    holds the statistics at initialisation only."""
+    from .errors import UserError
+    from .layout import RUNS
+
+    if (out / RUNS).exists():
+        return summary_of(out, step=step)
+    csv = out / "summary.csv"
+    if step is None and csv.exists():
+        return pd.read_csv(csv)
+    raise UserError(f"{out}: {RUNS} is missing, so the summary at step {step} cannot be made; "
+                    "rerun the sweep")

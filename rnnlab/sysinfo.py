@@ -1,15 +1,40 @@
-"""Versions and machine facts recorded in a results folder's manifest."""
+"""Versions and machine facts recorded in a results folder's manifest, and its floating-point stack.
+
+The *floating-point stack* is everything that decides the last bits of rnnlab's numbers on a
+given input: the CPU's instruction set as NumPy uses it (its SIMD dispatch: AVX2, AVX-512 loops
+sum in other orders), the BLAS library and the kernel it picked for this CPU (OpenBLAS's
+``SkylakeX`` and ``Haswell`` kernels block matrix products differently), their versions, and the
+environment variables that override either choice. Two folders made on the same stack hold the
+same numbers bit for bit; across stacks, quantities before training agree to about 1e-9 and the
+outcomes of training are statistics over seeds (docs/reproducibility.md).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
 import io
+import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+#: Environment variables that change which floating-point code runs.
+ROUNDING_ENV = (
+    "NPY_DISABLE_CPU_FEATURES",
+    "NPY_ENABLE_CPU_FEATURES",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "RNNLAB_ENGINE",
+)
+#: CPU flags that decide which SIMD code NumPy and the BLAS may run.
+_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+              "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile")
 
 
 def _blas_info() -> dict:
@@ -27,6 +52,114 @@ def _blas_info() -> dict:
     return out
 
 
+def cpu_info() -> dict:
+    """The CPU model and the SIMD flags that matter for rounding (Linux: /proc/cpuinfo)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not flags:
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    return {"model": model, "flags": [f for f in _CPU_FLAGS if f in flags]}
+
+
+def numpy_simd() -> list[str]:
+    """NumPy's SIMD extensions in use: its baseline plus the dispatched ones this CPU has and
+    the environment did not disable (what ``numpy.show_runtime()`` lists as found)."""
+    try:
+        from numpy._core._multiarray_umath import (
+            __cpu_baseline__,
+            __cpu_dispatch__,
+            __cpu_features__,
+        )
+    except ImportError:             # NumPy 1.x keeps them in numpy.core
+        try:
+            from numpy.core._multiarray_umath import (
+                __cpu_baseline__,
+                __cpu_dispatch__,
+                __cpu_features__,
+            )
+        except ImportError:
+            return []
+    return list(__cpu_baseline__) + [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+
+
+def blas_runtime() -> list[dict]:
+    """The BLAS libraries loaded in this process (threadpoolctl): library, version, kernel."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return []
+    out = []
+    for lib in threadpoolctl.threadpool_info():
+        if lib.get("user_api") == "blas":
+            out.append({"library": lib.get("internal_api"), "version": lib.get("version"),
+                        "kernel": lib.get("architecture"),
+                        "file": os.path.basename(lib.get("filepath") or "")})
+    return out
+
+
+def engine_info() -> dict:
+    """The compiled kernel in use, if any (name, version, flags); empty for the NumPy engine."""
+    try:
+        from rnnlab.engine import kernel_info
+    except ImportError:
+        return {}
+    return kernel_info() or {}
+
+
+def fp_stack() -> dict:
+    """The floating-point stack of this process (see the module docstring)."""
+    return {
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "numpy_simd": numpy_simd(),
+        "blas": [f"{b['library']} {b['version']} {b['kernel']}" for b in blas_runtime()],
+        "engine": engine_info(),
+        "env": {k: os.environ[k] for k in ROUNDING_ENV if k in os.environ},
+    }
+
+
+def stack_differences(recorded: dict | None, current: dict | None = None) -> list[str]:
+    """What differs between a folder's recorded stack and ``current`` (default: this process),
+    as short ``key: old -> new`` texts; ``["not recorded"]`` for a folder without one."""
+    if not isinstance(recorded, dict):
+        return ["not recorded"]
+    current = fp_stack() if current is None else current
+    out = []
+    for key in ("machine", "numpy", "numpy_simd", "blas", "engine", "env"):
+        old, new = recorded.get(key), current.get(key)
+        if old != new:
+            out.append(f"{key}: {_short(old)} -> {_short(new)}")
+    return out
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def stack_note(manifest: dict) -> str | None:
+    """One line for a folder made on another floating-point stack than this process's, or None.
+
+    Its outcomes of training are then statistics to compare by claims, not digit by digit."""
+    diffs = stack_differences(manifest.get("fp_stack") if isinstance(manifest, dict) else None)
+    if not diffs:
+        return None
+    if diffs == ["not recorded"]:
+        return ("note: this folder does not record its floating-point stack; its training "
+                "outcomes may differ in the last digits from a rerun here (compare by claims)")
+    return ("note: this folder was made on another floating-point stack (" + "; ".join(diffs)
+            + "): numbers before training agree to ~1e-9, training outcomes only as statistics "
+            "(compare by claims, not digits)")
+
+
 def system_info() -> dict:
     """Versions and machine facts for the manifest; the caller adds experiment and command line."""
     import rnnlab
@@ -39,6 +172,9 @@ def system_info() -> dict:
         "pyarrow": pa.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_info(),
         "blas": _blas_info(),
+        "blas_runtime": blas_runtime(),
+        "fp_stack": fp_stack(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

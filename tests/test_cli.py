@@ -145,6 +145,8 @@ def test_sweep_end_to_end_writes_the_folder_and_prints_the_table(tiny_experiment
         assert f"{want['solved']} [" in " ".join(cells)     # the value with its interval
         for col in ("decay", "bound"):
             assert want[col] in cells, (col, want[col], cells)
+        censored = want["horizon_censored"] not in ("", "0")
+        assert (">= " * censored + want["horizon"]) in cells, (want, cells)
     assert max(len(line) for line in res.stdout.splitlines()) <= 80    # fits a terminal
     assert "8 run(s) now, 0 already done" in " ".join(res.stderr.split())
 

@@ -547,7 +547,7 @@ def test_diverging_runs_are_recorded_with_their_step_and_the_sweep_goes_on(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = ok(invoke("sweep", path, "--out", out, "--no-progress", "--format", "csv"))
-    assert "3 diverged, 0 failed" in " ".join(res.stderr.split())
+    assert "3 diverged, 0 exploded, 0 failed" in " ".join(res.stderr.split())
     runs = load_runs(out).set_index(["train.lr", "model.weight_scale"])
     assert len(runs) == 4
     assert runs.loc[(0.01, 1.0), "status"] == "ok"

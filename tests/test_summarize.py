@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab.errors import UserError
-from rnnlab.store import ResultsStore, load_grad_norms, load_runs
 from rnnlab.stats import t975, wilson
+from rnnlab.store import ResultsStore, load_grad_norms, load_runs
 from rnnlab.summarize import (
     STAT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -372,3 +372,34 @@ def test_summary_of_a_stored_results_folder(tmp_path):
     store.write_batch(records[3:], grad[grad["run_id"].isin(["d", "e", "f"])], None)
     stored = summarize(load_runs(tmp_path), load_grad_norms(tmp_path))
     assert render(stored, "markdown") == render(summarize(runs, grad), "markdown")
+
+
+def test_summary_bound_follows_the_step_of_the_gradient_statistics():
+    runs = pd.DataFrame({"run_id": ["a", "b"], "task.seq_len": [10, 10], "status": ["ok", "ok"],
+                         "decay_bound": [-0.3, -0.3], "decay_bound_end": [0.1, 0.2],
+                         "last_step": [50, 50]})
+    grad = pd.concat([decaying(r, 10, 0.1).assign(step=s) for r in "ab" for s in (0, 20, 50)])
+    assert summarize(runs, grad)["bound"].iloc[0] == pytest.approx(-0.3)
+    assert summarize(runs, grad, step=0)["bound"].iloc[0] == pytest.approx(-0.3)
+    assert summarize(runs, grad, step=50)["bound"].iloc[0] == pytest.approx(0.15)
+    assert np.isnan(summarize(runs, grad, step=20)["bound"].iloc[0])
+
+
+def test_summary_counts_exploded_runs_and_a_diverged_loss_as_infinite():
+    runs = pd.DataFrame({"run_id": list("abcdefg"), "k.x": [1] * 7,
+                         "status": ["ok", "ok", "exploded", "diverged", "ok", "ok", "ok"],
+                         "final_loss": [0.1, 0.2, 1e12, None, 0.3, 0.4, 0.5],
+                         "solved": [True] * 2 + [False] * 5})
+    row = summarize(runs, None).iloc[0]
+    assert row["exploded"] == pytest.approx(1 / 7) and row["diverged"] == pytest.approx(1 / 7)
+    assert row["loss"] == 0.4                      # median of 0.1..0.5, 1e12 and inf
+    assert row["loss_lo"] == 0.1 and row["loss_hi"] == np.inf   # ranks 1 and 7 of 7
+    assert (row["solved_lo"], row["solved_hi"]) == pytest.approx(wilson(2, 7))
+
+
+def test_markdown_shows_a_censored_horizon_as_a_lower_bound():
+    table = pd.DataFrame({"k": [1, 2, 3], "horizon": [14.0, 15.4, 3.0],
+                          "horizon_censored": [1.0, 0.6, 0.0]})
+    text = render(table, "markdown")
+    assert "|   >= 14 |" in text and "| >= 15.4 |" in text and "|       3 |" in text
+    assert render(table, "csv").splitlines()[1] == "1,14,1"

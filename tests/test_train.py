@@ -267,6 +267,7 @@ def test_mode_none_ignores_the_threshold():
 # ------------------------------------------------------------------- issue 3: learning claims
 
 
+@pytest.mark.rounding
 def test_tanh_rnn_learns_recall_at_T5_but_not_at_T100():
     """Vanilla tanh RNN, hidden 16, batch 16, adam lr 0.02, norm clipping at 1, 100 steps, five
     seeds, accuracy on 500 held-out sequences (chance 0.25). Measured: T = 5 reaches 0.98-0.99
@@ -285,6 +286,7 @@ def test_tanh_rnn_learns_recall_at_T5_but_not_at_T100():
     assert long.max() < 0.5, long
 
 
+@pytest.mark.rounding
 def test_clipping_keeps_a_weight_scale_3_run_finite_where_the_unclipped_one_diverges():
     """ReLU RNN with a linear head on recall, T = 10, weight scale 3, sgd lr 0.1, 50 steps, three
     seeds: without clipping every run diverges within two steps; the same runs with the global
@@ -308,28 +310,31 @@ def test_clipping_keeps_a_weight_scale_3_run_finite_where_the_unclipped_one_dive
         assert np.isfinite(v).all()
 
 
+@pytest.mark.rounding
 def test_lstm_with_forget_bias_3_learns_recall_where_tanh_rnn_and_bias_0_lstm_fail():
     """Recall at T = 30 with Gaussian distractor noise of std 1, hidden 24, batch 32, adam lr 0.02,
-    400 steps, 500 held-out sequences (chance 0.25). Measured with these settings over seeds 0-5:
-    the LSTM with forget-gate bias 3 reaches 0.71-0.99 on five seeds (solved, >= 0.95, on three)
-    and stays at chance on seed 0; the same LSTM with bias 0 stays at chance on all six
-    (0.21-0.26); the tanh RNN gets part of the way (0.22-0.38). On noisy distractors the forget
-    gate must start open (sigmoid(3) = 0.95) for the cell to carry the symbol across 29 noisy
-    steps. Single seeds sit on an edge: seed 0 with bias 3 gave 0.998, 0.79 and 0.25 under three
-    engine versions that differ only in the last digits of their rounding. So the test takes
-    three seeds and asserts medians and margins, not any one seed."""
+    400 steps, 500 held-out sequences (chance 0.25), six seeds. Outcomes of training depend on
+    rounding, so the test asserts medians with margins measured over 12 seeds under four
+    floating-point stacks (scripts/fpstacks.py: default, sandybridge, prescott, avx2):
+
+    - LSTM, forget bias 3: median of seeds 0-5 0.85-0.99 across stacks (single seeds 0.25-1.0);
+    - LSTM, forget bias 0: at chance on every seed and stack (0.21-0.26);
+    - tanh RNN: median 0.32-0.40, but single seeds reach 0.68-0.99 on some stacks (seed 7 solved
+      the task under one of them), so nothing is asserted about any one seed.
+    """
     common = dict(task={"seq_len": 30, "batch": 32, "eval_batch": 500, "noise": 1.0},
                   train={"steps": 400, "log_every": 50, "optimizer": "adam", "lr": 0.02})
-    lstm = experiment(model={"hidden": 24, "cell": "lstm"}, repeats=3,
+    lstm = experiment(model={"hidden": 24, "cell": "lstm"}, repeats=6,
                       sweep={"model.forget_bias": [0.0, 3.0]}, **common)
     acc: dict = {0.0: [], 3.0: []}
     for r in train_batch(lstm.runs()).runs:
         acc[r["model.forget_bias"]].append(r["accuracy"])
     assert np.median(acc[3.0]) >= 0.75, acc
-    assert max(acc[0.0]) < 0.5, acc
-    rnn = experiment(model={"hidden": 24, "cell": "rnn"}, repeats=3, **common)
+    assert max(acc[0.0]) < 0.35, acc
+    rnn = experiment(model={"hidden": 24, "cell": "rnn"}, repeats=6, **common)
     rnn_acc = [r["accuracy"] for r in train_batch(rnn.runs()).runs]
-    assert max(rnn_acc) < 0.6 and np.median(rnn_acc) < np.median(acc[3.0]) - 0.2, (rnn_acc, acc)
+    assert np.median(rnn_acc) < 0.6 and np.median(rnn_acc) < np.median(acc[3.0]) - 0.25, \
+        (rnn_acc, acc)
 
 
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeypatch):
@@ -351,3 +356,59 @@ def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeyp
     assert calls[-6:] == [1] * 6                   # the final evaluation: one run per call
     for a, b in zip(whole, chunked, strict=True):
         assert (a["final_loss"], a["accuracy"]) == (b["final_loss"], b["accuracy"])
+
+
+def test_steps_to_solve_rests_on_held_out_data_and_is_never_set_on_an_unsolved_run():
+    exp = experiment(repeats=4, sweep={"task.seq_len": [3, 12]},
+                     model={"hidden": 16}, task={"batch": 16, "eval_batch": 200},
+                     train={"steps": 60, "log_every": 5, "lr": 0.03})
+    rows = train_batch(exp.runs()).runs
+    assert any(r["solved"] for r in rows), rows
+    for r in rows:
+        if r["steps_to_solve"] is not None:
+            assert r["solved"] and 0 <= r["steps_to_solve"] <= 60
+        if r["solved"]:
+            assert r["steps_to_solve"] is not None
+
+
+def test_held_out_checks_during_training_change_no_number(monkeypatch):
+    """The held-out set is drawn from the run's eval seed at every call: checking it at logged
+    steps changes neither the trajectory nor the final evaluation."""
+    exp = experiment(repeats=2, model={"hidden": 16}, task={"batch": 16, "eval_batch": 100},
+                     train={"steps": 40, "log_every": 5, "lr": 0.03})
+    checked = train_batch(exp.runs()).runs
+    monkeypatch.setattr(Trainer, "_first_solved", lambda self, rec, step, solved_at: None)
+    plain = train_batch(exp.runs()).runs
+    for a, b in zip(checked, plain, strict=True):
+        assert a["final_loss"] == b["final_loss"] and a["accuracy"] == b["accuracy"]
+    trainer = Trainer(exp.runs())
+    first, again = trainer.evaluate(), trainer.evaluate()
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(trainer.evaluate([1])[0], first[0][1:])
+
+
+def test_a_finite_loss_far_above_the_baseline_counts_as_exploded(monkeypatch):
+    exp = experiment(repeats=2, train={"steps": 2, "log_every": 1})
+    trainer = Trainer(exp.runs())
+    real = trainer.evaluate
+
+    def huge(runs=None):
+        loss, acc = real(runs)
+        if runs is None:
+            loss[0] = 1e6 * trainer.task.baseline["loss"] * 1.01
+        return loss, acc
+
+    monkeypatch.setattr(trainer, "evaluate", huge)
+    rows = trainer.run().runs
+    assert rows[0]["status"] == "exploded" and rows[0]["final_loss"] > 7e5
+    assert not rows[0]["solved"] and rows[0]["steps_to_solve"] is None
+    assert rows[1]["status"] == "ok"
+
+
+def test_the_bound_exists_only_where_the_loss_is_at_the_last_step():
+    last = train_batch(experiment(train={"steps": 2, "log_every": 1}).runs()).runs[0]
+    assert last["decay_bound"] is not None and last["decay_bound_end"] is not None
+    assert last["last_step"] == 2
+    every = train_batch(experiment(train={"steps": 2, "log_every": 1, "loss_at": "all"})
+                        .runs()).runs[0]
+    assert every["decay_bound"] is None and every["decay_bound_end"] is None

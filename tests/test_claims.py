@@ -1,0 +1,131 @@
+"""Claims: parsing at load time, evaluation on a summary table, `rnnlab check`."""
+
+import math
+
+import pandas as pd
+import pytest
+from conftest import invoke, ok, tiny_data, write_yaml
+
+from rnnlab.claims import ClaimError, evaluate
+from rnnlab.config import Claim
+from rnnlab.errors import UserError
+from rnnlab.experiment import parse_experiment
+
+TABLE = pd.DataFrame({
+    "task.seq_len": [2, 8, 20],
+    "model.cell": ["rnn", "rnn", "lstm"],
+    "solved": [1.0, 0.8, 0.0],
+    "solved_lo": [0.72, 0.49, 0.0],
+    "solved_hi": [1.0, 0.94, 0.28],
+    "decay": [-0.2, -0.19, math.nan],
+    "bound": [0.0, 0.0, math.nan],
+})
+
+
+def check(*claims, table=TABLE):
+    return evaluate([Claim(**c) for c in claims], lambda step: table, "x.yaml")
+
+
+def test_a_true_and_a_false_claim_with_their_observed_values():
+    good, bad = check(
+        {"says": "short is solved", "where": "seq_len <= 8", "expect": "solved_lo >= 0.4"},
+        {"says": "all solved", "expect": "solved >= 0.9"},
+    )
+    assert good.holds and good.rows == 2
+    assert "seq_len=2" in good.observed and "solved_lo=0.72" in good.observed
+    assert not bad.holds and bad.rows == 3
+    # the rows that break an "all" claim are listed first
+    assert bad.observed.startswith("seq_len=8,cell=rnn: solved=0.8")
+    assert bad.line().startswith("FAIL  all solved  [solved >= 0.9; ")
+
+
+def test_dotted_names_strings_functions_and_quantifiers():
+    a, b, c, d = check(
+        {"says": "a", "where": "model.cell == 'lstm'", "expect": "solved_hi < 0.3"},
+        {"says": "b", "expect": "solved >= 0.9", "holds": "any"},
+        {"says": "c", "expect": "solved > 1", "holds": "none"},
+        {"says": "d", "where": "cell in ('rnn',)", "expect": "abs(decay - -0.2) < 0.02 and "
+                                                            "max(decay, bound) <= 0"},
+    )
+    assert a.holds and b.holds and c.holds and d.holds and d.rows == 2
+
+
+def test_missing_values_never_satisfy_a_comparison():
+    (r,) = check({"says": "bound", "expect": "decay <= bound"})
+    assert not r.holds                      # the lstm row has no bound
+    (r,) = check({"says": "bound", "expect": "isnan(bound) or decay <= bound"})
+    assert r.holds
+
+
+def test_a_claim_that_selects_no_row_does_not_hold():
+    (r,) = check({"says": "nothing", "where": "seq_len > 100", "expect": "solved == 1"})
+    assert not r.holds and r.observed == "no row matches" and r.rows == 0
+
+
+@pytest.mark.parametrize(("claim", "key", "why"), [
+    ({"says": "s", "expect": "solved >="}, "claims[0].expect", "not a valid expression"),
+    ({"says": "s", "expect": "__import__('os')"}, "claims[0].expect", "Call is not allowed"),
+    ({"says": "s", "expect": "solved.__class__ == 1"}, "claims[0].expect", "a column"),
+    ({"says": "s", "expect": "[x for x in y]"}, "claims[0].expect", "ListComp"),
+    ({"says": "s", "expect": "solvd > 0"}, "claims[0].expect", "a column of the summary"),
+    ({"says": "s", "where": "sq_len < 3", "expect": "solved > 0"}, "claims[0].where",
+     "a column of the summary"),
+])
+def test_malformed_claims_name_the_file_and_the_claim(claim, key, why):
+    with pytest.raises(ClaimError) as info:
+        check(claim)
+    msg = str(info.value)
+    assert msg.startswith(f"x.yaml: {key}: got ") and why in msg and "\n" not in msg
+
+
+def test_an_ambiguous_short_name_is_an_error():
+    table = TABLE.assign(**{"train.seq_len": [1, 2, 3]})
+    with pytest.raises(ClaimError, match="a column of the summary"):
+        check({"says": "s", "expect": "seq_len > 0"}, table=table)
+
+
+def test_claims_are_parsed_when_the_experiment_is_loaded():
+    data = tiny_data(claims=[{"says": "s", "expect": "solved >="}])
+    with pytest.raises(UserError, match=r"^tiny.yaml: claims\[0\].expect: got 'solved >='"):
+        parse_experiment(data, source="tiny.yaml")
+    data = tiny_data(claims=[{"says": "s", "expect": "solved > 0", "hold": "all"}])
+    with pytest.raises(UserError, match=r"claims\.0\.hold"):
+        parse_experiment(data, source="tiny.yaml")
+
+
+def test_a_profile_replaces_the_claims_and_they_reach_the_manifest_record():
+    data = tiny_data(claims=[{"says": "base", "expect": "n > 0"}],
+                     profiles={"quick": {"claims": [{"says": "quick", "expect": "n > 1"}]}})
+    assert [c.says for c in parse_experiment(data).claims] == ["base"]
+    quick = parse_experiment(data, profile="quick")
+    assert [c.says for c in quick.claims] == ["quick"]
+    assert quick.to_dict()["claims"][0]["expect"] == "n > 1"
+    bad = tiny_data(profiles={"quick": {"claims": [{"says": "q", "expect": "n >"}]}})
+    with pytest.raises(UserError, match=r"profiles.quick.claims\[0\].expect"):
+        parse_experiment(bad, source="tiny.yaml", profile="quick")
+
+
+def test_claims_do_not_change_the_fingerprint():
+    plain = parse_experiment(tiny_data())
+    claimed = parse_experiment(tiny_data(claims=[{"says": "s", "expect": "n > 0"}]))
+    assert plain.fingerprint() == claimed.fingerprint()
+
+
+def test_check_command_exit_status_follows_the_claims(tmp_path):
+    claims = [{"says": "every cell ran two seeds", "expect": "n == 2"},
+              {"says": "the bound holds at initialisation", "expect": "decay <= bound + 1e-9",
+               "where": "weight_scale <= 1"}]
+    path = write_yaml(tmp_path / "c.yaml", tiny_data(claims=claims))
+    out = tmp_path / "out"
+    ok(invoke("sweep", path, "--out", out, "--no-progress"))
+    res = ok(invoke("check", out))
+    assert res.stdout.count("PASS") == 2 and "2 of 2 claim(s) hold" in res.stderr
+
+    failing = write_yaml(tmp_path / "f.yaml", tiny_data(claims=[{"says": "x", "expect": "n == 3"}]))
+    res = invoke("check", out, "--file", failing)
+    assert res.exit_code == 1 and res.stdout.startswith("FAIL  x  [n == 3; ")
+
+    broken = write_yaml(tmp_path / "b.yaml", tiny_data(claims=[{"says": "x", "expect": "m > 0"}]))
+    res = invoke("check", out, "--file", broken)
+    assert res.exit_code == 2 and "b.yaml: claims[0].expect: got 'm'" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
