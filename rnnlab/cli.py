@@ -433,6 +433,8 @@ def compare(
     manifest = pd_frame(cmp.manifest, ["key", "a", "b"])
     if fmt in ("csv", "markdown"):
         sys.stdout.write(render(cmp.table, fmt))
+        if fmt == "markdown" and cmp.claims:
+            sys.stdout.write("\n" + render(pd_frame(cmp.claims, ["says", "a", "b"]), fmt))
         if fmt == "markdown" and len(manifest):
             sys.stdout.write("\n" + render(manifest, fmt))
     else:
@@ -444,6 +446,13 @@ def compare(
             col.cells = [c if i % 2 == 0 else "" for i, c in enumerate(col.cells)]
         table = view_table(view, f"A = {a}, B = {b}: {cmp.marks} mark(s)")
         out.print(table, width=max(view.width, out.width), crop=False)
+        if cmp.claims:
+            ct = Table(title="claims")
+            for name in ("claim", "A", "B"):
+                ct.add_column(name, overflow="fold")
+            for row in cmp.claims:
+                ct.add_row(row["says"], *(format_manifest(row[s]) for s in ("a", "b")))
+            out.print(ct)
         if len(manifest):
             mt = Table(title="manifest differences")
             for name in ("key", "A", "B"):

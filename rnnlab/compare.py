@@ -9,8 +9,9 @@ their bounds where the summary has them (``solved_lo``/``solved_hi``, ...), and 
 * a statistic without one is marked when the values differ as printed (4 significant digits, the
   precision of summary.csv; missing equals missing).
 
-Rows present on one side only are kept (``present`` says which). The manifests are compared key
-by key (nested keys dotted: ``blas.blas``, ``experiment.train.lr``); ``created`` and ``command``
+Rows present on one side only are kept (``present`` says which). The claims each experiment
+states are checked on its own folder (``rnnlab check``) and shown side by side. The manifests are
+compared key by key (nested keys dotted: ``blas.blas``, ``experiment.train.lr``); ``created`` and ``command``
 differ between any two sweeps and are left out.
 """
 
@@ -42,6 +43,7 @@ class Comparison:
     stats: list[str]                 # base statistics compared (interval bounds folded in)
     manifest: list[dict] = field(default_factory=list)   # {"key", "a", "b"} where they differ
     notes: list[str] = field(default_factory=list)
+    claims: list[dict] = field(default_factory=list)     # {"says", "a", "b"}: PASS, FAIL or None
 
     @property
     def marks(self) -> int:
@@ -59,7 +61,8 @@ class Comparison:
         rows = [{str(k): _json_value(v) for k, v in row.items()}
                 for row in self.table.to_dict(orient="records")]
         return json.dumps({"a": self.a, "b": self.b, "by": self.keys, "marks": self.marks,
-                           "rows": rows, "manifest": self.manifest, "notes": self.notes},
+                           "rows": rows, "manifest": self.manifest, "claims": self.claims,
+                           "notes": self.notes},
                           indent=2) + "\n"
 
 
@@ -152,7 +155,28 @@ def compare(a: str | os.PathLike, b: str | os.PathLike, by: list[str] | None = N
     if not len(out):
         raise UserError(f"{a} and {b}: nothing to compare")
     return Comparison(str(a), str(b), keys, out.reset_index(drop=True), stats,
-                      manifest_differences(ra.manifest, rb.manifest), notes)
+                      manifest_differences(ra.manifest, rb.manifest), notes,
+                      claim_verdicts(ra, rb, notes))
+
+
+def claim_verdicts(ra, rb, notes: list[str]) -> list[dict]:
+    """Each side's verdict on the claims its own experiment states (``rnnlab check``), joined on
+    the claim's words; None where a side does not state the claim."""
+    from rnnlab.sweep import check_folder
+
+    verdicts: dict[str, dict] = {}
+    for side, r in zip(SIDES, (ra, rb), strict=True):
+        if not (r.manifest.get("experiment") or {}).get("claims"):
+            continue
+        try:
+            results = check_folder(r.path)
+        except UserError as e:
+            notes.append(f"claims of {r.path} not checked: {e}")
+            continue
+        for res in results:
+            row = verdicts.setdefault(res.says, {"says": res.says, "a": None, "b": None})
+            row[side] = "PASS" if res.holds else "FAIL"
+    return list(verdicts.values())
 
 
 def stacked(cmp: Comparison) -> tuple[pd.DataFrame, dict[str, list[bool]]]:

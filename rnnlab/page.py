@@ -5,8 +5,8 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
 
 * the experiment: name, description, the resolved YAML, the command, when, how long (the sum of
   the runs' training time), and every machine and software fact of the manifest;
-* claims: the experiment's ``claims`` as written in its file, where it has any (the place where
-  their verdicts go; see :func:`claims_html`);
+* claims: each claim of the experiment, whether it holds on this folder (``rnnlab check``) and
+  the values it rests on, where the experiment states claims (:func:`claims_html`);
 * the summary table (``rnnlab.sweep.summary_of``), every column, an interval as one cell;
   sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or text);
   a click on a row shows its first run below;
@@ -47,7 +47,6 @@ MAX_RUN_STEPS = 8        # logged steps drawn in a run's norm curves
 MAX_POINTS = 400         # points of one curve
 MISSING_HINT = "the results page needs plotly: pip install 'rnnlab[html]'"
 MACHINE_SKIP = {"experiment", "command", "name", "fingerprint", "format_version", "created"}
-CLAIMS_MARK = "<!-- rnnlab:claims -->"
 
 Note = Callable[[str], None]
 
@@ -160,7 +159,7 @@ def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
     }
     body = "\n".join([
         _header_html(r, runs),
-        f"<section id=\"claims\">{CLAIMS_MARK}{claims_html(r.manifest)}</section>",
+        f"<section id=\"claims\">{claims_html(r.path, r.manifest)}</section>",
         _summary_html(summary, runs),
         _figures_html(figures, shown_steps, problems),
         _run_view_html(runs),
@@ -221,16 +220,31 @@ def _duration(seconds: float) -> str:
     return str(_dt.timedelta(seconds=round(seconds))) if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def claims_html(manifest: dict) -> str:
-    """The claims section: the experiment's ``claims`` as its file states them (their verdicts,
-    from ``rnnlab check``, belong in this section too); empty when there are none."""
-    import yaml
+def claims_html(folder: Path, manifest: dict) -> str:
+    """The claims section: each claim of the experiment recorded in the manifest, whether it
+    holds on this folder's summary (``rnnlab check``) and the values it rests on; empty when
+    the experiment states none."""
+    from rnnlab.sweep import check_folder
 
-    claims = (manifest.get("experiment") or {}).get("claims")
-    if not claims:
+    if not (manifest.get("experiment") or {}).get("claims"):
         return ""
-    text = yaml.safe_dump(claims, sort_keys=False, width=96)
-    return f"<h2>Claims</h2><pre>{_esc(text)}</pre>"
+    try:
+        results = check_folder(Path(folder))
+    except UserError as e:
+        return f'<h2>Claims</h2><p class="problems">cannot check the claims: {_esc(e)}</p>'
+    held = sum(r.holds for r in results)
+    rows = []
+    for r in results:
+        verdict = "PASS" if r.holds else "FAIL"
+        quant = {"all": "", "any": " (on some row)", "none": " (on no row)"}.get(r.holds_on, "")
+        where = f" where {r.where}" if r.where else ""
+        rows.append(f'<tr class="{verdict.lower()}"><td>{verdict}</td><td>{_esc(r.says)}</td>'
+                    f"<td><code>{_esc(r.expect + quant + where)}</code></td>"
+                    f"<td>{_esc(r.observed)}</td></tr>")
+    return (f"<h2>Claims</h2><p>{held} of {len(results)} claim(s) hold on this folder "
+            "(<code>rnnlab check</code>).</p><table id=\"claims-table\"><thead><tr><th>verdict"
+            "</th><th>claim</th><th>predicate</th><th>observed</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
 
 
 # ------------------------------------------------------------------------------- table
@@ -618,6 +632,10 @@ button.sort[data-dir="1"]::after{content:" \\25B2"}
 button.sort[data-dir="-1"]::after{content:" \\25BC"}
 input.filter{width:5.5em;font:inherit;font-size:.9em}
 .figure{min-height:320px;margin:1em 0}.problems{color:#8a4b00}
+#claims-table{border-collapse:collapse}#claims-table td,#claims-table th{border:1px solid #ddd;
+padding:2px 6px;text-align:left;vertical-align:top}
+#claims-table tr.pass td:first-child{color:#1a7f37;font-weight:bold}
+#claims-table tr.fail td:first-child{color:#b42318;font-weight:bold}
 """
 
 _SCRIPT = r"""

@@ -111,6 +111,20 @@ def test_manifest_and_grid_differences(folders, tmp_path):
     assert "manifest differences" in res.stdout and "experiment.train.lr" in res.stdout
 
 
+def test_claims_of_each_side(tmp_path):
+    claims = [{"says": "every row has two runs", "expect": "n == 2"},
+              {"says": "accuracy above 0.9", "expect": "acc > 0.9"}]
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_sweep(tiny_exp(claims=claims), a)
+    run_sweep(tiny_exp(claims=claims[:1], repeats=3), b)
+    cmp = compare(a, b)
+    assert cmp.claims == [{"says": "every row has two runs", "a": "PASS", "b": "FAIL"},
+                          {"says": "accuracy above 0.9", "a": "FAIL", "b": None}]
+    res = ok(invoke("compare", a, b))
+    assert "every row has two runs" in res.stdout and "claims" in res.stdout
+    assert json.loads(ok(invoke("compare", a, b, "--format", "json")).stdout)["claims"]
+
+
 def test_flat_manifest_differences():
     a = {"numpy": "2.0", "blas": {"blas": "openblas"}, "created": "x", "axes": [1, 2]}
     b = {"numpy": "2.1", "blas": {"blas": "mkl"}, "created": "y", "axes": [1, 2]}

@@ -52,9 +52,22 @@ def test_page_is_self_contained_and_holds_the_folder(folder):
     assert len(data["runs"]) == 8 and data["template"]
     body = text[text.index("<tbody>"):text.index("</tbody>")]
     assert body.count("<tr") == len(summary_of(folder))
-    assert 'id="claims"' in text and "<!-- rnnlab:claims -->" in text
+    assert '<section id="claims"></section>' in text                 # no claims stated
     for word in ("numpy", "platform", "blas", "training time", "resolved experiment"):
         assert word in text, word
+
+
+def test_claims_and_their_verdicts(tmp_path):
+    out = tmp_path / "claimed"
+    claims = [{"says": "two seeds per row", "expect": "n == 2"},
+              {"says": "an impossible fraction", "where": "seq_len == 3",
+               "expect": "solved_lo > 2"}]
+    run_sweep(tiny_exp(claims=claims), out)
+    text = build_page(out)
+    section = text[text.index('<section id="claims">'):text.index('<section id="summary">')]
+    assert "1 of 2 claim(s) hold" in section
+    assert section.count('<tr class="pass">') == 1 and section.count('<tr class="fail">') == 1
+    assert "two seeds per row" in section and "seq_len == 3" in section
 
 
 def test_long_series_are_thinned_for_display_only():
