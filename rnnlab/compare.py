@@ -10,9 +10,9 @@ their bounds where the summary has them (``solved_lo``/``solved_hi``, ...), and 
   precision of summary.csv; missing equals missing).
 
 Rows present on one side only are kept (``present`` says which). The claims each experiment
-states are checked on its own folder (``rnnlab check``) and shown side by side. The manifests are
-compared key by key (nested keys dotted: ``blas.blas``, ``experiment.train.lr``); ``created`` and ``command``
-differ between any two sweeps and are left out.
+states are checked on its own folder (``rnnlab check``) and shown side by side. The manifests
+are compared key by key (nested keys dotted: ``blas.blas``, ``experiment.train.lr``);
+``created`` and ``command`` differ between any two sweeps and are left out.
 """
 
 from __future__ import annotations
