@@ -102,6 +102,19 @@ def test_sweep_html_writes_the_page_in_the_folder(tiny_experiment, tmp_path):
     assert "report.html" in res.stderr
 
 
+def test_without_plotly_one_line_and_nothing_trained(tiny_experiment, folder, tmp_path,
+                                                     monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "plotly", None)           # import plotly -> ImportError
+    res = invoke("report", folder, "--html", "--out", tmp_path / "p.html")
+    assert res.exit_code == 2 and "pip install 'rnnlab[html]'" in res.stderr
+    assert not (tmp_path / "p.html").exists()
+    res = invoke("sweep", tiny_experiment(), "--out", tmp_path / "new", "--html")
+    assert res.exit_code == 2 and "rnnlab[html]" in res.stderr
+    assert not (tmp_path / "new").exists()
+
+
 # ------------------------------------------------------------------------- in a browser
 def chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
