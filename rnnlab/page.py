@@ -645,6 +645,8 @@ _SCRIPT = r"""
   var table = document.getElementById("summary-table");
   var tbody = table.tBodies[0];
   var CONFIG = {responsive: true, displaylogo: false};
+  var COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692",
+                "#b6e880", "#ff97ff", "#fecb52"];
 
   function cellValue(row, col) {
     var td = row.cells[col];
@@ -747,32 +749,35 @@ _SCRIPT = r"""
     Plotly.react("run-curves", [
       {x: m.step, y: m.loss, name: "loss", mode: "lines+markers"},
       {x: m.step, y: m.accuracy, name: "accuracy", mode: "lines+markers", yaxis: "y2"}
-    ], {title: "run " + id + ": loss and accuracy per logged step", height: 320,
+    ], {title: {text: "run " + id + ": loss and accuracy per logged step"}, height: 340,
         template: DATA.template, xaxis: {title: {text: "training step"}},
         yaxis: {title: {text: "loss"}, type: "log", exponentformat: "power"},
         yaxis2: {title: {text: "accuracy"}, overlaying: "y", side: "right", range: [0, 1.02]},
-        margin: {t: 50, r: 60}, legend: {orientation: "h"}}, CONFIG);
+        margin: {t: 50, r: 60, b: 90}, legend: {orientation: "h", y: -0.3}}, CONFIG);
     Plotly.react("run-clip", [
       {x: m.step, y: m.grad_norm, name: "before clipping", mode: "lines+markers"},
       {x: m.step, y: m.grad_norm_clipped, name: "after clipping", mode: "lines+markers"}
-    ], {title: "gradient norm per logged step (clip rate " +
-          (r.clip_rate === null ? "-" : r.clip_rate) + ")", height: 300,
+    ], {title: {text: "gradient norm per logged step (clip rate " +
+          (r.clip_rate === null ? "-" : r.clip_rate) + ")"}, height: 320,
         template: DATA.template, xaxis: {title: {text: "training step"}},
-        yaxis: {type: "log", exponentformat: "power"}, margin: {t: 50},
-        legend: {orientation: "h"}}, CONFIG);
+        yaxis: {type: "log", exponentformat: "power"}, margin: {t: 50, b: 90},
+        legend: {orientation: "h", y: -0.3}}, CONFIG);
     var traces = [];
     var kinds = ["ds", "dWs", "dWx"];
     (r.n || []).forEach(function (c, i) {
       kinds.forEach(function (k, j) {
-        traces.push({x: c.t, y: c[k], name: "step " + c.step, legendgroup: "s" + c.step,
-                     showlegend: j === 0, mode: "lines", xaxis: "x" + (j ? j + 1 : ""),
-                     yaxis: "y" + (j ? j + 1 : "")});
+        traces.push({x: c.t, y: c[k], name: String(c.step), legendgroup: "s" + c.step,
+                     showlegend: j === 0, mode: c.t.length <= 25 ? "lines+markers" : "lines",
+                     xaxis: "x" + (j ? j + 1 : ""),
+                     yaxis: "y" + (j ? j + 1 : ""), line: {color: COLORS[i % COLORS.length]},
+                     hovertemplate: k + " at t = %{x}: %{y:.3g} (step " + c.step + ")" +
+                                    "<extra></extra>"});
       });
     });
-    var layout = {title: "per-step norms ||dE/ds_t||, ||dE/dWs_t||, ||dE/dWx_t|| at each " +
-                  "logged step", height: 340, template: DATA.template,
+    var layout = {title: {text: "per-step norms ||dE/ds_t||, ||dE/dWs_t||, ||dE/dWx_t|| at " +
+                  "each logged step (a line per step)"}, height: 360, template: DATA.template,
                   grid: {rows: 1, columns: 3, pattern: "independent"}, margin: {t: 70},
-                  legend: {orientation: "h"}};
+                  legend: {title: {text: "training step"}}};
     kinds.forEach(function (k, j) {
       var s = j ? j + 1 : "";
       layout["xaxis" + s] = {title: {text: "t (" + k + ")"}};
