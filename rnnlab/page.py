@@ -20,8 +20,9 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
   the clip rate), and ``ds``, ``dWs``, ``dWx`` over ``t`` at each logged step.
 
 For display only, long series are thinned (the stored data never is): at most
-:data:`MAX_STEPS` logged training steps per figure, :data:`MAX_POINTS` points per curve, numbers
-to 4 significant digits.
+:data:`MAX_STEPS` logged training steps per figure and :data:`MAX_RUN_STEPS` per run,
+:data:`MAX_POINTS` points per curve of a figure and :data:`MAX_RUN_POINTS` per curve of a run,
+numbers to 4 significant digits.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from rnnlab.errors import UserError
 PAGE_NAME = "report.html"
 TEMPLATE = "plotly_white"
 MAX_STEPS = 6            # training steps offered for the heatmap and decay figures
-MAX_RUN_STEPS = 8        # logged steps drawn in a run's norm curves
-MAX_POINTS = 400         # points of one curve
+MAX_RUN_STEPS = 6        # logged steps drawn in a run's norm curves
+MAX_POINTS = 400         # points of one curve of a figure (lags of the heatmap and decay)
+MAX_RUN_POINTS = 120     # points of one curve of a run (t of its norms, steps of its metrics)
 MISSING_HINT = "the results page needs plotly: pip install 'rnnlab[html]'"
 MACHINE_SKIP = {"experiment", "command", "name", "fingerprint", "format_version", "created"}
 
@@ -374,22 +376,21 @@ def _heatmap_trace(fig, res, by_axis, by_values, groups, row, col):
     idx = _lag_index(L)
     z, text = [], []
     for bv in present:
-        c, rows = groups[bv]
+        c, _ = groups[bv]
         mean = np.full(L, np.nan)
         mean[: len(c.mean)] = c.mean
-        line, hover = [], []
-        ids = ", ".join(rows["run_id"].astype(str))
-        for k in idx:
-            v = mean[k]
-            line.append(_num(v))
-            value = ("0 in a seed" if v == -np.inf else "not finite" if k < len(c.mean)
-                     and c.bad[k] else "-" if not np.isfinite(v) else f"{v:.3g}")
-            hover.append(f"lag {k}<br>log10 ds = {value}<br>runs: {ids}")
-        z.append(line)
-        text.append(hover)
+        bad = np.zeros(L, dtype=bool)
+        bad[: len(c.bad)] = c.bad
+        z.append([_num(mean[k]) for k in idx])
+        seeds = f"{c.n} seed{'s' if c.n != 1 else ''}"
+        text.append([f"{seeds}; a seed is 0 (log10 = -inf)" if mean[k] == -np.inf else
+                     f"{seeds}; a seed is not finite" if bad[k] else
+                     f"{seeds}; no step at this lag" if k >= len(c.mean) else seeds
+                     for k in idx])
     labels = [res.label(by_axis, bv, names=False) if by_axis else "all runs" for bv in present]
     fig.add_trace(go.Heatmap(z=z, x=[int(k) for k in idx], y=labels, text=text,
-                             hovertemplate="%{y}<br>%{text}<extra></extra>",
+                             hovertemplate="%{y}<br>lag %{x}<br>log10 ds = %{z:.3g}<br>%{text}"
+                                           "<extra></extra>",
                              coloraxis="coloraxis"), row=row, col=col)
 
 
@@ -555,7 +556,7 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
                  "label": ", ".join(f"{k.rsplit('.', 1)[-1]}={_label(row.get(k))}"
                                     for k in keys)}
         if m is not None and len(m):
-            i = thin(len(m), MAX_POINTS)
+            i = thin(len(m), MAX_RUN_POINTS)
             m = m.iloc[i]
             entry["m"] = {c: (_nums(m[c]) if c != "clipped" else
                               [bool(v) if v is not None and v is not pd.NA else None
@@ -568,7 +569,7 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
             curves = []
             for s in [steps[k] for k in thin(len(steps), MAX_RUN_STEPS)]:
                 part = g[g["step"] == s]
-                part = part.iloc[thin(len(part), MAX_POINTS)]
+                part = part.iloc[thin(len(part), MAX_RUN_POINTS)]
                 curves.append({"step": int(s), "t": [int(t) for t in part["t"]],
                                **{c: _nums(part[c]) for c in ("ds", "dWs", "dWx")}})
             entry["n"] = curves

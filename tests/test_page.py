@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke, ok, tiny_exp
 
-from rnnlab.page import MAX_POINTS, build_page, thin, write_page
+from rnnlab.page import MAX_POINTS, MAX_RUN_POINTS, MAX_RUN_STEPS, build_page, thin, write_page
 from rnnlab.sweep import run_sweep, summary_of
 
 pytest.importorskip("plotly")
@@ -82,9 +82,15 @@ def test_long_runs_give_a_small_page(tmp_path):
                        sweep={"task.seq_len": [600], "model.weight_scale": [0.5, 1.5]}), out)
     data = page_data(build_page(out))
     run = next(iter(data["runs"].values()))
-    assert len(run["n"]) <= 8 and all(len(c["t"]) <= MAX_POINTS for c in run["n"])
+    assert len(run["n"]) == MAX_RUN_STEPS and all(len(c["t"]) == MAX_RUN_POINTS
+                                                  for c in run["n"])
+    assert run["n"][0]["t"][0] == 1 and run["n"][-1]["t"][-1] == 600     # ends kept
+    assert run["n"][0]["step"] == 0 and run["n"][-1]["step"] == 30
     heat = data["figures"][0]["steps"]["0"]["data"][0]
-    assert len(heat["x"]) <= MAX_POINTS
+    assert len(heat["x"]) == MAX_POINTS and len(data["steps"]) <= 6
+    from rnnlab.readers import load_grad_norms
+
+    assert len(load_grad_norms(out)) == 4 * 31 * 600              # the stored data is whole
 
 
 def test_cli_writes_the_page(folder, tmp_path):
