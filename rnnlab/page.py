@@ -21,8 +21,9 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
 
 For display only, long series are thinned (the stored data never is): at most
 :data:`MAX_STEPS` logged training steps per figure and :data:`MAX_RUN_STEPS` per run,
-:data:`MAX_POINTS` points per curve of a figure and :data:`MAX_RUN_POINTS` per curve of a run,
-numbers to 4 significant digits.
+:data:`MAX_POINTS` points per curve of a figure and :data:`MAX_RUN_POINTS` per curve of a run
+(fewer, down to :data:`MIN_RUN_POINTS`, when all runs' norms together would exceed
+:data:`RUN_BUDGET` values), numbers to 4 significant digits.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ MAX_STEPS = 6            # training steps offered for the heatmap and decay figu
 MAX_RUN_STEPS = 6        # logged steps drawn in a run's norm curves
 MAX_POINTS = 400         # points of one curve of a figure (lags of the heatmap and decay)
 MAX_RUN_POINTS = 120     # points of one curve of a run (t of its norms, steps of its metrics)
+RUN_BUDGET = 200_000     # norm values of all runs together: fewer points per curve in big folders
+MIN_RUN_POINTS = 24
 MISSING_HINT = "the results page needs plotly: pip install 'rnnlab[html]'"
 MACHINE_SKIP = {"experiment", "command", "name", "fingerprint", "format_version", "created"}
 
@@ -540,12 +543,19 @@ Gradient norms at training step <select id="step">{step_opts}</select></p>
 
 
 # ------------------------------------------------------------------------------- one run
+def run_points(n_runs: int) -> int:
+    """Points per norm curve of a run: :data:`MAX_RUN_POINTS`, fewer when the folder is big."""
+    fit = RUN_BUDGET // max(1, n_runs * MAX_RUN_STEPS * 3)
+    return int(max(MIN_RUN_POINTS, min(MAX_RUN_POINTS, fit)))
+
+
 def _run_data(r, runs: pd.DataFrame) -> dict:
     """Per run: metrics and the norms at a few logged steps, thinned for display."""
     metrics = r.metrics
     norms = r.norms(columns=["ds", "dWs", "dWx"])
     keys = r.swept_keys
     out = {}
+    per_curve = run_points(len(runs))
     by_run_m = dict(tuple(metrics.groupby("run_id", sort=False))) if len(metrics) else {}
     by_run_n = dict(tuple(norms.groupby("run_id", sort=False))) if len(norms) else {}
     for row in runs.to_dict(orient="records"):
@@ -569,7 +579,7 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
             curves = []
             for s in [steps[k] for k in thin(len(steps), MAX_RUN_STEPS)]:
                 part = g[g["step"] == s]
-                part = part.iloc[thin(len(part), MAX_RUN_POINTS)]
+                part = part.iloc[thin(len(part), per_curve)]
                 curves.append({"step": int(s), "t": [int(t) for t in part["t"]],
                                **{c: _nums(part[c]) for c in ("ds", "dWs", "dWx")}})
             entry["n"] = curves
@@ -585,10 +595,12 @@ def _label(v) -> str:
 
 
 def _run_view_html(runs: pd.DataFrame) -> str:
-    return """<section id="run">
+    return f"""<section id="run">
 <h2>One run</h2>
 <p class="hint">Pick a run (or click a row of the summary).
-<select id="run-select"></select> <span id="run-facts"></span></p>
+<select id="run-select"></select> <span id="run-facts"></span><br>
+Shown: at most {MAX_RUN_STEPS} logged steps and {run_points(len(runs))} points per norm curve,
+{MAX_RUN_POINTS} per metric curve (the results folder holds every value).</p>
 <div class="figure" id="run-curves"></div>
 <div class="figure" id="run-clip"></div>
 <div class="figure" id="run-norms"></div>

@@ -76,6 +76,14 @@ def test_long_series_are_thinned_for_display_only():
     assert list(thin(5, MAX_POINTS)) == [0, 1, 2, 3, 4]
 
 
+def test_many_runs_get_fewer_points_per_curve():
+    from rnnlab.page import MIN_RUN_POINTS, RUN_BUDGET, run_points
+
+    assert run_points(10) == MAX_RUN_POINTS
+    assert run_points(320) * 320 * MAX_RUN_STEPS * 3 <= RUN_BUDGET
+    assert run_points(10**6) == MIN_RUN_POINTS
+
+
 def test_long_runs_give_a_small_page(tmp_path):
     out = tmp_path / "long"
     run_sweep(tiny_exp(train={"log_every": 1, "steps": 30},
