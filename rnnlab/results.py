@@ -5,6 +5,7 @@
     >>> r.norms(columns=["ds"], runs=r.runs[r.runs["task.seq_len"] == 20], steps=0)
     >>> r.summary(by=["task.seq_len"])
     >>> r.plot("decay")                          # a matplotlib Figure
+    >>> r.check()                                # the claims and whether each holds
 
 ``norms`` reads the ``grad_norms/`` parquet dataset through ``pyarrow.dataset``: only the part
 files that hold the requested runs become fragments of the dataset, only the requested columns
@@ -82,6 +83,16 @@ class Results:
         from rnnlab.sweep import summary_of
 
         return summary_of(self.path, by=None if by is None else list(by), step=step)
+
+    def check(self) -> pd.DataFrame:
+        """The experiment's claims checked on this folder (``rnnlab check``): one row per claim
+        with ``says``, ``expect``, ``where``, ``holds_on``, ``holds``, ``observed``, ``rows``."""
+        from dataclasses import asdict
+
+        from rnnlab.sweep import check_folder
+
+        columns = ["says", "expect", "where", "holds_on", "holds", "observed", "rows"]
+        return pd.DataFrame([asdict(r) for r in check_folder(self.path)], columns=columns)
 
     # ------------------------------------------------------------------ gradient norms
     def norm_files(self, runs=None) -> list[str]:

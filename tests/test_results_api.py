@@ -173,6 +173,17 @@ def test_bad_arguments_are_user_errors(folder):
         rnnlab.open(folder / "missing")
 
 
+def test_check_gives_the_claims_as_a_table(folder, tmp_path):
+    out = tmp_path / "claimed"
+    run_sweep(tiny_exp(claims=[{"says": "two runs per row", "expect": "n == 2"},
+                               {"says": "never", "expect": "n == 3"}]), out)
+    verdicts = rnnlab.open(out).check()
+    assert verdicts["says"].tolist() == ["two runs per row", "never"]
+    assert verdicts["holds"].tolist() == [True, False]
+    none = rnnlab.open(folder).check()                     # an experiment without claims
+    assert len(none) == 0 and list(none.columns) == list(verdicts.columns)
+
+
 def test_plot_returns_a_figure_and_writes_nothing(folder):
     pytest.importorskip("matplotlib")
     before = sorted(p.name for p in folder.iterdir())
