@@ -117,8 +117,13 @@ def compare(a: str | os.PathLike, b: str | os.PathLike, by: list[str] | None = N
     sa, sb = sa.assign(_in_a=True), sb.assign(_in_b=True)
     if keys:                                    # A's row order, then B's rows A does not have
         sa["_order_a"], sb["_order_b"] = range(len(sa)), range(len(sb))
-        joined = sa[keys + common + ["_in_a", "_order_a"]].merge(
-            sb[keys + common + ["_in_b", "_order_b"]], on=keys, how="outer", suffixes=("_a", "_b"))
+        try:
+            joined = sa[keys + common + ["_in_a", "_order_a"]].merge(
+                sb[keys + common + ["_in_b", "_order_b"]], on=keys, how="outer",
+                suffixes=("_a", "_b"))
+        except ValueError as e:                 # e.g. a key that is text on one side only
+            raise UserError(f"cannot join {a} and {b} on {', '.join(keys)}: {e}; choose the "
+                            "keys with --by") from None
         joined = joined.sort_values(["_order_a", "_order_b"], na_position="last",
                                     kind="mergesort").reset_index(drop=True)
     else:
