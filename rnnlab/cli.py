@@ -432,7 +432,9 @@ def compare(
         return
     manifest = pd_frame(cmp.manifest, ["key", "a", "b"])
     if fmt in ("csv", "markdown"):
-        sys.stdout.write(render(cmp.table, fmt))
+        from .compare import markdown_table
+
+        sys.stdout.write(render(cmp.table if fmt == "csv" else markdown_table(cmp), fmt))
         if fmt == "markdown" and cmp.claims:
             sys.stdout.write("\n" + render(pd_frame(cmp.claims, ["says", "a", "b"]), fmt))
         if fmt == "markdown" and len(manifest):

@@ -196,3 +196,25 @@ def stacked(cmp: Comparison) -> tuple[pd.DataFrame, dict[str, list[bool]]]:
         flags = cmp.table[f"{c}_differs"].tolist()
         marks[c] = [f for pair in zip([False] * len(flags), flags, strict=True) for f in pair]
     return frame, marks
+
+
+def markdown_table(cmp: Comparison) -> pd.DataFrame:
+    """The comparison for people: per statistic one cell, ``A`` where both sides print the same,
+    else ``A -> B``, with ``*`` where they are marked; intervals as in the terminal."""
+    from rnnlab.tables import cell_texts, interval_cells
+
+    sides = {}
+    for which in SIDES:
+        side = cmp.side(which)
+        texts = cell_texts(side)
+        sides[which] = {c: interval_cells(side, c, texts) if c in intervals(side.columns)
+                        else texts[c] for c in cmp.stats}
+    out = cmp.table[cmp.keys + ["present"]].copy()
+    for c in cmp.stats:
+        cells = []
+        for i, mark in enumerate(cmp.table[f"{c}_differs"]):
+            a, b = sides["a"][c][i], sides["b"][c][i]
+            text = a if a == b else f"{a} -> {b}"
+            cells.append(f"{text} *" if mark else text)
+        out[c] = cells
+    return out

@@ -67,6 +67,8 @@ def test_a_changed_cell_is_marked_and_only_it(folders):
     res = ok(invoke("compare", a, b))
     marked = [line for line in res.stdout.splitlines() if "*" in line]
     assert len(marked) == 1 and "0.5 *" in marked[0] and "B" in marked[0]
+    md = ok(invoke("compare", a, b, "--format", "markdown")).stdout
+    assert md.count(" -> 0.5 *") == 1 and md.count("*") == 1
     csv = pd.read_csv(io.StringIO(ok(invoke("compare", a, b, "--format", "csv")).stdout))
     assert csv["clip_rate_differs"].sum() == 1
     assert {"solved_a", "solved_lo_a", "solved_hi_b", "acc_hi_b"} <= set(csv.columns)
