@@ -101,6 +101,19 @@ def _num(x) -> float | None:
     return float(f"{x:.4g}")
 
 
+def _clean(obj):
+    """``obj`` with numpy values as Python ones and non-finite floats as None (valid JSON)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _nums(values) -> list:
     return [_num(v) for v in values]
 
@@ -169,7 +182,8 @@ def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
         _figures_html(figures, shown_steps, problems),
         _run_view_html(runs),
     ])
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    payload = json.dumps(_clean(data), separators=(",", ":"), allow_nan=False)
+    payload = payload.replace("</", "<\\/")          # no "</script>" inside the data
     return _TEMPLATE.format(
         title=_esc(f"rnnlab: {r.name}"), style=_STYLE, plotly=get_plotlyjs(), body=body,
         data=payload, script=_SCRIPT)
