@@ -101,6 +101,13 @@ def _num(x) -> float | None:
     return float(f"{x:.4g}")
 
 
+def _pow10(x) -> float | None:
+    """``10 ** x`` as a JSON number; None where it is not finite or beyond float range."""
+    if x is None or not math.isfinite(x) or x > 308:
+        return None
+    return _num(10.0 ** x)
+
+
 def _clean(obj):
     """``obj`` with numpy values as Python ones and non-finite floats as None (valid JSON)."""
     if isinstance(obj, dict):
@@ -422,7 +429,7 @@ def _decay_traces(fig, res, by_axis, by_values, groups, row, col, colours, step,
         idx = _lag_index(len(c.mean))
         lag = [int(k) for k in idx]
         mean = c.mean[idx]
-        y = [_num(10.0 ** m) if np.isfinite(m) else None for m in mean]
+        y = [_pow10(m) for m in mean]
         label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
         colour = colours[bv]
         ids = ", ".join(rows["run_id"].astype(str))
@@ -443,7 +450,7 @@ def _decay_traces(fig, res, by_axis, by_values, groups, row, col, colours, step,
         factor, _ = bound_factor(res, rows, step)
         anchor = c.mean[0] if len(c.mean) else np.nan
         if factor is not None and np.isfinite(anchor):
-            bound = [_num(10.0 ** (anchor + k * math.log10(factor))) for k in lag]
+            bound = [_pow10(anchor + k * math.log10(factor)) for k in lag]
             fig.add_trace(go.Scatter(
                 x=lag, y=bound, mode="lines", name=f"bound {label}",
                 line={"color": colour, "dash": "dash", "width": 1}, legendgroup=group,

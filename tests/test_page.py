@@ -246,3 +246,23 @@ def test_page_in_headless_chromium(folder, tmp_path):
         assert fig["svg"] >= 1 and fig["traces"] >= 1 and fig["data"] >= 1, (name, fig)
     assert seen["heatmap_after_step"] >= 1 and "training step 6" in seen["heatmap_title"]
     assert seen["picked"] == seen["picked_row"] != ""
+
+
+def test_page_of_exploded_runs_in_headless_chromium(tmp_path):
+    out = tmp_path / "boom"
+    run_sweep(tiny_exp(task={"name": "adding"}, model={"activation": "relu"},
+                       train={"optimizer": "sgd", "lr": 10.0, "steps": 12,
+                              "clip": {"mode": "norm", "threshold": None}},
+                       sweep={"task.seq_len": [20, 30], "model.weight_scale": [1.0, 5.0]}), out)
+    statuses = set(rnnlab_open(out).runs["status"])
+    assert statuses - {"ok"}                      # some runs diverged or exploded
+    seen = render_in_browser(write_page(out, tmp_path / "page.html"), tmp_path)
+    assert seen["errors"] == [] and seen["rows"] == len(summary_of(out))
+    for name, fig in seen["figures"].items():
+        assert fig["svg"] >= 1 and fig["traces"] >= 1, (name, fig)
+
+
+def rnnlab_open(path):
+    import rnnlab
+
+    return rnnlab.open(path)
