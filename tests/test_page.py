@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import invoke, ok, tiny_exp
 
+import rnnlab
+
 from rnnlab.page import MAX_POINTS, MAX_RUN_POINTS, MAX_RUN_STEPS, build_page, thin, write_page
 from rnnlab.sweep import run_sweep, summary_of
 
@@ -254,15 +256,9 @@ def test_page_of_exploded_runs_in_headless_chromium(tmp_path):
                        train={"optimizer": "sgd", "lr": 10.0, "steps": 12,
                               "clip": {"mode": "norm", "threshold": None}},
                        sweep={"task.seq_len": [20, 30], "model.weight_scale": [1.0, 5.0]}), out)
-    statuses = set(rnnlab_open(out).runs["status"])
+    statuses = set(rnnlab.open(out).runs["status"])
     assert statuses - {"ok"}                      # some runs diverged or exploded
     seen = render_in_browser(write_page(out, tmp_path / "page.html"), tmp_path)
     assert seen["errors"] == [] and seen["rows"] == len(summary_of(out))
     for name, fig in seen["figures"].items():
         assert fig["svg"] >= 1 and fig["traces"] >= 1, (name, fig)
-
-
-def rnnlab_open(path):
-    import rnnlab
-
-    return rnnlab.open(path)
