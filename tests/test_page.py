@@ -20,7 +20,6 @@ import pytest
 from conftest import invoke, ok, tiny_exp
 
 import rnnlab
-
 from rnnlab.page import MAX_POINTS, MAX_RUN_POINTS, MAX_RUN_STEPS, build_page, thin, write_page
 from rnnlab.sweep import run_sweep, summary_of
 
