@@ -390,6 +390,9 @@ def report(
 
     if out_file is not None and not html:
         fail("--out: only with --html (the table goes to stdout)")
+    if html and (by is not None or step is not None or fmt != "table" or wide or columns):
+        fail("--html writes the whole page; --by, --step, --format, --wide and --columns are "
+             "options of the table")
     if html:
         from .page import write_page
 

@@ -108,6 +108,10 @@ def test_cli_writes_the_page(folder, tmp_path):
     assert (tmp_path / "p.html").read_text().startswith("<!DOCTYPE html>")
     bad = invoke("report", folder, "--html", "--out", tmp_path / "p.png")
     assert bad.exit_code == 2 and ".html" in bad.stderr
+    bad = invoke("report", folder, "--html", "--format", "csv")
+    assert bad.exit_code == 2 and "--html" in bad.stderr
+    bad = invoke("report", folder, "--out", tmp_path / "p.html")
+    assert bad.exit_code == 2 and "only with --html" in bad.stderr
 
 
 def test_sweep_html_writes_the_page_in_the_folder(tiny_experiment, tmp_path):
