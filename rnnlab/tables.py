@@ -4,7 +4,8 @@ The summary (``rnnlab.summarize``) has some twenty columns; csv, json and markdo
 A terminal gets a *view* of it:
 
 * an interval is one cell: ``solved`` with ``solved_lo``/``solved_hi`` prints as
-  ``0.5 [0.094,0.91]`` (the value as in summary.md, the bounds to 2 significant digits); a
+  ``0.5 [0.094,0.91]`` (the value as in summary.md, the bounds to 2 significant digits, rounded
+  outwards); a
   censored horizon prints as a lower bound (``>= 14``, see ``summarize.display_cells``);
 * by default the swept keys come first, then, while the table stays within the width (80
   characters, or the terminal's when stdout is one), the columns of :data:`ALERT` that are not
@@ -76,12 +77,20 @@ def table_width(columns: list[Column]) -> int:
     return 1 + sum(c.width + COLUMN_OVERHEAD for c in columns)
 
 
-def short(x: object) -> str:
-    """A bound of an interval: 2 significant digits (``0.094``, ``1.2e-5``, ``inf``)."""
+def short(x: object, direction: int = 0) -> str:
+    """A bound of an interval to 2 significant digits (``0.094``, ``1.2e-5``, ``inf``), rounded
+    down (``direction`` < 0), up (> 0) or to nearest (0): outward rounding keeps the printed
+    interval around the value (0.9998 with bounds 0.9995 and 1 prints as ``[0.99,1]``)."""
     text = format_value(x)
     if text in ("-", "inf", "-inf") or not isinstance(x, int | float) or isinstance(x, bool):
         return text
     x = float(x)
+    if direction and x != 0:
+        q = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
+        v = x / q
+        if abs(v - round(v)) < 1e-9 * abs(v):           # already on the grid (0.34 / 0.01)
+            v = round(v)
+        x = (math.floor(v) if direction < 0 else math.ceil(v)) * q
     text = format(x, ".2g")
     if "e" in text:
         mant, exp = text.split("e")
@@ -122,7 +131,7 @@ def interval_cells(table: pd.DataFrame, base: str, texts: dict[str, list[str]]) 
         if _missing(a) and _missing(b):
             out.append(v)
         else:
-            out.append(f"{v} [{short(a)},{short(b)}]")
+            out.append(f"{v} [{short(a, -1)},{short(b, 1)}]")
     return out
 
 

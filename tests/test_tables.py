@@ -66,10 +66,13 @@ def test_interval_is_one_cell_and_censored_horizon_a_lower_bound():
     table["horizon"], table["horizon_censored"] = [4.0, 9.0], [1.0, 0.0]
     view = summary_view(table, wide=True)
     cols = {c.name: c.cells for c in view.columns}
-    assert cols["solved"] == ["0.8 [0.49,0.94]", "0 [0,0.66]"]
+    assert cols["solved"] == ["0.8 [0.49,0.95]", "0 [0,0.66]"]          # bounds rounded outwards
     assert cols["horizon"] == [">= 4", "9"]
     assert "solved_lo" not in cols and "horizon_censored" not in cols
     assert short(1.234e-5) == "1.2e-5" and short(float("nan")) == "-" and short(-np.inf) == "-inf"
+    assert (short(0.9995, -1), short(1.0, 1)) == ("0.99", "1")          # outward, still [lo, hi]
+    assert (short(0.34, -1), short(0.34, 1), short(0.341, 1)) == ("0.34", "0.34", "0.35")
+    assert (short(-0.0123, -1), short(-0.0123, 1), short(0.0, -1)) == ("-0.013", "-0.012", "0")
 
 
 def test_a_nonzero_failure_column_is_shown_first():
