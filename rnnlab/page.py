@@ -23,7 +23,7 @@ For display only, long series are thinned (the stored data never is): at most
 :data:`MAX_STEPS` logged training steps per figure and :data:`MAX_RUN_STEPS` per run,
 :data:`MAX_POINTS` points per curve of a figure and :data:`MAX_RUN_POINTS` per curve of a run
 (fewer, down to :data:`MIN_RUN_POINTS`, when all runs' norms together would exceed
-:data:`RUN_BUDGET` values), numbers to 4 significant digits.
+:data:`RUN_BUDGET` values), numbers to 4 significant digits (a run's norm curves to 3).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ MAX_STEPS = 6            # training steps offered for the heatmap and decay figu
 MAX_RUN_STEPS = 6        # logged steps drawn in a run's norm curves
 MAX_POINTS = 400         # points of one curve of a figure (lags of the heatmap and decay)
 MAX_RUN_POINTS = 120     # points of one curve of a run (t of its norms, steps of its metrics)
-RUN_BUDGET = 200_000     # norm values of all runs together: fewer points per curve in big folders
+RUN_BUDGET = 100_000     # norm values of all runs together: fewer points per curve in big folders
 MIN_RUN_POINTS = 24
 MISSING_HINT = "the results page needs plotly: pip install 'rnnlab[html]'"
 MACHINE_SKIP = {"experiment", "command", "name", "fingerprint", "format_version", "created"}
@@ -88,8 +88,8 @@ def write_page(folder: str | os.PathLike, out: str | os.PathLike | None = None,
 
 
 # ------------------------------------------------------------------------------- numbers
-def _num(x) -> float | None:
-    """A JSON number at 4 significant digits; None for missing or non-finite values."""
+def _num(x, digits: int = 4) -> float | None:
+    """A JSON number at ``digits`` significant digits; None for missing or non-finite values."""
     if x is None or x is pd.NA:
         return None
     try:
@@ -98,7 +98,7 @@ def _num(x) -> float | None:
         return None
     if not math.isfinite(x):
         return None
-    return float(f"{x:.4g}")
+    return float(f"{x:.{digits}g}")
 
 
 def _pow10(x) -> float | None:
@@ -121,8 +121,8 @@ def _clean(obj):
     return obj
 
 
-def _nums(values) -> list:
-    return [_num(v) for v in values]
+def _nums(values, digits: int = 4) -> list:
+    return [_num(v, digits) for v in values]
 
 
 def thin(n: int, most: int) -> np.ndarray:
@@ -153,7 +153,7 @@ def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
         per_step = {}
         for step in shown_steps:
             try:
-                per_step[str(step)] = _gradient_figure(r.path, kind, step)
+                per_step[str(step)] = _gradient_figure_any(r.path, kind, step)
             except UserError as e:
                 per_step[str(step)] = None
                 problems.append(f"{kind} at step {step}: {e}")
@@ -347,7 +347,26 @@ def _palette(n: int) -> list[str]:
     return pc.sample_colorscale("Viridis", [i / max(n - 1, 1) for i in range(n)])
 
 
-def _gradient_figure(folder: Path, kind: str, step: int) -> dict:
+def _gradient_figure_any(folder: Path, kind: str, step: int) -> dict:
+    """:func:`_gradient_figure` with ``rnnlab plot``'s default ``by``; when that gives too many
+    panels, with each varying axis as ``by`` in turn, the one of most values first."""
+    from rnnlab.plot.data import _load, _varying
+
+    try:
+        return _gradient_figure(folder, kind, step)
+    except UserError as first:
+        if "too many" not in str(first):
+            raise
+        res = _load(folder, (), lambda m: None)
+        for axis in sorted(_varying(res), key=lambda a: -len(res.values(a))):
+            try:
+                return _gradient_figure(folder, kind, step, by=axis[0])
+            except UserError:
+                continue
+        raise
+
+
+def _gradient_figure(folder: Path, kind: str, step: int, by: str | None = None) -> dict:
     """The heatmap or decay figure at ``step`` as plotly JSON (a dict)."""
     from plotly.subplots import make_subplots
 
@@ -356,7 +375,7 @@ def _gradient_figure(folder: Path, kind: str, step: int) -> dict:
     from rnnlab.plot.gradients import _gradient_panels
 
     res = _load(folder, (), lambda m: None)
-    by_axis, by_values, facets, data = _gradient_panels(res, kind, None, step, lambda m: None)
+    by_axis, by_values, facets, data = _gradient_panels(res, kind, by, step, lambda m: None)
     facet_keys = tuple(k for a in facets for k in a)
     titles = [res.label(facet_keys, pv) if facets else "" for pv, _ in data]
     nrow, ncol = _grid(len(data))
@@ -602,7 +621,7 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
                 part = g[g["step"] == s]
                 part = part.iloc[thin(len(part), per_curve)]
                 curves.append({"step": int(s), "t": [int(t) for t in part["t"]],
-                               **{c: _nums(part[c]) for c in ("ds", "dWs", "dWx")}})
+                               **{c: _nums(part[c], 3) for c in ("ds", "dWs", "dWx")}})
             entry["n"] = curves
         out[rid] = entry
     return out

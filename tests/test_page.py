@@ -81,7 +81,8 @@ def test_many_runs_get_fewer_points_per_curve():
     from rnnlab.page import MIN_RUN_POINTS, RUN_BUDGET, run_points
 
     assert run_points(10) == MAX_RUN_POINTS
-    assert run_points(320) * 320 * MAX_RUN_STEPS * 3 <= RUN_BUDGET
+    assert MIN_RUN_POINTS < run_points(100) < MAX_RUN_POINTS
+    assert run_points(100) * 100 * MAX_RUN_STEPS * 3 <= RUN_BUDGET
     assert run_points(10**6) == MIN_RUN_POINTS
 
 
