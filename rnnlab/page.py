@@ -805,7 +805,8 @@ _SCRIPT = r"""
     ], {title: {text: "run " + id + ": loss and accuracy per logged step"}, height: 340,
         template: DATA.template, xaxis: {title: {text: "training step"}},
         yaxis: {title: {text: "loss"}, type: "log", exponentformat: "power"},
-        yaxis2: {title: {text: "accuracy"}, overlaying: "y", side: "right", range: [0, 1.02]},
+        yaxis2: {title: {text: "accuracy"}, overlaying: "y", side: "right", range: [0, 1.02],
+                 showgrid: false, tickformat: ".1f", dtick: 0.2},
         margin: {t: 50, r: 60, b: 90}, legend: {orientation: "h", y: -0.3}}, CONFIG);
     Plotly.react("run-clip", [
       {x: m.step, y: m.grad_norm, name: "before clipping", mode: "lines+markers"},
