@@ -5,6 +5,8 @@
     python scripts/reproduce.py --only spectrum vanishing
     python scripts/reproduce.py --quick --root /tmp/elsewhere   # a reproduction on this machine,
                                            # checked by claims, results/ left untouched
+    python scripts/reproduce.py --recheck  # no sweep: record the experiment files' current claims
+                                           # in the folders' manifests and check them again
 
 Each experiment in experiments/ is swept from scratch (``fresh``) with the library, its summary
 is written to <root>/<folder>/summary.md and summary.csv, and its claims (the experiment file's
@@ -56,6 +58,27 @@ def check(name: str, quick: bool, out: Path) -> list[dict]:
     for r in results:
         print(f"  {r.line()}")
     return [{"says": r.says, "holds": r.holds} for r in results]
+
+
+def recheck(name: str, quick: bool, root: Path) -> dict:
+    """The claims of the experiment file, recorded in the folder's manifest (claims change no
+    number, so a folder need not be swept again for them) and checked on it."""
+    out = root / (f"{name}-quick" if quick else name)
+    exp = load_experiment(ROOT / "experiments" / f"{name}.yaml", profile="quick" if quick else None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["experiment"]["claims"] = exp.to_dict()["claims"]
+    tmp = out / ".tmp-manifest.json"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.replace(out / "manifest.json")
+    old = {}
+    meta = root / "runs.json"
+    if meta.exists():
+        old = {r["folder"]: r for r in json.loads(meta.read_text())}
+    rec = dict(old.get(out.name, {"name": name, "folder": out.name, "runs": exp.to_dict()["runs"],
+                                  "seconds": None, "diverged": None,
+                                  "command": f"rnnlab sweep experiments/{name}.yaml"}))
+    rec["claims"] = check(name, quick, out)
+    return rec
 
 
 def figures(name: str) -> list[str]:
@@ -116,6 +139,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=EXPERIMENTS, choices=EXPERIMENTS)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--recheck", action="store_true",
+                    help="no sweep: record and check the current claims on existing folders")
     ap.add_argument("--root", type=Path, default=ROOT / "results",
                     help="where the folders go (default: results/, which also rewrites its index)")
     args = ap.parse_args()
@@ -126,6 +151,9 @@ def main() -> None:
     records = []
     for name in args.only:
         print(f"{name}:")
+        if args.recheck:
+            records.append(recheck(name, args.quick, args.root))
+            continue
         rec = reproduce(name, args.quick, args.workers, args.root)
         rec["version"] = rnnlab.__version__
         rec["workers"] = args.workers

@@ -260,11 +260,16 @@ def test_success_one_line_per_cell(made):
     fig, _, file = made["success"]
     assert_png(file)
     (ax,) = panels(fig)
-    assert [c.get_label() for c in ax.containers] == ["lstm", "rnn"]
+    assert [ln.get_label() for ln in lines(ax, "mean")] == ["lstm", "rnn"]
     for ln in lines(ax, "mean"):
         assert list(ln.get_xdata()) == [4, 6]
         y = np.asarray(ln.get_ydata())
         assert np.all((y >= 0) & (y <= 1))
+    bands = [c for c in ax.collections if c.get_gid() == "band"]
+    assert len(bands) == 2                                # one Wilson band per line
+    for band in bands:
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert np.all((ys >= 0) & (ys <= 1)) and ys.max() > ys.min()
     lo, hi = ax.get_ylim()
     assert lo < 0 and 1 < hi < 1.1
     assert ax.get_ylabel() == "solved fraction"

@@ -1,7 +1,8 @@
 """The success plot: solved fraction or held-out accuracy against ``task.seq_len``.
 
-One line per ``by`` value, +-1 standard error over seeds, lines nudged sideways, the task's
-chance level dotted for accuracy.
+One line per ``by`` value with its 95 % band over seeds (the Wilson interval of the solved
+fraction; the t interval of the mean accuracy), lines nudged sideways, the task's chance level
+dotted for accuracy.
 """
 
 from __future__ import annotations
@@ -78,16 +79,19 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
             p = stats["mean"].to_numpy(dtype=float)
             n = stats["count"].to_numpy(dtype=float)
             nseeds.update(int(v) for v in n)
-            if metric == "solved":
-                se = np.sqrt(np.clip(p * (1 - p), 0, None) / np.maximum(n, 1))
-            else:
-                se = np.where(n > 1, stats["std"].to_numpy(dtype=float) / np.sqrt(n), 0.0)
+            band = np.array([_interval(g.to_numpy(dtype=float), metric)
+                             for _, g in rows.groupby("_x")["_y"]])
+            x = stats.index.to_numpy(dtype=float)
             dodge = offset_copy(ax.transData, fig=fig, x=(i - (k - 1) / 2) * 3.0, units="points")
             label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
-            cont = ax.errorbar(stats.index.to_numpy(dtype=float), p, yerr=se, color=colours[bv],
-                               marker=markers[i % len(markers)], ms=5, lw=1.6, capsize=3,
-                               elinewidth=1, label=label, transform=dodge)
-            cont.lines[0].set_gid("mean")
+            ok = np.isfinite(band).all(axis=1)
+            if ok.any():
+                fill = ax.fill_between(x[ok], band[ok, 0], band[ok, 1], color=colours[bv],
+                                       alpha=0.15, lw=0, transform=dodge)
+                fill.set_gid("band")
+            (line,) = ax.plot(x, p, color=colours[bv], marker=markers[i % len(markers)], ms=5,
+                              lw=1.6, label=label, transform=dodge)
+            line.set_gid("mean")
         if metric == "accuracy":
             chance = _chance(res, rows_panel)
             if chance is not None:
@@ -113,10 +117,21 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
     extra = [h for label, h in seen.items() if label.startswith("chance")]
     n = max(nseeds) if nseeds else 0
     _key(fig, res, by_axis, mappable, axes, corner, groups, extra,
-         note=f"±1 s.e. over {n} seed{'s' if n != 1 else ''}")
+         note=f"bands: 95% {'Wilson' if metric == 'solved' else 't'} interval over {n} "
+              f"seed{'s' if n != 1 else ''}")
     what = "solved fraction" if metric == "solved" else "held-out accuracy"
     _suptitle(fig, res, f"{what} against sequence length", runs)
     return fig
+
+
+def _interval(y: np.ndarray, metric: str) -> tuple[float, float]:
+    """The 95 % interval of one point: Wilson for a solved fraction, t for a mean accuracy."""
+    from rnnlab.stats import t_interval, wilson
+
+    y = y[~np.isnan(y)]
+    if metric == "solved":
+        return wilson(float(y.sum()), len(y))
+    return t_interval(y, bounds=(0.0, 1.0))[1:]
 
 
 def _chance(res: _Results, rows: pd.DataFrame) -> float | None:

@@ -1,0 +1,23 @@
+"""The README's findings are generated from the committed results: they cannot drift."""
+
+from pathlib import Path
+
+from conftest import load_script
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_blocks_match_the_committed_results():
+    gen = load_script(ROOT / "scripts" / "readme.py", "readme_script")
+    readme = next(gen)
+    text = (ROOT / "README.md").read_text()
+    assert readme.BLOCK.search(text), "README.md has no generated block"
+    assert readme.render(text) == text, "README.md drifted: run python scripts/readme.py"
+    gen.close()
+
+
+def test_every_reference_experiment_has_its_claims_in_the_readme():
+    text = (ROOT / "README.md").read_text()
+    for name in ("vanishing", "spectrum", "lstm", "clipping", "truncation"):
+        assert f"<!-- begin: claims {name} -->" in text
+        assert "does not hold" not in text
