@@ -130,7 +130,9 @@ def write_index(records: list[dict]) -> None:
                      f"{r['runs']} | {r['diverged']} | {r.get('exploded', 0)} | "
                      f"{held} of {len(claims)} | {r['seconds']} | {r.get('workers', 1)} | "
                      f"{r.get('machine', '')} |")
-    index.write_text("\n".join(lines) + "\n")
+    text = index.read_text() if index.exists() else ""
+    kept = text[text.find("\n## "):] if "\n## " in text else ""   # hand-written sections stay
+    index.write_text("\n".join(lines) + "\n" + kept)
 
 
 def main() -> None:
