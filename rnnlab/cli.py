@@ -112,7 +112,7 @@ WideOpt = Annotated[bool, typer.Option(
     "--wide", help="Terminal table: every column of the summary (not cut to the terminal).")]
 HtmlOpt = Annotated[bool, typer.Option(
     "--html", help="Write the results page, one self-contained HTML file (needs "
-    "pip install 'rnnlab[html]').")]
+    "pip install 'rnnlab\\[html]').")]
 ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
