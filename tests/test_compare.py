@@ -141,3 +141,15 @@ def test_not_a_folder_is_one_line_exit_2(folders, tmp_path):
     assert res.exit_code == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
     res = invoke("compare", a, a, "--by", "model.nope")
     assert res.exit_code == 2 and "model.nope" in res.stderr
+
+
+def test_terminal_view_options(folders):
+    a, same, _ = folders
+    picked = ok(invoke("compare", a, same, "--columns", "acc,loss")).stdout
+    header = next(line for line in picked.splitlines() if "side" in line)
+    assert " acc " in header and " loss " in header and " decay " not in header
+    wide = ok(invoke("compare", a, same, "--wide")).stdout
+    for name in ("clip_rate", "grad_ratio", "decay_sd", "horizon"):
+        assert f" {name} " in wide, name
+    res = invoke("compare", a, same, "--columns", "nope")
+    assert res.exit_code == 2 and "'nope'" in res.stderr
