@@ -55,7 +55,7 @@ def main():
 @app.command()
 @user_errors
 def gradcheck(
-    cell: Annotated[Literal["rnn", "lstm"], typer.Option(help="Recurrent cell.")] = "rnn",
+    cell: Annotated[Literal["rnn", "lstm", "gru"], typer.Option(help="Recurrent cell.")] = "rnn",
     activation: Annotated[Literal["tanh", "relu", "sigmoid", "identity"],
                           typer.Option(help="phi of the rnn cell.")] = "tanh",
     output: Annotated[Literal["softmax", "linear"], typer.Option(help="Output head.")] = "softmax",

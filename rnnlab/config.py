@@ -70,10 +70,11 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """The recurrent network."""
 
-    cell: Literal["rnn", "lstm"] = "rnn"
-    """Recurrent cell: a vanilla RNN or an LSTM."""
+    cell: Literal["rnn", "lstm", "gru"] = "rnn"
+    """Recurrent cell: a vanilla RNN, an LSTM or a GRU (PyTorch's GRUCell equations)."""
     activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
-    """Hidden nonlinearity phi of the vanilla RNN (the LSTM ignores it: its gates are fixed)."""
+    """Hidden nonlinearity phi of the vanilla RNN (the LSTM and GRU ignore it: their gates are
+    fixed)."""
     hidden: int = Field(32, ge=1, lt=INT_LIMIT)
     """Number of hidden units."""
     init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
@@ -83,7 +84,7 @@ class ModelConfig(_Strict):
     bias: bool = True
     """Whether the cell has bias vectors."""
     forget_bias: Float = 1.0
-    """Initial LSTM forget-gate bias (ignored by the vanilla RNN)."""
+    """Initial LSTM forget-gate bias (ignored by the vanilla RNN and the GRU)."""
     output: Literal["softmax", "linear"] | None = None
     """Output head; null means the task's natural head."""
     dtype: Literal["float64", "float32"] = "float64"
@@ -299,7 +300,7 @@ def _bounds(field: FieldInfo) -> str:
 
 
 def describe_field(field: FieldInfo) -> str:
-    """What a field accepts, for error messages: "an integer >= 1", "one of rnn, lstm"."""
+    """What a field accepts, for error messages: "an integer >= 1", "one of rnn, lstm, gru"."""
     extra = field.json_schema_extra
     if isinstance(extra, dict) and "allowed" in extra:
         return str(extra["allowed"])
