@@ -157,6 +157,7 @@ def summarize(
     grad_norms: pd.DataFrame | None,
     by: list[str] | None = None,
     step: int | None = None,
+    lyapunov: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Summary table: one row per group of runs, sorted by the group keys (missing keys first).
 
@@ -165,7 +166,8 @@ def summarize(
     ``solved`` and ``diverged`` (fractions of the runs that did not fail), ``failed`` (count),
     means and sample standard deviations of final loss, accuracy, clip rate and the gradient
     statistics of :func:`run_gradient_stats` at training step ``step``. Failed runs count in
-    ``n`` and ``failed`` only.
+    ``n`` and ``failed`` only. With a ``lyapunov`` table (``train.lyapunov``) the columns of
+    ``rnnlab.lyapunov_stats.SUMMARY_COLUMNS`` follow (group means at the same step).
     """
     if by is None:
         by = [c for c in runs.columns if "." in str(c)]
@@ -207,6 +209,13 @@ def summarize(
             "_horizon": stat("horizon"),
         }
     )
+    # ---- the Lyapunov analysis, when the folder has it (rnnlab.lyapunov_stats) ----
+    from rnnlab.lyapunov_stats import summary_values
+
+    lyap = summary_values(lyapunov, run_gradient_stats(grad_norms, step=step), ids, failed, step)
+    for name, v in lyap.items():
+        vals["_lyap_" + name] = v
+    # ----
     keys = by if by else ["_all"]
     frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
     frame = frame.sort_values(keys, na_position="first", kind="mergesort")
@@ -226,13 +235,14 @@ def summarize(
         decay_sd=("_decay", "std"),
         bound=("_bound", "mean"),
         horizon=("_horizon", "mean"),
+        **{name: ("_lyap_" + name, "mean") for name in lyap},
     )
     out = out.reset_index()
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS].reset_index(drop=True)
+    return out[by + SUMMARY_COLUMNS + list(lyap)].reset_index(drop=True)
 
 
 def format_value(x: object, missing: str = "-") -> str:
