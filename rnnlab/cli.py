@@ -383,10 +383,11 @@ def run(
 @user_errors
 def plot_command(
     folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
-    kind: Annotated[Literal["heatmap", "decay", "success"], typer.Option(
+    kind: Annotated[Literal["heatmap", "decay", "success", "lyapunov"], typer.Option(
         help="heatmap: log10 ||dE/ds_t|| over t and a swept key; decay: ||dE/ds_t|| against "
              "lag T - t with the Pascanu et al. bound; success: solved fraction against "
-             "seq_len.")] = "heatmap",
+             "seq_len; lyapunov: the Lyapunov spectrum (train.lyapunov.enabled)."),
+    ] = "heatmap",
     out_file: Annotated[str | None, typer.Option("--out", help="Image file, .png, .pdf or .svg "
                                                  "(default FOLDER/KIND.png).")] = None,
     by: Annotated[str | None, typer.Option(help="Swept key of the rows or lines, e.g. "
