@@ -221,3 +221,22 @@ def test_plot_without_the_analysis_is_a_one_line_error(tmp_path):
     res = invoke("plot", out, "--kind", "lyapunov")
     assert res.exit_code == 2 and "train.lyapunov.enabled: true" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_decay_plot_draws_the_lambda1_line_for_every_cell(folder, tmp_path):
+    pytest.importorskip("matplotlib")
+    from rnnlab.plot import plot
+
+    fig = plot(folder, "decay", tmp_path / "d.png")
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    lines = [ln for ax in axes for ln in ax.get_lines() if ln.get_gid() == "lambda1"]
+    assert len(lines) == 4                                       # 2 cells x 2 scales
+    bounds = [ln for ax in axes for ln in ax.get_lines() if ln.get_gid() == "bound"]
+    assert len(bounds) == 2                                      # the rnn panel only
+    # the line's slope is the seeds' mean lambda_1 in decades per step
+    stats = run_lyapunov_stats(load_lyapunov(folder, step=0)).set_index("run_id")
+    want = {round(v, 10) for v in load_runs(folder).assign(l1=lambda r: stats["lambda1"]
+                                                            .reindex(r["run_id"]).to_numpy())
+            .groupby(["model.cell", "model.weight_scale"])["l1"].mean()}
+    got = {round(float(np.diff(np.log10(ln.get_ydata()))[0]), 10) for ln in lines}
+    assert got == want
