@@ -9,8 +9,9 @@ with the kinds
 * ``lambda``: the Lyapunov exponent lambda_index (index 1..m, descending) of the trajectory of
   that training step's batch, in nats per step (mean over the batch's sequences; see
   :mod:`rnnlab.engine.lyapunov`); divide by ln 10 for decades per step;
-* ``log_sv``: mean over the sequences of log sigma_index(P_k), the singular values (index 1..D,
-  descending) of the Jacobian product over the last k steps before the loss step, in nats;
+* ``log_sv``: mean over the sequences of log sigma_index, the singular values (index 1..H,
+  descending) of the Jacobian product over the last k steps before the loss step (its rows of s,
+  through which the loss reaches the state), in nats;
 * ``window``: k itself (index 0), so that ``log_sv / k`` is a rate per step.
 
 Per-run statistics (:func:`run_lyapunov_stats`), all in decades per step like the measured

@@ -71,9 +71,8 @@ def test_trainer_records_the_analysis_of_each_logged_steps_batch(cell):
     tab = res.lyapunov
     assert set(tab["step"]) == {0, 3, 6} and set(tab["run_id"]) == {s.run_id for s in specs}
     H = 8
-    D = 2 * H if cell == "lstm" else H
     first = tab[(tab["run_id"] == specs[0].run_id) & (tab["step"] == 0)]
-    assert first.groupby("kind").size().to_dict() == {"lambda": 8, "log_sv": D, "window": 1}
+    assert first.groupby("kind").size().to_dict() == {"lambda": 8, "log_sv": H, "window": 1}
     assert first.loc[first["kind"] == "window", "value"].item() == 3
     # the numbers are the engine's on the very batch of step 0 with the initial weights
     trainer = Trainer(specs)

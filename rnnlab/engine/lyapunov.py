@@ -35,11 +35,17 @@ growing directions). Decades per step are
 lambda / ln 10, the unit of rnnlab's measured ``decay`` of ||dE/ds_t||.
 
 Jacobian-product spectrum (the dynamical-isometry view, Pennington et al. 2017): the singular
-values sigma_i of P_k over the last k steps before the loss step, per sequence, reported as the
-mean over sequences of log sigma_i (nats; divide by k for the rate per step). The product is
-accumulated with its Frobenius norm divided out at every step (the log of the scale is added back),
-so it neither overflows nor underflows; singular values below ~1e-16 of the largest are at the
-rounding level of the SVD.
+values sigma_i (i = 1..H) of the rows of s of P_k over the last k steps before the loss step (the
+loss reaches the state through s only, so delta_{T-k} = delta_T[s] P_k[s, :]: for the lstm the
+H x 2H block, else all of P_k), per sequence, reported as the mean over sequences of log sigma_i
+(nats; divide by k for the rate per step). The product is accumulated with its Frobenius norm
+divided out at every step (the log of the scale is added back), so it neither overflows nor
+underflows; singular values below ~1e-16 of the largest are at the rounding level of the SVD.
+
+Cost. J_t is never formed: J_t V is one (G, H) x (H, B c) product per run and elementwise work
+(``_apply``), for the m tangent vectors at every step (then a QR of each sequence's D x m frame)
+and for the D columns of P_k over the last k steps (then one SVD per sequence). ``step_jacobian``
+builds the explicit matrix (for tests and inspection).
 
 Shapes: params as for ``bptt`` (no head needed: Wy, by are ignored), with or without a leading run
 axis R; x: (T, B, I) or (R, T, B, I); s0, c0: (B, H) or (R, B, H). Every computation is elementwise
@@ -84,14 +90,9 @@ def _blocks(Ws: np.ndarray, n: int) -> list[np.ndarray]:
     return [np.swapaxes(Ws[:, :, k * H:(k + 1) * H], -1, -2)[:, None] for k in range(n)]
 
 
-def step_jacobian(cell: str, params: dict, x_t: np.ndarray, u: np.ndarray,
-                  activation: str = "tanh", jacobian: bool = True):
-    """One step of the state map and its Jacobian, with a run axis.
-
-    params: run-axis arrays Wx (R, I, G), Ws (R, H, G), optional b (R, G), bn (R, H);
-    x_t: (R, B, I); u: (R, B, D) the state u_{t-1}. Returns (u_t, J_t) with u_t: (R, B, D) and
-    J_t: (R, B, D, D) (None unless ``jacobian``); equations in the module docstring.
-    """
+def _step(cell: str, params: dict, x_t: np.ndarray, u: np.ndarray, activation: str):
+    """One step of the state map: u_t and the per-unit factors its Jacobian is made of (each
+    (R, B, H); names as in the module docstring's equations)."""
     Wx, Ws = params["Wx"], params["Ws"]
     H = Ws.shape[-2]
     a = np.matmul(x_t, Wx)
@@ -101,10 +102,7 @@ def step_jacobian(cell: str, params: dict, x_t: np.ndarray, u: np.ndarray,
     if cell == "rnn":
         z = a + np.matmul(s, Ws)
         s_new = phi(activation, z, out=np.empty_like(z))
-        if not jacobian:
-            return s_new, None
-        dp = dphi(activation, s_new, out=np.empty_like(s_new))
-        return s_new, dp[..., :, None] * _blocks(Ws, 1)[0]
+        return s_new, {"d": dphi(activation, s_new, out=np.empty_like(s_new))}
     if cell == "lstm":
         c = u[..., H:]
         a = a + np.matmul(s, Ws)
@@ -112,36 +110,71 @@ def step_jacobian(cell: str, params: dict, x_t: np.ndarray, u: np.ndarray,
         g, o = np.tanh(a[..., 2 * H:3 * H]), sigmoid(a[..., 3 * H:])
         c_new = f * c + i * g
         tc = np.tanh(c_new)
-        u_new = np.concatenate([o * tc, c_new], axis=-1)
-        if not jacobian:
-            return u_new, None
-        Ai, Af, Ag, Ao = _blocks(Ws, 4)
-        dc_ds = ((c * f * (1 - f))[..., None] * Af + (g * i * (1 - i))[..., None] * Ai
-                 + (i * (1 - g * g))[..., None] * Ag)
-        do = o * (1 - tc * tc)
-        ds_ds = (tc * o * (1 - o))[..., None] * Ao + do[..., None] * dc_ds
-        eye = np.eye(H, dtype=u.dtype)
-        J = np.empty(u.shape + (2 * H,), dtype=u.dtype)
-        J[..., :H, :H] = ds_ds
-        J[..., :H, H:] = (do * f)[..., None] * eye
-        J[..., H:, :H] = dc_ds
-        J[..., H:, H:] = f[..., None] * eye
-        return u_new, J
-    # gru
-    h = np.matmul(s, Ws)
+        fac = {"ci": g * i * (1 - i), "cf": c * f * (1 - f), "cg": i * (1 - g * g), "f": f,
+               "so": tc * o * (1 - o), "do": o * (1 - tc * tc)}
+        return np.concatenate([o * tc, c_new], axis=-1), fac
+    h = np.matmul(s, Ws)                                            # gru
     r = sigmoid(a[..., :H] + h[..., :H])
     z = sigmoid(a[..., H:2 * H] + h[..., H:2 * H])
     q = h[..., 2 * H:] + (params["bn"][:, None, :] if "bn" in params else 0)
     n = np.tanh(a[..., 2 * H:] + r * q)
-    s_new = (1 - z) * n + z * s
-    if not jacobian:
-        return s_new, None
+    fac = {"rq": (1 - z) * (1 - n * n) * q * r * (1 - r), "rn": (1 - z) * (1 - n * n) * r,
+           "zz": (s - n) * z * (1 - z), "z": z}
+    return (1 - z) * n + z * s, fac
+
+
+def _explicit(cell: str, Ws: np.ndarray, fac: dict, dtype) -> np.ndarray:
+    """J_t as a matrix, (R, B, D, D), from the factors of ``_step``."""
+    if cell == "rnn":
+        return fac["d"][..., :, None] * _blocks(Ws, 1)[0]
+    H = Ws.shape[-2]
+    eye = np.eye(H, dtype=dtype)
+    if cell == "lstm":
+        Ai, Af, Ag, Ao = _blocks(Ws, 4)
+        dc_ds = (fac["cf"][..., None] * Af + fac["ci"][..., None] * Ai
+                 + fac["cg"][..., None] * Ag)
+        J = np.empty(fac["f"].shape[:-1] + (2 * H, 2 * H), dtype=dtype)
+        J[..., :H, :H] = fac["so"][..., None] * Ao + fac["do"][..., None] * dc_ds
+        J[..., :H, H:] = (fac["do"] * fac["f"])[..., None] * eye
+        J[..., H:, :H] = dc_ds
+        J[..., H:, H:] = fac["f"][..., None] * eye
+        return J
     Ar, Az, An = _blocks(Ws, 3)
-    dr = (r * (1 - r))[..., None] * Ar
-    dn = (1 - n * n)[..., None] * (q[..., None] * dr + r[..., None] * An)
-    J = (1 - z)[..., None] * dn + ((s - n) * z * (1 - z))[..., None] * Az
-    J += z[..., None] * np.eye(H, dtype=u.dtype)
-    return s_new, J
+    J = fac["rq"][..., None] * Ar + fac["rn"][..., None] * An + fac["zz"][..., None] * Az
+    J += fac["z"][..., None] * eye
+    return J
+
+
+def _apply(cell: str, WsT: np.ndarray, fac: dict, V: np.ndarray) -> np.ndarray:
+    """J_t V without forming J_t, for tangent vectors in column layout.
+
+    WsT: (R, G, H) = Ws transposed; fac: ``_step``'s factors transposed to (R, H, B, 1);
+    V: (R, D, B, c), c vectors per sequence. One (G, H) x (H, B c) product per run, then
+    elementwise work: cheaper than forming the (R, B, D, D) Jacobian and multiplying by it.
+    """
+    R, _, B, c = V.shape
+    H = WsT.shape[-1]
+    AV = np.matmul(WsT, V[:, :H].reshape(R, H, B * c)).reshape(R, -1, B, c)   # blocks A_x V_s
+    if cell == "rnn":
+        return fac["d"] * AV
+    if cell == "lstm":
+        dc = (fac["cf"] * AV[:, H:2 * H] + fac["ci"] * AV[:, :H] + fac["cg"] * AV[:, 2 * H:3 * H]
+              + fac["f"] * V[:, H:])
+        return np.concatenate([fac["so"] * AV[:, 3 * H:] + fac["do"] * dc, dc], axis=1)
+    return (fac["rq"] * AV[:, :H] + fac["rn"] * AV[:, 2 * H:] + fac["zz"] * AV[:, H:2 * H]
+            + fac["z"] * V)
+
+
+def step_jacobian(cell: str, params: dict, x_t: np.ndarray, u: np.ndarray,
+                  activation: str = "tanh", jacobian: bool = True):
+    """One step of the state map and its Jacobian, with a run axis.
+
+    params: run-axis arrays Wx (R, I, G), Ws (R, H, G), optional b (R, G), bn (R, H);
+    x_t: (R, B, I); u: (R, B, D) the state u_{t-1}. Returns (u_t, J_t) with u_t: (R, B, D) and
+    J_t: (R, B, D, D) (None unless ``jacobian``); equations in the module docstring.
+    """
+    u_new, fac = _step(cell, params, x_t, u, activation)
+    return u_new, (_explicit(cell, params["Ws"], fac, u.dtype) if jacobian else None)
 
 
 @dataclass
@@ -150,8 +183,8 @@ class LyapunovResult:
 
     exponents: (m,) the top m Lyapunov exponents in nats per step, descending (mean over the
     batch's sequences; ``exponents / ln 10`` is decades per step);
-    log_sv: (D,) mean over sequences of log sigma_i(P_k), descending (nats over k steps; None
-    when k = 0); k: the window of the product; states: (T, B, D) the trajectory u_1..u_T
+    log_sv: (H,) mean over sequences of log sigma_i(P_k[s, :]), descending (nats over k steps;
+    None when k = 0); k: the window of the product; states: (T, B, D) the trajectory u_1..u_T
     (with a run axis (R, T, B, D)).
     """
 
@@ -240,27 +273,33 @@ def lyapunov(params: dict, x, *, cell: str = "rnn", activation: str = "tanh",
     if isinstance(k, bool) or int(k) != k or not 0 <= k <= T:
         _fail("window", repr(window), f"an integer from 0 to T = {T}")
     m, k = int(m), int(k)
-    Q = np.broadcast_to(initial_frame(D, m, dtype), (R, B, D, m)).copy()
+    WsT = np.ascontiguousarray(p["Ws"].swapaxes(-1, -2))             # (R, G, H)
+    Q = np.ascontiguousarray(np.broadcast_to(initial_frame(D, m, dtype)[None, :, None, :],
+                                             (R, D, B, m)))         # column layout (R, D, B, m)
     logr = np.zeros((R, B, m), dtype=dtype)
     P = None
     logscale = np.zeros((R, B), dtype=dtype)
     states = np.empty((R, T, B, D), dtype=dtype)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         for t in range(T):
-            u, J = step_jacobian(cell, p, x[:, t], u, activation)
+            u, fac = _step(cell, p, x[:, t], u, activation)
             states[:, t] = u
-            Q, Rt = np.linalg.qr(np.matmul(J, Q))
+            fac = {key: v.swapaxes(1, 2)[..., None] for key, v in fac.items()}   # (R, H, B, 1)
+            q, Rt = np.linalg.qr(_apply(cell, WsT, fac, Q).transpose(0, 2, 1, 3))
+            Q = np.ascontiguousarray(q.transpose(0, 2, 1, 3))
             logr += np.log(np.abs(np.diagonal(Rt, axis1=-2, axis2=-1)))
             if t >= T - k:                                  # P <- J_t P, rescaled
-                P = J.copy() if P is None else np.matmul(J, P)
-                scale = np.sqrt(np.einsum("rbij,rbij->rb", P, P))
-                ok = scale > 0
-                P /= np.where(ok, scale, 1)[..., None, None]
+                if P is None:
+                    P = np.ascontiguousarray(np.broadcast_to(
+                        np.eye(D, dtype=dtype)[None, :, None, :], (R, D, B, D)))
+                P = _apply(cell, WsT, fac, P)
+                scale = np.sqrt(np.einsum("ribj,ribj->rb", P, P))
+                P /= np.where(scale > 0, scale, 1)[:, None, :, None]
                 logscale += np.log(scale)
         lam = -np.sort(-(logr / T), axis=-1).mean(axis=1)
         log_sv = None
-        if P is not None:
-            sv = np.linalg.svd(P, compute_uv=False)
+        if P is not None:                                   # rows of s: (R, B, H, D)
+            sv = np.linalg.svd(P[:, :H].transpose(0, 2, 1, 3), compute_uv=False)
             log_sv = (np.log(sv) + logscale[..., None]).mean(axis=1)
     if not batched:
         return LyapunovResult(exponents=lam[0], log_sv=None if log_sv is None else log_sv[0],
