@@ -82,7 +82,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         batches = execute.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
                                                                           res.metrics,
-                                                                          res.lyapunov),
+                                                                          **_extra_tables(res)),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
                                   executor=executor, scheduler=scheduler)
@@ -97,6 +97,13 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         notes.append(f"{len(kept_failed)} run(s) that failed in an earlier sweep were not rerun; "
                      "--retry-failed trains them again")
     return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
+
+
+def _extra_tables(res) -> dict:
+    """The optional tables of a batch result, as keywords of ``ResultsStore.write_batch`` (none
+    when the analysis was off, so the call is the plain three-table one)."""
+    lyap = getattr(res, "lyapunov", None)
+    return {} if lyap is None else {"lyapunov": lyap}
 
 
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
