@@ -220,3 +220,18 @@ def test_bad_arguments_name_the_argument(kw, match):
     p = net(rng, "rnn")
     with pytest.raises(ValueError, match=match):
         lyapunov(p, rng.standard_normal((6, 2, 3)), **kw)
+
+
+def test_an_overflowing_run_gets_nan_and_leaves_the_others_alone():
+    """A run whose tangent vectors overflow has NaN exponents and spectrum (no exception, so a
+    sweep's batch goes on), and the other runs' numbers are those they have alone."""
+    rng = np.random.default_rng(13)
+    p = net(rng, "rnn", H=6)
+    x = rng.standard_normal((30, 2, 3))
+    P = {k: np.stack([v, v]) for k, v in p.items()}
+    P["Ws"][1, 0, 0] = 1e308
+    res = lyapunov(P, x, activation="relu", window=5)
+    assert np.isnan(res.exponents[1]).all() and np.isnan(res.log_sv[1]).all()
+    alone = lyapunov(p, x, activation="relu", window=5)
+    np.testing.assert_array_equal(res.exponents[0], alone.exponents)
+    np.testing.assert_array_equal(res.log_sv[0], alone.log_sv)

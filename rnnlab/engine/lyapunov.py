@@ -27,7 +27,9 @@ orthonormal D x m matrix (``initial_frame``: the same for every run and sequence
     Q_t R_t = qr(J_t Q_{t-1})          lambda_k = (1/T) sum_t log |R_t[k, k]|     (nats per step)
 
 for every sequence of the batch, sorted in descending order; the reported exponents are the means
-over the sequences. They are finite-time exponents of the T steps of the trajectory (from its
+over the sequences (NaN when a sequence's tangent vectors or product overflow: a run that
+explodes has no finite exponents; a tangent direction that is annihilated exactly, as by dead relu
+units, gives -inf). They are finite-time exponents of the T steps of the trajectory (from its
 first step: no transient is cut): lambda_1 + ... + lambda_k is the growth rate of k-dimensional
 volumes spanned by tangent vectors, and with m = D the sum is exactly (1/T) log |det J_T...J_1|.
 Individual exponents approach the asymptotic ones as O(1/T) (the start frame's overlap with the
@@ -276,7 +278,9 @@ def lyapunov(params: dict, x, *, cell: str = "rnn", activation: str = "tanh",
     WsT = np.ascontiguousarray(p["Ws"].swapaxes(-1, -2))             # (R, G, H)
     Q = np.ascontiguousarray(np.broadcast_to(initial_frame(D, m, dtype)[None, :, None, :],
                                              (R, D, B, m)))         # column layout (R, D, B, m)
+    Q0 = Q.copy()
     logr = np.zeros((R, B, m), dtype=dtype)
+    bad = np.zeros((R, B), dtype=bool)                      # a non-finite tangent or product
     P = None
     logscale = np.zeros((R, B), dtype=dtype)
     states = np.empty((R, T, B, D), dtype=dtype)
@@ -285,7 +289,12 @@ def lyapunov(params: dict, x, *, cell: str = "rnn", activation: str = "tanh",
             u, fac = _step(cell, p, x[:, t], u, activation)
             states[:, t] = u
             fac = {key: v.swapaxes(1, 2)[..., None] for key, v in fac.items()}   # (R, H, B, 1)
-            q, Rt = np.linalg.qr(_apply(cell, WsT, fac, Q).transpose(0, 2, 1, 3))
+            Y = _apply(cell, WsT, fac, Q)
+            now = ~np.isfinite(Y).all(axis=(1, 3))
+            if now.any():                   # an overflowing sequence: NaN, the others go on
+                bad |= now
+                Y = np.where(now[:, None, :, None], Q0, Y)
+            q, Rt = np.linalg.qr(Y.transpose(0, 2, 1, 3))
             Q = np.ascontiguousarray(q.transpose(0, 2, 1, 3))
             logr += np.log(np.abs(np.diagonal(Rt, axis1=-2, axis2=-1)))
             if t >= T - k:                                  # P <- J_t P, rescaled
@@ -293,14 +302,21 @@ def lyapunov(params: dict, x, *, cell: str = "rnn", activation: str = "tanh",
                     P = np.ascontiguousarray(np.broadcast_to(
                         np.eye(D, dtype=dtype)[None, :, None, :], (R, D, B, D)))
                 P = _apply(cell, WsT, fac, P)
+                now = ~np.isfinite(P).all(axis=(1, 3))
+                if now.any():
+                    bad |= now
+                    P = np.where(now[:, None, :, None], np.eye(D, dtype=dtype)[None, :, None, :],
+                                 P)
                 scale = np.sqrt(np.einsum("ribj,ribj->rb", P, P))
                 P /= np.where(scale > 0, scale, 1)[:, None, :, None]
                 logscale += np.log(scale)
-        lam = -np.sort(-(logr / T), axis=-1).mean(axis=1)
+        lam = -np.sort(-(logr / T), axis=-1)
+        lam = np.where(bad[..., None], np.nan, lam).mean(axis=1)
         log_sv = None
         if P is not None:                                   # rows of s: (R, B, H, D)
             sv = np.linalg.svd(P[:, :H].transpose(0, 2, 1, 3), compute_uv=False)
-            log_sv = (np.log(sv) + logscale[..., None]).mean(axis=1)
+            log_sv = np.where(bad[..., None], np.nan, np.log(sv) + logscale[..., None])
+            log_sv = log_sv.mean(axis=1)
     if not batched:
         return LyapunovResult(exponents=lam[0], log_sv=None if log_sv is None else log_sv[0],
                               k=k, states=states[0])
