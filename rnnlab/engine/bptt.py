@@ -12,7 +12,8 @@ Backward, the error delta_t = dE/ds_t flows from the loss steps to t = 1:
     dWs = sum_t s_{t-1}^T dz_t,   dWx = sum_t x_t^T dz_t,   db = sum_t sum_b dz_t
 
 ``step_norms`` reports, for every t: ||delta_t|| ("ds"), ||s_{t-1}^T dz_t|| ("dWs", the t-th term
-of the lecture's sum), ||x_t^T dz_t|| ("dWx") and, for the LSTM, ||dE/dc_t|| ("dc").
+of the lecture's sum), ||x_t^T dz_t|| ("dWx") and, for the LSTM, ||dE/dc_t|| ("dc"). For the GRU
+dz_t is [da_r, da_z, dq] for "dWs" and [da_r, da_z, da_n] for "dWx" (see ``cells``).
 
 Speed (docs/ARCHITECTURE.md): every array carries a leading run axis R, so R independent
 networks cost one Python loop; the input projection x_t Wx + b is one matmul for all t before the
