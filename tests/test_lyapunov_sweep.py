@@ -239,3 +239,20 @@ def test_decay_plot_draws_the_lambda1_line_for_every_cell(folder, tmp_path):
             .groupby(["model.cell", "model.weight_scale"])["l1"].mean()}
     got = {round(float(np.diff(np.log10(ln.get_ydata()))[0]), 10) for ln in lines}
     assert got == want
+
+
+def test_the_reference_experiment_sweeps_scale_and_cell_with_ten_seeds():
+    from pathlib import Path
+
+    from rnnlab.experiment import load_experiment
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "lyapunov.yaml"
+    for profile, seeds in ((None, 10), ("quick", 2)):
+        exp = load_experiment(path, profile=profile)
+        assert exp.repeats >= seeds
+        cfgs = [r.config for r in exp.runs()]
+        assert {c.model.cell for c in cfgs} == {"rnn", "lstm", "gru"}
+        assert len({c.model.weight_scale for c in cfgs}) >= 3
+        assert all(c.train.lyapunov.enabled for c in cfgs)
+        steps = cfgs[0].train.steps
+        assert cfgs[0].train.log_every == steps           # analysed at init and after training
