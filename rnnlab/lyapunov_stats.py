@@ -29,14 +29,46 @@ first recorded step, initialisation):
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+
+from rnnlab.engine.lyapunov import lyapunov
 
 KINDS = ("lambda", "log_sv", "window")
 STAT_COLUMNS = ["lambda1", "lambda_sum", "sv_mean", "decay_gap"]
 #: The columns the summary table gains when a folder holds the analysis (group means).
 SUMMARY_COLUMNS = ["lambda1", "lambda_sum", "decay_gap"]
 LN10 = float(np.log(10.0))
+
+
+def analyse_bytes(B: int, H: int, G: int, D: int, itemsize: int) -> int:
+    """Bytes one run's analysis holds at the peak: the product's D columns carried through a
+    step (P, the gate products A V with G rows, and the new P) for each of B sequences."""
+    return itemsize * B * D * (2 * D + G + H)
+
+
+def analyse(params: dict, x: np.ndarray, *, cell: str, activation: str, exponents: int,
+            window: int, budget: int):
+    """``engine.lyapunov`` over a run axis, a few runs at a time so that the arrays of one call
+    stay under ``budget`` bytes (the product over the window holds D x D per sequence: 270 MB for
+    64 lstm runs of 32 sequences at H = 64 at once). Each run's numbers are those it has alone,
+    so the chunking changes none. Returns exponents (R, m), log_sv (R, H) or None, and k."""
+    R, _, B, _ = x.shape
+    H, G = params["Ws"].shape[-2:]
+    D = 2 * H if cell == "lstm" else H
+    per_run = analyse_bytes(B, H, G, D if window else exponents, x.dtype.itemsize)
+    chunk = int(max(1, min(R, budget // max(per_run, 1))))
+    lam, sv = [], []
+    for a in range(0, R, chunk):
+        r = slice(a, min(a + chunk, R))
+        res = lyapunov({key: v[r] for key, v in params.items() if key in ("Wx", "Ws", "b", "bn")},
+                       x[r], cell=cell, activation=activation, exponents=exponents, window=window)
+        lam.append(res.exponents)
+        sv.append(res.log_sv)
+    return SimpleNamespace(exponents=np.concatenate(lam),
+                           log_sv=None if sv[0] is None else np.concatenate(sv), k=window)
 
 
 def lyapunov_table(run_ids, step: int, mask: np.ndarray, res) -> pd.DataFrame:

@@ -36,8 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from . import optim
 from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
-from .engine.lyapunov import lyapunov
-from .lyapunov_stats import lyapunov_table
+from .lyapunov_stats import analyse, lyapunov_table
 from .tasks import TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
@@ -202,8 +201,8 @@ class Trainer:
         D = 2 * H if self.kw["cell"] == "lstm" else H
         m = min(D, opt.exponents or min(H, 8))
         k = min(x.shape[1], opt.window or x.shape[1])
-        return lyapunov(params, x, cell=self.kw["cell"], activation=self.kw["activation"],
-                        exponents=m, window=k)
+        return analyse(params, x, cell=self.kw["cell"], activation=self.kw["activation"],
+                       exponents=m, window=k, budget=EVAL_BUDGET)
 
     def _carry(self, s, c):
         """The state handed to the next window: a run whose state overflowed diverges, and its

@@ -256,3 +256,28 @@ def test_the_reference_experiment_sweeps_scale_and_cell_with_ten_seeds():
         assert all(c.train.lyapunov.enabled for c in cfgs)
         steps = cfgs[0].train.steps
         assert cfgs[0].train.log_every == steps           # analysed at init and after training
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_analysis_in_chunks_of_runs_is_the_same_bit_for_bit(cell):
+    """The trainer analyses a few runs at a time under a memory budget; any chunking gives the
+    numbers of one call over all runs."""
+    from rnnlab.engine import init_params
+    from rnnlab.lyapunov_stats import analyse, analyse_bytes
+
+    rng = np.random.default_rng(3)
+    ps = [init_params(rng, cell=cell, input_size=3, hidden=5, output_size=2, scale=s)
+          for s in (0.5, 1.0, 1.5, 2.0, 2.5)]
+    P = {k: np.stack([p[k] for p in ps]) for k in ps[0]}
+    x = rng.standard_normal((5, 7, 4, 3))
+    kw = dict(cell=cell, activation="tanh", exponents=3, window=4)
+    whole = analyse(P, x, budget=1 << 40, **kw)
+    one = lyapunov(P, x, **kw)
+    np.testing.assert_array_equal(whole.exponents, one.exponents)
+    D = 10 if cell == "lstm" else 5
+    per_run = analyse_bytes(4, 5, P["Ws"].shape[-1], D, 8)
+    for budget in (1, 2 * per_run, 3 * per_run):
+        part = analyse(P, x, budget=budget, **kw)
+        np.testing.assert_array_equal(part.exponents, whole.exponents)
+        np.testing.assert_array_equal(part.log_sv, whole.log_sv)
+        assert part.k == 4
