@@ -55,7 +55,7 @@ def main():
 @app.command()
 @user_errors
 def gradcheck(
-    cell: Annotated[Literal["rnn", "lstm"], typer.Option(help="Recurrent cell.")] = "rnn",
+    cell: Annotated[Literal["rnn", "lstm", "gru"], typer.Option(help="Recurrent cell.")] = "rnn",
     activation: Annotated[Literal["tanh", "relu", "sigmoid", "identity"],
                           typer.Option(help="phi of the rnn cell.")] = "tanh",
     output: Annotated[Literal["softmax", "linear"], typer.Option(help="Output head.")] = "softmax",
@@ -422,10 +422,11 @@ def run(
 @user_errors
 def plot_command(
     folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
-    kind: Annotated[Literal["heatmap", "decay", "success"], typer.Option(
+    kind: Annotated[Literal["heatmap", "decay", "success", "lyapunov"], typer.Option(
         help="heatmap: log10 ||dE/ds_t|| over t and a swept key; decay: ||dE/ds_t|| against "
              "lag T - t with the Pascanu et al. bound; success: solved fraction against "
-             "seq_len.")] = "heatmap",
+             "seq_len; lyapunov: the Lyapunov spectrum (train.lyapunov.enabled)."),
+    ] = "heatmap",
     out_file: Annotated[str | None, typer.Option("--out", help="Image file, .png, .pdf or .svg "
                                                  "(default FOLDER/KIND.png).")] = None,
     by: Annotated[str | None, typer.Option(help="Swept key of the rows or lines, e.g. "

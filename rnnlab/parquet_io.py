@@ -72,11 +72,22 @@ METRICS_SCHEMA = pa.schema(
         ("clipped", pa.bool_()),
     ]
 )
+LYAP_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("kind", pa.string()),
+        ("index", pa.int64()),
+        ("value", pa.float64()),
+    ]
+)
 #: Columns a file must have to be read (a damaged footer can rename or drop them).
 _RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
 _METRICS_COLS = METRICS_SCHEMA
 _GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
 _METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
+_LYAP_SORT = [("run_id", "ascending"), ("step", "ascending"), ("kind", "ascending"),
+              ("index", "ascending")]
 
 
 # --------------------------------------------------------------------------------------------

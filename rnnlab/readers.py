@@ -1,4 +1,5 @@
-"""Reading a results folder: manifest, runs, grad norms and metrics of the committed runs.
+"""Reading a results folder: manifest, runs, grad norms, metrics and (when the analysis was on)
+the Lyapunov tables of the committed runs.
 
 Readers only read part files referenced by ``runs.parquet`` (see the commit protocol in
 :mod:`rnnlab.store`), so they never see the leftovers of an interrupted sweep.
@@ -16,13 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.layout import GRAD_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.layout import GRAD_DIR, LYAP_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
 from rnnlab.parquet_io import (
     _GRAD_SORT,
+    _LYAP_SORT,
     _METRICS_COLS,
     _METRICS_SORT,
     _RUNS_COLS,
     GRAD_SCHEMA,
+    LYAP_SCHEMA,
     METRICS_SCHEMA,
     _corrupt,
     _read_parquet,
@@ -121,6 +124,33 @@ def load_grad_norms(
         pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
     )
     return table.sort_by(_GRAD_SORT).to_pandas()
+
+
+def load_lyapunov(
+    path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
+) -> pd.DataFrame:
+    """The Lyapunov tables of committed runs (``train.lyapunov``), sorted by run_id, step, kind,
+    index: columns run_id, step, kind, index, value (kinds in ``rnnlab.lyapunov_stats``). Empty
+    when the analysis was off. ``run_ids`` and ``step`` restrict as in :func:`load_grad_norms`.
+    """
+    p = _results_dir(path)
+    runs = _runs_table_of(p)
+    part_of = dict(
+        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
+    )
+    wanted = sorted(part_of) if run_ids is None else sorted(set(run_ids) & set(part_of))
+    flt = pc.field("run_id").isin(wanted)
+    if step is not None:
+        flt = flt & (pc.field("step") == int(step))
+    tables = [
+        _read_parquet(p / LYAP_DIR / part, filters=flt, need=LYAP_SCHEMA)
+        for part in sorted({part_of[r] for r in wanted})
+        if (p / LYAP_DIR / part).is_file()
+    ]
+    table = (
+        pa.concat_tables(tables, promote_options="default") if tables else LYAP_SCHEMA.empty_table()
+    )
+    return table.sort_by(_LYAP_SORT).to_pandas()
 
 
 def load_metrics(path: str | os.PathLike) -> pd.DataFrame:

@@ -5,6 +5,8 @@ Layout of a results folder (default ``results/<experiment name>/``)::
     manifest.json        experiment name, fingerprint, resolved experiment, versions, command line
     runs.parquet         one row per committed run; column ``part`` names the run's part files
     grad_norms/          parquet dataset: one ``part-<hash>.parquet`` per batch of runs
+    lyapunov/            the same for the Lyapunov analysis (``train.lyapunov``; only batches
+                         that computed it have a part here: a missing part is no data, not damage)
     metrics/             parquet part files of the batches not yet compacted
     metrics.parquet      metrics compacted by ``finalize`` (lists its parts in its metadata)
     summary.csv          summary table (4 significant digits, identical on every machine)
@@ -48,6 +50,7 @@ from rnnlab.layout import (
     FORMAT_VERSION,
     GRAD_DIR,
     LOCK,
+    LYAP_DIR,
     MANIFEST,
     METRICS,
     METRICS_DIR,
@@ -61,11 +64,13 @@ from rnnlab.layout import (
 from rnnlab.lock import _acquire_lock, _host, _release_lock  # noqa: F401
 from rnnlab.parquet_io import (
     _GRAD_SORT,
+    _LYAP_SORT,
     _METRICS_COLS,
     _METRICS_SORT,
     _PARTS_KEY,
     _RUNS_COLS,
     GRAD_SCHEMA,
+    LYAP_SCHEMA,
     METRICS_SCHEMA,
     NULLABLE_INT_RUN_COLUMNS,
     RUN_FIELDS,
@@ -82,6 +87,7 @@ from rnnlab.readers import (
     _read_manifest,
     is_results_dir,
     load_grad_norms,
+    load_lyapunov,
     load_manifest,
     load_metrics,
     load_runs,
@@ -94,7 +100,8 @@ __all__ = [
     "FORMAT_VERSION", "GRAD_DIR", "GRAD_SCHEMA", "LOCK", "MANIFEST", "METRICS", "METRICS_DIR",
     "METRICS_SCHEMA", "NULLABLE_INT_RUN_COLUMNS", "PART_PREFIX", "RUNS", "RUN_FIELDS",
     "SUMMARY_CSV", "SUMMARY_MD", "TMP_PREFIX", "ResultsStore", "is_results_dir", "load_grad_norms",
-    "load_manifest", "load_metrics", "load_runs", "part_name", "plain_value", "system_info",
+    "load_lyapunov", "load_manifest", "load_metrics", "load_runs", "part_name", "plain_value",
+    "system_info", "LYAP_DIR", "LYAP_SCHEMA",
 ]
 
 
@@ -217,7 +224,7 @@ class ResultsStore:
         for name in (RUNS, METRICS, SUMMARY_CSV, SUMMARY_MD):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
-        for sub in (GRAD_DIR, METRICS_DIR):
+        for sub in (GRAD_DIR, LYAP_DIR, METRICS_DIR):
             folder = self.path / sub
             if folder.is_dir():
                 for e in os.listdir(folder):
@@ -229,7 +236,8 @@ class ResultsStore:
 
     def _cleanup(self) -> None:
         """Remove temporary files, orphan parts and runs whose part files are missing."""
-        for folder in (self.path, self.path / GRAD_DIR, self.path / METRICS_DIR):
+        for folder in (self.path, self.path / GRAD_DIR, self.path / LYAP_DIR,
+                       self.path / METRICS_DIR):
             if folder.is_dir():
                 for e in os.listdir(folder):
                     if e.startswith(TMP_PREFIX):
@@ -254,7 +262,8 @@ class ResultsStore:
             )
             referenced -= broken
         removed = 0
-        for sub, keep_parts in ((GRAD_DIR, referenced), (METRICS_DIR, referenced - compacted)):
+        for sub, keep_parts in ((GRAD_DIR, referenced), (LYAP_DIR, referenced),
+                                (METRICS_DIR, referenced - compacted)):
             folder = self.path / sub
             if not folder.is_dir():
                 continue
@@ -344,12 +353,14 @@ class ResultsStore:
         return dropped
 
     def write_batch(
-        self, runs: list[dict], grad_norms: pd.DataFrame | None, metrics: pd.DataFrame | None
+        self, runs: list[dict], grad_norms: pd.DataFrame | None, metrics: pd.DataFrame | None,
+        lyapunov: pd.DataFrame | None = None,
     ) -> None:
         """Commit a batch of finished runs atomically (see the module docstring).
 
-        ``grad_norms`` and ``metrics`` are long-format frames whose ``run_id`` values must belong
-        to the batch. Committing a run id twice is a programming error (ValueError).
+        ``grad_norms``, ``metrics`` and ``lyapunov`` (optional; no part file when None or empty)
+        are long-format frames whose ``run_id`` values must belong to the batch. Committing a run
+        id twice is a programming error (ValueError).
         """
         if not runs:
             return
@@ -363,12 +374,16 @@ class ResultsStore:
             raise ValueError(f"runs already stored: {sorted(again)[:5]}")
         grad = _frame_table(grad_norms, GRAD_SCHEMA, "grad_norms")
         met = _frame_table(metrics, METRICS_SCHEMA, "metrics")
-        for what, table in (("grad_norms", grad), ("metrics", met)):
+        lya = _frame_table(lyapunov, LYAP_SCHEMA, "lyapunov")
+        for what, table in (("grad_norms", grad), ("metrics", met), ("lyapunov", lya)):
             stray = set(table.column("run_id").to_pylist()) - set(ids)
             if stray:
                 raise ValueError(f"{what} has rows of runs not in the batch: {sorted(stray)[:5]}")
         part = part_name(ids)
-        for sub, table, order in ((GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)):
+        written = [(GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)]
+        if lya.num_rows:
+            written.append((LYAP_DIR, lya, _LYAP_SORT))
+        for sub, table, order in written:
             folder = self.path / sub
             folder.mkdir(exist_ok=True)
             _write_parquet_atomic(folder / part, table.sort_by(order))

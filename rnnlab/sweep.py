@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import execute
 from .experiment import Experiment
-from .store import ResultsStore, load_grad_norms, load_runs, system_info
+from .store import ResultsStore, load_grad_norms, load_lyapunov, load_runs, system_info
 from .summarize import render, summarize
 
 
@@ -81,7 +81,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
             progress.start(len(runs), len(runs) - len(todo))
         batches = execute.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
-                                                                          res.metrics),
+                                                                          res.metrics,
+                                                                          **_extra_tables(res)),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
                                   executor=executor, scheduler=scheduler)
@@ -98,13 +99,21 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
 
 
+def _extra_tables(res) -> dict:
+    """The optional tables of a batch result, as keywords of ``ResultsStore.write_batch`` (none
+    when the analysis was off, so the call is the plain three-table one)."""
+    lyap = getattr(res, "lyapunov", None)
+    return {} if lyap is None else {"lyapunov": lyap}
+
+
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
     """The summary table of a results folder (gradient statistics at the first logged step,
     i.e. at initialisation, unless ``step`` says otherwise)."""
     runs = load_runs(out)
     ok = runs[runs["status"] != "failed"]["run_id"].tolist()
     norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
-    return summarize(runs, norms, by=by, step=step)
+    lyap = load_lyapunov(out, step=0 if step is None else step) if ok else None
+    return summarize(runs, norms, by=by, step=step, lyapunov=lyap)
 
 
 def check_folder(out: Path, file: str | Path | None = None,

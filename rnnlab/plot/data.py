@@ -173,6 +173,7 @@ def _default_by(res: _Results, kind: str) -> tuple[str, ...] | None:
     varying = _varying(res)
     keys_of = {k: axis for axis in varying for k in axis}
     preferred = {"heatmap": ["model.weight_scale"], "decay": ["model.weight_scale"],
+                 "lyapunov": ["model.weight_scale"],
                  "success": ["model.cell", "train.clip.mode"]}[kind]
     for key in preferred:
         if key in keys_of and (kind != "success" or SEQ_LEN not in keys_of[key]):
