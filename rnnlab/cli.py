@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 app = typer.Typer(
     name="rnnlab",
@@ -32,7 +32,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one
 
 def fail(message: str, code: int = 2):
     """One line on stderr, then exit: the boundary where library errors become CLI errors."""
-    err.print(f"rnnlab: error: {message}", markup=False, soft_wrap=True)
+    err.print(f"rnnlab: error: {one_line(message)}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,7 +43,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            fail(str(e))
+            fail(str(e), e.exit_code)
     return wrapper
 
 
@@ -246,14 +246,14 @@ def sweep(
         bar.stop()
         signal.signal(signal.SIGTERM, old)
     for note in report.notes:
-        err.print(f"rnnlab: {note}", markup=False)
+        err.print(f"rnnlab: {one_line(note)}", markup=False)
     o = report.outcome
     if report.summary is not None:
         show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
     err.print(f"rnnlab: {o.done} run(s) now, {report.skipped} already done, {o.diverged} "
               f"diverged, {o.failed} failed; results in {report.out}", markup=False)
     for run_id, error in o.errors[:5]:
-        err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
+        err.print(f"rnnlab: run {run_id} failed: {one_line(error, 300)}", markup=False)
     if o.interrupted:
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
                   "resume", markup=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnnlab.errors import UserError
 from rnnlab.layout import LOCK
+from rnnlab.parquet_io import disk_full_error, is_disk_full
 
 
 def _host() -> str:
@@ -62,7 +63,12 @@ def _acquire_lock(folder: Path) -> int:
     """
     lock_path = folder / LOCK
     for _ in range(20):
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(folder, e) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -83,9 +89,15 @@ def _acquire_lock(folder: Path) -> int:
         if not same:  # the previous holder unlinked the file between our open and flock
             os.close(fd)
             continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {_host()}\n".encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {_host()}\n".encode())
+            os.fsync(fd)
+        except OSError as e:
+            os.close(fd)
+            if is_disk_full(e):
+                raise disk_full_error(folder, e) from None
+            raise
         return fd
     raise UserError(f"could not lock {lock_path}; try again")
 

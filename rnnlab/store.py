@@ -76,6 +76,8 @@ from rnnlab.parquet_io import (
     _runs_table,
     _write_parquet_atomic,
     _write_text_atomic,
+    disk_full_error,
+    is_disk_full,
     plain_value,
 )
 from rnnlab.readers import (
@@ -100,6 +102,18 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------
 # the store
+
+
+def _refuse_special(path: Path) -> None:
+    """UserError if ``path`` is the root folder or the home folder: never a results folder."""
+    try:
+        real = path.resolve()
+        home = Path.home().resolve()
+    except (OSError, RuntimeError, KeyError):
+        return
+    if real == Path(real.anchor) or real == home:
+        what = "the root folder" if real == Path(real.anchor) else "your home folder"
+        raise UserError(f"{path} is {what}; pass --out a folder of its own (e.g. results/NAME)")
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -153,11 +167,14 @@ class ResultsStore:
         part files are missing.
         """
         path = Path(path)
+        _refuse_special(path)
         if path.exists() and not path.is_dir():
             raise UserError(f"{path} is a file, not a folder; pass another --out")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(path, e) from None
             raise UserError(
                 f"cannot create results folder {path} ({e.strerror}); pass a writable --out"
             ) from e
@@ -370,7 +387,12 @@ class ResultsStore:
         part = part_name(ids)
         for sub, table, order in ((GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)):
             folder = self.path / sub
-            folder.mkdir(exist_ok=True)
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as e:
+                if is_disk_full(e):
+                    raise disk_full_error(folder, e) from None
+                raise
             _write_parquet_atomic(folder / part, table.sort_by(order))
         old = self._runs.to_pylist() if self._runs is not None else []
         table = _runs_table(old + [{**r, "part": part} for r in runs])

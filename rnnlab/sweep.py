@@ -8,6 +8,7 @@ committed by the store, and the summary is recomputed from what the folder holds
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import execute
+from .errors import UserError
 from .experiment import Experiment
 from .store import ResultsStore, load_grad_norms, load_runs, system_info
 from .summarize import render, summarize
@@ -23,7 +25,11 @@ from .summarize import render, summarize
 def default_out(exp: Experiment) -> Path:
     """Where results go unless ``--out`` says otherwise: results/<name>/ (profile appended)."""
     name = exp.name if not exp.profile else f"{exp.name}-{exp.profile}"
-    return Path("results") / name
+    out = os.path.normpath(os.path.join("results", name))
+    if os.path.dirname(out) != "results":       # ".", "..", a profile name with a "/"
+        raise UserError(f"{exp.source}: name: results/{name} is not a folder inside results/; "
+                        "rename the experiment (or its profile), or pass --out")
+    return Path(out)
 
 
 @dataclass
