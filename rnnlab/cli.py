@@ -236,7 +236,8 @@ def sweep(
     try:
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
-                           executor=executor, scheduler=scheduler, retry_failed=retry_failed)
+                           executor=executor, scheduler=scheduler, retry_failed=retry_failed,
+                           note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False))
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "

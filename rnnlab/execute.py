@@ -8,7 +8,8 @@ chunked by runs inside the batch (``train.EVAL_BUDGET``). A configuration of whi
 cannot fit in the machine's memory is refused before anything runs (``check_memory``).
 
 Batches run in this process (``workers=1``) or in a pool of worker processes (``workers=N``; each
-worker is limited to one BLAS thread, so N workers do not oversubscribe the cores), or on a Dask
+worker is limited to one BLAS thread, so N workers do not oversubscribe the cores; a batch whose
+worker process dies is retried ``WORKER_RETRIES`` times, then recorded as failed), or on a Dask
 cluster (``executor="dask"``, see ``distributed.py``). Only this process writes to the results
 folder: workers return records and the store commits each batch as it arrives (see ``store.py``),
 so an interrupted sweep keeps every finished batch.
@@ -19,13 +20,16 @@ A batch that raises is recorded run by run as ``failed`` with the error; the swe
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import traceback
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as mp_wait
 
 from .errors import UserError
 from .train import BatchResult, build_task, eval_run_bytes, train_batch
@@ -123,10 +127,6 @@ def _run_batch(specs) -> BatchResult:
         return failed_result(specs, f"{type(e).__name__}: {e}{where}")
 
 
-def _worker_init():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent handles Ctrl-C
-
-
 @dataclass
 class Outcome:
     """What an execution did: counts by status, and whether it was interrupted."""
@@ -141,7 +141,8 @@ class Outcome:
 
 def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
             fail_fast: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
-            executor: str = "local", scheduler: str | None = None) -> Outcome:
+            executor: str = "local", scheduler: str | None = None,
+            note: Callable[[str], None] | None = None) -> Outcome:
     """Train ``batches`` and hand each result to ``commit`` (the store) as soon as it is ready.
 
     ``executor="local"`` trains in this process (``workers=1``) or a process pool;
@@ -149,7 +150,8 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     address, to a LocalCluster of ``workers`` processes (see ``rnnlab.distributed``). Either way
     ``commit`` runs here. ``on_batch`` is called after each commit (progress display).
     KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
-    ``interrupted``.
+    ``interrupted``. ``note`` receives one-line messages while the sweep runs (a batch lost
+    with its worker process, and retried).
     """
     check_executor(executor, scheduler)
     outcome = Outcome()
@@ -176,7 +178,7 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
                 if handle(_run_batch(b)):
                     break
         else:
-            _execute_pool(batches, handle, workers)
+            _execute_pool(batches, handle, workers, note=note)
     except KeyboardInterrupt:
         outcome.interrupted = True
     return outcome
@@ -190,30 +192,162 @@ def check_executor(executor: str, scheduler: str | None):
         raise UserError("--scheduler needs --executor dask")
 
 
-def _execute_pool(batches, handle, workers):
+#: Attempts after the first of a batch whose worker process dies (killed by a signal, as the
+#: out-of-memory killer does, or exiting) before its runs are recorded as failed.
+WORKER_RETRIES = 2
+
+
+def _worker_main(conn, fn) -> None:
+    """A pool worker: train the batches received on ``conn`` one at a time, send each result
+    back; stop at ``None`` or when the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent handles Ctrl-C
+    while True:
+        try:
+            specs = conn.recv()
+        except (EOFError, OSError):
+            return
+        if specs is None:
+            return
+        conn.send(fn(specs))
+
+
+def _death_cause(exitcode: int | None) -> str:
+    """How a worker process ended, in words."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{why}"
+    return f"exited with status {exitcode}"
+
+
+def _describe(number: int, total: int, specs) -> str:
+    first = specs[0].run_id if specs else "-"
+    return f"batch {number}/{total} ({len(specs)} run(s), first run {first})"
+
+
+class _Worker:
+    """One worker process of the pool, the parent's end of its pipe, and the batch it trains."""
+
+    def __init__(self, ctx, fn):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: tuple[int, list] | None = None
+
+    def give(self, queue: deque) -> bool:
+        """Send the next batch of ``queue``; False (the batch put back) if the process is gone."""
+        self.job = queue.popleft()
+        try:
+            self.conn.send(self.job[1])
+        except OSError:
+            queue.appendleft(self.job)
+            self.job = None
+            return False
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the process: ask an idle one to stop, kill a busy one (its batch is dropped)."""
+        if self.proc.is_alive():
+            if self.job is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.conn.send(None)
+                self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+        with contextlib.suppress(AttributeError, ValueError):
+            self.proc.close()
+
+
+def _execute_pool(batches, handle, workers, note=None, retries: int = WORKER_RETRIES):
+    """Train ``batches`` in ``workers`` spawned processes, one batch per process at a time.
+
+    Each worker has its own pipe, so the parent knows which batch a worker that dies was
+    training: that batch is retried (first in line, its numbers are deterministic) up to
+    ``retries`` times, each loss announced through ``note`` in one line, and then recorded as
+    failed runs; the other batches go on. Pipes only (no queues, locks or shared memory): a
+    killed worker leaves nothing behind for multiprocessing's resource tracker to complain of.
+    """
+    fn = _run_batch                                   # looked up now: tests may replace it
+    total = len(batches)
+    queue = deque(enumerate(batches, 1))
+    deaths: dict[int, int] = {}
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update({k: "1" for k in _THREAD_VARS})      # inherited by the spawned workers
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_worker_init)
+    ctx = mp.get_context("spawn")
+    pool: list[_Worker] = []
+    stillborn = 0
     try:
-        pending = set()
-        queue = list(batches)
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:   # keep the workers busy, not the memory
-                pending.add(pool.submit(_run_batch, queue.pop(0)))
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in sorted(finished, key=id):
-                if handle(f.result()):
-                    queue.clear()
-                    for p in pending:
-                        p.cancel()
-                    pending = set()
-                    break
+        while True:
+            for w in list(pool):                       # idle workers take the next batches
+                if w.job is None and queue and not w.give(queue):
+                    w.stop()                           # died while idle: replaced below
+                    pool.remove(w)
+            while queue and len(pool) < workers:
+                w = _Worker(ctx, fn)
+                pool.append(w)
+                if not w.give(queue):
+                    w.stop()
+                    pool.remove(w)
+                    stillborn += 1
+                    if stillborn > retries:
+                        raise UserError(f"worker processes die as they start "
+                                        f"({stillborn} of them); try --workers 1")
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                break
+            ready = set(mp_wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+            stop = False
+            for w in busy:
+                if w.conn not in ready and w.proc.sentinel not in ready:
+                    continue
+                result = None
+                if w.conn in ready:
+                    try:
+                        result = w.conn.recv()
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        result = None
+                number, specs = w.job
+                if result is not None:
+                    w.job = None
+                    if handle(result):
+                        stop = True
+                        break
+                    continue
+                w.proc.join()
+                died = _death_cause(w.proc.exitcode)
+                cause = f"its worker process (pid {w.proc.pid}) {died}"
+                w.job = None
+                w.stop()
+                pool.remove(w)
+                deaths[number] = deaths.get(number, 0) + 1
+                what = _describe(number, total, specs)
+                if deaths[number] <= retries:
+                    if note:
+                        note(f"{what} lost: {cause}; retrying it "
+                             f"({deaths[number]} of {retries})")
+                    queue.appendleft((number, specs))
+                else:
+                    if note:
+                        note(f"{what} lost: {cause}; {retries + 1} attempts failed, its runs "
+                             "are recorded as failed")
+                    error = (f"WorkerDied: the worker process training this batch {died}, "
+                             f"{retries + 1} times")
+                    if handle(failed_result(specs, error)):
+                        stop = True
+                        break
+            if stop:
+                break
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for w in pool:
+            w.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-

@@ -94,6 +94,8 @@ def _acquire_lock(folder: Path) -> int:
             os.write(fd, f"{os.getpid()} {_host()}\n".encode())
             os.fsync(fd)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()                 # ours (we hold it): leave nothing behind
             os.close(fd)
             if is_disk_full(e):
                 raise disk_full_error(folder, e) from None

@@ -385,18 +385,29 @@ class ResultsStore:
             if stray:
                 raise ValueError(f"{what} has rows of runs not in the batch: {sorted(stray)[:5]}")
         part = part_name(ids)
-        for sub, table, order in ((GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)):
-            folder = self.path / sub
-            try:
-                folder.mkdir(exist_ok=True)
-            except OSError as e:
-                if is_disk_full(e):
-                    raise disk_full_error(folder, e) from None
-                raise
-            _write_parquet_atomic(folder / part, table.sort_by(order))
-        old = self._runs.to_pylist() if self._runs is not None else []
-        table = _runs_table(old + [{**r, "part": part} for r in runs])
-        _write_parquet_atomic(self.path / RUNS, table)
+        written = []
+        try:
+            for sub, table, order in ((GRAD_DIR, grad, _GRAD_SORT),
+                                      (METRICS_DIR, met, _METRICS_SORT)):
+                folder = self.path / sub
+                try:
+                    folder.mkdir(exist_ok=True)
+                except OSError as e:
+                    if is_disk_full(e):
+                        raise disk_full_error(folder, e) from None
+                    raise
+                _write_parquet_atomic(folder / part, table.sort_by(order))
+                written.append(folder / part)
+            old = self._runs.to_pylist() if self._runs is not None else []
+            table = _runs_table(old + [{**r, "part": part} for r in runs])
+            _write_parquet_atomic(self.path / RUNS, table)
+        except Exception:
+            # not committed (disk full, say): its parts are orphans, removed now rather than
+            # at the next open, so the folder holds only committed data
+            for p in written:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise
         self._runs = table
 
     def write_summary(self, table: pd.DataFrame, markdown: str) -> None:

@@ -55,14 +55,16 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
-              scheduler: str | None = None, retry_failed: bool = False) -> SweepReport:
+              scheduler: str | None = None, retry_failed: bool = False,
+              note=None) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
     ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
     of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
     Runs recorded as failed by an earlier sweep count as done, unless ``retry_failed``: then they
-    are forgotten and trained again.
+    are forgotten and trained again. ``note``, if given, receives one-line messages while the
+    sweep runs (a batch lost with its worker process and retried).
     """
     execute.check_executor(executor, scheduler)
     if executor == "dask":
@@ -90,7 +92,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
                                                                           res.metrics),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
-                                  executor=executor, scheduler=scheduler)
+                                  executor=executor, scheduler=scheduler, note=note)
         table = None
         if store.done_run_ids():
             table = summary_of(out, by=exp.swept_keys)
