@@ -234,7 +234,17 @@ class _Worker:
     def __init__(self, ctx, fn):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
-        self.proc.start()
+        # started with SIGINT ignored (kept across exec): a Ctrl-C sent to the whole process
+        # group while the worker is still importing cannot print a traceback there
+        try:
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:                     # not the main thread: nothing to change
+            old = None
+        try:
+            self.proc.start()
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
         child.close()
         self.job: tuple[int, list] | None = None
 
