@@ -307,6 +307,14 @@ def validate(
         out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))
 
 
+def warn_folder(folder: str) -> None:
+    """One line on stderr per thing wrong with a results folder that can still be read."""
+    from .readers import folder_notes
+
+    for note in folder_notes(folder):
+        err.print(f"rnnlab: warning: {one_line(note)}", markup=False)
+
+
 @app.command()
 @user_errors
 def report(
@@ -321,6 +329,7 @@ def report(
     from .sweep import summary_of
 
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    warn_folder(folder)
     table = summary_of(Path(folder), by=keys, step=step)
     show_table(table, fmt, title=folder)
 
@@ -404,6 +413,7 @@ def plot_command(
     from .plot import output_path
     from .plot import plot as make_plot
 
+    warn_folder(folder)
     make_plot(folder, kind, out_file, by=by, step=step, where=where or [], metric=metric,
               note=lambda message: err.print(f"rnnlab: {message}", markup=False, soft_wrap=True))
     sys.stdout.write(f"{output_path(folder, kind, out_file)}\n")

@@ -46,11 +46,12 @@ def _pid_alive(pid: int) -> bool:
 
 def _busy(folder: Path, pid: int | None, host: str) -> UserError:
     who = f"pid {pid}" if pid is not None else "pid unknown"
+    way_out = "wait for it to finish or pass --out"
     if host and host != _host():
         who += f" on {host}"
-    return UserError(
-        f"another rnnlab sweep ({who}) is writing to {folder}; wait for it to finish or pass --out"
-    )
+        # its liveness cannot be checked from here
+        way_out += f"; if that sweep is no longer running, delete {folder / LOCK}"
+    return UserError(f"another rnnlab sweep ({who}) is writing to {folder}; {way_out}")
 
 
 def _acquire_lock(folder: Path) -> int:

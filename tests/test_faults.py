@@ -418,3 +418,101 @@ def test_killed_worker_of_pool_leaves_no_resource_tracker_noise(tiny_reference, 
     assert sum(" lost: " in line for line in lines) == 1, proc.stderr
     assert all(line.startswith("rnnlab: ") for line in lines), proc.stderr
     assert_same(out, reference)
+
+
+# ------------------------------------------------------------------- damaged results folders
+
+
+@pytest.fixture
+def finished_tiny(tiny_reference, tmp_path):
+    file, reference = tiny_reference
+    out = tmp_path / "out"
+    ok(invoke("sweep", file, "--out", out, "--no-progress", "--max-batch", "2"))
+    return file, out, reference
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def reading_commands(out: Path) -> list[list]:
+    commands = [["report", out], ["report", out, "--format", "csv"]]
+    try:
+        import matplotlib  # noqa: F401
+        commands.append(["plot", out, "--out", out.parent / "fig.png"])
+    except ImportError:
+        pass
+    return commands
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_json", "a_list", "binary"])
+def test_damaged_manifest_is_a_one_line_warning_for_readers(finished_tiny, damage):
+    file, out, _ = finished_tiny
+    manifest = out / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_bytes({"truncated": text[: len(text) // 2].encode(), "empty": b"",
+                          "not_json": b"{name: x", "a_list": b"[1, 2]",
+                          "binary": b"\xff\xfe\x00\n\x01"}[damage])
+    expected = ok(invoke("report", out, "--format", "csv")).stdout
+    for args in reading_commands(out):
+        before = snapshot(out)
+        res = invoke(*args)
+        assert res.exit_code == 0, res.stderr
+        lines = res.stderr.splitlines()
+        warn = [line for line in lines if line.startswith("rnnlab: warning: ")]
+        assert len(warn) == 1, res.stderr
+        assert f"{manifest}: cannot read" in warn[0] and "--fresh" in warn[0], warn[0]
+        assert "Traceback" not in res.stderr
+        assert snapshot(out) == before                        # nothing changed or deleted
+    assert expected.count("\n") > 1
+    # sweeping into the folder is refused, naming the file and the ways out
+    msg = one_line_error(invoke("sweep", file, "--out", out, "--no-progress"))
+    assert str(manifest) in msg and "--fresh" in msg
+
+
+def test_missing_runs_table_with_norms_present_is_refused_with_the_way_out(finished_tiny):
+    file, out, reference = finished_tiny
+    (out / "runs.parquet").unlink()
+    for args in reading_commands(out):
+        before = snapshot(out)
+        msg = one_line_error(invoke(*args))
+        assert f"{out / 'runs.parquet'} is missing" in msg and "rerun `rnnlab sweep`" in msg
+        assert snapshot(out) == before
+    ok(invoke("sweep", file, "--out", out, "--no-progress", "--max-batch", "2"))
+    assert_same(out, reference)
+
+
+def test_report_during_a_live_sweep_warns_and_a_stale_lock_is_ignored(finished_tiny):
+    import fcntl
+
+    _, out, _ = finished_tiny
+    (out / ".lock").write_text("999999 elsewhere\n")           # stale: nobody holds it
+    res = ok(invoke("report", out))
+    assert "warning" not in res.stderr
+    fd = os.open(out / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)          # a live sweep holds it
+        res = ok(invoke("report", out))
+        assert res.stderr.count("\n") == 1 and "still writing" in res.stderr, res.stderr
+        assert "pid 999999" in res.stderr
+    finally:
+        os.close(fd)
+
+
+def test_lock_of_another_host_says_how_to_clear_it(finished_tiny, monkeypatch):
+    """Without flock (some network filesystems) a lock written on another host cannot be
+    checked from here: the refusal names the lock file to delete if that sweep is gone."""
+    import fcntl
+
+    file, out, _ = finished_tiny
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    (out / ".lock").write_text("4242 deadhost\n")
+    msg = one_line_error(invoke("sweep", file, "--out", out, "--no-progress"))
+    assert "pid 4242 on deadhost" in msg and f"delete {out / '.lock'}" in msg
+    (out / ".lock").unlink()
+    ok(invoke("sweep", file, "--out", out, "--no-progress"))
