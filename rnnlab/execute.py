@@ -98,6 +98,63 @@ def check_memory(specs, source: str, limit: int | None = None) -> None:
                 f"fits (lower task.seq_len, task.batch, task.eval_batch or model.hidden)")
 
 
+#: Bytes on disk per row of grad norms, of metrics and per run row, as written (zstd parquet;
+#: measured: 28-41 and 35-83 bytes per row), and per batch for the two part files' footers.
+GRAD_ROW_BYTES, METRICS_ROW_BYTES, RUN_ROW_BYTES, PART_BYTES = 36, 64, 512, 8192
+
+
+def logged_steps(cfg) -> int:
+    """How many steps a run logs: every ``train.log_every`` from 0, and the last one."""
+    steps, every = cfg.train.steps, cfg.train.log_every
+    return steps // every + 1 + (1 if steps % every else 0)
+
+
+def disk_bytes(cfg) -> int:
+    """Estimated bytes one run adds to its results folder: its grad norms (a row per logged step
+    and time step), metrics (a row per logged step) and its row of ``runs.parquet``."""
+    k = logged_steps(cfg)
+    return k * build_task(cfg).length * GRAD_ROW_BYTES + k * METRICS_ROW_BYTES + RUN_ROW_BYTES
+
+
+def free_disk(path) -> int | None:
+    """Free bytes on the filesystem that holds ``path`` (or would: its nearest existing parent)."""
+    import shutil
+    from pathlib import Path
+
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def check_disk(specs, out, source: str, max_batch: int = MAX_BATCH,
+               free: int | None = None) -> None:
+    """Refuse, before anything is written, runs whose results would not fit the free space of
+    the disk of ``out`` (``free``, default measured). The estimate (``disk_bytes`` per run, the
+    part files' footers per batch, and room for one more copy of ``runs.parquet`` and of the
+    compacted metrics) is in the message."""
+    specs = list(specs)
+    if not specs:
+        return
+    free = free_disk(out) if free is None else free
+    if free is None:
+        return
+    per_run = sum(disk_bytes(s.config) for s in specs)
+    batches = -(-len(specs) // max_batch) + len({s.config.shape_key() for s in specs})
+    need = per_run + batches * PART_BYTES + len(specs) * (RUN_ROW_BYTES + METRICS_ROW_BYTES)
+    need += 1 << 20                                      # manifest, summaries, slack
+    if need > free:
+        mib = 1 << 20
+        raise UserError(
+            f"{source}: the results of {len(specs)} run(s) need about {need / mib:.1f} MiB on "
+            f"disk, more than the {free / mib:.1f} MiB free where {out} is; allowed: results "
+            "that fit (raise train.log_every, lower task.seq_len or the number of runs, or pass "
+            "--out on a disk with room)")
+
+
 def plan_batches(specs, max_batch: int = MAX_BATCH, memory_budget: int = MEMORY_BUDGET):
     """Group runs by shape key (first-seen order) and cut each group into capped batches."""
     order: dict = {}

@@ -75,6 +75,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
         execute.check_memory(runs, exp.source)
+    execute.check_disk([r for r in runs if r.run_id not in _committed(out)], out, exp.source,
+                       max_batch=max_batch)
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                               manifest=manifest_for(exp, command), fresh=fresh,
                               experiment_name=exp.name)
@@ -104,6 +106,19 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         notes.append(f"{len(kept_failed)} run(s) that failed in an earlier sweep were not rerun; "
                      "--retry-failed trains them again")
     return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
+
+
+def _committed(out: Path) -> set[str]:
+    """Ids of the runs already in ``out`` (empty if it holds none or cannot say)."""
+    from .layout import RUNS
+    from .parquet_io import _read_parquet
+
+    if not (out / RUNS).is_file():
+        return set()
+    try:
+        return set(_read_parquet(out / RUNS).column("run_id").to_pylist())
+    except (UserError, OSError, KeyError):
+        return set()
 
 
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:

@@ -516,3 +516,51 @@ def test_lock_of_another_host_says_how_to_clear_it(finished_tiny, monkeypatch):
     assert "pid 4242 on deadhost" in msg and f"delete {out / '.lock'}" in msg
     (out / ".lock").unlink()
     ok(invoke("sweep", file, "--out", out, "--no-progress"))
+
+
+# ------------------------------------------------------------------------ disk space up front
+
+
+def test_estimate_of_disk_use_is_close_to_what_a_sweep_writes(tmp_path):
+    from rnnlab import execute
+
+    exp = tiny_exp(train={"steps": 20, "log_every": 2}, sweep={"task.seq_len": [30, 60]})
+    out = tmp_path / "out"
+    from rnnlab.sweep import run_sweep
+    run_sweep(exp, out)
+    written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    estimate = sum(execute.disk_bytes(s.config) for s in exp.runs())
+    assert 0.8 * written < estimate < 2 * written, (estimate, written)
+    execute.check_disk(exp.runs(), out, "e.yaml", free=2 * written + (1 << 20))
+    with pytest.raises(UserError, match=r"e\.yaml: the results of 4 run\(s\) need about "
+                                        r"[0-9.]+ MiB on disk, more than the 0\.1 MiB free"):
+        execute.check_disk(exp.runs(), out, "e.yaml", free=100_000)
+
+
+def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeypatch):
+    from rnnlab import execute
+
+    file = write_yaml(tmp_path / "e.yaml", tiny_data())
+    out = tmp_path / "out"
+    monkeypatch.setattr(execute, "free_disk", lambda path: 300_000)
+    msg = one_line_error(invoke("sweep", file, "--out", out, "--no-progress"))
+    assert "need about 1.0 MiB on disk, more than the 0.3 MiB free" in msg, msg
+    assert "--out on a disk with room" in msg
+    assert not out.exists()
+    monkeypatch.undo()
+    ok(invoke("sweep", file, "--out", out, "--no-progress"))
+    # a finished folder needs no more room: its rerun is not refused
+    monkeypatch.setattr(execute, "free_disk", lambda path: 0)
+    ok(invoke("sweep", file, "--out", out, "--no-progress"))
+
+
+def test_a_tmpfs_too_small_for_the_results_is_refused_with_the_numbers(tmp_path):
+    mnt = tmp_path / "mnt"
+    _mount_tmpfs(mnt, "512k")
+    try:
+        file = write_yaml(tmp_path / "e.yaml", tiny_data())
+        msg = one_line_error(invoke("sweep", file, "--out", mnt / "out", "--no-progress"))
+        assert "MiB free where" in msg and "0.5 MiB free" in msg, msg
+        assert os.listdir(mnt) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
