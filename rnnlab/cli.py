@@ -217,7 +217,15 @@ def sweep(
              "cluster; needs pip install 'rnnlab[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
-        "start a local cluster of --workers processes).")] = None,
+        "start a local cluster of --workers processes); tls://HOST:PORT with --tls-*.")] = None,
+    tls_ca_file: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: the certificate authority that signed its "
+        "certificate.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's certificate (may hold the "
+        "key too).")] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     import signal
@@ -237,7 +245,8 @@ def sweep(
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
                            executor=executor, scheduler=scheduler, retry_failed=retry_failed,
-                           note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False))
+                           note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False),
+                           tls={"ca_file": tls_ca_file, "cert": tls_cert, "key": tls_key})
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "

@@ -199,7 +199,7 @@ class Outcome:
 def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
             fail_fast: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
             executor: str = "local", scheduler: str | None = None,
-            note: Callable[[str], None] | None = None) -> Outcome:
+            note: Callable[[str], None] | None = None, tls: dict | None = None) -> Outcome:
     """Train ``batches`` and hand each result to ``commit`` (the store) as soon as it is ready.
 
     ``executor="local"`` trains in this process (``workers=1``) or a process pool;
@@ -208,7 +208,8 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     ``commit`` runs here. ``on_batch`` is called after each commit (progress display).
     KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
     ``interrupted``. ``note`` receives one-line messages while the sweep runs (a batch lost
-    with its worker process, and retried).
+    with its worker process, and retried). ``tls`` holds the certificate files of a ``tls://``
+    scheduler (``rnnlab.distributed.security``).
     """
     check_executor(executor, scheduler)
     outcome = Outcome()
@@ -229,7 +230,7 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
         if executor == "dask":
             from .distributed import execute_dask
 
-            execute_dask(batches, handle, scheduler=scheduler, workers=workers)
+            execute_dask(batches, handle, scheduler=scheduler, workers=workers, tls=tls)
         elif workers <= 1:
             for b in batches:
                 if handle(_run_batch(b)):
@@ -241,12 +242,15 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     return outcome
 
 
-def check_executor(executor: str, scheduler: str | None):
-    """Reject an unknown executor, or a scheduler address without the dask executor."""
+def check_executor(executor: str, scheduler: str | None, tls: dict | None = None):
+    """Reject an unknown executor, a scheduler address without the dask executor, and
+    certificate options without a scheduler address."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if scheduler is not None and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
+    if tls and scheduler is None:
+        raise UserError("--tls-ca-file, --tls-cert and --tls-key need --scheduler tls://HOST:PORT")
 
 
 #: Attempts after the first of a batch whose worker process dies (killed by a signal, as the

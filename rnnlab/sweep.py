@@ -56,7 +56,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
               scheduler: str | None = None, retry_failed: bool = False,
-              note=None) -> SweepReport:
+              note=None, tls: dict | None = None) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
@@ -64,13 +64,16 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
     Runs recorded as failed by an earlier sweep count as done, unless ``retry_failed``: then they
     are forgotten and trained again. ``note``, if given, receives one-line messages while the
-    sweep runs (a batch lost with its worker process and retried).
+    sweep runs (a batch lost with its worker process and retried). ``tls`` (``ca_file``,
+    ``cert``, ``key``: file paths) secures the connection to a ``tls://`` scheduler.
     """
-    execute.check_executor(executor, scheduler)
+    tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
+    execute.check_executor(executor, scheduler, tls)
     if executor == "dask":
-        from .distributed import require_dask
+        from .distributed import require_dask, security
 
         require_dask()                      # before the folder is created
+        security(tls)                       # certificate files checked before it too
     out = Path(out) if out is not None else default_out(exp)
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
@@ -94,7 +97,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
                                                                           res.metrics),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
-                                  executor=executor, scheduler=scheduler, note=note)
+                                  executor=executor, scheduler=scheduler, note=note,
+                                  tls=tls)
         table = None
         if store.done_run_ids():
             table = summary_of(out, by=exp.swept_keys)
