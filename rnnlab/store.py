@@ -129,6 +129,24 @@ def _refuse_foreign(path: Path) -> None:
         )
 
 
+def _append_runs(old: pa.Table | None, rows: list[dict]) -> pa.Table:
+    """``_runs_table(old rows + rows)``, without converting the old rows back to Python.
+
+    When the batch's table has exactly the old columns and types (the usual case: every run of
+    an experiment has the same keys), the two tables are concatenated and sorted by ``run_id``,
+    which gives the same table as rebuilding it from all rows; otherwise (a column new or gone, a
+    type that the old and new values together would infer differently) it is rebuilt from all
+    rows. Rebuilding costs ~40 us per stored run, so a sweep of 20,000 runs in batches of 64
+    spent most of its commits there."""
+    new = _runs_table(rows)
+    if old is None:
+        return new
+    if old.schema.remove_metadata().equals(new.schema.remove_metadata()):
+        both = pa.concat_tables([old.replace_schema_metadata(None), new])
+        return both.sort_by([("run_id", "ascending")]).combine_chunks()
+    return _runs_table(old.to_pylist() + rows)
+
+
 class ResultsStore:
     """Writer of one results folder. Create with :meth:`ResultsStore.open`.
 
@@ -398,8 +416,7 @@ class ResultsStore:
                     raise
                 _write_parquet_atomic(folder / part, table.sort_by(order))
                 written.append(folder / part)
-            old = self._runs.to_pylist() if self._runs is not None else []
-            table = _runs_table(old + [{**r, "part": part} for r in runs])
+            table = _append_runs(self._runs, [{**r, "part": part} for r in runs])
             _write_parquet_atomic(self.path / RUNS, table)
         except Exception:
             # not committed (disk full, say): its parts are orphans, removed now rather than

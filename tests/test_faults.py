@@ -564,3 +564,44 @@ def test_a_tmpfs_too_small_for_the_results_is_refused_with_the_numbers(tmp_path)
         assert os.listdir(mnt) == []
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# ------------------------------------------------------------------------------------ load
+
+
+def _rows(ids, axis_values, failed=False):
+    rows = []
+    for i, v in zip(ids, axis_values, strict=True):
+        row = {"run_id": i, "model.weight_scale": v, "seed": 1, "seq_len": 3, "part": "p"}
+        if failed:
+            row.update(status="failed", error="MemoryError: x\ny", solved=False)
+        else:
+            row.update(status="ok", final_loss=0.5, accuracy=1.0, solved=True,
+                       steps_to_solve=3, wall_time=0.1)
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("second", ["same types", "failed rows", "float after int",
+                                    "new column", "null then value"])
+def test_appending_runs_gives_the_table_a_rebuild_gives(second):
+    """A commit appends its rows to the arrow table of the stored runs instead of rebuilding it
+    from Python rows; the table (and so runs.parquet) is the same."""
+    from rnnlab.parquet_io import _runs_table
+    from rnnlab.store import _append_runs
+
+    first = _rows(["b3", "a1", "z9"], [0.5, 1.5, 2.5])
+    if second == "float after int":
+        first = _rows(["b3", "a1", "z9"], [1, 2, 3])
+    if second == "null then value":
+        first = _rows(["b3", "a1", "z9"], [None, None, None])
+    more = {"same types": _rows(["c4", "0a"], [0.25, 4.0]),
+            "failed rows": _rows(["c4", "0a"], [0.25, 4.0], failed=True),
+            "float after int": _rows(["c4", "0a"], [0.25, 4.0]),
+            "new column": [{**r, "train.lr": 0.1} for r in _rows(["c4", "0a"], [0.25, 4.0])],
+            "null then value": _rows(["c4", "0a"], [0.25, 4.0])}[second]
+    old = _runs_table(first)
+    got = _append_runs(old, more)
+    want = _runs_table(old.to_pylist() + more)      # what every commit computed before
+    assert got.equals(want, check_metadata=True), (got.schema, want.schema)
+    assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
