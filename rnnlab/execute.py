@@ -269,7 +269,11 @@ def _worker_main(conn, fn) -> None:
             return
         if specs is None:
             return
-        conn.send(fn(specs))
+        result = fn(specs)
+        try:
+            conn.send(result)
+        except OSError:                                # the parent is gone (killed): stop
+            return
 
 
 def _death_cause(exitcode: int | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
@@ -605,3 +606,52 @@ def test_appending_runs_gives_the_table_a_rebuild_gives(second):
     want = _runs_table(old.to_pylist() + more)      # what every commit computed before
     assert got.equals(want, check_metadata=True), (got.schema, want.schema)
     assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
+
+
+def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
+    """--workers 2: SIGINT to the whole process group (as Ctrl-C in a terminal) exits 130 with
+    the one line and nothing else; the workers of a SIGKILLed sweep end by themselves (their
+    pipe is closed); the resume gives the uninterrupted numbers."""
+    import psutil
+
+    file = write_yaml(tmp_path / "slow.yaml", SLOW)
+    ok(invoke("sweep", file, "--out", tmp_path / "ref", "--no-progress", "--max-batch", "1"))
+    reference = results(tmp_path / "ref")
+    out = tmp_path / "out"
+    env = dict(os.environ, NO_COLOR="1", OPENBLAS_NUM_THREADS="1")
+    args = [sys.executable, "-m", "rnnlab", "sweep", str(file), "--out", str(out),
+            "--no-progress", "--max-batch", "1", "--workers", "2", "--format", "csv"]
+
+    def start_and_wait(at_least):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                if pq.read_metadata(out / "runs.parquet").num_rows >= at_least:
+                    return proc
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+
+    proc = start_and_wait(2)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2
+    proc.kill()                                    # the sweep only: its workers must follow
+    proc.communicate(timeout=WAIT)
+    psutil.wait_procs(workers, timeout=WAIT)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+    proc = start_and_wait(4)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == ("rnnlab: interrupted; finished runs are kept: rerun the "
+                                       "same command to resume"), stderr
+    assert all(line.startswith("rnnlab: ") for line in stderr.splitlines()), stderr
+    no_traceback(stdout, stderr)
+    assert_partial(out, reference)
+    ok(invoke("sweep", file, "--out", out, "--no-progress", "--max-batch", "1", "--workers", "2"))
+    assert_same(out, reference)
