@@ -203,14 +203,16 @@ def batch_outcome(future, specs) -> BatchResult:
 
 def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: str | None = None,
                  workers: int = 1, retries: int = RETRIES, max_in_flight: int | None = None,
-                 tls: dict | None = None):
+                 tls: dict | None = None, note: Callable[[str], None] | None = None):
     """Train ``batches`` on a Dask cluster, calling ``handle(result)`` here as each finishes.
 
     ``handle`` returning True stops the execution (fail-fast): batches in flight are cancelled.
     ``max_in_flight`` overrides the window of submitted batches (default :func:`window`).
+    ``note`` receives one line for each batch lost beyond its retries (its workers died).
     """
     distributed = require_dask()
-    queue = list(batches)
+    queue = list(enumerate(batches, 1))
+    total = len(queue)
     queue.reverse()                                # pop() from the end = the planned order
     if not queue:
         return
@@ -225,11 +227,11 @@ def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: s
             nonlocal count
             limit = max_in_flight or window(client)
             while queue and len(pending) < limit:
-                specs = queue.pop()
+                number, specs = queue.pop()
                 key = f"rnnlab-batch-{tag}-{count}"
                 count += 1
                 fut = client.submit(fn, specs, key=key, retries=retries, pure=False)
-                pending[key] = (fut, specs)
+                pending[key] = (fut, specs, number)
                 done.add(fut)
 
         committing = False
@@ -241,6 +243,11 @@ def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: s
                     continue
                 result = batch_outcome(fut, entry[1])
                 fut.release()
+                error = result.runs[0].get("error") if result.runs else None
+                if note and isinstance(error, str) and error.startswith("KilledWorker"):
+                    note(f"{execute._describe(entry[2], total, entry[1])} lost: the dask "
+                         f"workers training it died {retries + 1} times; its runs are recorded "
+                         "as failed")
                 committing = True
                 if handle(result):
                     break
@@ -258,5 +265,5 @@ def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: s
         finally:
             if pending:
                 with contextlib.suppress(Exception):
-                    client.cancel([f for f, _ in pending.values()])
+                    client.cancel([entry[0] for entry in pending.values()])
                 pending.clear()

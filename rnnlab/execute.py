@@ -230,7 +230,8 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
         if executor == "dask":
             from .distributed import execute_dask
 
-            execute_dask(batches, handle, scheduler=scheduler, workers=workers, tls=tls)
+            execute_dask(batches, handle, scheduler=scheduler, workers=workers, tls=tls,
+                         note=note)
         elif workers <= 1:
             for b in batches:
                 if handle(_run_batch(b)):

@@ -179,9 +179,16 @@ def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster,
                         functools.partial(_always, str(log), how, rnnlab.execute._run_batch))
     exp = small_exp(repeats=1)                      # 4 runs: one batch per seq_len
     out = tmp_path / "out"
+    notes = []
     report = run_sweep(exp, out, max_batch=MAX_BATCH, executor="dask",
-                       scheduler=cluster.scheduler_address)
+                       scheduler=cluster.scheduler_address, note=notes.append)
     assert len(list(log.iterdir())) == 1 + rnnlab.distributed.RETRIES
+    if how == "die":                                # one line naming the lost batch
+        note, = notes
+        assert note.startswith("batch 2/2 (2 run(s), first run ") and "lost: the dask workers " \
+            f"training it died {1 + rnnlab.distributed.RETRIES} times" in note, note
+    else:
+        assert notes == []
     o = report.outcome
     assert (o.done, o.ok, o.failed, o.interrupted) == (4, 2, 2, False)
     runs = load_runs(out)
