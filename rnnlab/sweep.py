@@ -78,7 +78,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
         execute.check_memory(runs, exp.source)
-    execute.check_disk([r for r in runs if r.run_id not in _committed(out)], out, exp.source,
+    stored = set() if fresh else _committed(out)
+    execute.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
                        max_batch=max_batch)
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                               manifest=manifest_for(exp, command), fresh=fresh,
