@@ -6,6 +6,7 @@ Readers only read part files referenced by ``runs.parquet`` (see the commit prot
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.layout import GRAD_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.layout import GRAD_DIR, LOCK, MANIFEST, METRICS, METRICS_DIR, RUNS
 from rnnlab.parquet_io import (
     _GRAD_SORT,
     _METRICS_COLS,
@@ -93,10 +94,6 @@ def folder_notes(path: str | os.PathLike) -> list[str]:
 
 def _live_lock_holder(p: Path) -> str | None:
     """'pid N' of the sweep holding the folder's lock, or None (no lock, or a stale one)."""
-    import fcntl
-
-    from rnnlab.layout import LOCK
-
     try:
         fd = os.open(p / LOCK, os.O_RDONLY)
     except OSError:
@@ -119,7 +116,7 @@ def _live_lock_holder(p: Path) -> str | None:
 def _runs_table_of(p: Path) -> pa.Table:
     runs_path = p / RUNS
     if not runs_path.is_file():
-        parts = [e for e in os.listdir(p / GRAD_DIR)] if (p / GRAD_DIR).is_dir() else []
+        parts = os.listdir(p / GRAD_DIR) if (p / GRAD_DIR).is_dir() else []
         if any(e.endswith(".parquet") for e in parts):
             raise UserError(
                 f"{runs_path} is missing but {p / GRAD_DIR} holds part files: without it no "
