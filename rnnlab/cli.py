@@ -2,7 +2,8 @@
 
 Each command parses its arguments, calls the library and renders the result. Library errors a user
 can cause (``UserError``, ``ValueError`` from argument checks) become one line on stderr and exit
-status 2; human tables go to stdout, diagnostics to stderr; NO_COLOR is respected by rich.
+status 2 (3 for ``EnvironmentFault``: a full disk, a lost Dask scheduler); human tables go to
+stdout, diagnostics to stderr; NO_COLOR is respected by rich.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 app = typer.Typer(
     name="rnnlab",
@@ -32,7 +33,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one
 
 def fail(message: str, code: int = 2):
     """One line on stderr, then exit: the boundary where library errors become CLI errors."""
-    err.print(f"rnnlab: error: {message}", markup=False, soft_wrap=True)
+    err.print(f"rnnlab: error: {one_line(message)}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,7 +44,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            fail(str(e))
+            fail(str(e), e.exit_code)
     return wrapper
 
 
@@ -219,7 +220,15 @@ def sweep(
              "cluster; needs pip install 'rnnlab[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
-        "start a local cluster of --workers processes).")] = None,
+        "start a local cluster of --workers processes); tls://HOST:PORT with --tls-*.")] = None,
+    tls_ca_file: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: the certificate authority that signed its "
+        "certificate.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's certificate (may hold the "
+        "key too).")] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     import signal
@@ -238,7 +247,9 @@ def sweep(
     try:
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
-                           executor=executor, scheduler=scheduler, retry_failed=retry_failed)
+                           executor=executor, scheduler=scheduler, retry_failed=retry_failed,
+                           note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False),
+                           tls={"ca_file": tls_ca_file, "cert": tls_cert, "key": tls_key})
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
@@ -248,7 +259,7 @@ def sweep(
         bar.stop()
         signal.signal(signal.SIGTERM, old)
     for note in report.notes:
-        err.print(f"rnnlab: {note}", markup=False)
+        err.print(f"rnnlab: {one_line(note)}", markup=False)
     o = report.outcome
     if report.summary is not None:
         show_table(report.summary, fmt, title=f"{exp.name}: {report.out}")
@@ -256,7 +267,7 @@ def sweep(
               f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}",
               markup=False)
     for run_id, error in o.errors[:5]:
-        err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
+        err.print(f"rnnlab: run {run_id} failed: {one_line(error, 300)}", markup=False)
     if o.interrupted:
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
                   "resume", markup=False)
@@ -309,6 +320,14 @@ def validate(
         out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))
 
 
+def warn_folder(folder: str) -> None:
+    """One line on stderr per thing wrong with a results folder that can still be read."""
+    from .readers import folder_notes
+
+    for note in folder_notes(folder):
+        err.print(f"rnnlab: warning: {one_line(note)}", markup=False)
+
+
 @app.command()
 @user_errors
 def report(
@@ -320,16 +339,27 @@ def report(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
 ):
     """Reprint the summary table of a results folder."""
-    from .store import load_manifest
     from .sweep import summary_of
-    from .sysinfo import stack_note
 
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    warn_folder(folder)
     table = summary_of(Path(folder), by=keys, step=step)
-    note = stack_note(load_manifest(Path(folder)))
+    warn_stack(folder)
+    show_table(table, fmt, title=folder)
+
+
+def warn_stack(folder) -> None:
+    """One line when the folder was made on another floating-point stack (nothing when its
+    manifest cannot be read: warn_folder has said so)."""
+    from .store import load_manifest
+    from .sysinfo import stack_note
+
+    try:
+        note = stack_note(load_manifest(Path(folder)))
+    except UserError:
+        return
     if note:
         err.print(f"rnnlab: {note}", markup=False)
-    show_table(table, fmt, title=folder)
 
 
 @app.command()
@@ -343,14 +373,11 @@ def check(
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""
-    from .store import load_manifest
     from .sweep import check_folder
-    from .sysinfo import stack_note
 
+    warn_folder(folder)
     results = check_folder(Path(folder), file=file, profile=profile)
-    note = stack_note(load_manifest(Path(folder)))
-    if note:
-        err.print(f"rnnlab: {note}", markup=False)
+    warn_stack(folder)
     for r in results:
         out.print(r.line(), markup=False, soft_wrap=True)
     failed = sum(not r.holds for r in results)
@@ -443,6 +470,7 @@ def plot_command(
     from .plot import output_path
     from .plot import plot as make_plot
 
+    warn_folder(folder)
     make_plot(folder, kind, out_file, by=by, step=step, where=where or [], metric=metric,
               note=lambda message: err.print(f"rnnlab: {message}", markup=False, soft_wrap=True))
     sys.stdout.write(f"{output_path(folder, kind, out_file)}\n")

@@ -234,7 +234,7 @@ class TrainConfig(_Strict):
         return data
 
 
-NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-'"
+NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-', not only dots"
 SWEEP_ALLOWED = "a mapping of dotted keys to lists or range forms, and zip"
 PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides and sweep"
 
@@ -242,7 +242,10 @@ PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides a
 class BaseConfig(_Strict):
     """An experiment without its sweep: the configuration every run starts from."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", json_schema_extra={"allowed": NAME_ALLOWED})
+    # at least one character that is not a dot: "." and ".." would make results/<name> the
+    # results root itself or its parent
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$",
+                      json_schema_extra={"allowed": NAME_ALLOWED})
     """Experiment name (required)."""
     description: str = ""
     """Free text; does not affect any number."""

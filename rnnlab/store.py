@@ -81,6 +81,8 @@ from rnnlab.parquet_io import (
     _runs_table,
     _write_parquet_atomic,
     _write_text_atomic,
+    disk_full_error,
+    is_disk_full,
     plain_value,
 )
 from rnnlab.readers import (
@@ -109,6 +111,18 @@ __all__ = [
 # the store
 
 
+def _refuse_special(path: Path) -> None:
+    """UserError if ``path`` is the root folder or the home folder: never a results folder."""
+    try:
+        real = path.resolve()
+        home = Path.home().resolve()
+    except (OSError, RuntimeError, KeyError):
+        return
+    if real == Path(real.anchor) or real == home:
+        what = "the root folder" if real == Path(real.anchor) else "your home folder"
+        raise UserError(f"{path} is {what}; pass --out a folder of its own (e.g. results/NAME)")
+
+
 def _refuse_foreign(path: Path) -> None:
     """UserError if ``path`` (a folder without a manifest) holds anything not rnnlab's."""
     foreign = sorted(
@@ -120,6 +134,24 @@ def _refuse_foreign(path: Path) -> None:
             f"{path} is not empty and is not an rnnlab results folder "
             f"(no {MANIFEST}; found {foreign[0]!r}); pass another --out"
         )
+
+
+def _append_runs(old: pa.Table | None, rows: list[dict]) -> pa.Table:
+    """``_runs_table(old rows + rows)``, without converting the old rows back to Python.
+
+    When the batch's table has exactly the old columns and types (the usual case: every run of
+    an experiment has the same keys), the two tables are concatenated and sorted by ``run_id``,
+    which gives the same table as rebuilding it from all rows; otherwise (a column new or gone, a
+    type that the old and new values together would infer differently) it is rebuilt from all
+    rows. Rebuilding costs ~40 us per stored run, so a sweep of 20,000 runs in batches of 64
+    spent most of its commits there."""
+    new = _runs_table(rows)
+    if old is None:
+        return new
+    if old.schema.remove_metadata().equals(new.schema.remove_metadata()):
+        both = pa.concat_tables([old.replace_schema_metadata(None), new])
+        return both.sort_by([("run_id", "ascending")]).combine_chunks()
+    return _runs_table(old.to_pylist() + rows)
 
 
 class ResultsStore:
@@ -160,11 +192,14 @@ class ResultsStore:
         part files are missing.
         """
         path = Path(path)
+        _refuse_special(path)
         if path.exists() and not path.is_dir():
             raise UserError(f"{path} is a file, not a folder; pass another --out")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(path, e) from None
             raise UserError(
                 f"cannot create results folder {path} ({e.strerror}); pass a writable --out"
             ) from e
@@ -380,16 +415,30 @@ class ResultsStore:
             if stray:
                 raise ValueError(f"{what} has rows of runs not in the batch: {sorted(stray)[:5]}")
         part = part_name(ids)
-        written = [(GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)]
-        if lya.num_rows:
-            written.append((LYAP_DIR, lya, _LYAP_SORT))
-        for sub, table, order in written:
-            folder = self.path / sub
-            folder.mkdir(exist_ok=True)
-            _write_parquet_atomic(folder / part, table.sort_by(order))
-        old = self._runs.to_pylist() if self._runs is not None else []
-        table = _runs_table(old + [{**r, "part": part} for r in runs])
-        _write_parquet_atomic(self.path / RUNS, table)
+        written = []
+        try:
+            tables = [(GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)]
+            if lya.num_rows:
+                tables.append((LYAP_DIR, lya, _LYAP_SORT))
+            for sub, table, order in tables:
+                folder = self.path / sub
+                try:
+                    folder.mkdir(exist_ok=True)
+                except OSError as e:
+                    if is_disk_full(e):
+                        raise disk_full_error(folder, e) from None
+                    raise
+                _write_parquet_atomic(folder / part, table.sort_by(order))
+                written.append(folder / part)
+            table = _append_runs(self._runs, [{**r, "part": part} for r in runs])
+            _write_parquet_atomic(self.path / RUNS, table)
+        except Exception:
+            # not committed (disk full, say): its parts are orphans, removed now rather than
+            # at the next open, so the folder holds only committed data
+            for p in written:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise
         self._runs = table
 
     def write_summary(self, table: pd.DataFrame, markdown: str) -> None:

@@ -81,8 +81,11 @@ def _fmt(v) -> str:
 def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
     from rnnlab.store import load_manifest, load_runs
 
-    manifest = load_manifest(folder)
     runs = load_runs(folder)
+    try:
+        manifest = load_manifest(folder)
+    except UserError:
+        manifest = {}          # damaged: the CLI warned; the swept columns of the runs suffice
     exp = manifest.get("experiment") if isinstance(manifest.get("experiment"), dict) else {}
     name = str(manifest.get("name") or exp.get("name") or folder.name)
     swept = [c for c in runs.columns if "." in str(c)]
