@@ -171,15 +171,15 @@ def check_folder(out: Path, file: str | Path | None = None,
 
 def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
     """The summary a claim is checked on: recomputed from the runs when the folder holds them,
-    else the folder's ``summary.csv`` (committed reference folders keep only the tables), which
-    holds the statistics at initialisation only."""
+    else the folder's ``summary.csv`` (committed reference folders keep only the tables) or, for
+    a claim about training step N, its ``summary-step-N.csv``."""
     from .errors import UserError
     from .layout import RUNS
 
     if (out / RUNS).exists():
         return summary_of(out, step=step)
-    csv = out / "summary.csv"
-    if step is None and csv.exists():
+    csv = out / ("summary.csv" if step is None else f"summary-step-{step}.csv")
+    if csv.exists():
         return pd.read_csv(csv)
     raise UserError(f"{out}: {RUNS} is missing, so the summary at step {step} cannot be made; "
                     "rerun the sweep")
