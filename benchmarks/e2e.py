@@ -2,6 +2,7 @@
 
     python benchmarks/e2e.py [--quick] [--repeats N] [--json out.json] [--file EXP.yaml]
                              [--set KEY=VALUE ...] [--scales 1,4,8,32] [--mem-steps N] [--profile]
+                             [--load 20000]
 
 Issue 8's end-to-end target, which benchmarks/bench.py (the engine alone) does not measure:
 "`rnnlab sweep` on a benchmark experiment spends at least 80% of its wall time in the engine and
@@ -61,6 +62,14 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
    there are more runs, the peak also grows until batches reach the planner's cap; the second
    memory row applies the same tolerance only to the scales whose largest batch is at the cap
    (the bounded regime; n/a with fewer than two such scales).
+
+4. Load (``--load N``, e.g. 20000). A sweep of N tiny runs (``LOAD_EXPERIMENT``: 2 hidden units,
+   seq_len 3, one step; batches of 64) in a fresh process (``LOAD_CHILD`` through ``LAUNCHER``).
+   After each commit it records the time since the previous commit, the commit's own time, its
+   resident memory and its open file descriptors. Reported: the median time per batch and per
+   commit over the first and the last 20 batches, resident memory after the first batch and at
+   the end, the peak RSS, the open descriptors. Target: end / start <= 1.5 (a cost per batch that
+   grows with the runs already stored shows as a ratio far above 1 at 20,000 runs).
 
 This script does not import benchmarks/bench.py (its ``machine_info`` imports torch, which would
 load torch's OpenMP runtime into the timed process); it repeats the few helpers it needs.
@@ -481,6 +490,108 @@ def memory_anatomy(file: Path, sets: list[str], steps: int) -> dict:
 
 # ---------------------------------------------------------------------------- 3. targets
 
+#: The load workload: tiny runs (2 hidden units, seq_len 3, 1 training step), as many as asked.
+LOAD_EXPERIMENT = {
+    "name": "e2e-load", "seed": 0, "repeats": 20000,
+    "model": {"cell": "rnn", "hidden": 2},
+    "task": {"name": "recall", "seq_len": 3, "batch": 1, "eval_batch": 1},
+    "train": {"steps": 1, "log_every": 1},
+}
+LOAD_EDGE = 20                 # batches averaged at the start and at the end of the load sweep
+LOAD_GROWTH = 1.5              # target: end / start time per batch
+
+#: ``python -c LOAD_CHILD FILE OUT REPORT``: one sweep of FILE into OUT in this fresh process,
+#: recording after each commit the time since the previous one, the commit's own time, the
+#: process's resident memory and its open file descriptors; written to REPORT as JSON.
+LOAD_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+from rnnlab.experiment import load_experiment
+from rnnlab.store import ResultsStore
+from rnnlab.sweep import run_sweep
+
+file, out, report = sys.argv[1:4]
+commits = []
+real = ResultsStore.write_batch
+def write_batch(self, *args):
+    t = time.perf_counter()
+    real(self, *args)
+    commits.append(time.perf_counter() - t)
+ResultsStore.write_batch = write_batch
+page = os.sysconf("SC_PAGE_SIZE")
+rows = []
+class Progress:
+    last = None
+    def start(self, total, skipped):
+        self.last = time.perf_counter()
+    def advance(self, res):
+        now = time.perf_counter()
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * page
+        rows.append({"batch_s": now - self.last, "commit_s": commits[-1], "rss": rss,
+                     "fds": len(os.listdir("/proc/self/fd")), "runs": len(res.runs)})
+        self.last = now
+exp = load_experiment(file, yes=True, max_runs=10**9)
+t0 = time.perf_counter()
+rep = run_sweep(exp, Path(out), progress=Progress())
+Path(report).write_text(json.dumps({"rows": rows, "wall_s": time.perf_counter() - t0,
+                                    "failed": rep.outcome.failed}))
+"""
+
+
+def load_test(runs: int) -> dict:
+    """A sweep of ``runs`` tiny runs in a fresh process (``LOAD_CHILD`` through ``LAUNCHER``):
+    time per batch and per commit at the start and at the end, resident memory over the sweep,
+    peak RSS, open file descriptors. A per-batch cost that grows with the runs already stored
+    shows as end/start > 1."""
+    import statistics
+
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="rnnlab-e2e-load-") as d:
+        tmp = Path(d)
+        file = tmp / "load.yaml"
+        file.write_text(yaml.safe_dump({**LOAD_EXPERIMENT, "repeats": runs}, sort_keys=False))
+        report = tmp / "report.json"
+        usage = run_child([sys.executable, "-c", LOAD_CHILD, str(file), str(tmp / "out"),
+                           str(report)], cwd=tmp)
+        data = json.loads(report.read_text())
+    rows = data["rows"]
+    k = max(1, min(LOAD_EDGE, len(rows) // 4))
+
+    def edge(key, part):
+        return statistics.median(r[key] for r in part)
+
+    first, last = rows[1:k + 1] or rows[:1], rows[-k:]
+    start_s, end_s = edge("batch_s", first), edge("batch_s", last)
+    return {
+        "runs": runs, "batches": len(rows), "wall_s": data["wall_s"],
+        "failed": data["failed"], "edge_batches": k,
+        "batch_s": {"start": start_s, "end": end_s},
+        "commit_s": {"start": edge("commit_s", first), "end": edge("commit_s", last)},
+        "growth": end_s / start_s if start_s > 0 else None,
+        "rss_bytes": {"after_first_batch": rows[0]["rss"], "middle": rows[len(rows) // 2]["rss"],
+                      "end": rows[-1]["rss"]},
+        "peak_rss_bytes": usage["peak_rss_bytes"],
+        "open_fds_max": max(r["fds"] for r in rows), "open_fds_end": rows[-1]["fds"],
+    }
+
+
+def render_load(load: dict, say) -> None:
+    rows = [["time per batch s (median of the edge batches)", f"{load['batch_s']['start']:.4f}",
+             f"{load['batch_s']['end']:.4f}"],
+            ["of which the commit s", f"{load['commit_s']['start']:.4f}",
+             f"{load['commit_s']['end']:.4f}"],
+            ["resident memory MiB", mib(load["rss_bytes"]["after_first_batch"]),
+             mib(load["rss_bytes"]["end"])],
+            ["open file descriptors", "-", f"{load['open_fds_end']} (max {load['open_fds_max']})"]]
+    say(table(["load", f"first {load['edge_batches']} batches",
+               f"last {load['edge_batches']} batches"], rows,
+              f"Load: {load['runs']} tiny runs in {load['batches']} batches, "
+              f"{load['wall_s']:.1f} s, peak RSS {mib(load['peak_rss_bytes'])} MiB "
+              "(fresh process)"))
+
+
 def evaluate_targets(split: dict, cli: dict | None, memory: dict | None) -> list[dict]:
     out = [{"target": f"in-process sweep: training loop >= {TRAIN_TARGET:.0%} of wall",
             "value": split["share"]["training"], "met": split["share"]["training"] >= TRAIN_TARGET,
@@ -504,6 +615,15 @@ def evaluate_targets(split: dict, cli: dict | None, memory: dict | None) -> list
 
 
 # ---------------------------------------------------------------------------- output
+
+def load_targets(load: dict | None) -> list[dict]:
+    """The load rows of the targets: a per-batch time that does not grow with the runs done."""
+    if load is None:
+        return []
+    return [{"target": f"load: time per batch at the end / at the start <= {LOAD_GROWTH}",
+             "value": load["growth"], "fmt": "ratio",
+             "met": None if load["growth"] is None else load["growth"] <= LOAD_GROWTH}]
+
 
 def table(head, rows, title):
     return _table(head, rows, title, numbers_right=True)
@@ -674,6 +794,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     ap.add_argument("--profile", action="store_true",
                     help="also print a cProfile of one in-process sweep")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="also sweep N tiny runs (e.g. 20000) and compare the time per batch at "
+                         "the start and at the end, memory and open files (default: skip)")
     ap.add_argument("--quiet", action="store_true", help="print nothing")
     raw = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(raw)
@@ -697,6 +820,7 @@ def main(argv: list[str] | None = None) -> dict:
         memory = memory_scaling(file, args.sets, scales, args.mem_steps)
         anatomy = memory_anatomy(file, [*args.sets, f"repeats={max(scales)}"], args.mem_steps)
     profile = profile_sweep(file, args.sets) if args.profile else None
+    load = load_test(args.load) if args.load else None
     busy1 = cpu_busy()
     result = {
         "schema": 1,
@@ -712,7 +836,8 @@ def main(argv: list[str] | None = None) -> dict:
         "cli": cli,
         "memory": memory,
         "memory_anatomy": anatomy,
-        "targets": evaluate_targets(split, cli, memory),
+        "load": load,
+        "targets": evaluate_targets(split, cli, memory) + load_targets(load),
         "notes": notes,
         "wall_s": time.perf_counter() - t_start,
     }
@@ -721,6 +846,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{m['numpy']}, rnnlab {m['rnnlab']}; BLAS: {', '.join(m.get('blas', [])) or 'unknown'} "
         f"(1 thread in-process); CPUs busy with other work: "
         f"{pct(busy0)} at start, {pct(busy1)} at end")
+    if load is not None:
+        render_load(load, say)
     render(result, say)
     for note in notes:
         say(f"note: {note}")

@@ -2,7 +2,8 @@
 
 Each command parses its arguments, calls the library and renders the result. Library errors a user
 can cause (``UserError``, ``ValueError`` from argument checks) become one line on stderr and exit
-status 2; human tables go to stdout, diagnostics to stderr; NO_COLOR is respected by rich.
+status 2 (3 for ``EnvironmentFault``: a full disk, a lost Dask scheduler); human tables go to
+stdout, diagnostics to stderr; NO_COLOR is respected by rich.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 app = typer.Typer(
     name="rnnlab",
@@ -32,7 +33,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one
 
 def fail(message: str, code: int = 2):
     """One line on stderr, then exit: the boundary where library errors become CLI errors."""
-    err.print(f"rnnlab: error: {message}", markup=False, soft_wrap=True)
+    err.print(f"rnnlab: error: {one_line(message)}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,7 +44,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            fail(str(e))
+            fail(str(e), e.exit_code)
     return wrapper
 
 
@@ -55,7 +56,7 @@ def main():
 @app.command()
 @user_errors
 def gradcheck(
-    cell: Annotated[Literal["rnn", "lstm"], typer.Option(help="Recurrent cell.")] = "rnn",
+    cell: Annotated[Literal["rnn", "lstm", "gru"], typer.Option(help="Recurrent cell.")] = "rnn",
     activation: Annotated[Literal["tanh", "relu", "sigmoid", "identity"],
                           typer.Option(help="phi of the rnn cell.")] = "tanh",
     output: Annotated[Literal["softmax", "linear"], typer.Option(help="Output head.")] = "softmax",
@@ -266,7 +267,15 @@ def sweep(
              "cluster; needs pip install 'rnnlab[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
-        "start a local cluster of --workers processes).")] = None,
+        "start a local cluster of --workers processes); tls://HOST:PORT with --tls-*.")] = None,
+    tls_ca_file: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: the certificate authority that signed its "
+        "certificate.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's certificate (may hold the "
+        "key too).")] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     import signal
@@ -290,7 +299,9 @@ def sweep(
     try:
         report = run_sweep(exp, out_path, workers=workers, max_batch=max_batch, fresh=fresh,
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
-                           executor=executor, scheduler=scheduler, retry_failed=retry_failed)
+                           executor=executor, scheduler=scheduler, retry_failed=retry_failed,
+                           note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False),
+                           tls={"ca_file": tls_ca_file, "cert": tls_cert, "key": tls_key})
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "
@@ -300,7 +311,7 @@ def sweep(
         bar.stop()
         signal.signal(signal.SIGTERM, old)
     for note in report.notes:
-        err.print(f"rnnlab: {note}", markup=False)
+        err.print(f"rnnlab: {one_line(note)}", markup=False)
     o = report.outcome
     if report.summary is not None:
         show_summary(report.summary, fmt, title=f"{exp.name}: {report.out}", wide=wide,
@@ -309,7 +320,7 @@ def sweep(
               f"diverged, {o.exploded} exploded, {o.failed} failed; results in {report.out}",
               markup=False)
     for run_id, error in o.errors[:5]:
-        err.print(f"rnnlab: run {run_id} failed: {error}", markup=False)
+        err.print(f"rnnlab: run {run_id} failed: {one_line(error, 300)}", markup=False)
     if html and report.summary is not None and not o.interrupted:
         from .page import write_page
 
@@ -367,6 +378,14 @@ def validate(
         out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))
 
 
+def warn_folder(folder: str) -> None:
+    """One line on stderr per thing wrong with a results folder that can still be read."""
+    from .readers import folder_notes
+
+    for note in folder_notes(folder):
+        err.print(f"rnnlab: warning: {one_line(note)}", markup=False)
+
+
 @app.command()
 @user_errors
 def report(
@@ -384,9 +403,7 @@ def report(
 ):
     """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
     markdown and json hold every column), or write its results page (--html)."""
-    from .store import load_manifest
     from .sweep import summary_of
-    from .sysinfo import stack_note
 
     if out_file is not None and not html:
         fail("--out: only with --html (the table goes to stdout)")
@@ -401,11 +418,24 @@ def report(
         sys.stdout.write(f"{path}\n")
         return
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    warn_folder(folder)
     table = summary_of(Path(folder), by=keys, step=step)
-    note = stack_note(load_manifest(Path(folder)))
+    warn_stack(folder)
+    show_summary(table, fmt, title=folder, wide=wide, columns=columns)
+
+
+def warn_stack(folder) -> None:
+    """One line when the folder was made on another floating-point stack (nothing when its
+    manifest cannot be read: warn_folder has said so)."""
+    from .store import load_manifest
+    from .sysinfo import stack_note
+
+    try:
+        note = stack_note(load_manifest(Path(folder)))
+    except UserError:
+        return
     if note:
         err.print(f"rnnlab: {note}", markup=False)
-    show_summary(table, fmt, title=folder, wide=wide, columns=columns)
 
 
 @app.command()
@@ -493,14 +523,11 @@ def check(
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""
-    from .store import load_manifest
     from .sweep import check_folder
-    from .sysinfo import stack_note
 
+    warn_folder(folder)
     results = check_folder(Path(folder), file=file, profile=profile)
-    note = stack_note(load_manifest(Path(folder)))
-    if note:
-        err.print(f"rnnlab: {note}", markup=False)
+    warn_stack(folder)
     for r in results:
         out.print(r.line(), markup=False, soft_wrap=True)
     failed = sum(not r.holds for r in results)
@@ -572,10 +599,11 @@ def run(
 @user_errors
 def plot_command(
     folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
-    kind: Annotated[Literal["heatmap", "decay", "success"], typer.Option(
+    kind: Annotated[Literal["heatmap", "decay", "success", "lyapunov"], typer.Option(
         help="heatmap: log10 ||dE/ds_t|| over t and a swept key; decay: ||dE/ds_t|| against "
              "lag T - t with the Pascanu et al. bound; success: solved fraction against "
-             "seq_len.")] = "heatmap",
+             "seq_len; lyapunov: the Lyapunov spectrum (train.lyapunov.enabled)."),
+    ] = "heatmap",
     out_file: Annotated[str | None, typer.Option("--out", help="Image file, .png, .pdf or .svg "
                                                  "(default FOLDER/KIND.png).")] = None,
     by: Annotated[str | None, typer.Option(help="Swept key of the rows or lines, e.g. "
@@ -592,6 +620,7 @@ def plot_command(
     from .plot import output_path
     from .plot import plot as make_plot
 
+    warn_folder(folder)
     make_plot(folder, kind, out_file, by=by, step=step, where=where or [], metric=metric,
               note=lambda message: err.print(f"rnnlab: {message}", markup=False, soft_wrap=True))
     sys.stdout.write(f"{output_path(folder, kind, out_file)}\n")

@@ -22,7 +22,15 @@ import typing
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -70,10 +78,11 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """The recurrent network."""
 
-    cell: Literal["rnn", "lstm"] = "rnn"
-    """Recurrent cell: a vanilla RNN or an LSTM."""
+    cell: Literal["rnn", "lstm", "gru"] = "rnn"
+    """Recurrent cell: a vanilla RNN, an LSTM or a GRU (PyTorch's GRUCell equations)."""
     activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
-    """Hidden nonlinearity phi of the vanilla RNN (the LSTM ignores it: its gates are fixed)."""
+    """Hidden nonlinearity phi of the vanilla RNN (the LSTM and GRU ignore it: their gates are
+    fixed)."""
     hidden: int = Field(32, ge=1, lt=INT_LIMIT)
     """Number of hidden units."""
     init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
@@ -83,7 +92,7 @@ class ModelConfig(_Strict):
     bias: bool = True
     """Whether the cell has bias vectors."""
     forget_bias: Float = 1.0
-    """Initial LSTM forget-gate bias (ignored by the vanilla RNN)."""
+    """Initial LSTM forget-gate bias (ignored by the vanilla RNN and the GRU)."""
     output: Literal["softmax", "linear"] | None = None
     """Output head; null means the task's natural head."""
     dtype: Literal["float64", "float32"] = "float64"
@@ -169,6 +178,21 @@ class ClipConfig(_Strict):
         return self.threshold
 
 
+class LyapunovConfig(_Strict):
+    """Lyapunov exponents and the Jacobian-product spectrum of the trajectory, computed at the
+    logged steps on the step's training batch (``rnnlab.engine.lyapunov``).  Off by default; it
+    changes no training number."""
+
+    enabled: bool = False
+    """Compute and store them (results folder ``lyapunov/``)."""
+    exponents: int | None = Field(None, ge=1, lt=INT_LIMIT)
+    """Number m of exponents; null = min(hidden, 8); at most the state size (2 hidden for the
+    lstm)."""
+    window: int | None = Field(None, ge=1, lt=INT_LIMIT)
+    """Steps k of the Jacobian product before the loss step; null = the whole sequence; capped at
+    the sequence length."""
+
+
 class TrainConfig(_Strict):
     """The optimiser and the training loop."""
 
@@ -196,9 +220,21 @@ class TrainConfig(_Strict):
     """Where the loss is taken: the last step or every step; null = the task default."""
     log_every: int = Field(10, ge=1, lt=INT_LIMIT)
     """Record metrics every this many steps."""
+    lyapunov: LyapunovConfig = Field(default_factory=LyapunovConfig)
+    """Lyapunov analysis at the logged steps (off by default)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_default_analysis(self, handler):
+        """The analysis is left out of the dumped form while it is at its defaults (off), so run
+        ids and fingerprints of configurations without it are what they were before it existed;
+        switched on, it is part of them (a folder resumed with it on recomputes its runs)."""
+        data = handler(self)
+        if self.lyapunov == LyapunovConfig():
+            data.pop("lyapunov", None)
+        return data
 
 
-NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-'"
+NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-', not only dots"
 SWEEP_ALLOWED = "a mapping of dotted keys to lists or range forms, and zip"
 PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides and sweep"
 
@@ -206,7 +242,10 @@ PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides a
 class BaseConfig(_Strict):
     """An experiment without its sweep: the configuration every run starts from."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", json_schema_extra={"allowed": NAME_ALLOWED})
+    # at least one character that is not a dot: "." and ".." would make results/<name> the
+    # results root itself or its parent
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$",
+                      json_schema_extra={"allowed": NAME_ALLOWED})
     """Experiment name (required)."""
     description: str = ""
     """Free text; does not affect any number."""
@@ -279,10 +318,10 @@ class RunConfig(_Strict):
         Included: everything that changes array shapes, the data stream's structure or a code
         path -- the cell, activation, hidden size, bias, output head, dtype; the task name, every
         task option, seq_len, batch and eval_batch; the optimiser, Nesterov switch, loss_at,
-        tbptt, clip mode, steps and log_every.  Left out, because they are per-run numbers the
-        engine holds as arrays of length runs: the seed, init scheme (used once, at
-        initialisation), weight_scale, forget_bias, lr, momentum, beta1, beta2, eps and the clip
-        threshold (null stacks with numbers: use :attr:`ClipConfig.threshold_or_inf`).
+        tbptt, clip mode, steps, log_every and the Lyapunov settings.  Left out, because they are
+        per-run numbers the engine holds as arrays of length runs: the seed, init scheme (used
+        once, at initialisation), weight_scale, forget_bias, lr, momentum, beta1, beta2, eps and
+        the clip threshold (null stacks with numbers: use :attr:`ClipConfig.threshold_or_inf`).
         """
         m, t, tr = self.model, self.task, self.train
         return (
@@ -298,6 +337,7 @@ class RunConfig(_Strict):
                 tr.clip.mode,
                 tr.steps,
                 tr.log_every,
+                tuple(tr.lyapunov.model_dump().values()),
             ),
         )
 
@@ -328,7 +368,7 @@ def _bounds(field: FieldInfo) -> str:
 
 
 def describe_field(field: FieldInfo) -> str:
-    """What a field accepts, for error messages: "an integer >= 1", "one of rnn, lstm"."""
+    """What a field accepts, for error messages: "an integer >= 1", "one of rnn, lstm, gru"."""
     extra = field.json_schema_extra
     if isinstance(extra, dict) and "allowed" in extra:
         return str(extra["allowed"])
@@ -373,7 +413,7 @@ def leaf_fields() -> dict[str, FieldInfo]:
     return table
 
 
-SECTIONS = ("model", "task", "train", "train.clip")
+SECTIONS = ("model", "task", "train", "train.clip", "train.lyapunov")
 """Dotted keys that name a group of keys rather than one value."""
 
 

@@ -6,7 +6,8 @@ Workers only train: each task is ``execute._run_batch(specs)`` and returns the b
 (a ``BatchResult``); this process stays the only writer of the results folder, so the folder
 layout, resume, the progress bar and the numbers are those of a local sweep.
 
-- **Where.** ``scheduler="tcp://host:port"`` connects to a running cluster (``dask scheduler`` and
+- **Where.** ``scheduler="tcp://host:port"`` (or ``tls://host:port`` with certificate files:
+  :func:`security`) connects to a running cluster (``dask scheduler`` and
   ``dask worker``, dask-jobqueue, ...; the workers need rnnlab installed). Without an address a
   ``LocalCluster`` of ``workers`` processes with one thread each is started on the loopback
   interface, and closed again at the end.
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from . import execute
-from .errors import UserError
+from .errors import EnvironmentFault, UserError
 from .train import BatchResult
 
 #: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
@@ -57,12 +58,79 @@ def window(client) -> int:
     return max(4, 2 * sum(client.nthreads().values()))
 
 
-@contextlib.contextmanager
-def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRIES
-            ) -> Iterator:
-    """A ``Client`` of the cluster at ``scheduler``, or of a new loopback LocalCluster of
-    ``workers`` single-threaded processes (BLAS limited to one thread) closed on exit."""
+#: The certificate options of a ``tls://`` scheduler: rnnlab's name -> (CLI flag, the name of
+#: ``distributed.Security``'s argument).
+TLS_OPTIONS = {"ca_file": ("--tls-ca-file", "tls_ca_file"),
+               "cert": ("--tls-cert", "tls_client_cert"),
+               "key": ("--tls-key", "tls_client_key")}
+
+
+def security(tls: dict | None):
+    """A ``distributed.Security`` for the client from ``tls`` (``ca_file``: the certificate
+    authority that signed the scheduler's certificate; ``cert``, ``key``: this client's
+    certificate and private key, which may be one file), with encryption required; None
+    without ``tls`` (then Dask's configuration, ``distributed.comm.tls.*``, applies). A missing
+    or unreadable file is a UserError naming its option."""
+    tls = {k: v for k, v in (tls or {}).items() if v is not None}
+    if not tls:
+        return None
+    unknown = set(tls) - set(TLS_OPTIONS)
+    if unknown:
+        raise ValueError(f"tls: got {sorted(unknown)}; allowed: {', '.join(TLS_OPTIONS)}")
+    for name, path in tls.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise UserError(f"{TLS_OPTIONS[name][0]}: cannot read {path} ({e.strerror}); "
+                            "allowed: a readable PEM file") from None
+    if "ca_file" not in tls:
+        raise UserError("--tls-cert/--tls-key need --tls-ca-file (the certificate authority "
+                        "that signed the scheduler's certificate)")
+    if "cert" in tls and "key" not in tls and not _has_private_key(tls["cert"]):
+        raise UserError(f"--tls-cert {tls['cert']} holds no private key; pass --tls-key")
     distributed = require_dask()
+    kwargs = {TLS_OPTIONS[k][1]: str(v) for k, v in tls.items()}
+    return distributed.Security(require_encryption=True, **kwargs)
+
+
+def _has_private_key(path) -> bool:
+    with open(path, "rb") as f:
+        return b"PRIVATE KEY-----" in f.read()
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRIES,
+            tls: dict | None = None) -> Iterator:
+    """A ``Client`` of the cluster at ``scheduler`` (``tls://`` with the certificate files of
+    ``tls``, see :func:`security`), or of a new loopback LocalCluster of ``workers``
+    single-threaded processes (BLAS limited to one thread) closed on exit."""
+    distributed = require_dask()
+    sec = security(tls)
+    with _quiet_client_logs(), _connect(distributed, sec, scheduler, workers, retries) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """Dask's client logs a traceback when it loses the scheduler (and on other comm errors);
+    rnnlab reports those faults in one line of its own, so the client's loggers are silenced
+    below CRITICAL while a sweep is connected."""
+    loggers = [logging.getLogger(n) for n in ("distributed.client", "distributed.comm",
+                                               "distributed.core", "distributed.batched",
+                                               "distributed.utils")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _connect(distributed, sec, scheduler, workers, retries) -> Iterator:
     import dask
 
     cluster = None
@@ -78,9 +146,10 @@ def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRI
     aborted = False
     try:
         try:
-            client = distributed.Client(cluster if cluster is not None else scheduler,
-                                        set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as e:
+            extra = {"security": sec} if sec is not None else {}
+            client = _client_class(distributed)(
+                cluster if cluster is not None else scheduler, set_as_default=False, **extra)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
             raise UserError(f"cannot connect to the dask scheduler {scheduler}: {e}") from None
         try:
             yield client
@@ -97,6 +166,22 @@ def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRI
                     cluster.sync(_kill_workers, list(cluster.workers.values()))
             with contextlib.suppress(Exception):
                 cluster.close()
+
+
+def _client_class(distributed):
+    """``distributed.Client``, closed at once (1 s) when it fails to connect: otherwise its
+    ``__del__`` later waits 60 s to close and prints a traceback."""
+
+    class Client(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.close(timeout=1)
+                raise
+
+    return Client
 
 
 async def _kill_workers(nannies, timeout: float = 0.5):
@@ -117,20 +202,23 @@ def batch_outcome(future, specs) -> BatchResult:
 
 
 def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: str | None = None,
-                 workers: int = 1, retries: int = RETRIES, max_in_flight: int | None = None):
+                 workers: int = 1, retries: int = RETRIES, max_in_flight: int | None = None,
+                 tls: dict | None = None, note: Callable[[str], None] | None = None):
     """Train ``batches`` on a Dask cluster, calling ``handle(result)`` here as each finishes.
 
     ``handle`` returning True stops the execution (fail-fast): batches in flight are cancelled.
     ``max_in_flight`` overrides the window of submitted batches (default :func:`window`).
+    ``note`` receives one line for each batch lost beyond its retries (its workers died).
     """
     distributed = require_dask()
-    queue = list(batches)
+    queue = list(enumerate(batches, 1))
+    total = len(queue)
     queue.reverse()                                # pop() from the end = the planned order
     if not queue:
         return
     fn = execute._run_batch                        # looked up now: tests may replace it
     tag = uuid.uuid4().hex[:8]
-    with connect(scheduler, workers, retries) as client:
+    with connect(scheduler, workers, retries, tls) as client:
         pending: dict = {}                         # key -> (future, specs), not yet handled
         done = distributed.as_completed(loop=client.loop)
         count = 0
@@ -139,13 +227,14 @@ def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: s
             nonlocal count
             limit = max_in_flight or window(client)
             while queue and len(pending) < limit:
-                specs = queue.pop()
+                number, specs = queue.pop()
                 key = f"rnnlab-batch-{tag}-{count}"
                 count += 1
                 fut = client.submit(fn, specs, key=key, retries=retries, pure=False)
-                pending[key] = (fut, specs)
+                pending[key] = (fut, specs, number)
                 done.add(fut)
 
+        committing = False
         try:
             refill()
             for fut in done:
@@ -154,15 +243,27 @@ def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: s
                     continue
                 result = batch_outcome(fut, entry[1])
                 fut.release()
+                error = result.runs[0].get("error") if result.runs else None
+                if note and isinstance(error, str) and error.startswith("KilledWorker"):
+                    note(f"{execute._describe(entry[2], total, entry[1])} lost: the dask "
+                         f"workers training it died {retries + 1} times; its runs are recorded "
+                         "as failed")
+                committing = True
                 if handle(result):
                     break
+                committing = False
                 refill()
-        except concurrent.futures.CancelledError as e:
-            why = getattr(e, "reason", None) or str(e).splitlines()[0]
-            raise UserError(f"dask cancelled the sweep's batches ({why}); finished runs are "
-                            "kept: rerun the same command to resume") from None
+        except (concurrent.futures.CancelledError, OSError, TimeoutError) as e:
+            if committing:                         # the folder's error, not the cluster's
+                raise
+            why = getattr(e, "reason", None) or (str(e).splitlines() or [type(e).__name__])[0]
+            where = f" at {scheduler}" if scheduler else ""
+            raise EnvironmentFault(
+                f"lost the dask scheduler{where} or it cancelled the sweep's batches ({why}); "
+                "finished runs are kept: rerun the same command (with a scheduler running) to "
+                "resume") from None
         finally:
             if pending:
                 with contextlib.suppress(Exception):
-                    client.cancel([f for f, _ in pending.values()])
+                    client.cancel([entry[0] for entry in pending.values()])
                 pending.clear()

@@ -41,6 +41,8 @@ def reference_loss(params, x, d, *, cell="rnn", activation="tanh", output="softm
     by = params.get("by", 0.0)
     T, B, _ = x.shape
     H = Ws.shape[0]
+    bn = params.get("bn", 0.0)
+    b_in = b[2 * H:3 * H] if cell == "gru" and "b" in params else 0.0
     s = np.zeros((B, H)) if s0 is None else s0
     c = np.zeros((B, H)) if c0 is None else c0
     E = 0.0
@@ -51,6 +53,12 @@ def reference_loss(params, x, d, *, cell="rnn", activation="tanh", output="softm
                           sigmoid(a[:, 3 * H:]))
             c = f * c + i * g
             s = o * np.tanh(c)
+        elif cell == "gru":                        # PyTorch's GRUCell: b_hn inside the reset
+            h = s @ Ws
+            r = sigmoid(a[:, :H])
+            z = sigmoid(a[:, H:2 * H])
+            n = np.tanh(x[t] @ Wx[:, 2 * H:] + b_in + r * (h[:, 2 * H:] + bn))
+            s = (1 - z) * n + z * s
         else:
             s = phi(activation, a, out=np.empty_like(a))
         if alpha is not None:

@@ -12,13 +12,15 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 RUNS = "runs.parquet"
 GRAD_DIR = "grad_norms"
+LYAP_DIR = "lyapunov"
 METRICS_DIR = "metrics"
 METRICS = "metrics.parquet"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 LOCK = ".lock"
 PART_PREFIX = "part-"
-_OWN_NAMES = {MANIFEST, RUNS, GRAD_DIR, METRICS_DIR, METRICS, SUMMARY_CSV, SUMMARY_MD, LOCK}
+_OWN_NAMES = {MANIFEST, RUNS, GRAD_DIR, LYAP_DIR, METRICS_DIR, METRICS, SUMMARY_CSV, SUMMARY_MD,
+              LOCK}
 
 
 def part_name(run_ids: Iterable[str]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnnlab.errors import UserError
 from rnnlab.layout import LOCK
+from rnnlab.parquet_io import disk_full_error, is_disk_full
 
 
 def _host() -> str:
@@ -45,11 +46,12 @@ def _pid_alive(pid: int) -> bool:
 
 def _busy(folder: Path, pid: int | None, host: str) -> UserError:
     who = f"pid {pid}" if pid is not None else "pid unknown"
+    way_out = "wait for it to finish or pass --out"
     if host and host != _host():
         who += f" on {host}"
-    return UserError(
-        f"another rnnlab sweep ({who}) is writing to {folder}; wait for it to finish or pass --out"
-    )
+        # its liveness cannot be checked from here
+        way_out += f"; if that sweep is no longer running, delete {folder / LOCK}"
+    return UserError(f"another rnnlab sweep ({who}) is writing to {folder}; {way_out}")
 
 
 def _acquire_lock(folder: Path) -> int:
@@ -62,7 +64,12 @@ def _acquire_lock(folder: Path) -> int:
     """
     lock_path = folder / LOCK
     for _ in range(20):
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(folder, e) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -83,9 +90,17 @@ def _acquire_lock(folder: Path) -> int:
         if not same:  # the previous holder unlinked the file between our open and flock
             os.close(fd)
             continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {_host()}\n".encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {_host()}\n".encode())
+            os.fsync(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()                 # ours (we hold it): leave nothing behind
+            os.close(fd)
+            if is_disk_full(e):
+                raise disk_full_error(folder, e) from None
+            raise
         return fd
     raise UserError(f"could not lock {lock_path}; try again")
 

@@ -10,6 +10,7 @@ and metrics, and the conversion of python rows and DataFrames to arrow tables wi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rnnlab.errors import UserError
+from rnnlab.errors import EnvironmentFault, UserError
 
 TMP_PREFIX = ".tmp-"
 _PARTS_KEY = b"rnnlab.parts"
@@ -72,11 +73,22 @@ METRICS_SCHEMA = pa.schema(
         ("clipped", pa.bool_()),
     ]
 )
+LYAP_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("kind", pa.string()),
+        ("index", pa.int64()),
+        ("value", pa.float64()),
+    ]
+)
 #: Columns a file must have to be read (a damaged footer can rename or drop them).
 _RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
 _METRICS_COLS = METRICS_SCHEMA
 _GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
 _METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
+_LYAP_SORT = [("run_id", "ascending"), ("step", "ascending"), ("kind", "ascending"),
+              ("index", "ascending")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,8 +108,32 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError saying the disk is full or the quota is used up (pyarrow's IO errors
+    carry the errno or, at least, its text)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in _FULL_ERRNOS or any(t in str(exc) for t in _FULL_TEXTS)
+
+
+def disk_full_error(folder: Path, exc: OSError) -> EnvironmentFault:
+    """The one-line error of a write that found the disk full (or the quota used up)."""
+    cause = os.strerror(exc.errno) if exc.errno in _FULL_ERRNOS else next(
+        (t for t in _FULL_TEXTS if t in str(exc)), "disk full")
+    return EnvironmentFault(
+        f"cannot write to {folder} ({cause}); finished runs are kept: free some space (or move "
+        "the folder to a disk with room) and rerun the same command to resume")
+
+
 def _replace_atomic(path: Path, write) -> None:
-    """Call ``write(tmp)``, fsync ``tmp`` and move it onto ``path``; remove ``tmp`` on failure."""
+    """Call ``write(tmp)``, fsync ``tmp`` and move it onto ``path``; remove ``tmp`` on failure.
+
+    A full disk or a used-up quota is an :class:`EnvironmentFault` naming the folder; ``path``
+    is then left as it was."""
     tmp = _tmp_path(path)
     try:
         write(tmp)
@@ -107,9 +143,11 @@ def _replace_atomic(path: Path, write) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if is_disk_full(e):
+            raise disk_full_error(path.parent, e) from None
         raise
     _fsync_dir(path.parent)
 

@@ -1,4 +1,5 @@
-"""Reading a results folder: manifest, runs, grad norms and metrics of the committed runs.
+"""Reading a results folder: manifest, runs, grad norms, metrics and (when the analysis was on)
+the Lyapunov tables of the committed runs.
 
 Readers only read part files referenced by ``runs.parquet`` (see the commit protocol in
 :mod:`rnnlab.store`), so they never see the leftovers of an interrupted sweep.
@@ -6,6 +7,7 @@ Readers only read part files referenced by ``runs.parquet`` (see the commit prot
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable
@@ -16,13 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.layout import GRAD_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.layout import GRAD_DIR, LOCK, LYAP_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
 from rnnlab.parquet_io import (
     _GRAD_SORT,
+    _LYAP_SORT,
     _METRICS_COLS,
     _METRICS_SORT,
     _RUNS_COLS,
     GRAD_SCHEMA,
+    LYAP_SCHEMA,
     METRICS_SCHEMA,
     _corrupt,
     _read_parquet,
@@ -69,9 +73,58 @@ def load_manifest(path: str | os.PathLike) -> dict:
     return _read_manifest(p / MANIFEST, "delete the folder and rerun `rnnlab sweep`")
 
 
+def folder_notes(path: str | os.PathLike) -> list[str]:
+    """One-line warnings about a results folder that can still be read: a damaged
+    ``manifest.json`` (the tables come from ``runs.parquet`` and the part files regardless), a
+    sweep still writing to it. Empty for a folder that is not a results folder (the reading
+    command refuses it with its own message)."""
+    p = Path(path)
+    if not is_results_dir(p):
+        return []
+    notes = []
+    try:
+        _read_manifest(p / MANIFEST, "")
+    except UserError as e:
+        notes.append(
+            f"{str(e).rstrip('; ')}; shown is what {RUNS} and the part files hold; a sweep into "
+            "this folder needs the manifest restored, or --fresh (which discards the results)")
+    holder = _live_lock_holder(p)
+    if holder is not None:
+        notes.append(f"a sweep ({holder}) is still writing to {p}; shown are the runs it has "
+                     "committed so far")
+    return notes
+
+
+def _live_lock_holder(p: Path) -> str | None:
+    """'pid N' of the sweep holding the folder's lock, or None (no lock, or a stale one)."""
+    try:
+        fd = os.open(p / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            pid = os.read(fd, 100).decode("utf-8", "replace").split()[0]
+        except (OSError, IndexError):
+            pid = "unknown"
+        return f"pid {pid}"
+    except OSError:
+        return None                            # no flock here: nothing reliable to say
+    finally:
+        os.close(fd)
+    return None
+
+
 def _runs_table_of(p: Path) -> pa.Table:
     runs_path = p / RUNS
     if not runs_path.is_file():
+        parts = os.listdir(p / GRAD_DIR) if (p / GRAD_DIR).is_dir() else []
+        if any(e.endswith(".parquet") for e in parts):
+            raise UserError(
+                f"{runs_path} is missing but {p / GRAD_DIR} holds part files: without it no "
+                "run is committed; rerun `rnnlab sweep` into the folder to recompute the runs "
+                "(it removes those parts)")
         raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
     return _read_parquet(
         runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
@@ -121,6 +174,33 @@ def load_grad_norms(
         pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
     )
     return table.sort_by(_GRAD_SORT).to_pandas()
+
+
+def load_lyapunov(
+    path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
+) -> pd.DataFrame:
+    """The Lyapunov tables of committed runs (``train.lyapunov``), sorted by run_id, step, kind,
+    index: columns run_id, step, kind, index, value (kinds in ``rnnlab.lyapunov_stats``). Empty
+    when the analysis was off. ``run_ids`` and ``step`` restrict as in :func:`load_grad_norms`.
+    """
+    p = _results_dir(path)
+    runs = _runs_table_of(p)
+    part_of = dict(
+        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
+    )
+    wanted = sorted(part_of) if run_ids is None else sorted(set(run_ids) & set(part_of))
+    flt = pc.field("run_id").isin(wanted)
+    if step is not None:
+        flt = flt & (pc.field("step") == int(step))
+    tables = [
+        _read_parquet(p / LYAP_DIR / part, filters=flt, need=LYAP_SCHEMA)
+        for part in sorted({part_of[r] for r in wanted})
+        if (p / LYAP_DIR / part).is_file()
+    ]
+    table = (
+        pa.concat_tables(tables, promote_options="default") if tables else LYAP_SCHEMA.empty_table()
+    )
+    return table.sort_by(_LYAP_SORT).to_pandas()
 
 
 def load_metrics(path: str | os.PathLike) -> pd.DataFrame:

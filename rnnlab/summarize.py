@@ -171,6 +171,7 @@ def summarize(
     grad_norms: pd.DataFrame | None,
     by: list[str] | None = None,
     step: int | None = None,
+    lyapunov: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Summary table: one row per group of runs, sorted by the group keys (missing keys first).
 
@@ -189,6 +190,8 @@ def summarize(
     The gradient statistics and ``bound`` are taken at training step ``step`` (default: each
     run's first recorded step, its initialisation). ``bound`` exists at the first and the last
     step only (the runs record sigma_max(Ws) there) and only where the loss is at the last step.
+    With a ``lyapunov`` table (``train.lyapunov``) the columns of
+    ``rnnlab.lyapunov_stats.SUMMARY_COLUMNS`` follow (group means at the same step).
     """
     if by is None:
         by = [c for c in runs.columns if "." in str(c)]
@@ -238,6 +241,13 @@ def summarize(
             "_censored": stat("horizon_censored"),
         }
     )
+    # ---- the Lyapunov analysis, when the folder has it (rnnlab.lyapunov_stats) ----
+    from rnnlab.lyapunov_stats import summary_values
+
+    lyap = summary_values(lyapunov, run_gradient_stats(grad_norms, step=step), ids, failed, step)
+    for name, v in lyap.items():
+        vals["_lyap_" + name] = v
+    # ----
     keys = by if by else ["_all"]
     frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
     frame = frame.sort_values(keys, na_position="first", kind="mergesort")
@@ -253,15 +263,16 @@ def summarize(
                      loss_mid, loss_lo, loss_hi, acc, acc_lo, acc_hi,
                      _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
                      g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
-                     _mean(g["_censored"])))
-    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS)
+                     _mean(g["_censored"]),
+                     *(_mean(g["_lyap_" + name]) for name in lyap)))
+    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + list(lyap))
     for col in by:
         out[col] = out[col].astype(runs[col].dtype)
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS].reset_index(drop=True)
+    return out[by + SUMMARY_COLUMNS + list(lyap)].reset_index(drop=True)
 
 
 def _mean(values) -> float:

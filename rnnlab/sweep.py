@@ -8,6 +8,7 @@ committed by the store, and the summary is recomputed from what the folder holds
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,20 @@ from pathlib import Path
 import pandas as pd
 
 from . import execute
+from .errors import UserError
 from .experiment import Experiment
-from .store import ResultsStore, load_grad_norms, load_runs, system_info
+from .store import ResultsStore, load_grad_norms, load_lyapunov, load_runs, system_info
 from .summarize import render, summarize
 
 
 def default_out(exp: Experiment) -> Path:
     """Where results go unless ``--out`` says otherwise: results/<name>/ (profile appended)."""
     name = exp.name if not exp.profile else f"{exp.name}-{exp.profile}"
-    return Path("results") / name
+    out = os.path.normpath(os.path.join("results", name))
+    if os.path.dirname(out) != "results":       # ".", "..", a profile name with a "/"
+        raise UserError(f"{exp.source}: name: results/{name} is not a folder inside results/; "
+                        "rename the experiment (or its profile), or pass --out")
+    return Path(out)
 
 
 @dataclass
@@ -49,24 +55,32 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
-              scheduler: str | None = None, retry_failed: bool = False) -> SweepReport:
+              scheduler: str | None = None, retry_failed: bool = False,
+              note=None, tls: dict | None = None) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
     ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
     of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
     Runs recorded as failed by an earlier sweep count as done, unless ``retry_failed``: then they
-    are forgotten and trained again.
+    are forgotten and trained again. ``note``, if given, receives one-line messages while the
+    sweep runs (a batch lost with its worker process and retried). ``tls`` (``ca_file``,
+    ``cert``, ``key``: file paths) secures the connection to a ``tls://`` scheduler.
     """
-    execute.check_executor(executor, scheduler)
+    tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
+    execute.check_executor(executor, scheduler, tls)
     if executor == "dask":
-        from .distributed import require_dask
+        from .distributed import require_dask, security
 
         require_dask()                      # before the folder is created
+        security(tls)                       # certificate files checked before it too
     out = Path(out) if out is not None else default_out(exp)
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
         execute.check_memory(runs, exp.source)
+    stored = set() if fresh else _committed(out)
+    execute.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
+                       max_batch=max_batch)
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                               manifest=manifest_for(exp, command), fresh=fresh,
                               experiment_name=exp.name)
@@ -81,10 +95,12 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
             progress.start(len(runs), len(runs) - len(todo))
         batches = execute.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
-                                                                          res.metrics),
+                                                                          res.metrics,
+                                                                          **_extra_tables(res)),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
-                                  executor=executor, scheduler=scheduler)
+                                  executor=executor, scheduler=scheduler, note=note,
+                                  tls=tls)
         table = None
         if store.done_run_ids():
             table = summary_of(out, by=exp.swept_keys)
@@ -98,13 +114,34 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
 
 
+def _extra_tables(res) -> dict:
+    """The optional tables of a batch result, as keywords of ``ResultsStore.write_batch`` (none
+    when the analysis was off, so the call is the plain three-table one)."""
+    lyap = getattr(res, "lyapunov", None)
+    return {} if lyap is None else {"lyapunov": lyap}
+
+
+def _committed(out: Path) -> set[str]:
+    """Ids of the runs already in ``out`` (empty if it holds none or cannot say)."""
+    from .layout import RUNS
+    from .parquet_io import _read_parquet
+
+    if not (out / RUNS).is_file():
+        return set()
+    try:
+        return set(_read_parquet(out / RUNS).column("run_id").to_pylist())
+    except (UserError, OSError, KeyError):
+        return set()
+
+
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
     """The summary table of a results folder (gradient statistics at the first logged step,
     i.e. at initialisation, unless ``step`` says otherwise)."""
     runs = load_runs(out)
     ok = runs[runs["status"] != "failed"]["run_id"].tolist()
     norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
-    return summarize(runs, norms, by=by, step=step)
+    lyap = load_lyapunov(out, step=0 if step is None else step) if ok else None
+    return summarize(runs, norms, by=by, step=step, lyapunov=lyap)
 
 
 def check_folder(out: Path, file: str | Path | None = None,
@@ -134,15 +171,15 @@ def check_folder(out: Path, file: str | Path | None = None,
 
 def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
     """The summary a claim is checked on: recomputed from the runs when the folder holds them,
-    else the folder's ``summary.csv`` (committed reference folders keep only the tables), which
-    holds the statistics at initialisation only."""
+    else the folder's ``summary.csv`` (committed reference folders keep only the tables) or, for
+    a claim about training step N, its ``summary-step-N.csv``."""
     from .errors import UserError
     from .layout import RUNS
 
     if (out / RUNS).exists():
         return summary_of(out, step=step)
-    csv = out / "summary.csv"
-    if step is None and csv.exists():
+    csv = out / ("summary.csv" if step is None else f"summary-step-{step}.csv")
+    if csv.exists():
         return pd.read_csv(csv)
     raise UserError(f"{out}: {RUNS} is missing, so the summary at step {step} cannot be made; "
                     "rerun the sweep")

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from . import optim
 from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
+from .lyapunov_stats import analyse, lyapunov_table
 from .tasks import EXPLODED_FACTOR, TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
@@ -55,6 +56,7 @@ class BatchResult:
     runs: list[dict]
     grad_norms: pd.DataFrame      # run_id, step, t, ds, dWs, dWx, dc
     metrics: pd.DataFrame         # run_id, step, loss, accuracy, grad_norm(_clipped), clipped
+    lyapunov: pd.DataFrame | None = None   # run_id, step, kind, index, value (train.lyapunov)
 
 
 def build_task(cfg):
@@ -141,6 +143,7 @@ class Trainer:
         Without ``log`` the engine skips the per-step norms and the outputs (the step's
         ``norms`` and ``accuracy`` are None): loss, gradients and the update are the same."""
         x, d = _sample(self.task, self.data_rngs, self.cfg.task.batch, self.dtype)
+        params = self.params                # the weights of this step (before its updates)
         T = x.shape[1]
         N = self.cfg.train.tbptt or T
         step_clip = self.threshold if self.clip_mode == "step" else None
@@ -190,7 +193,21 @@ class Trainer:
             norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
             acc = self.task.accuracy(np.concatenate(outs, axis=1), d)
         return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
-                    clipped=clipped, norms=norms)
+                    clipped=clipped, norms=norms,
+                    lyapunov=self._lyapunov(x, params) if log else None)
+
+    def _lyapunov(self, x, params):
+        """The Lyapunov analysis of this step's batch with the weights its gradient was taken at
+        (``train.lyapunov``; None when off). Changes no training number."""
+        opt = self.cfg.train.lyapunov
+        if not opt.enabled:
+            return None
+        H = self.cfg.model.hidden
+        D = 2 * H if self.kw["cell"] == "lstm" else H
+        m = min(D, opt.exponents or min(H, 8))
+        k = min(x.shape[1], opt.window or x.shape[1])
+        return analyse(params, x, cell=self.kw["cell"], activation=self.kw["activation"],
+                       exponents=m, window=k, budget=EVAL_BUDGET)
 
     def _carry(self, s, c):
         """The state handed to the next window: a run whose state overflowed diverges, and its
@@ -320,7 +337,10 @@ class Trainer:
                 "clip_rate": float(self.clip_count[r] / max(self.update_count[r], 1)),
                 "wall_time": wall, "seq_len": self.cfg.task.seq_len,
             })
-        return BatchResult(rows, self._grad_table(logs), self._metric_table(logs))
+        lyap = [lyapunov_table([sp.run_id for sp in self.specs], rec["step"], rec["mask"],
+                               rec["lyapunov"]) for rec in logs if rec["lyapunov"] is not None]
+        return BatchResult(rows, self._grad_table(logs), self._metric_table(logs),
+                           pd.concat(lyap, ignore_index=True) if lyap else None)
 
     def _bound(self, sigma: float) -> float | None:
         """log10(gamma * sigma_max(Ws)): Pascanu et al.'s per-step bound on the decay of

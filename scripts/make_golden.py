@@ -3,7 +3,8 @@
 Run (from the repository root; needs torch, which rnnlab itself does not):
 
     /work/venv/bin/pip install torch==2.13.0      # the version the stored values were made with
-    /work/venv/bin/python scripts/make_golden.py  # writes tests/data/golden.npz
+    /work/venv/bin/python scripts/make_golden.py  # writes tests/data/golden.npz, golden_gru.npz
+    /work/venv/bin/python scripts/make_golden.py golden_gru.npz   # only the named file(s)
 
 ``tests/test_golden.py`` loads that file (no torch needed) and checks the engine against it at
 rtol 1e-10. Everything is float64: parameters, inputs and targets are drawn with NumPy from fixed
@@ -12,7 +13,10 @@ seeds, mapped onto PyTorch's own recurrent modules and differentiated by autogra
 Mapping (engine -> torch). Vanilla cell ``s_t = phi(x_t Wx + s_{t-1} Ws + b)``: ``nn.RNNCell`` /
 ``nn.RNN`` with weight_ih = Wx.T, weight_hh = Ws.T, bias_ih = b, bias_hh = 0. LSTM: ``nn.LSTMCell``
 / ``nn.LSTM``, gate order (i, f, g, o) in both, weight_ih = Wx.T, weight_hh = Ws.T, bias_ih = b,
-bias_hh = 0. Head: logits = s_t Wy + by; softmax + mse E = (1/B) sum (d - y)^2, softmax + ce
+bias_hh = 0. GRU: ``nn.GRUCell`` / ``nn.GRU``, gate order (r, z, n) in both, weight_ih = Wx.T,
+weight_hh = Ws.T, bias_ih = b, bias_hh = (0, 0, bn): the engine's bn is PyTorch's b_hn, the one
+bias inside the reset product (b_hr and b_hz add to b_ir and b_iz, so the engine has one each).
+Head: logits = s_t Wy + by; softmax + mse E = (1/B) sum (d - y)^2, softmax + ce
 E = -(1/B) sum d log softmax(logits), linear + mse; over the last step or every step.
 
 How each reported quantity is obtained from autograd:
@@ -40,10 +44,14 @@ truncated or clipped; and for truncation without clipping the literal recipe (on
 and backward per loss term, state detached at the window's start, gradients and retained state
 gradients summed over tau) gives the same gradients and per-step norms.
 
-File layout (one npz, ``tests/data/golden.npz``): ``cases`` is a JSON list of case names; for a
+File layout (one npz per group of cells: ``tests/data/golden.npz`` holds the rnn and lstm cases,
+``tests/data/golden_gru.npz`` the gru cases; each file is written only when named, or when no
+file is named): ``cases`` is a JSON list of case names; for a
 case NAME, ``NAME/options`` is a JSON object of bptt keyword options, ``NAME/in/<key>`` the inputs
 (params Wx, Ws, Wy and optionally b, by; x; d; optionally s0, c0) and ``NAME/out/<key>`` the
 torch results: loss, grad_<param>, ds, dWs, dWx (dc), states, outputs (cells, clip_factors).
+For the GRU, dWs_t and dWx_t are the norms of the gradients of step t's copies of Ws and Wx as for
+the other cells (the copy of bn is shared: only its total gradient is compared).
 ``meta`` is a JSON object with the torch and numpy versions.
 """
 
@@ -58,7 +66,9 @@ import torch
 from torch.func import functional_call
 
 TORCH_VERSION = "2.13.0"
-OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "golden.npz"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+#: Which cells go to which file (the rnn/lstm file predates the GRU and stays as it was).
+FILES = {"golden.npz": ("rnn", "lstm"), "golden_gru.npz": ("gru",)}
 DT = torch.float64
 
 # Each case: name; the bptt options cell, activation, output, loss, loss_at and optionally truncate,
@@ -118,6 +128,35 @@ CASES = [
          loss="mse", loss_at="last", T=30, B=2, I=2, H=16, O=2, scale=4.0, seed=511),
     dict(name="rnn_tanh_T30_vanish", cell="rnn", activation="tanh", output="softmax",
          loss="mse", loss_at="last", T=30, B=2, I=2, H=8, O=3, scale=0.7, seed=502),
+    # the GRU (tests/data/golden_gru.npz)
+    dict(name="gru_softmax_mse_last", cell="gru", activation="tanh", output="softmax",
+         loss="mse", loss_at="last", T=6, B=3, I=3, H=4, O=3, scale=1.0, seed=601),
+    dict(name="gru_softmax_mse_all", cell="gru", activation="tanh", output="softmax",
+         loss="mse", loss_at="all", T=7, B=2, I=2, H=5, O=3, scale=1.2, seed=602),
+    dict(name="gru_softmax_ce_last", cell="gru", activation="tanh", output="softmax",
+         loss="ce", loss_at="last", T=5, B=4, I=3, H=6, O=3, scale=0.9, seed=603),
+    dict(name="gru_softmax_ce_all_soft_s0", cell="gru", activation="tanh", output="softmax",
+         loss="ce", loss_at="all", T=6, B=3, I=2, H=5, O=4, scale=1.1, seed=604, soft=True,
+         s0=True),
+    dict(name="gru_linear_mse_all", cell="gru", activation="tanh", output="linear",
+         loss="mse", loss_at="all", T=8, B=2, I=3, H=4, O=2, scale=1.0, seed=605),
+    dict(name="gru_linear_mse_last_nobias", cell="gru", activation="tanh", output="linear",
+         loss="mse", loss_at="last", T=6, B=3, I=2, H=5, O=3, scale=1.3, seed=606, bias=False),
+    dict(name="gru_trunc3_all_ce", cell="gru", activation="tanh", output="softmax",
+         loss="ce", loss_at="all", truncate=3, T=9, B=3, I=3, H=5, O=3, scale=1.3, seed=611),
+    dict(name="gru_trunc4_last_mse_s0", cell="gru", activation="tanh", output="softmax",
+         loss="mse", loss_at="last", truncate=4, T=9, B=2, I=2, H=4, O=3, scale=1.2, seed=612,
+         s0=True),
+    dict(name="gru_trunc1_all_linear", cell="gru", activation="tanh", output="linear",
+         loss="mse", loss_at="all", truncate=1, T=6, B=3, I=2, H=4, O=2, scale=1.0, seed=613),
+    dict(name="gru_clip_all_linear", cell="gru", activation="tanh", output="linear",
+         loss="mse", loss_at="all", clip_step=2.0, T=10, B=3, I=3, H=6, O=3, scale=1.6,
+         seed=621),
+    dict(name="gru_clip_trunc3_all_linear", cell="gru", activation="tanh", output="linear",
+         loss="mse", loss_at="all", clip_step=1.5, truncate=3, T=10, B=3, I=3, H=5, O=3,
+         scale=1.5, seed=622),
+    dict(name="gru_T30_long", cell="gru", activation="tanh", output="softmax",
+         loss="mse", loss_at="last", T=30, B=2, I=2, H=8, O=3, scale=2.0, seed=631),
 ]
 
 
@@ -127,7 +166,7 @@ def draw_inputs(case: dict) -> tuple[dict, dict]:
     """NumPy float64 draws from the case's seed: (params, extra) with extra x, d, maybe s0, c0."""
     rng = np.random.default_rng(case["seed"])
     T, B, I, H, O = (case[k] for k in ("T", "B", "I", "H", "O"))
-    G = 4 * H if case["cell"] == "lstm" else H
+    G = {"lstm": 4 * H, "gru": 3 * H}.get(case["cell"], H)
     p = {"Ws": rng.standard_normal((H, G)) * case["scale"] / np.sqrt(H),
          "Wx": rng.standard_normal((I, G)) / np.sqrt(I),
          "Wy": rng.standard_normal((H, O)) / np.sqrt(H)}
@@ -141,6 +180,8 @@ def draw_inputs(case: dict) -> tuple[dict, dict]:
         d = rng.dirichlet(np.ones(O), size=(T, B))
     else:
         d = np.eye(O)[rng.integers(0, O, (T, B))]
+    if case["cell"] == "gru" and case.get("bias", True):
+        p["bn"] = 0.3 * rng.standard_normal(H)
     extra = {"x": x, "d": d}
     if case.get("s0"):
         extra["s0"] = 0.5 * rng.standard_normal((B, H))
@@ -165,17 +206,26 @@ def _t(a) -> torch.Tensor:
 def make_cell(cell: str, activation: str, I: int, H: int, bias: bool) -> torch.nn.Module:
     if cell == "lstm":
         return torch.nn.LSTMCell(I, H, bias=bias, dtype=DT)
+    if cell == "gru":
+        return torch.nn.GRUCell(I, H, bias=bias, dtype=DT)
     return torch.nn.RNNCell(I, H, bias=bias, nonlinearity=activation, dtype=DT)
 
 
-def cell_params(Wx, Ws, b) -> dict:
+def cell_params(Wx, Ws, b, bn=None) -> dict:
     """Engine layout -> the cell module's parameters: weight_ih = Wx.T, weight_hh = Ws.T,
-    bias_ih = b, bias_hh = 0."""
+    bias_ih = b, bias_hh = 0, except the GRU's candidate block of bias_hh, which is bn."""
     out = {"weight_ih": Wx.T, "weight_hh": Ws.T}
     if b is not None:
         out["bias_ih"] = b
-        out["bias_hh"] = torch.zeros_like(b)
+        out["bias_hh"] = _bias_hh(b, bn)
     return out
+
+
+def _bias_hh(b, bn):
+    """bias_hh: zeros, or (0, 0, bn) for the GRU (bn given)."""
+    if bn is None:
+        return torch.zeros_like(b)
+    return torch.cat([torch.zeros(b.shape[0] - bn.shape[0], dtype=DT), bn])
 
 
 def head_loss(h, Wy, by, dt, output: str, loss: str, B: int):
@@ -206,7 +256,8 @@ def _setup(p: dict, inp: dict, opts: dict):
 def _true_forward(cell, p, x, s0, c0, lstm):
     """The plain forward (no grad): states s_0..s_T and (lstm) cells c_0..c_T."""
     with torch.no_grad():
-        prm = cell_params(_t(p["Wx"]), _t(p["Ws"]), _t(p["b"]) if "b" in p else None)
+        prm = cell_params(_t(p["Wx"]), _t(p["Ws"]), _t(p["b"]) if "b" in p else None,
+                          _t(p["bn"]) if "bn" in p else None)
         S, C = [s0], [c0]
         for t in range(x.shape[0]):
             if lstm:
@@ -233,6 +284,7 @@ def torch_reference(p: dict, inp: dict, opts: dict) -> dict:
     b_c = [_t(p["b"]).requires_grad_() for _ in range(T)] if bias else [None] * T
     Wy = _t(p["Wy"]).requires_grad_()
     by = _t(p["by"]).requires_grad_() if "by" in p else None
+    bn = _t(p["bn"]).requires_grad_() if "bn" in p else None      # the GRU's b_hn, shared
 
     factors = np.ones((T, B))
     states, cells = {}, {}                             # t -> (n_t, B, H) stacked over chains
@@ -263,7 +315,7 @@ def torch_reference(p: dict, inp: dict, opts: dict) -> dict:
         n = len(alive)
         hx = torch.stack(hs).reshape(n * B, H)
         xin = x[t - 1].repeat(n, 1)
-        prm = cell_params(Wx_c[t - 1], Ws_c[t - 1], b_c[t - 1])
+        prm = cell_params(Wx_c[t - 1], Ws_c[t - 1], b_c[t - 1], bn)
         if lstm:
             cx = torch.stack(cs).reshape(n * B, H)
             h, c = functional_call(cell, prm, (xin, (hx, cx)))
@@ -300,6 +352,8 @@ def torch_reference(p: dict, inp: dict, opts: dict) -> dict:
         out["grad_b"] = np.sum([grad_or_zero(w) for w in b_c], axis=0)
     if by is not None:
         out["grad_by"] = by.grad.numpy().copy()
+    if bn is not None:
+        out["grad_bn"] = grad_or_zero(bn)
 
     def step_norm(store, t):
         if t not in store or store[t].grad is None:
@@ -328,6 +382,8 @@ def fused_reference(p: dict, inp: dict, opts: dict) -> dict:
     I = x.shape[-1]
     if lstm:
         net = torch.nn.LSTM(I, H, bias=bias, dtype=DT)
+    elif opts["cell"] == "gru":
+        net = torch.nn.GRU(I, H, bias=bias, dtype=DT)
     else:
         net = torch.nn.RNN(I, H, nonlinearity=opts["activation"], bias=bias, dtype=DT)
     with torch.no_grad():
@@ -335,7 +391,7 @@ def fused_reference(p: dict, inp: dict, opts: dict) -> dict:
         net.weight_hh_l0.copy_(_t(p["Ws"]).T)
         if bias:
             net.bias_ih_l0.copy_(_t(p["b"]))
-            net.bias_hh_l0.zero_()
+            net.bias_hh_l0.copy_(_bias_hh(_t(p["b"]), _t(p["bn"]) if "bn" in p else None))
     Wy = _t(p["Wy"]).requires_grad_()
     by = _t(p["by"]).requires_grad_() if "by" in p else None
     hx = (s0[None], c0[None]) if lstm else s0[None]
@@ -347,9 +403,13 @@ def fused_reference(p: dict, inp: dict, opts: dict) -> dict:
            "grad_Ws": net.weight_hh_l0.grad.T.numpy(), "grad_Wy": Wy.grad.numpy()}
     if bias:
         out["grad_b"] = net.bias_ih_l0.grad.numpy()
-        # bias_hh enters exactly like bias_ih: its gradient must be the same
-        gap = np.abs(net.bias_hh_l0.grad.numpy() - out["grad_b"]).max()
+        # bias_hh enters exactly like bias_ih (the GRU: except its candidate block, b_hn):
+        # its gradient must be the same
+        same = 2 * H if "bn" in p else None
+        gap = np.abs(net.bias_hh_l0.grad.numpy()[:same] - out["grad_b"][:same]).max()
         assert gap <= 1e-13 * np.abs(out["grad_b"]).max()
+        if "bn" in p:
+            out["grad_bn"] = net.bias_hh_l0.grad.numpy()[2 * H:]
     if by is not None:
         out["grad_by"] = by.grad.numpy()
     return out
@@ -361,7 +421,7 @@ def per_term_reference(p: dict, inp: dict, opts: dict) -> dict:
     gradients summed over tau."""
     x, d, T, B, H, lstm, bias, cell, s0, c0, loss_steps, k = _setup(p, inp, opts)
     S_true, C_true = _true_forward(cell, p, x, s0, c0, lstm)
-    acc = {"Wx": 0.0, "Ws": 0.0, "b": 0.0, "Wy": 0.0, "by": 0.0}
+    acc = {"Wx": 0.0, "Ws": 0.0, "b": 0.0, "Wy": 0.0, "by": 0.0, "bn": 0.0}
     step = {key: np.zeros((T,) + shape) for key, shape in
             (("ds", (B, H)), ("dc", (B, H)), ("Wx", p["Wx"].shape), ("Ws", p["Ws"].shape))}
     E_total = 0.0
@@ -370,12 +430,13 @@ def per_term_reference(p: dict, inp: dict, opts: dict) -> dict:
         h, c = S_true[s - 1].detach(), (C_true[s - 1].detach() if lstm else None)
         Wy = _t(p["Wy"]).requires_grad_()
         by = _t(p["by"]).requires_grad_() if "by" in p else None
+        bn = _t(p["bn"]).requires_grad_() if "bn" in p else None
         leaves, hs, cs = [], [], []
         for t in range(s, tau + 1):
             wx, ws = _t(p["Wx"]).requires_grad_(), _t(p["Ws"]).requires_grad_()
             b = _t(p["b"]).requires_grad_() if bias else None
             leaves.append((t, wx, ws, b))
-            prm = cell_params(wx, ws, b)
+            prm = cell_params(wx, ws, b, bn)
             if lstm:
                 h, c = functional_call(cell, prm, (x[t - 1], (h, c)))
                 c.retain_grad()
@@ -390,6 +451,8 @@ def per_term_reference(p: dict, inp: dict, opts: dict) -> dict:
         acc["Wy"] = acc["Wy"] + Wy.grad.numpy()
         if by is not None:
             acc["by"] = acc["by"] + by.grad.numpy()
+        if bn is not None:
+            acc["bn"] = acc["bn"] + bn.grad.numpy()
         for t, wx, ws, b in leaves:
             step["Wx"][t - 1] += wx.grad.numpy()
             step["Ws"][t - 1] += ws.grad.numpy()
@@ -407,6 +470,8 @@ def per_term_reference(p: dict, inp: dict, opts: dict) -> dict:
         out["grad_b"] = acc["b"]
     if "by" in p:
         out["grad_by"] = acc["by"]
+    if "bn" in p:
+        out["grad_bn"] = acc["bn"]
     if lstm:
         out["dc"] = norm(step["dc"])
     return out
@@ -437,14 +502,26 @@ def generate(case: dict) -> tuple[dict, dict, dict]:
     return p, inp, ref
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     if not torch.__version__.startswith(TORCH_VERSION):
         print(f"warning: torch {torch.__version__}, the stored values used {TORCH_VERSION}",
               file=sys.stderr)
+    unknown = [a for a in argv if a not in FILES]
+    if unknown:
+        print(f"make_golden.py: got {unknown}; allowed: file names {', '.join(FILES)}",
+              file=sys.stderr)
+        return 2
     torch.use_deterministic_algorithms(True)
+    for fname in argv or list(FILES):
+        write(DATA / fname, [c for c in CASES if c["cell"] in FILES[fname]])
+    return 0
+
+
+def write(path: Path, cases: list[dict]) -> None:
+    """Generate ``cases`` and store them in one npz (layout in the module docstring)."""
     arrays = {}
     names = []
-    for case in CASES:
+    for case in cases:
         p, inp, ref = generate(case)
         name = case["name"]
         names.append(name)
@@ -461,11 +538,10 @@ def main() -> int:
               f"{clipped}")
     arrays["cases"] = np.array(json.dumps(names))
     arrays["meta"] = np.array(json.dumps({"torch": torch.__version__, "numpy": np.__version__}))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(names)} cases)")
-    return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({path.stat().st_size} bytes, {len(names)} cases)")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

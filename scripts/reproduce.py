@@ -25,13 +25,15 @@ from pathlib import Path
 
 import rnnlab
 from rnnlab.experiment import load_experiment
-from rnnlab.sweep import check_folder, run_sweep
+from rnnlab.summarize import render
+from rnnlab.sweep import check_folder, run_sweep, summary_of
 from rnnlab.sysinfo import cpu_info, fp_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation"]
+EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]
 FIGURES = {"spectrum": ["decay", "heatmap"], "vanishing": ["success", "heatmap"],
-           "lstm": ["success"], "clipping": [], "truncation": []}
+           "lstm": ["success"], "clipping": [], "truncation": [],
+           "lyapunov": ["lyapunov", "decay"]}
 
 
 def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
@@ -41,6 +43,10 @@ def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
     report = run_sweep(exp, out, workers=workers, fresh=True,
                        command=["python", "scripts/reproduce.py"] + (["--quick"] if quick else []))
     seconds = time.perf_counter() - t0
+    for step in sorted({c.step for c in exp.claims if c.step is not None}):
+        # the committed folder keeps tables, not runs: claims about a later step need theirs
+        table = summary_of(out, step=step)
+        (out / f"summary-step-{step}.csv").write_text(render(table, "csv"))
     o = report.outcome
     if o.failed or o.interrupted:
         raise SystemExit(f"{name}: {o.failed} failed run(s), interrupted={o.interrupted}")

@@ -102,3 +102,17 @@ def test_child_peak_rss_is_its_own(e2e, tmp_path):
     assert 0 < res["peak_rss_bytes"] < 128 * 2 ** 20
     assert res["wall_s"] > 0 and res["cpu_s"] >= 0
     del big
+
+
+def test_load_measurement_structure(e2e):
+    """``--load N``: per-batch times at both ends, memory and open files of a fresh process."""
+    load = e2e.load_test(300)                      # 300 tiny runs: 5 batches of at most 64
+    assert load["runs"] == 300 and load["batches"] == 5 and load["failed"] == 0
+    assert load["edge_batches"] == 1
+    for key in ("batch_s", "commit_s"):
+        assert 0 < load[key]["start"] and 0 < load[key]["end"]
+    assert load["growth"] == pytest.approx(load["batch_s"]["end"] / load["batch_s"]["start"])
+    assert 0 < load["rss_bytes"]["after_first_batch"] <= load["peak_rss_bytes"]
+    assert 3 <= load["open_fds_end"] <= load["open_fds_max"] < 64
+    target, = e2e.load_targets(load)
+    assert target["met"] == (load["growth"] <= e2e.LOAD_GROWTH)

@@ -396,6 +396,14 @@ def test_gradcheck_lstm_passes():
     assert {r[0] for r in table_rows(res.stdout)} == {"Wx", "Ws", "Wy", "b", "by"}
 
 
+def test_gradcheck_gru_passes_and_checks_the_reset_bias():
+    res = ok(invoke("gradcheck", "--cell", "gru", "--seq-len", "4", "--loss-at", "all",
+                    "--truncate", "2", "--clip-step", "0.05"))
+    rows = table_rows(res.stdout)
+    assert {r[0] for r in rows} == {"Wx", "Ws", "Wy", "b", "by", "bn"}
+    assert all(r[-1] == "yes" for r in rows)
+
+
 def test_run_prints_metrics():
     res = ok(invoke("run", "--set", "task.seq_len=3", "--set", "train.steps=4",
                     "--set", "model.hidden=4"))

@@ -7,10 +7,12 @@ Skipped without the ``dask`` extra (``pip install -e '.[test,dask]'``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import tempfile
+import textwrap
 
 import pandas as pd
 import pytest
@@ -177,9 +179,16 @@ def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster,
                         functools.partial(_always, str(log), how, rnnlab.execute._run_batch))
     exp = small_exp(repeats=1)                      # 4 runs: one batch per seq_len
     out = tmp_path / "out"
+    notes = []
     report = run_sweep(exp, out, max_batch=MAX_BATCH, executor="dask",
-                       scheduler=cluster.scheduler_address)
+                       scheduler=cluster.scheduler_address, note=notes.append)
     assert len(list(log.iterdir())) == 1 + rnnlab.distributed.RETRIES
+    if how == "die":                                # one line naming the lost batch
+        note, = notes
+        assert note.startswith("batch 2/2 (2 run(s), first run ") and "lost: the dask workers " \
+            f"training it died {1 + rnnlab.distributed.RETRIES} times" in note, note
+    else:
+        assert notes == []
     o = report.outcome
     assert (o.done, o.ok, o.failed, o.interrupted) == (4, 2, 2, False)
     runs = load_runs(out)
@@ -212,3 +221,166 @@ def test_missing_extra_and_misused_scheduler_are_one_line_errors(tmp_path, monke
     line, = res.stderr.strip().splitlines()
     assert "pip install 'rnnlab[dask]'" in line and line.startswith("rnnlab: error: ")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------- TLS, a lost scheduler
+
+
+def _self_signed(folder) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files), made with openssl."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_scheduler_with_a_self_signed_certificate(tmp_path, reference):
+    """A LocalCluster that speaks only TLS (encryption required, every party authenticated by
+    the one self-signed certificate): the sweep with --tls-* equals the local one; without the
+    certificate options the connection is refused in one line (after the folder was opened: it
+    holds no run)."""
+    cert, key = _self_signed(tmp_path)
+    sec = distributed.Security(
+        tls_ca_file=cert, tls_scheduler_cert=cert, tls_scheduler_key=key,
+        tls_worker_cert=cert, tls_worker_key=key, tls_client_cert=cert, tls_client_key=key,
+        require_encryption=True)
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL, repeats=3))
+    runner = CliRunner()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  protocol="tls://", host="127.0.0.1", security=sec,
+                                  dashboard_address="127.0.0.1:0") as cl:
+        address = cl.scheduler_address
+        assert address.startswith("tls://")
+        args = ["sweep", str(file), "--executor", "dask", "--scheduler", address,
+                "--max-batch", str(MAX_BATCH), "--format", "csv", "--no-progress"]
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "plain")],
+                            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+        assert res.exit_code == 2, (res.stderr, res.exception)
+        line, = res.stderr.strip().splitlines()
+        assert line.startswith(f"rnnlab: error: cannot connect to the dask scheduler {address}")
+        assert not (tmp_path / "plain" / "runs.parquet").exists()
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "tls"), "--tls-ca-file", cert,
+                                  "--tls-cert", cert, "--tls-key", key])
+        assert res.exit_code == 0, (res.stderr, res.exception)
+    assert_same_results(tmp_path / "tls", reference)
+
+
+def test_tls_options_are_checked_before_anything_is_written(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL))
+    runner = CliRunner()
+    base = ["sweep", str(file), "--executor", "dask", "--out", str(tmp_path / "out")]
+    cases = [
+        ([*base, "--tls-ca-file", cert], "need --scheduler tls://HOST:PORT"),
+        ([*base, "--scheduler", "tls://127.0.0.1:1", "--tls-ca-file", str(tmp_path / "nope")],
+         "--tls-ca-file: cannot read"),
+        ([*base, "--scheduler", "tls://127.0.0.1:1", "--tls-cert", cert, "--tls-key", key],
+         "need --tls-ca-file"),
+        ([*base, "--scheduler", "tls://127.0.0.1:1", "--tls-ca-file", cert, "--tls-cert", cert],
+         "holds no private key; pass --tls-key"),
+    ]
+    for args, expected in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.stderr)
+        line, = res.stderr.strip().splitlines()
+        assert expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tmp_path,
+                                                                               reference):
+    """A real scheduler and worker (``dask scheduler``, ``dask worker`` processes) and the sweep
+    in a subprocess; the scheduler is SIGKILLed after the first commits. The client ends with
+    one line and exit status 3, no traceback; the folder holds an exact part of the reference
+    and a local rerun completes it exactly."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    import pyarrow.parquet as pq
+
+    env = dict(os.environ, NO_COLOR="1", DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s")
+    info = tmp_path / "scheduler.json"
+    bindir = os.path.dirname(sys.executable)
+    procs = []
+
+    def start(*args, **kw):
+        p = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, env=env, **kw)
+        procs.append(p)
+        return p
+
+    # the reference's runs; each batch is slowed down (slow.py) to leave time to kill
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL, repeats=3))
+    try:
+        sched = start(os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1",
+                      "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
+                      str(info))
+        deadline = time.monotonic() + 60
+        while not info.exists():
+            assert time.monotonic() < deadline and sched.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        start(os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1",
+              "--nworkers", "1", "--no-dashboard")
+        slow = tmp_path / "slow.py"
+        slow.write_text(textwrap.dedent('''
+            import sys, time
+            from rnnlab import execute
+            from rnnlab.cli import app
+            real = execute._run_batch
+            def run_batch(specs):
+                time.sleep(0.5)
+                return real(specs)
+            execute._run_batch = run_batch
+            sys.argv = ["rnnlab", *sys.argv[1:]]
+            app()
+        '''))
+        out = tmp_path / "out"
+        sweep = subprocess.Popen(
+            [sys.executable, str(slow), "sweep", str(file), "--out", str(out), "--executor",
+             "dask", "--scheduler", address, "--max-batch", str(MAX_BATCH), "--no-progress",
+             "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
+        procs.append(sweep)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if pq.read_metadata(out / "runs.parquet").num_rows >= 2:
+                    break
+            except OSError:
+                pass
+            assert sweep.poll() is None, sweep.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(sched.pid, signal.SIGKILL)
+        stdout, stderr = sweep.communicate(timeout=120)
+        assert sweep.returncode == 3, stderr
+        line, = stderr.strip().splitlines()
+        assert line.startswith(f"rnnlab: error: lost the dask scheduler at {address}"), line
+        assert "rerun the same command" in line and "Traceback" not in stdout + stderr
+        assert not (out / ".lock").exists()
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL) if p is not sweep else p.kill()
+            p.wait()
+    got = results(out)
+    ids = set(got["runs"]["run_id"])
+    assert 2 <= len(ids) < 12
+    ref = results(reference)
+    for key in ref:
+        want = ref[key][ref[key]["run_id"].isin(ids)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got[key], want, check_exact=True, obj=key)
+    report = run_sweep(small_exp(), out, max_batch=MAX_BATCH)
+    assert report.skipped == len(ids)
+    assert_same_results(out, reference)

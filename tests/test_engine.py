@@ -45,7 +45,32 @@ def test_lecture_n3_example_written_out():
     assert res.step_norms["dWs"][0] == 0                     # s_0 = 0: the first term vanishes
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_gru_follows_pytorch_grucell_equations_written_out():
+    """r, z from the summed input and recurrent terms; the reset gate scales the recurrent
+    candidate term *with* its bias b_hn; s_t = (1 - z) n + z s_{t-1} (z = 1 keeps the state)."""
+    rng = np.random.default_rng(11)
+    p, x, d = small(rng, cell="gru", T=3, B=2, H=3)
+    assert set(p) == {"Wx", "Ws", "Wy", "b", "by", "bn"} and p["Ws"].shape == (3, 9)
+    H = 3
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    s = np.zeros((2, H))
+    want = []
+    for t in range(3):
+        gx, gh = x[t] @ p["Wx"] + p["b"], s @ p["Ws"]
+        r, z = sig(gx[:, :H] + gh[:, :H]), sig(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gx[:, 2 * H:] + r * (gh[:, 2 * H:] + p["bn"]))
+        s = (1 - z) * n + z * s
+        want.append(s)
+    res = bptt(p, x, d, cell="gru")
+    np.testing.assert_allclose(res.states, np.array(want), rtol=1e-14, atol=1e-15)
+    assert res.cells is None and set(res.step_norms) == {"ds", "dWs", "dWx"}
+    nobias = {k: v for k, v in p.items() if k not in ("b", "by", "bn")}
+    assert set(bptt(nobias, x, d, cell="gru").grads) == {"Wx", "Ws", "Wy"}
+    with pytest.raises(ValueError, match="unknown keys"):
+        bptt(p, x, d, cell="rnn")          # bn belongs to the gru only
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}, {"loss_at": "all"}])
 @pytest.mark.parametrize("shape", [dict(R=5, T=7, B=4, H=3), dict(R=6, T=12, B=32, H=24)])
@@ -87,7 +112,7 @@ def test_shared_data_broadcasts_over_runs():
     assert res2.grads["Ws"].shape == (2, 3, 3)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_float32_stays_float32(cell):
     rng = np.random.default_rng(0)
     p, x, d = small(rng, cell=cell, T=4)
@@ -143,7 +168,7 @@ def test_term_norms_gram_and_direct_paths(B, H):
         np.einsum("tbp,rtbq->rtpq", a[0], z), axis=(-2, -1)), rtol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all"}, {"loss_at": "all", "truncate": 2},
                                 {"clip_step": 0.1}])
 def test_skipping_norms_and_outputs_changes_no_other_number(cell, kw):
@@ -180,7 +205,7 @@ def test_bad_input_names_the_argument(mutate, match):
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"cell": "gru"}, "cell: got 'gru'"), ({"activation": "elu"}, "activation"),
+    ({"cell": "esn"}, "cell: got 'esn'"), ({"activation": "elu"}, "activation"),
     ({"loss": "hinge"}, "loss"), ({"output": "linear", "loss": "ce"}, "'ce' only with"),
     ({"truncate": 0}, "truncate"), ({"clip_step": 0.0}, "clip_step"),
     ({"loss_at": "first"}, "loss_at"),

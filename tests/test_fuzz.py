@@ -132,6 +132,8 @@ def check(result, out: Path | None = None, *, dry: bool = False):
     assert "Traceback" not in result.stdout + result.stderr
     if result.exit_code == 2:
         assert result.stderr.startswith("rnnlab: error: ") or "Usage:" in result.stderr
+        if result.stderr.startswith("rnnlab: error: "):
+            assert result.stderr.count("\n") == 1, repr(result.stderr)     # one line
         assert result.stdout == ""
     if out is not None and (result.exit_code == 2 or dry):
         assert not out.exists(), "a results folder was left behind"
@@ -160,6 +162,11 @@ def _text(**changes) -> bytes:
          b"train: {steps: 1}\nsweep: {task.seq_len: []}\n", False)
 @example(b"\xff\xfe\x00garbage", True)
 @example(b"", False)
+# Found by tests/test_experiment.py's fuzz test: a key that is a newline (or another control or
+# line-separator character) made a two-line message. Messages now escape them.
+@example(b'name: fuzz\n"\\n": 1\n', False)
+@example(b'name: fuzz\nmodel: {"\\u2028x": 1, "\\x1b[2J": 2}\n', False)
+@example(b'name: ".."\n', False)
 def test_cli_on_mutated_experiment_files_exits_0_or_2_without_traceback(data, profile):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

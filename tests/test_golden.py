@@ -1,7 +1,8 @@
 """The engine against golden values from PyTorch autograd (float64), at rtol 1e-10.
 
-tests/data/golden.npz is written by scripts/make_golden.py (see its docstring for how each value
-is obtained from torch: nn.RNNCell / nn.LSTMCell step by step, a weight copy per step for the
+tests/data/golden.npz (rnn, lstm) and tests/data/golden_gru.npz (gru) are written by
+scripts/make_golden.py (see its docstring for how each value is obtained from torch: nn.RNNCell /
+nn.LSTMCell / nn.GRUCell step by step, a weight copy per step for the
 per-step terms, detached windows for truncation, state hooks for per-step clipping). These tests
 need no torch; the last one regenerates cases live when torch is importable and skips otherwise.
 
@@ -27,13 +28,14 @@ import pytest
 from rnnlab.engine import bptt
 
 DATA = Path(__file__).parent / "data" / "golden.npz"
+DATA_GRU = Path(__file__).parent / "data" / "golden_gru.npz"
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_golden.py"
 RTOL, ATOL = 1e-10, 1e-300
 LOSS_AT = ("last", "all")
 
 
-def _load() -> dict:
-    with np.load(DATA) as z:
+def _load(path: Path) -> dict:
+    with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     cases = {}
     for name in json.loads(str(arrays["cases"])):
@@ -48,11 +50,13 @@ def _load() -> dict:
     return cases
 
 
-CASES = _load()
+OLD_CASES = _load(DATA)
+GRU_CASES = _load(DATA_GRU)
+CASES = {**OLD_CASES, **GRU_CASES}
 
 
 def run_engine(inp: dict, opts: dict):
-    params = {k: inp[k] for k in ("Wx", "Ws", "Wy", "b", "by") if k in inp}
+    params = {k: inp[k] for k in ("Wx", "Ws", "Wy", "b", "by", "bn") if k in inp}
     return bptt(params, inp["x"], inp["d"], s0=inp.get("s0"), c0=inp.get("c0"), **opts)
 
 
@@ -77,7 +81,7 @@ def compare(name: str, got: dict, want: dict, rel_floor: float = 0.0) -> None:
 
 
 def test_golden_file_covers_the_grid():
-    opts = [c["options"] for c in CASES.values()]
+    opts = [c["options"] for c in OLD_CASES.values()]
     assert 16 <= len(opts) <= 30
     nets = {"rnn_tanh", "rnn_relu", "lstm"}
     heads = {"softmax_mse", "softmax_ce", "linear_mse"}
@@ -99,6 +103,32 @@ def test_golden_file_covers_the_grid():
     # clipping really happens, and not at every step
     for c in CASES.values():
         if "clip_factors" in c["out"]:
+            f = c["out"]["clip_factors"]
+            assert (f < 1).any() and (f == 1).any()
+
+
+def test_gru_golden_file_covers_the_grid():
+    """Every head with each loss placement, truncation (last/all, k = 1), clipping with and
+    without truncation, a nonzero s0, no biases and a long case; every case has b_hn (bn) as an
+    input when it has biases, and its gradient is compared."""
+    opts = {name: c["options"] for name, c in GRU_CASES.items()}
+    assert len(opts) >= 10 and all(o["cell"] == "gru" for o in opts.values())
+    plain = [o for o in opts.values() if o["truncate"] is None and o["clip_step"] is None]
+    assert {(o["output"], o["loss"], o["loss_at"]) for o in plain} >= {
+        ("softmax", "mse", "last"), ("softmax", "mse", "all"), ("softmax", "ce", "last"),
+        ("softmax", "ce", "all"), ("linear", "mse", "all"), ("linear", "mse", "last")}
+    kinds = {(o["truncate"] is not None, o["clip_step"] is not None, o["loss_at"])
+             for o in opts.values()}
+    assert {(True, False, "all"), (True, False, "last"), (False, True, "all"),
+            (True, True, "all")} <= kinds
+    assert any(o["truncate"] == 1 for o in opts.values())
+    ins = [c["in"] for c in GRU_CASES.values()]
+    assert any("s0" in i for i in ins) and any("b" not in i for i in ins)
+    assert max(i["x"].shape[0] for i in ins) >= 30
+    for c in GRU_CASES.values():
+        assert ("bn" in c["in"]) == ("b" in c["in"]) == ("grad_bn" in c["out"])
+        assert "dc" not in c["out"] and "cells" not in c["out"]
+        if "clip_factors" in c["out"]:                   # clipping happens, not at every step
             f = c["out"]["clip_factors"]
             assert (f < 1).any() and (f == 1).any()
 
@@ -126,7 +156,8 @@ def _generator():
     return mod
 
 
-@pytest.mark.parametrize("base", ["lstm_clip_trunc4_all_linear", "rnn_tanh_trunc3_all_ce"])
+@pytest.mark.parametrize("base", ["lstm_clip_trunc4_all_linear", "rnn_tanh_trunc3_all_ce",
+                                  "gru_clip_trunc3_all_linear", "gru_softmax_ce_all_soft_s0"])
 def test_live_torch_cross_check(base):
     """Regenerate a case with torch, with a fresh seed, and compare (skips without torch).
 

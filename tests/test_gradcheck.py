@@ -7,7 +7,8 @@ import pytest
 from rnnlab.gradcheck import check
 
 HEADS = [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")]
-CONFIGS = [("rnn", a) for a in ("tanh", "relu", "sigmoid", "identity")] + [("lstm", "tanh")]
+CONFIGS = [("rnn", a) for a in ("tanh", "relu", "sigmoid", "identity")] + [("lstm", "tanh"),
+                                                                          ("gru", "tanh")]
 VARIANTS = {  # name: (truncate, clip_step, runs)
     "exact": (None, None, None),
     "truncate": (3, None, None),
@@ -61,17 +62,42 @@ def test_check_detects_a_wrong_gradient(monkeypatch):
     assert not res.ok and res.errors["Ws"] > 1e-4
 
 
-@pytest.mark.parametrize("cell,truncate", list(itertools.product(["rnn", "lstm"], [1, 5, 100])))
+@pytest.mark.parametrize("cell,truncate",
+                         list(itertools.product(["rnn", "lstm", "gru"], [1, 5, 100])))
 def test_truncation_extremes(cell, truncate):
     res = check(cell=cell, loss_at="all", truncate=truncate, seq_len=5)
     assert res.ok, res.errors
 
 
 @pytest.mark.parametrize("batch,hidden", [(1, 8), (2, 12), (9, 3)])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_shapes_on_both_sides_of_the_term_norm_threshold_pass_finite_differences(cell, batch,
                                                                                 hidden):
     """Few sequences and many units (Gram matrices for the term norms), many sequences and few
     units (the terms themselves), one sequence: the gradients pass either way."""
     res = check(cell=cell, batch=batch, hidden=hidden, seq_len=5)
     assert res.ok, res.errors
+
+
+@pytest.mark.parametrize("block", ["reset", "update", "candidate", "bn"])
+def test_gru_gradient_of_every_gate_is_checked(monkeypatch, block):
+    """Each GRU gate's gradient block is checked on its own: corrupting one H-column block of
+    Ws (or the reset bias b_hn) must fail the check."""
+    import rnnlab.gradcheck as gc
+
+    real = gc.bptt
+    H = 4
+
+    def broken(*a, **k):
+        res = real(*a, **k)
+        if block == "bn":
+            res.grads["bn"] = res.grads["bn"] * 1.001
+        else:
+            j = ["reset", "update", "candidate"].index(block)
+            res.grads["Ws"][..., j * H:(j + 1) * H] *= 1.001
+        return res
+
+    monkeypatch.setattr(gc, "bptt", broken)
+    res = check(cell="gru", hidden=H, scale=1.3)
+    key = "bn" if block == "bn" else "Ws"
+    assert not res.ok and res.errors[key] > 1e-4

@@ -18,6 +18,6 @@ def test_readme_blocks_match_the_committed_results():
 
 def test_every_reference_experiment_has_its_claims_in_the_readme():
     text = (ROOT / "README.md").read_text()
-    for name in ("vanishing", "spectrum", "lstm", "clipping", "truncation"):
+    for name in ("vanishing", "spectrum", "lstm", "clipping", "truncation", "lyapunov"):
         assert f"<!-- begin: claims {name} -->" in text
         assert "does not hold" not in text

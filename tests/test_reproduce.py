@@ -22,7 +22,7 @@ from rnnlab.sweep import check_folder, run_sweep
 from rnnlab.sysinfo import stack_differences
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation"]
+NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]
 
 
 def _failures(results) -> list[str]:

@@ -235,13 +235,16 @@ def test_crash_before_runs_rewrite_leaves_orphans_that_reopen_removes(tmp_path, 
     store.write_batch(*make_batch(["a"]))
     real_replace = os.replace
 
+    class Crash(BaseException):
+        """The process dying here (an OSError would make write_batch remove its parts)."""
+
     def failing_replace(src, dst):
         if Path(dst).name == "runs.parquet":
-            raise OSError("simulated crash")
+            raise Crash("simulated crash")
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(Crash, match="simulated"):
         store.write_batch(*make_batch(["b"]))
     monkeypatch.setattr(os, "replace", real_replace)
     orphan = part_name(["b"])

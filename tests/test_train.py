@@ -151,7 +151,7 @@ def _first_step_against_engine(spec, k):
     return rec, ref
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("T, N", [(6, 2), (7, 3), (8, 8), (8, 20)])
 def test_tbptt_with_the_loss_at_the_last_step_only_reaches_the_last_window(cell, T, N):
     """Windows are [0, N), [N, 2N), ... from the start; the loss is at step T, so the error
@@ -183,7 +183,7 @@ def test_tbptt_with_the_loss_at_the_last_step_only_reaches_the_last_window(cell,
         assert g["dc"].isna().all()
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_tbptt_with_the_loss_everywhere_updates_once_per_window(cell):
     """Copy (loss at every step), T = 1 + 2 * 2 = 5 steps, windows of 2: three updates per step;
     norms are non-zero everywhere since every window holds loss terms."""

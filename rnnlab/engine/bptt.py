@@ -12,7 +12,8 @@ Backward, the error delta_t = dE/ds_t flows from the loss steps to t = 1:
     dWs = sum_t s_{t-1}^T dz_t,   dWx = sum_t x_t^T dz_t,   db = sum_t sum_b dz_t
 
 ``step_norms`` reports, for every t: ||delta_t|| ("ds"), ||s_{t-1}^T dz_t|| ("dWs", the t-th term
-of the lecture's sum), ||x_t^T dz_t|| ("dWx") and, for the LSTM, ||dE/dc_t|| ("dc").
+of the lecture's sum), ||x_t^T dz_t|| ("dWx") and, for the LSTM, ||dE/dc_t|| ("dc"). For the GRU
+dz_t is [da_r, da_z, dq] for "dWs" and [da_r, da_z, da_n] for "dWx" (see ``cells``).
 
 Speed (docs/ARCHITECTURE.md): every array carries a leading run axis R, so R independent
 networks cost one Python loop; the input projection x_t Wx + b is one matmul for all t before the
@@ -36,6 +37,8 @@ import numpy as np
 from .cells import (
     ACTIVATIONS,
     dphi,
+    gru_backward,
+    gru_forward,
     lstm_backward,
     lstm_forward,
     mm,
@@ -46,7 +49,7 @@ from .cells import (
 from .clip import clip_rows
 from .heads import LOSSES, OUTPUTS, head_forward, loss_backward
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
 LOSS_AT = ("last", "all")
 
 
@@ -84,9 +87,11 @@ def _prepare(params, x, d, s0, cell):
     for k in ("Wx", "Ws", "Wy"):
         if k not in params:
             _fail("params", f"keys {sorted(params)}", "a dict with Wx, Ws, Wy and optional b, by")
-    unknown = set(params) - {"Wx", "Ws", "Wy", "b", "by"}
+    known = {"Wx", "Ws", "Wy", "b", "by"} | ({"bn"} if cell == "gru" else set())
+    unknown = set(params) - known
     if unknown:
-        _fail("params", f"unknown keys {sorted(unknown)}", "Wx, Ws, Wy, b, by")
+        _fail("params", f"unknown keys {sorted(unknown)}",
+              "Wx, Ws, Wy, b, by" + (", bn" if cell == "gru" else ""))
     p = {k: np.asarray(v) for k, v in params.items()}
     x, d = np.asarray(x), np.asarray(d)
     Ws = p["Ws"]
@@ -94,13 +99,14 @@ def _prepare(params, x, d, s0, cell):
         _fail("Ws", f"shape {Ws.shape}", "(H, G) or (R, H, G)")
     pbatched = Ws.ndim == 3
     H = Ws.shape[-2]
-    G = 4 * H if cell == "lstm" else H
+    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
     if Ws.shape[-1] != G:
         _fail("Ws", f"shape {Ws.shape}", f"(..., {H}, {G}) for cell {cell!r}")
     lead = Ws.shape[:1] if pbatched else ()
     I = p["Wx"].shape[-2] if p["Wx"].ndim >= 2 else -1
     O = p["Wy"].shape[-1] if p["Wy"].ndim >= 2 else -1
-    expect = {"Wx": lead + (I, G), "Wy": lead + (H, O), "b": lead + (G,), "by": lead + (O,)}
+    expect = {"Wx": lead + (I, G), "Wy": lead + (H, O), "b": lead + (G,), "by": lead + (O,),
+              "bn": lead + (H,)}
     for k, shape in expect.items():
         if k in p and p[k].shape != shape:
             _fail(k, f"shape {p[k].shape}", f"{shape} (H={H}, cell {cell!r})")
@@ -210,12 +216,13 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
          outputs: bool = True, _backward: bool = True) -> BPTTResult:
     """Forward pass, loss and exact (or truncated) BPTT gradients, with per-step norms.
 
-    Shapes: params Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,) with G = H (rnn) or 4H
-    (lstm, gate order i, f, g, o); x: (T, B, I); d: (T, B, O); s0, c0: (B, H) initial state and
-    (lstm) initial cell, zeros when None (truncated training carries them across chunks). Any of
-    them may carry a leading run axis R (params (R, ...), x (R, T, B, I), d (R, T, B, O),
-    s0 (R, B, H)); then every result carries it too. ``activation`` is the vanilla cell's phi; the
-    LSTM's nonlinearities are fixed (sigmoid gates, tanh candidate and output).
+    Shapes: params Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,) with G = H (rnn), 4H
+    (lstm, gate order i, f, g, o) or 3H (gru, gate order r, z, n; its optional bn: (H,) is the
+    bias b_hn inside the reset product, see ``cells``); x: (T, B, I); d: (T, B, O); s0, c0: (B, H)
+    initial state and (lstm) initial cell, zeros when None (truncated training carries them
+    across chunks). Any of them may carry a leading run axis R (params (R, ...), x (R, T, B, I),
+    d (R, T, B, O), s0 (R, B, H)); then every result carries it too. ``activation`` is the vanilla
+    cell's phi; the LSTM's and GRU's nonlinearities are fixed (sigmoid gates, tanh candidate).
 
     truncate=k: each loss term's error reaches back k steps at most (BPTT(h)).
     clip_step=c (scalar or (R,)): before it flows on, the error delta_t of each sequence is
@@ -262,7 +269,8 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         Wx, Ws = Wx[..., perm], Ws[..., perm]
         b = None if b is None else b[..., perm]
     WsT = np.ascontiguousarray(Ws.swapaxes(-1, -2))
-    fold = not lstm and activation == "tanh"   # the forward carries u = -2 z (rnn_forward_tanh)
+    gru = cell == "gru"
+    fold = cell == "rnn" and activation == "tanh"   # the forward carries u = -2 z
     if fold:
         Wx, Ws, b = -2 * Wx, -2 * Ws, (None if b is None else -2 * b)
 
@@ -283,6 +291,11 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         TC = np.empty((R, T, B, H), dtype=dtype)            # tanh(c_t)
         for t in range(T):
             lstm_forward(S[:, t], C[:, t], Ws, Z[:, t], C[:, t + 1], TC[:, t], S[:, t + 1], tmp)
+    elif gru:
+        Q = np.empty((R, T, B, H), dtype=dtype)             # q_t = s_{t-1} W_hn + b_hn
+        bn = p["bn"][:, None, :] if "bn" in p else None
+        for t in range(T):
+            gru_forward(S[:, t], Ws, bn, Z[:, t], Q[:, t], S[:, t + 1], tmp)
     else:   # time-major views: St[t] is S[:, t], 2-d when R = 1 (cheaper per-step calls)
         St, Zt, Ws_, tmp_ = _steps(S, R), _steps(Z, R), _run(Ws, R), _run(tmp, R)
         if fold:
@@ -320,12 +333,14 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     stop = T - k if (k is not None and loss_at == "last") else 0   # last step reached (0-based)
     ds2 = np.zeros((R, T), dtype=dtype)
     alpha = np.ones((R, T, B), dtype=dtype) if clip_step is not None else None
-    if lstm:
+    if lstm or gru:
         DZ = np.zeros((R, T, B, G), dtype=dtype)            # dE/da_t (internal gate order)
+        if gru:                                             # recurrent side [da_r, da_z, dq];
+            DN = np.zeros((R, T, B, H), dtype=dtype)        # da_n of the input side
     else:
         DZ = Z                                              # reuse: phi'(z_t), then dz_t
         dphi(activation, S[:, 1:], out=DZ)
-    if not lstm and W == 1:
+    if cell == "rnn" and W == 1:
         # the common case, one error in flight: a ring of the last K errors, their norms taken
         # K steps at a time
         K = int(min(T, max(2, (1 << 14) // (R * B * H))))
@@ -336,6 +351,8 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
         delta = np.zeros((W, R, B, H), dtype=dtype)         # in-flight errors dE/ds_t
         pong = (np.empty_like(delta), np.empty_like(delta))  # ping-pong: no allocation per step
         work = DZ[None] if W == 1 else np.empty((W, R, B, G), dtype=dtype)
+        if gru:
+            work_n = DN[None] if W == 1 else np.empty((W, R, B, H), dtype=dtype)
         if lstm:
             dcell = np.zeros((W, R, B, H), dtype=dtype)     # in-flight dE/dc_t
             dc2 = np.zeros((R, T), dtype=dtype)
@@ -362,24 +379,32 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
                     dc_total = dcell[0] if W == 1 else dcell.sum(axis=0)   # dE/dc_t (total)
                     dc2[:, t] = np.einsum("rbh,rbh->r", dc_total, dc_total)
                 delta, dcell = flow, dcell_on
+            elif gru:
+                delta = gru_backward(delta, Z[:, t], Q[:, t], S[:, t], WsT,
+                                     work[:, :, t] if W == 1 else work,
+                                     work_n[:, :, t] if W == 1 else work_n)
             else:
                 delta = rnn_backward(delta, DZ[:, t], WsT, work, out=pong[t & 1])
             if W > 1:
                 work.sum(axis=0, out=DZ[:, t])
+                if gru:
+                    work_n.sum(axis=0, out=DN[:, t])
     if stop > 0:
         DZ[:, :stop] = 0
 
     # ---- weight gradients: one matmul over all steps; the norms of their per-step terms ------
     Sprev = S[:, :T]                                        # s_{t-1}: (R, T, B, H)
-    DZ2 = DZ.reshape(R, T * B, G)
-    gWs = np.matmul(Sprev.reshape(R, T * B, H).swapaxes(-1, -2), DZ2)
-    gWx = np.matmul(x.reshape(Rx, T * B, I).swapaxes(-1, -2), DZ2)
-    gb = DZ.sum(axis=(1, 2))
+    # the input weights see the same pre-activation gradients as the recurrent ones, except
+    # the GRU's candidate block: da_n on the input side, dq = da_n r on the recurrent side
+    DX = np.concatenate([DZ[..., :2 * H], DN], axis=-1) if gru else DZ
+    gWs = np.matmul(Sprev.reshape(R, T * B, H).swapaxes(-1, -2), DZ.reshape(R, T * B, G))
+    gWx = np.matmul(x.reshape(Rx, T * B, I).swapaxes(-1, -2), DX.reshape(R, T * B, G))
+    gb = DX.sum(axis=(1, 2))
     step_norms = {}
     if norms:
         budget = max(1 << 12, T * B * G // 8)               # temporaries <= 1/8 of DZ per run
         step_norms = {"ds": np.sqrt(ds2), "dWs": term_norms(Sprev, DZ, budget),
-                      "dWx": term_norms(x, DZ, budget)}
+                      "dWx": term_norms(x, DX, budget)}
     if lstm:
         inv = np.argsort(perm)
         gWs, gWx, gb = gWs[..., inv], gWx[..., inv], gb[..., inv]
@@ -388,6 +413,8 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     grads.update({"Wx": gWx, "Ws": gWs})
     if b is not None:
         grads["b"] = gb
+    if "bn" in p:
+        grads["bn"] = DZ[..., 2 * H:].sum(axis=(1, 2))
     grads = {key: grads[key] for key in params}            # same keys, same order as params
 
     extra = {} if alpha is None else {"clip_factors": alpha}

@@ -2,7 +2,7 @@
 
 Shapes (R runs, B sequences, H hidden units, W in-flight error terms, see ``bptt``):
 
-    s_prev: (R, B, H)     Ws: (R, H, G)     G = H (rnn) or 4H (lstm)
+    s_prev: (R, B, H)     Ws: (R, H, G)     G = H (rnn), 4H (lstm) or 3H (gru)
     delta:  (W, R, B, H)  the error dE/ds_t arriving at step t (W = 1 unless truncating)
 
 Vanilla RNN (the lecture):
@@ -19,6 +19,17 @@ i, f, o, g so the three sigmoid gates are one contiguous slice:
     backward:  dc_t = dc_{t+1} * f_{t+1} + delta_t * o * (1 - tanh^2 c_t)
                da_i = dc_t g i(1-i);  da_f = dc_t c_{t-1} f(1-f);  da_o = delta_t tanh(c_t) o(1-o)
                da_g = dc_t i (1-g^2);  delta_{t-1} += da_t Ws^T;    dc_{t-1} <- dc_t * f_t
+
+GRU, PyTorch's ``GRUCell`` (Cho et al. 2014, reset gate applied after the recurrent product,
+its bias b_hn inside), gate order r, z, n at the API and internally:
+
+    a_t = x_t Wx + b   (R, B, 3H: a_r, a_z, a_n);   h_t = s_{t-1} Ws (h_r, h_z, h_n)
+    r = sigmoid(a_r + h_r);  z = sigmoid(a_z + h_z);  q_t = h_n + b_hn
+    n = tanh(a_n + r * q_t);  s_t = (1 - z) * n + z * s_{t-1}
+    backward:  dn = delta_t (1 - z);  da_n = dn (1 - n^2);  dq = da_n r
+               da_r = da_n q r(1-r);  da_z = delta_t (s_{t-1} - n) z(1-z)
+               delta_{t-1} += [da_r, da_z, dq] Ws^T + delta_t z
+    (the recurrent weights see [da_r, da_z, dq], the input weights [da_r, da_z, da_n])
 """
 
 from __future__ import annotations
@@ -196,3 +207,51 @@ def lstm_backward(delta, dc, gates, c_prev, tc, WsT, da):
     np.multiply(delta, tc * o * (1 - o), out=da[..., 2 * H:3 * H])     # da_o
     np.multiply(dc, i * (1 - g * g), out=da[..., 3 * H:])              # da_g
     return np.matmul(da, WsT), dc * f
+
+
+# --------------------------------------------------------------------------------------- gru
+
+def gru_forward(s_prev, Ws, bn, a, q, s, tmp):
+    """One GRU step (gate order r, z, n).
+
+    s_prev: (R, B, H); Ws: (R, H, 3H); bn: (R, 1, H) the bias b_hn, or None.
+    ``a`` holds x_t Wx + b on entry, (R, B, 3H); on exit the gate activations r, z, n.
+    q: (R, B, H) receives q_t = s_{t-1} W_hn + b_hn (the term the reset gate scales);
+    s: (R, B, H) receives s_t; tmp: (R, B, 3H) scratch.
+    """
+    H = s.shape[-1]
+    np.matmul(s_prev, Ws, out=tmp)
+    rz, n = a[..., :2 * H], a[..., 2 * H:]
+    rz += tmp[..., :2 * H]
+    sigmoid(rz, out=rz)                                  # r, z
+    r, z = a[..., :H], a[..., H:2 * H]
+    if bn is None:
+        q[...] = tmp[..., 2 * H:]
+    else:
+        np.add(tmp[..., 2 * H:], bn, out=q)
+    np.multiply(r, q, out=s)                             # s is scratch until the last lines
+    s += n
+    tanh(s, out=n)                                       # n = tanh(a_n + r q)
+    np.subtract(s_prev, n, out=s)                        # s_t = n + z (s_{t-1} - n)
+    s *= z
+    s += n
+
+
+def gru_backward(delta, gates, q, s_prev, WsT, da, da_n):
+    """One GRU step backward (the mirror of ``gru_forward``).
+
+    delta: (W, R, B, H) dE/ds_t; gates: (R, B, 3H) activations r, z, n; q: (R, B, H) the
+    reset-scaled term q_t; s_prev: (R, B, H) s_{t-1}; WsT: (R, 3H, H).
+    da: (W, R, B, 3H) receives the gradient on the recurrent pre-activations [da_r, da_z, dq];
+    da_n: (W, R, B, H) receives the gradient on the candidate's pre-activation (the input side's
+    third block). Returns da Ws^T + delta z, the error flowing on to s_{t-1}.
+    """
+    H = q.shape[-1]
+    r, z, n = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
+    np.multiply(delta, (1 - z) * (1 - n * n), out=da_n)              # da_n
+    np.multiply(da_n, q * r * (1 - r), out=da[..., :H])              # da_r
+    np.multiply(delta, (s_prev - n) * z * (1 - z), out=da[..., H:2 * H])   # da_z
+    np.multiply(da_n, r, out=da[..., 2 * H:])                       # dq
+    flow = np.matmul(da, WsT)
+    flow += delta * z
+    return flow

@@ -8,10 +8,11 @@
   ``scale`` for large H (the largest singular value is about 2 * scale).
 - ``identity``:  Ws = scale * I, as in the IRNN of Le, Jaitly & Hinton (2015).
 
-For the LSTM the recurrent matrix is (H, 4H): each gate's H x H block is drawn on its own with the
-same rule. Input and output weights are N(0, 1/fan_in): Wx ~ N(0, 1/I), Wy ~ N(0, 1/H). Biases start
-at zero, except the LSTM forget-gate block of ``b``, which starts at ``forget_bias`` (Gers,
-Schmidhuber & Cummins 2000; Jozefowicz et al. 2015).
+For the LSTM the recurrent matrix is (H, 4H) and for the GRU (H, 3H): each gate's H x H block is
+drawn on its own with the same rule. Input and output weights are N(0, 1/fan_in): Wx ~ N(0, 1/I),
+Wy ~ N(0, 1/H). Biases start at zero, except the LSTM forget-gate block of ``b``, which starts
+at ``forget_bias`` (Gers, Schmidhuber & Cummins 2000; Jozefowicz et al. 2015). The GRU's biases
+(b and its b_hn, ``bn``) all start at zero: ``forget_bias`` is the LSTM's only.
 
 Draw order is fixed (Ws, then Wx, then Wy), so the same Generator state gives the same weights.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 INITS = ("orthogonal", "gaussian", "identity")
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
 
 
 def orthogonal(rng: np.random.Generator, n: int, dtype=np.float64) -> np.ndarray:
@@ -53,14 +54,15 @@ def init_params(rng: np.random.Generator, *, cell: str = "rnn", input_size: int,
     """Initial parameters for one run.
 
     Returns a dict with Wx: (I, G), Ws: (H, G), Wy: (H, O) and, when ``bias``, b: (G,), by: (O,),
-    where G = H for cell "rnn" and G = 4H for cell "lstm" (gate order i, f, g, o).
+    where G = H for cell "rnn", G = 4H for cell "lstm" (gate order i, f, g, o) and G = 3H for
+    cell "gru" (gate order r, z, n), which with ``bias`` also has bn: (H,), the bias b_hn.
     """
     if cell not in CELLS:
         raise ValueError(f"cell: got {cell!r}; allowed: {', '.join(CELLS)}")
     for name, v in (("input_size", input_size), ("hidden", hidden), ("output_size", output_size)):
         if int(v) < 1:
             raise ValueError(f"{name}: got {v!r}; allowed: an integer >= 1")
-    gates = 4 if cell == "lstm" else 1
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
     H = hidden
     Ws = np.concatenate([recurrent_matrix(rng, H, init, scale, dtype) for _ in range(gates)],
                         axis=1)
@@ -73,19 +75,22 @@ def init_params(rng: np.random.Generator, *, cell: str = "rnn", input_size: int,
             b[H:2 * H] = forget_bias
         params["b"] = b
         params["by"] = np.zeros(output_size, dtype=dtype)
+        if cell == "gru":
+            params["bn"] = np.zeros(H, dtype=dtype)
     return params
 
 
 def spectral_stats(Ws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spectral radius and largest singular value of the recurrent matrix.
 
-    Ws: (H, H) or (R, H, H); for an LSTM's (.., H, 4H) the statistics of the H x H blocks are
-    reported for the whole horizontal stack: radius of the candidate block g (the cell's own
-    recurrence), top singular value of the full (H, 4H) matrix.
+    Ws: (H, H) or (R, H, H); for an LSTM's (.., H, 4H) or a GRU's (.., H, 3H) the statistics of
+    the H x H blocks are reported for the whole horizontal stack: radius of the candidate block
+    (g, or n: columns 2H..3H in both; the cell's own recurrence), top singular value of the full
+    matrix.
     Returns (rho, sigma), scalars or (R,).
     """
     H = Ws.shape[-2]
-    square = Ws[..., :, 2 * H:3 * H] if Ws.shape[-1] == 4 * H else Ws
+    square = Ws[..., :, 2 * H:3 * H] if Ws.shape[-1] in (3 * H, 4 * H) else Ws
     rho = np.abs(np.linalg.eigvals(square.astype(np.float64))).max(axis=-1)
     sigma = np.linalg.norm(Ws.astype(np.float64), ord=2, axis=(-2, -1))
     return rho, sigma

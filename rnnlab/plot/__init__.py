@@ -1,6 +1,6 @@
 """Figures of a results folder: how the error signal travels back through time, and what it buys.
 
-Three kinds, each drawn from the folder alone (manifest, runs, gradient norms):
+Four kinds, each drawn from the folder alone (manifest, runs, gradient norms, Lyapunov tables):
 
 ``heatmap``
     ``log10 ||dE/ds_t||`` (column ``ds`` of the gradient norms at one training step, default 0 =
@@ -29,10 +29,15 @@ Three kinds, each drawn from the folder alone (manifest, runs, gradient norms):
     dotted) against ``task.seq_len``, one line per value of ``by``, error bars +-1 standard error
     over seeds (binomial for the solved fraction), y in [0, 1], lines nudged sideways by a few
     points so equal values stay visible. Diverged runs count as not solved.
+``lyapunov``
+    The Lyapunov spectrum lambda_i (decades per step) against the index i at one training step
+    (needs ``train.lyapunov.enabled``): one line per value of ``by`` (mean over seeds, band from
+    the smallest to the largest seed), lambda = 0 dotted, the measured decay of ``||dE/ds_t||``
+    as a hollow diamond at i = 0 (see :mod:`rnnlab.plot.lyapunov`).
 
-Defaults for ``by``: heatmap and decay ``model.weight_scale`` if it varies, else the first swept
-axis with more than one value other than ``task.seq_len``, else ``task.seq_len``; success
-``model.cell``, else ``train.clip.mode``, else the first other varying axis (never
+Defaults for ``by``: heatmap, decay and lyapunov ``model.weight_scale`` if it varies, else the
+first swept axis with more than one value other than ``task.seq_len``, else ``task.seq_len``;
+success ``model.cell``, else ``train.clip.mode``, else the first other varying axis (never
 ``task.seq_len``, which is its x axis). A numeric ``by`` gets an ordered colour map (viridis;
 null is grey) and, with more than ``MANY`` values, a colour bar instead of legend entries.
 
@@ -67,12 +72,13 @@ from rnnlab.plot.decay import GAMMA, _decay
 from rnnlab.plot.figure import _SAVE_METADATA, DPI, MISSING_HINT, _matplotlib, save
 from rnnlab.plot.gradients import _gradient_panels
 from rnnlab.plot.heatmap import _heatmap
+from rnnlab.plot.lyapunov import _lyapunov
 from rnnlab.plot.success import _success
 
 __all__ = ["DPI", "GAMMA", "KINDS", "MAX_PANELS", "METRICS", "MISSING_HINT", "figure",
            "output_path", "plot", "save"]
 
-KINDS = ("heatmap", "decay", "success")
+KINDS = ("heatmap", "decay", "success", "lyapunov")
 METRICS = ("solved", "accuracy")
 
 
@@ -139,6 +145,8 @@ def figure(
         if step:
             say("--step is ignored by the success plot (it shows the final evaluation)")
         fig = _success(res, by, metric, say)
+    elif kind == "lyapunov":
+        fig = _lyapunov(res, by, step, say)
     else:
         by_axis, by_values, facets, data = _gradient_panels(res, kind, by, step, say)
         if kind == "heatmap":

@@ -81,8 +81,11 @@ def _fmt(v) -> str:
 def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
     from rnnlab.store import load_manifest, load_runs
 
-    manifest = load_manifest(folder)
     runs = load_runs(folder)
+    try:
+        manifest = load_manifest(folder)
+    except UserError:
+        manifest = {}          # damaged: the CLI warned; the swept columns of the runs suffice
     exp = manifest.get("experiment") if isinstance(manifest.get("experiment"), dict) else {}
     name = str(manifest.get("name") or exp.get("name") or folder.name)
     swept = [c for c in runs.columns if "." in str(c)]
@@ -173,6 +176,7 @@ def _default_by(res: _Results, kind: str) -> tuple[str, ...] | None:
     varying = _varying(res)
     keys_of = {k: axis for axis in varying for k in axis}
     preferred = {"heatmap": ["model.weight_scale"], "decay": ["model.weight_scale"],
+                 "lyapunov": ["model.weight_scale"],
                  "success": ["model.cell", "train.clip.mode"]}[kind]
     for key in preferred:
         if key in keys_of and (kind != "success" or SEQ_LEN not in keys_of[key]):

@@ -1,7 +1,10 @@
 """The decay plot: ``||dE/ds_t||`` against the lag, with the bound of Pascanu et al. (2013).
 
 One line per ``by`` value (geometric mean over seeds, band min to max), the dashed bound
-``(gamma sigma)^k ||dE/ds_T||`` where it applies, and why not where it does not.
+``(gamma sigma)^k ||dE/ds_T||`` where it applies, and why not where it does not. When the runs
+stored the Lyapunov analysis at the step (``train.lyapunov``), a dotted line of the same colour
+shows ``10^(lambda_1 k) ||dE/ds_T||``, lambda_1 the seeds' mean top exponent in decades per step,
+for every cell.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
     from matplotlib.ticker import MaxNLocator
 
     colours, mappable = _colours(res, by_axis, by_values)
+    lambda1 = _lambda1(res, step)
+    any_lyap = False
     Lmax = max(L for _, groups in data for c, _ in groups.values() for L in c.lengths)
     fig, axes, left, bottom, corner = _figure([pv for pv, _ in data], facets, (4.3, 3.3),
                                               (7.5, 4.8), sharey=True, extra_w=1.8, extra_h=0.6)
@@ -111,6 +116,12 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
                 gammas.add(why)
             elif why and factor is None:
                 reasons.add(why)
+            lam = lambda1.reindex(rows["run_id"].astype(str)).to_numpy(dtype=float)
+            if np.isfinite(lam).any() and np.isfinite(anchor):
+                (ly,) = ax.plot(lag, 10.0 ** (anchor + lag * float(np.nanmean(lam))), ":",
+                                color=colour, lw=1.4)
+                ly.set_gid("lambda1")
+                any_lyap = True
         ax.set_yscale("log")
         if bottom[i]:
             ax.set_xlabel("lag T − t (time steps back from the loss at t = T)")
@@ -143,6 +154,10 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
                               label="bound $(\\gamma\\sigma)^{lag}\\,\\|\\partial E/\\partial "
                                     f"s_T\\|$\nPascanu et al. 2013, §2.1\n"
                                     f"σ = σ_max(W_s) {sigma_at}, {gamma}"))
+    if any_lyap:
+        handles.append(Line2D([], [], color="0.2", ls=":", lw=1.4,
+                              label="$10^{\\lambda_1 lag}\\,\\|\\partial E/\\partial s_T\\|$, "
+                                    "λ₁ the top\nLyapunov exponent (mean over seeds)"))
     if any_zero:
         handles.append(Line2D([], [], color="0.3", ls="none", marker="v",
                               label=f"ds = 0 in a seed ({_zero_cause(res)})"))
@@ -153,3 +168,14 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
     _suptitle(fig, res, f"decay of ||dE/ds_t|| with lag at {_step_text(step)}", res.runs)
     return fig
 
+
+
+def _lambda1(res: _Results, step: int) -> pd.Series:
+    """Each run's top Lyapunov exponent at ``step`` in decades per step (empty without the
+    analysis), indexed by run_id."""
+    from rnnlab.lyapunov_stats import run_lyapunov_stats
+    from rnnlab.store import load_lyapunov
+
+    ids = res.runs["run_id"].astype(str).tolist()
+    stats = run_lyapunov_stats(load_lyapunov(res.folder, run_ids=ids, step=step), step=step)
+    return stats.set_index("run_id")["lambda1"]

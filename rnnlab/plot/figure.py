@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlab.errors import UserError
+from rnnlab.errors import EnvironmentFault, UserError
+from rnnlab.parquet_io import is_disk_full
 from rnnlab.plot.data import _MIXED, SEQ_LEN, _fmt, _order, _Results
 
 DPI = 150
@@ -41,6 +42,9 @@ def save(fig, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise EnvironmentFault(f"cannot write {path} ({e.strerror or e}); free some space "
+                                   "or pass --out on a disk with room") from None
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
