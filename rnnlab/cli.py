@@ -173,9 +173,9 @@ def show_summary(df, fmt: str, title: str | None = None, wide: bool = False,
 
 def check_columns(columns: str | None, keys: list[str]):
     """Refuse unknown ``--columns`` names before a sweep trains anything."""
-    from .summarize import SUMMARY_COLUMNS
+    from .tables import statistic_names
 
-    allowed = list(keys) + list(SUMMARY_COLUMNS)
+    allowed = list(keys) + statistic_names()
     for name in (c.strip() for c in (columns or "").split(",")):
         if name and name not in allowed:
             fail(f"--columns: no column {name!r} in the summary; allowed: {', '.join(allowed)}")

@@ -14,8 +14,10 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
   mean over seeds of ``log10 ||dE/ds_t||`` over lag and the ``by`` axis, the decay of
   ``||dE/ds_t||`` with the lag and the Pascanu et al. bound where it applies, both at a training
   step chosen on the page, and the solved fraction against ``task.seq_len`` with its Wilson band
-  where the summary has one. Panels per other swept key as in ``rnnlab plot`` (same grouping
-  and pooling, :mod:`rnnlab.plot.gradients`); a figure that cannot be drawn says why;
+  where the summary has one; where the runs stored the Lyapunov analysis, their spectrum at
+  the chosen step beside the measured decay. Panels per other swept key as in ``rnnlab plot``
+  (same grouping and pooling, :mod:`rnnlab.plot.gradients`); a figure that cannot be drawn says
+  why;
 * one run: loss and accuracy per logged step, the gradient norm before and after clipping (and
   the clip rate), and ``ds``, ``dWs``, ``dWx`` over ``t`` at each logged step.
 
@@ -159,6 +161,16 @@ def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
                 problems.append(f"{kind} at step {step}: {e}")
         if any(v is not None for v in per_step.values()):
             figures.append({"id": kind, "steps": per_step})
+    if _has_lyapunov(r.path):
+        per_step = {}
+        for step in shown_steps:
+            try:
+                per_step[str(step)] = _lyapunov_figure(r.path, step)
+            except UserError as e:
+                per_step[str(step)] = None
+                problems.append(f"lyapunov at step {step}: {e}")
+        if any(v is not None for v in per_step.values()):
+            figures.append({"id": "lyapunov", "steps": per_step})
     try:
         success = _success_figure(r.path, summary)
     except UserError as e:
@@ -486,6 +498,96 @@ def _alpha(colour: str, a: float) -> str:
     else:
         r, g, b = (float(x) for x in colour[colour.index("(") + 1:-1].split(",")[:3])
     return f"rgba({r:.0f},{g:.0f},{b:.0f},{a})"
+
+
+def _has_lyapunov(folder: Path) -> bool:
+    from rnnlab.layout import LYAP_DIR
+
+    d = Path(folder) / LYAP_DIR
+    return d.is_dir() and any(d.iterdir())
+
+
+def _lyapunov_figure(folder: Path, step: int) -> dict:
+    """The Lyapunov spectrum at ``step`` (``rnnlab plot --kind lyapunov``): lambda_i in decades
+    per step against i, mean over seeds with a min..max band per ``by`` value, lambda = 0
+    dotted and the measured decay of ||dE/ds_t|| at i = 0; a UserError where none is stored."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from rnnlab.plot.data import _check_panels, _choose_by, _facets, _groups, _load, _order
+    from rnnlab.plot.lyapunov import LN10
+    from rnnlab.store import load_grad_norms, load_lyapunov, plain_value
+    from rnnlab.summarize import run_gradient_stats
+
+    res = _load(folder, (), lambda m: None)
+    ids = res.runs["run_id"].astype(str).tolist()
+    lyap = load_lyapunov(folder, run_ids=ids, step=step)
+    lam = lyap[lyap["kind"] == "lambda"]
+    if len(lam) == 0:
+        raise UserError(f"no Lyapunov exponents stored at step {step}")
+    decay = run_gradient_stats(load_grad_norms(folder, run_ids=ids, step=step), step=step)
+    decay = decay.set_index("run_id")["decay"]
+    table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
+    by_axis = _choose_by(res, "lyapunov", None)
+    facets = _facets(res, [by_axis])
+    facet_keys = tuple(k for a in facets for k in a)
+    panels = _groups(res, list(facet_keys))
+    order = sorted(panels, key=_order)
+    _check_panels(res, facets, len(order))
+    by_values = res.values(by_axis) if by_axis else [()]
+    colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
+    nrow, ncol = _grid(len(order))
+    fig = make_subplots(rows=nrow, cols=ncol, shared_yaxes=True, horizontal_spacing=0.06,
+                        vertical_spacing=0.12,
+                        subplot_titles=[res.label(facet_keys, pv) if facets else ""
+                                        for pv in order])
+    for i, pv in enumerate(order):
+        row, col = i // ncol + 1, i % ncol + 1
+        rows_panel = panels[pv]
+        for bv in by_values:
+            rows = (rows_panel if not by_axis else
+                    rows_panel[[tuple(plain_value(v) for v in r) == bv
+                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
+            have = [r for r in rows["run_id"].astype(str) if r in table.index]
+            if not have:
+                continue
+            vals = table.loc[have].dropna(axis=1, how="all")
+            x = [int(c) for c in vals.columns]
+            v = vals.to_numpy(dtype=float)
+            label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
+            colour, group = colours[bv], f"g{label}"
+            with np.errstate(all="ignore"):
+                mean, lo, hi = np.nanmean(v, axis=0), np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+            if len(have) > 1:
+                fig.add_trace(go.Scatter(x=x, y=_nums(hi), mode="lines", line={"width": 0},
+                                         hoverinfo="skip", showlegend=False, legendgroup=group),
+                              row=row, col=col)
+                fig.add_trace(go.Scatter(x=x, y=_nums(lo), mode="lines", line={"width": 0},
+                                         fill="tonexty", fillcolor=_alpha(colour, 0.15),
+                                         hoverinfo="skip", showlegend=False, legendgroup=group),
+                              row=row, col=col)
+            fig.add_trace(go.Scatter(
+                x=x, y=_nums(mean), mode="lines+markers", name=label, legendgroup=group,
+                showlegend=i == 0, line={"color": colour, "width": 2},
+                hovertemplate=f"{_esc(label)}<br>lambda_%{{x}} = %{{y:.3g}} decades/step<br>"
+                              f"{len(have)} runs<extra></extra>"), row=row, col=col)
+            d = decay.reindex(have).to_numpy(dtype=float)
+            if np.isfinite(d).any():
+                fig.add_trace(go.Scatter(
+                    x=[0], y=[_num(np.nanmean(d))], mode="markers", legendgroup=group,
+                    showlegend=False, marker={"symbol": "diamond-open", "size": 10,
+                                              "color": colour},
+                    hovertemplate=f"{_esc(label)}<br>measured decay of ||dE/ds_t||: %{{y:.3g}}"
+                                  "<extra></extra>"), row=row, col=col)
+        fig.add_hline(y=0, line={"dash": "dot", "color": "#888", "width": 1}, row=row, col=col)
+    fig.update_xaxes(title_text="exponent index i (0: measured decay of ||dE/ds_t||)", row=nrow,
+                     dtick=1)
+    fig.update_yaxes(title_text="lambda_i (decades per step)", col=1)
+    at = "initialisation (step 0)" if step == 0 else f"training step {step}"
+    fig.update_layout(title=f"{res.name}: Lyapunov spectrum at {at}", template=TEMPLATE,
+                      height=max(320, 300 * nrow), margin={"l": 60, "r": 20, "t": 70, "b": 50},
+                      legend={"title": {"text": res.axis_name(by_axis) if by_axis else ""}})
+    return fig.to_plotly_json()
 
 
 def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:

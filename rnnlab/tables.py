@@ -32,8 +32,8 @@ from rnnlab.summarize import SUMMARY_COLUMNS, display_cells, format_value
 #: Shown first whenever some row is not zero: a failure, divergence or explosion must be seen.
 ALERT = ("failed", "diverged", "exploded")
 #: Preference order of the other columns in the default view.
-PRIORITY = ("n", "solved", "decay", "horizon", "acc", "loss", "bound", "grad_ratio", "clip_rate",
-            "decay_sd", "loss_sd", "acc_sd")
+PRIORITY = ("n", "solved", "decay", "horizon", "acc", "loss", "lambda1", "bound", "grad_ratio",
+            "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd", "lambda_sum")
 #: Columns whose information the view folds into another cell.
 FOLDED = {"horizon_censored": "horizon"}
 #: Border and padding of one column in rich's default table (one bar, one space either side).
@@ -105,10 +105,26 @@ def intervals(columns) -> dict[str, tuple[str, str]]:
             if f"{c}_lo" in names and f"{c}_hi" in names}
 
 
+def statistic_names() -> list[str]:
+    """Every statistic a summary can have (the Lyapunov group means where that module exists)."""
+    try:
+        from rnnlab.lyapunov_stats import SUMMARY_COLUMNS as LYAPUNOV
+    except ImportError:
+        LYAPUNOV = []
+    return list(SUMMARY_COLUMNS) + [c for c in LYAPUNOV if c not in SUMMARY_COLUMNS]
+
+
 def key_columns(table: pd.DataFrame) -> list[str]:
-    """The grouping keys of a summary: every column that is not a summary statistic."""
-    stats = set(SUMMARY_COLUMNS) | {b for pair in intervals(table.columns).values() for b in pair}
-    return [str(c) for c in table.columns if str(c) not in stats]
+    """The grouping keys of a summary: its leading columns, up to the first statistic (the
+    summary is keys, then statistics; a statistic this module does not know stays one)."""
+    stats = set(statistic_names()) | {b for pair in intervals(table.columns).values()
+                                      for b in pair}
+    keys = []
+    for c in table.columns:
+        if str(c) in stats:
+            break
+        keys.append(str(c))
+    return keys
 
 
 def short_names(columns) -> dict:

@@ -266,3 +266,18 @@ def test_page_of_exploded_runs_in_headless_chromium(tmp_path):
     assert seen["errors"] == [] and seen["rows"] == len(summary_of(out))
     for name, fig in seen["figures"].items():
         assert fig["svg"] >= 1 and fig["traces"] >= 1, (name, fig)
+
+
+def test_lyapunov_figure_where_the_runs_stored_it(tmp_path):
+    out = tmp_path / "lyap"
+    run_sweep(tiny_exp(train={"lyapunov": {"enabled": True}}), out)
+    page = write_page(out, tmp_path / "page.html")
+    data = page_data(page.read_text())
+    lyap = next(f for f in data["figures"] if f["id"] == "lyapunov")
+    assert all(fig is not None for fig in lyap["steps"].values())
+    seen = render_in_browser(page, tmp_path)
+    assert seen["errors"] == [] and seen["figures"]["fig-lyapunov"]["traces"] >= 1
+    folder_without = tmp_path / "plain"
+    run_sweep(tiny_exp(), folder_without)
+    ids = [f["id"] for f in page_data(build_page(folder_without))["figures"]]
+    assert "lyapunov" not in ids

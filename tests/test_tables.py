@@ -121,3 +121,13 @@ def test_unknown_column_is_one_line_exit_2(tiny_experiment, tmp_path):
     res = invoke("sweep", tiny_experiment(), "--out", tmp_path / "new", "--columns", "nope")
     assert res.exit_code == 2 and "'nope'" in res.stderr
     assert not (tmp_path / "new").exists()                # refused before anything is written
+
+
+def test_statistics_after_the_known_ones_are_not_taken_for_keys():
+    table = summary(NEW)
+    table["lambda1"] = [-0.2] * len(table)
+    table["some_new_stat"] = [1.0] * len(table)
+    view = summary_view(table, wide=True)
+    names = [c.name for c in view.columns]
+    assert names[:4] == ["seq_len", "weight_scale", "threshold", "n"]
+    assert names[-2:] == ["lambda1", "some_new_stat"]
