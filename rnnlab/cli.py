@@ -108,6 +108,18 @@ MaxRunsOpt = Annotated[int | None, typer.Option(
     min=1, metavar="N", help="Size limit: refuse a sweep of more than N runs unless --yes "
     "(default 10000).")]
 Format = Literal["table", "csv", "markdown", "json"]
+EngineOpt = Annotated[Literal["numpy", "compiled", "auto"] | None, typer.Option(
+    help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab[fast]') or auto "
+    "(compiled when numba is installed). Default: $RNNLAB_ENGINE, else numpy.")]
+
+
+def use_engine(engine: str | None) -> None:
+    """Apply --engine (also to worker processes); check $RNNLAB_ENGINE when it is not given."""
+    from .engine.select import get_engine, set_engine
+    try:
+        set_engine(engine) if engine else get_engine()
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 TERMINAL_HIDE = ("loss_sd", "acc_sd", "decay_sd", "failed")
@@ -218,8 +230,10 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
         "start a local cluster of --workers processes).")] = None,
+    engine: EngineOpt = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
+    use_engine(engine)
     import signal
 
     from .sweep import default_out, run_sweep
@@ -331,8 +345,10 @@ def run(
     file: Annotated[str | None, typer.Option(help="Start from this experiment's base "
                                              "(its sweep is ignored).")] = None,
     lags: Annotated[str, typer.Option(help="Lags T - t at which to show ds.")] = "0,1,2,5,10,20,50",
+    engine: EngineOpt = None,
 ):
     """Train one configuration (defaults plus --set overrides) and print its metrics."""
+    use_engine(engine)
     import numpy as np
 
     from .experiment import _parse_yaml, parse_experiment
@@ -377,6 +393,22 @@ def run(
         table.append({"step": step, **{f"lag {k}": ds.get(T - k, np.nan) for k in want}})
     show_table(pd.DataFrame(table).iloc[[0, -1]].drop_duplicates(), "table",
                title="||dE/ds_t|| at lag T - t (first and last record)")
+
+
+@app.command()
+@user_errors
+def warmup():
+    """Compile the engine kernel ahead (e.g. once per machine of a cluster) into its cache."""
+    from .engine.compiled import cache_dir
+    from .engine.compiled import warmup as compile_all
+    from .engine.select import numba_available
+    if not numba_available():
+        fail("warmup: numba is not installed (pip install 'rnnlab[fast]'); the NumPy engine "
+             "needs no warmup")
+    for (cell, dtype), took in compile_all().items():
+        how = f"compiled in {took:.1f} s" if took is not None else "loaded from the cache"
+        err.print(f"rnnlab: kernel {cell} {dtype}: {how}", markup=False)
+    err.print(f"rnnlab: kernel cache: {cache_dir()}", markup=False)
 
 
 @app.command(name="plot")
