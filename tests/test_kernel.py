@@ -42,18 +42,16 @@ def _engine_reset():
 
 
 def with_engine(name, fn, *args, **kw):
-    select.set_engine(name)
-    try:
+    with select.using_engine(name):
         return fn(*args, **kw)
-    finally:
-        select.set_engine(None)
 
 
-def problem(seed, R=4, T=9, B=3, I=2, H=5, O=3, scale=1.3, runs_axis=True, dtype=np.float64):
+def problem(seed, R=4, T=9, B=3, I=2, H=5, O=3, scale=1.3, runs_axis=True, dtype=np.float64,
+            cell="rnn"):
     rng = np.random.default_rng(seed)
     plist = []
     for _ in range(R):
-        p = init_params(rng, cell="rnn", input_size=I, hidden=H, output_size=O, scale=scale)
+        p = init_params(rng, cell=cell, input_size=I, hidden=H, output_size=O, scale=scale)
         plist.append({k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
     P = {k: np.stack([p[k] for p in plist]).astype(dtype) for k in plist[0]}
     x = rng.standard_normal((R, T, B, I)).astype(dtype)
@@ -65,6 +63,8 @@ def problem(seed, R=4, T=9, B=3, I=2, H=5, O=3, scale=1.3, runs_axis=True, dtype
 
 def values(res) -> dict:
     out = {"loss": np.asarray(res.loss), "states": res.states}
+    if res.cells is not None:
+        out["cells"] = res.cells
     if res.outputs is not None:
         out["outputs"] = res.outputs
     out.update({f"grad_{k}": g for k, g in res.grads.items()})
@@ -99,6 +99,18 @@ def test_kernel_agrees_with_numpy_engine(act, kw):
     assert_agree(values(ref), values(got), 1e-12)
     if "clip_step" in kw:
         assert (ref.extra["clip_factors"] < 1).any()
+
+
+@pytest.mark.parametrize("kw", KWS, ids=lambda k: ",".join(f"{a}={v}" for a, v in k.items()))
+def test_kernel_agrees_with_numpy_engine_lstm(kw):
+    P, x, d = problem(8, cell="lstm")
+    rng = np.random.default_rng(1)
+    for extra in ({}, {"s0": rng.standard_normal((4, 3, 5)) * 0.5,
+                       "c0": rng.standard_normal((3, 5))}):
+        ref = with_engine("numpy", bptt, P, x, d, cell="lstm", **kw, **extra)
+        got = with_engine("compiled", bptt, P, x, d, cell="lstm", **kw, **extra)
+        assert "dc" in got.step_norms
+        assert_agree(values(ref), values(got), 1e-12)
 
 
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}])
@@ -138,14 +150,16 @@ def test_kernel_without_run_axis_and_shared_operands():
         assert_agree(values(ref), values(got), 1e-12)
 
 
-@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("act", ACTS + ("lstm",))
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}])
 def test_kernel_float32(act, kw):
     """float32 end to end, close to the NumPy engine's float32 numbers."""
-    P, x, d = problem(5, dtype=np.float32)
-    ref = with_engine("numpy", bptt, P, x, d, activation=act, **kw)
-    got = with_engine("compiled", bptt, P, x, d, activation=act, **kw)
+    cell = "lstm" if act == "lstm" else "rnn"
+    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    P, x, d = problem(5, dtype=np.float32, cell=cell)
+    ref = with_engine("numpy", bptt, P, x, d, **kw)
+    got = with_engine("compiled", bptt, P, x, d, **kw)
     for v in values(got).values():
         assert v.dtype == np.float32
     assert_agree(values(ref), values(got), 2e-5)
@@ -158,10 +172,12 @@ VARIANTS = [(None, None, None), (3, None, None), (None, 0.05, None), (2, 0.05, 3
 @pytest.mark.parametrize("loss_at", ["last", "all"])
 @pytest.mark.parametrize("head", [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")],
                          ids="/".join)
-@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("act", ACTS + ("lstm",))
 def test_kernel_finite_differences(act, head, loss_at, variant):
     truncate, clip_step, runs = variant
-    res = with_engine("compiled", check, activation=act, output=head[0], loss=head[1],
+    cell = "lstm" if act == "lstm" else "rnn"
+    res = with_engine("compiled", check, cell=cell, activation="tanh" if cell == "lstm" else act,
+                      output=head[0], loss=head[1],
                       loss_at=loss_at, truncate=truncate, clip_step=clip_step, runs=runs,
                       seq_len=6, scale=1.3)
     assert res.ok, res.errors
@@ -169,23 +185,28 @@ def test_kernel_finite_differences(act, head, loss_at, variant):
 
 @settings(max_examples=40, deadline=None)
 @given(R=st.integers(1, 3), T=st.integers(1, 12), B=st.integers(1, 5), I=st.integers(1, 4),
-       H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS),
+       H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS + ("lstm",)),
        kw=st.sampled_from(KWS), seed=st.integers(0, 2 ** 16))
 def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
+    """Random shapes (sizes below, at and above the kernel's blocks of eight)."""
     if kw.get("loss") == "ce" and O < 2:
         O = 2
-    P, x, d = problem(seed, R=R, T=T, B=B, I=I, H=H, O=O)
-    ref = with_engine("numpy", bptt, P, x, d, activation=act, **kw)
-    got = with_engine("compiled", bptt, P, x, d, activation=act, **kw)
+    cell = "lstm" if act == "lstm" else "rnn"
+    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    P, x, d = problem(seed, R=R, T=T, B=B, I=I, H=H, O=O, cell=cell)
+    ref = with_engine("numpy", bptt, P, x, d, **kw)
+    got = with_engine("compiled", bptt, P, x, d, **kw)
     assert_agree(values(ref), values(got), 1e-12)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}, {"loss_at": "all"}])
-def test_kernel_batching_changes_no_bit(kw):
+def test_kernel_batching_changes_no_bit(kw, cell):
     """A run's numbers do not depend on the runs sharing its call: one at a time vs together."""
     R, T, B, H = 6, 12, 16, 24
-    P, x, d = problem(6, R=R, T=T, B=B, H=H, I=3, O=4)
+    P, x, d = problem(6, R=R, T=T, B=B, H=H, I=3, O=4, cell=cell)
+    kw = dict(kw, cell=cell)
     thresholds = np.linspace(0.05, 1.0, R) if "clip_step" in kw else None
     kwb = dict(kw, clip_step=thresholds) if thresholds is not None else kw
     batch = with_engine("compiled", bptt, P, x, d, **kwb)
@@ -229,7 +250,11 @@ def test_engine_choice_env_setter_and_errors(monkeypatch):
     assert select.get_engine() == "numpy" and os.environ["RNNLAB_ENGINE"] == "numpy"
     with pytest.raises(ValueError, match="engine: got 'fast'; allowed: one of numpy"):
         select.set_engine("fast")
-    select.set_engine(None)
+    select.set_engine(None)                                  # back to the variable as it was
+    assert os.environ["RNNLAB_ENGINE"] == "auto"
+    with select.using_engine("compiled"):
+        assert select.get_engine() == "compiled"
+    assert select.get_engine() == "auto"
     monkeypatch.setenv("RNNLAB_ENGINE", "gpu")
     with pytest.raises(ValueError, match="RNNLAB_ENGINE: got 'gpu'"):
         select.get_engine()
@@ -252,8 +277,8 @@ def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsy
 
 
 def test_uncovered_cell_runs_on_numpy_and_says_so_once(monkeypatch, capsys):
-    if "lstm" in comp.CELLS:
-        pytest.skip("the kernel covers the LSTM")
+    """A cell the kernel does not cover (as the LSTM is here made to be) runs on NumPy."""
+    monkeypatch.setattr(comp, "CELLS", ("rnn",))
     monkeypatch.setattr(comp, "_said", set())
     rng = np.random.default_rng(0)
     p = init_params(rng, cell="lstm", input_size=2, hidden=3, output_size=2, scale=1.0)
@@ -355,8 +380,11 @@ def _golden():
 @pytest.mark.parametrize("name", sorted(n for n, c in _golden().CASES.items()
                                         if c["options"]["cell"] in comp.CELLS))
 def test_kernel_matches_torch_golden_values(name):
-    """The golden cases (PyTorch autograd, rtol 1e-10) on the compiled engine."""
+    """The golden cases (PyTorch autograd, rtol 1e-10) on the compiled engine. In the explosion
+    case (gradients grow ~4e3-fold) the kernel's step-by-step sums of the weight-gradient terms
+    round differently from torch's (and NumPy's) one product over all steps: entries that cancel
+    to ~1e-3 of the largest differ at 1.3e-10 relative, so there atol = 1e-12 * max|array|."""
     g = _golden()
     case = g.CASES[name]
     res = with_engine("compiled", g.run_engine, case["in"], case["options"])
-    g.compare(name, g.engine_values(res), case["out"])
+    g.compare(name, g.engine_values(res), case["out"], rel_floor=1e-12 if "explode" in name else 0)

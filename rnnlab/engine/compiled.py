@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 #: Cells the kernel covers (others run on the NumPy engine, said once).
-CELLS = ("rnn",)
+CELLS = ("rnn", "lstm")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 _said: set = set()
@@ -108,8 +108,9 @@ def _tiny_call(cell: str, dtype) -> None:
     every real call: C-contiguous, same ranks)."""
     rng = np.random.default_rng(0)
     R, T, B, I, H, O = 1, 3, 2, 2, 3, 2
-    p = {"Wx": rng.standard_normal((R, I, H)), "Ws": rng.standard_normal((R, H, H)),
-         "b": np.zeros((R, H)), "Wy": rng.standard_normal((R, H, O)), "by": np.zeros((R, O))}
+    G = 4 * H if cell == "lstm" else H
+    p = {"Wx": rng.standard_normal((R, I, G)), "Ws": rng.standard_normal((R, H, G)),
+         "b": np.zeros((R, G)), "Wy": rng.standard_normal((R, H, O)), "by": np.zeros((R, O))}
     p = {k: v.astype(dtype) for k, v in p.items()}
     x = rng.standard_normal((R, T, B, I)).astype(dtype)
     d = np.zeros((R, T, B, O), dtype=dtype)
@@ -158,32 +159,41 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     (loss, grads by name, states, outputs or None, step norms, clip factors or None)."""
     from . import kernel
     T, B, I = x.shape[1:]
-    H = p["Ws"].shape[-2]
+    H, G = p["Ws"].shape[-2:]
     O = p["Wy"].shape[-1]
     Rp = p["Ws"].shape[0]
     Wx, Ws, Wy = _c(p["Wx"], dtype), _c(p["Ws"], dtype), _c(p["Wy"], dtype)
-    b = _c(p["b"], dtype) if "b" in p else np.zeros((1, H), dtype)
+    b = _c(p["b"], dtype) if "b" in p else np.zeros((1, G), dtype)
     by = _c(p["by"], dtype) if "by" in p else np.zeros((1, O), dtype)
     if b.shape[0] != Rp or by.shape[0] != Rp:        # the kernel indexes all params by one rp
-        b = _c(np.broadcast_to(b, (Rp, H)), dtype)
+        b = _c(np.broadcast_to(b, (Rp, G)), dtype)
         by = _c(np.broadcast_to(by, (Rp, O)), dtype)
     s0 = np.zeros((1, B, H), dtype) if s0 is None else _c(s0, dtype)
     clip = np.full(R, np.inf, dtype) if c is None else _c(np.reshape(c, R), dtype)
     zeros = np.zeros
     lossv = np.empty(R, dtype)
-    g = {"Wx": zeros((R, I, H), dtype), "Ws": zeros((R, H, H), dtype), "b": zeros((R, H), dtype),
+    g = {"Wx": zeros((R, I, G), dtype), "Ws": zeros((R, H, G), dtype), "b": zeros((R, G), dtype),
          "Wy": zeros((R, H, O), dtype), "by": zeros((R, O), dtype)}
     S = np.empty((R, T, B, H), dtype)
     Y = np.empty((R, T, B, O) if outputs else (1, 1, 1, O), dtype)
-    nrm = {key: zeros((R, T), dtype) for key in ("ds", "dWs", "dWx")}
+    keys = ("ds", "dWs", "dWx", "dc") if cell == "lstm" else ("ds", "dWs", "dWx")
+    nrm = {key: zeros((R, T), dtype) for key in keys}
     alpha = np.ones((R, T, B), dtype)
-    kernel.KERNELS[cell](
-        Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0, clip,
-        int(kernel.ACT_CODES[activation]), output == "softmax", loss == "ce", loss_at == "all",
-        int(k or 0), bool(backward), bool(norms), bool(outputs), c is not None,
-        lossv, g["Wx"], g["Ws"], g["b"], g["Wy"], g["by"], S, Y, nrm["ds"], nrm["dWs"],
-        nrm["dWx"], alpha)
-    return (lossv, g, S, Y if outputs else None, nrm if (norms and backward) else {},
+    flags = (output == "softmax", loss == "ce", loss_at == "all", int(k or 0), bool(backward),
+             bool(norms), bool(outputs), c is not None)
+    head = (Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0)
+    grads = (lossv, g["Wx"], g["Ws"], g["b"], g["Wy"], g["by"])
+    C = None
+    if cell == "lstm":
+        c0 = np.zeros((1, B, H), dtype) if c0 is None else _c(c0 if c0.ndim == 3 else c0[None],
+                                                              dtype)
+        C = np.empty((R, T, B, H), dtype)
+        kernel.lstm_kernel(*head, c0, clip, *flags, *grads, S, C, Y, nrm["ds"], nrm["dWs"],
+                           nrm["dWx"], nrm["dc"], alpha)
+    else:
+        kernel.rnn_kernel(*head, clip, int(kernel.ACT_CODES[activation]), *flags, *grads, S, Y,
+                          nrm["ds"], nrm["dWs"], nrm["dWx"], alpha)
+    return (lossv, g, S, C, Y if outputs else None, nrm if (norms and backward) else {},
             alpha if c is not None and backward else None)
 
 
@@ -191,13 +201,13 @@ def run(p, x, d, s0, c0, c, k, *, R, batched, dtype, cell, activation, output, l
         norms, outputs, backward, keys):
     """``bptt`` on the compiled kernel, on ``bptt``'s validated run-axis arrays; None when the
     kernel does not cover the configuration (the caller then runs the NumPy engine)."""
-    if not supports(cell) or c0 is not None:
+    if not supports(cell):
         return None
     ensure_compiled(cell, dtype)
     from .bptt import _result
-    E, g, S, Y, nrm, alpha = _call(p, x, d, s0, c0, c, cell=cell, activation=activation,
+    E, g, S, C, Y, nrm, alpha = _call(p, x, d, s0, c0, c, cell=cell, activation=activation,
                                    output=output, loss=loss, loss_at=loss_at, norms=norms,
                                    outputs=outputs, backward=backward, R=R, dtype=dtype, k=k)
     grads = {key: g[key] for key in keys} if backward else {}
     extra = {} if alpha is None else {"clip_factors": alpha}
-    return _result(batched, E, grads, S, Y, nrm, None, extra)
+    return _result(batched, E, grads, S, Y, nrm, C, extra)

@@ -11,6 +11,7 @@ afterwards (``--workers``, a local Dask cluster) make the same choice.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -20,6 +21,8 @@ DEFAULT_ENGINE = "numpy"
 ENV_VAR = "RNNLAB_ENGINE"
 
 _chosen: str | None = None
+_UNSET = object()
+_env_before = _UNSET            # RNNLAB_ENGINE as it was before the first set_engine
 
 
 def _check(name, source: str) -> str:
@@ -30,14 +33,39 @@ def _check(name, source: str) -> str:
 
 def set_engine(name: str | None) -> None:
     """Choose the engine for this process (and its future workers); None: back to the default
-    (RNNLAB_ENGINE, else ``DEFAULT_ENGINE``)."""
-    global _chosen
+    (RNNLAB_ENGINE as it was before any choice, else ``DEFAULT_ENGINE``)."""
+    global _chosen, _env_before
     if name is None:
         _chosen = None
-        os.environ.pop(ENV_VAR, None)
+        if _env_before is not _UNSET:
+            if _env_before is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = _env_before
+            _env_before = _UNSET
         return
-    _chosen = _check(name, "engine")
+    name = _check(name, "engine")
+    if _env_before is _UNSET:
+        _env_before = os.environ.get(ENV_VAR)
+    _chosen = name
     os.environ[ENV_VAR] = name
+
+
+@contextlib.contextmanager
+def using_engine(name: str):
+    """``with using_engine("compiled"): ...``: the engine inside the block, the earlier choice
+    after it."""
+    global _chosen
+    before_chosen, before_env = _chosen, os.environ.get(ENV_VAR)
+    set_engine(name)
+    try:
+        yield
+    finally:
+        _chosen = before_chosen
+        if before_env is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = before_env
 
 
 def get_engine() -> str:
