@@ -60,22 +60,64 @@ FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 
 
+#: 2^n for n = -1022..1023 (exact), the scaling step of ``_exp``.
+_POW2 = np.ldexp(1.0, np.arange(-1022, 1024))
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01        # ln 2 split so n * _LN2_HI is exact for |n| < 2^11
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(**FLAGS)
+def _exp(x):
+    """exp(x) in float64 within 1 ulp of NumPy's exp, in plain arithmetic so that loops calling
+    it vectorise (libm's exp is a scalar call, ~5 ns; this ~1.8 ns per element here):
+
+        n = round(x log2 e),  r = x - n ln 2 (|r| <= ln2 / 2, two-part ln 2),
+        exp(x) = 2^n * sum_{k <= 13} r^k / k!   (Horner; truncation error < 2e-17)
+
+    x < -708.3 gives 0 (the true value is a subnormal below 3e-308), x > 709.7 gives inf.
+    """
+    xc = min(max(x, -708.0), 709.0)
+    n = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    e = p * _POW2[int(n) + 1022]
+    if x < -708.3:
+        e = 0.0
+    if x > 709.7:
+        e = math.inf
+    return e
+
+
 @njit(**FLAGS)
 def _sigmoid(z, one):
     """1 / (1 + exp(-z)), as ``cells.sigmoid``."""
-    return one / (one + math.exp(-z))
+    return one / (one + _exp(-z))
 
 
 @njit(**FLAGS)
 def _tanh(z, one, two):
     """tanh(z) = 2 / (1 + exp(-2 z)) - 1, the NumPy engine's tanh cell (``rnn_forward_tanh``)."""
-    return two / (one + math.exp(-two * z)) - one
+    return two / (one + _exp(-two * z)) - one
 
 
 @njit(**FLAGS)
 def _tanh_abs(z, one, two):
     """tanh(z) = sign(z) (2 / (1 + exp(-2|z|)) - 1), the NumPy engine's ``tanh_exp``."""
-    e = two / (one + math.exp(-two * abs(z))) - one
+    e = two / (one + _exp(-two * abs(z))) - one
     return e if z >= 0 else -e
 
 
@@ -243,7 +285,7 @@ def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backwar
                     mB[bb] = max(mB[bb], L[o, bb])
             for o in range(O):
                 for bb in range(B):
-                    Yt[o, bb] = math.exp(L[o, bb] - mB[bb])
+                    Yt[o, bb] = _exp(L[o, bb] - mB[bb])
             for bb in range(B):
                 sB[bb] = Yt[0, bb]
             for o in range(1, O):
