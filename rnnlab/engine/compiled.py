@@ -80,8 +80,9 @@ def kernel_info() -> dict:
     from .kernel import FLAGS
     info.update({"version": numba.__version__, "flags": {k: v for k, v in FLAGS.items()},
                  "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
-                 "cpu_features": cfg.CPU_FEATURES or "host", "opt": cfg.OPT,
-                 "threading_layer": None, "cells": list(CELLS),
+                 "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
+                 "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",
+                 "cells": list(CELLS),
                  "cache_dir": os.environ.get("NUMBA_CACHE_DIR")})
     return info
 
