@@ -405,9 +405,9 @@ def warmup():
     if not numba_available():
         fail("warmup: numba is not installed (pip install 'rnnlab[fast]'); the NumPy engine "
              "needs no warmup")
-    for (cell, dtype), took in compile_all().items():
-        how = f"compiled in {took:.1f} s" if took is not None else "loaded from the cache"
-        err.print(f"rnnlab: kernel {cell} {dtype}: {how}", markup=False)
+    for (cell, dtype), took in compile_all().items():      # a compile announces itself
+        if took is None:
+            err.print(f"rnnlab: kernel {cell} {dtype}: loaded from the cache", markup=False)
     err.print(f"rnnlab: kernel cache: {cache_dir()}", markup=False)
 
 

@@ -317,6 +317,16 @@ def test_cache_folder_per_user_with_fallback(monkeypatch, tmp_path):
     assert comp.cache_dir() == str(tmp_path / "mine")
 
 
+def test_cache_entries_are_kept_per_package_name():
+    """Numba keys its cache by source file; a cached kernel names its module. The same file
+    imported as another package (benchmarks/ab.py) must not share entries: one subfolder per
+    top-level package name (a shared entry made every later start fail to import it)."""
+    from rnnlab.engine import kernel
+    comp.ensure_compiled("rnn", np.float64)
+    path = Path(kernel.rnn_kernel.stats.cache_path)
+    assert path.is_relative_to(Path(os.environ["NUMBA_CACHE_DIR"]) / "rnnlab")
+
+
 CHILD = r"""
 import hashlib, json, sys
 import numpy as np
@@ -363,7 +373,7 @@ def test_cli_engine_option_and_warmup(tiny_experiment, tmp_path):
     from rnnlab.cli import app
     runner = CliRunner()
     res = runner.invoke(app, ["warmup"])
-    assert res.exit_code == 0 and "kernel rnn float64" in res.output
+    assert res.exit_code == 0 and "kernel cache: " in res.output
     res = runner.invoke(app, ["run", "--engine", "compiled", "--set", "train.steps=2",
                               "--set", "task.seq_len=4"])
     assert res.exit_code == 0, res.output

@@ -48,14 +48,22 @@ LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .compiled import cache_dir
 
-cache_dir()                     # NUMBA_CACHE_DIR must be set before numba is imported
+_CACHE = cache_dir()            # NUMBA_CACHE_DIR must be set before numba is imported
 
+import numba  # noqa: E402
 from numba import njit  # noqa: E402
+
+# Numba keys its cache by source file, not by module name, and a cached kernel refers to its
+# module by name: this file imported under another name (benchmarks/ab.py imports the working
+# tree as rnnlab_ab_new) must not share entries with ``rnnlab``. One subfolder per top-level name;
+# the locator reads CACHE_DIR when the functions below are decorated.
+numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0])
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
