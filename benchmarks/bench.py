@@ -242,10 +242,11 @@ def torch_bmm(tp, xt, dt):
     T, B, _ = xt.shape
     R, H = tp["Ws"].shape[0], tp["Ws"].shape[1]
     xin = torch.matmul(xt.unsqueeze(0), tp["Wx"].unsqueeze(1)) + tp["b"][:, None, None, :]
+    xs = xin.unbind(1)          # one op: slicing xin[:, t] would backpropagate T full-size zeros
     s = torch.zeros(R, B, H, dtype=xt.dtype)
     states = []
     for t in range(T):
-        s = torch.tanh(torch.baddbmm(xin[:, t], s, tp["Ws"]))
+        s = torch.tanh(torch.baddbmm(xs[t], s, tp["Ws"]))
         s.retain_grad()
         states.append(s)
     y = torch.softmax(torch.bmm(s, tp["Wy"]) + tp["by"][:, None, :], dim=-1)
