@@ -37,8 +37,11 @@ KWS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate": 3
 
 @pytest.fixture(autouse=True)
 def _engine_reset():
+    """No test leaves an engine choice (or RNNLAB_ENGINE) behind for the tests after it."""
+    before = os.environ.get("RNNLAB_ENGINE")
     yield
     select.set_engine(None)
+    assert os.environ.get("RNNLAB_ENGINE") == before
 
 
 def with_engine(name, fn, *args, **kw):
@@ -255,6 +258,8 @@ def test_engine_choice_env_setter_and_errors(monkeypatch):
     with select.using_engine("compiled"):
         assert select.get_engine() == "compiled"
     assert select.get_engine() == "auto"
+    select.set_engine(None)                                  # using_engine left nothing behind
+    assert os.environ["RNNLAB_ENGINE"] == "auto"
     monkeypatch.setenv("RNNLAB_ENGINE", "gpu")
     with pytest.raises(ValueError, match="RNNLAB_ENGINE: got 'gpu'"):
         select.get_engine()

@@ -57,7 +57,8 @@ def using_engine(name: str):
     after it."""
     global _chosen
     before_chosen, before_env = _chosen, os.environ.get(ENV_VAR)
-    set_engine(name)
+    _chosen = _check(name, "engine")
+    os.environ[ENV_VAR] = name
     try:
         yield
     finally:
