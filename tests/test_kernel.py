@@ -403,3 +403,25 @@ def test_kernel_matches_torch_golden_values(name):
     case = g.CASES[name]
     res = with_engine("compiled", g.run_engine, case["in"], case["options"])
     g.compare(name, g.engine_values(res), case["out"], rel_floor=1e-12 if "explode" in name else 0)
+
+
+def test_worker_processes_run_the_kernel_with_the_same_bits(tmp_path):
+    """--workers 2 (spawned processes inherit RNNLAB_ENGINE) and one batch at a time in this
+    process give every run the same numbers under the compiled engine."""
+    import pandas as pd
+    from conftest import tiny_exp
+
+    from rnnlab.sweep import run_sweep
+    exp = tiny_exp()
+    with select.using_engine("compiled"):
+        run_sweep(exp, tmp_path / "one", workers=1)
+        run_sweep(exp, tmp_path / "two", workers=2)
+        a, b = (pd.read_parquet(tmp_path / n / "runs.parquet").sort_values("run_id")
+                .reset_index(drop=True) for n in ("one", "two"))
+    numeric = [c for c in a.columns if a[c].dtype.kind == "f" and c != "wall_time"]
+    assert numeric and len(a) == 8
+    pd.testing.assert_frame_equal(a[numeric], b[numeric], check_exact=True)
+    ref = run_sweep(exp, tmp_path / "numpy", workers=1)                # the NumPy engine
+    c = pd.read_parquet(tmp_path / "numpy" / "runs.parquet").sort_values("run_id")
+    assert ref.outcome.failed == 0
+    np.testing.assert_allclose(c["final_loss"], a["final_loss"], rtol=1e-9)
