@@ -20,6 +20,11 @@ Implementations:
                               with per-step weight-gradient accumulation and ||delta_t||
     torch / torch-f32         torch.set_num_threads(1); loop over time, retain_grad() on every
                               state, loss.backward(), per-step norms of state.grad
+    compiled-f64 / -f32 / -f64-nolog   the same calls on the compiled engine (the Numba kernel,
+                              rnnlab.engine.kernel; rows skipped without numba)
+    torch-bmm                 torch batched over the run axis (the strongest peer a user would
+                              write): one graph for all R runs, torch.baddbmm per step,
+                              retain_grad() on every state, one backward, per-step norms
     numpy-floor               not an implementation: the per-step matmuls (forward and backward),
                               one exp per state element and the dWs, dWx matmuls, the least any
                               NumPy engine must do (``numpy_floor``); torch / numpy-floor bounds
@@ -64,7 +69,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_busy, cpu_model, make_printer, table  # noqa: E402
 
-from rnnlab.engine import bptt, init_params  # noqa: E402
+from rnnlab.engine import bptt, init_params, using_engine  # noqa: E402
+from rnnlab.engine.select import numba_available  # noqa: E402
 
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE")
@@ -105,8 +111,14 @@ SPEED_TARGETS = [
     ("sweep", "rnnlab-f64", "rnnlab-f32", 2.0, "sweep: rnnlab f64 / rnnlab f32 >= 2x"),
     ("h256", "torch", "rnnlab-f64", 1.5, "h256: torch loop / rnnlab f64 >= 1.5x"),
     ("t1000", "torch", "rnnlab-f64", 5.0, "t1000: torch loop / rnnlab f64 >= 5x"),
+    # the compiled engine's targets (the kernel issue)
+    ("sweep", "torch", "compiled-f64", 15.0, "sweep: torch loop / compiled f64 >= 15x"),
+    ("sweep", "torch-bmm", "compiled-f64", 4.0, "sweep: torch bmm / compiled f64 >= 4x"),
+    ("t1000", "torch", "compiled-f64", 10.0, "t1000: torch loop / compiled f64 >= 10x"),
+    ("h256", "torch", "compiled-f64", 1.5, "h256: torch loop / compiled f64 >= 1.5x"),
 ]
-PEAK_TARGETS = [("sweep", "rnnlab-f64", 0.25), ("h256", "rnnlab-f64", 0.60)]
+PEAK_TARGETS = [("sweep", "rnnlab-f64", 0.25), ("h256", "rnnlab-f64", 0.60),
+                ("sweep", "compiled-f64", 0.50), ("h256", "compiled-f64", 0.60)]
 MEMORY_TARGET = 1.5
 
 
@@ -130,11 +142,12 @@ def engine_args(w: Workload, params, x, d, dtype):
     return p, x.astype(dtype), d.astype(dtype)
 
 
-def run_engine(p, x, d, log: bool = True):
+def run_engine(p, x, d, log: bool = True, engine: str = "numpy"):
     """The default call (``log``: per-step norms and outputs at every step), or the call of a
-    training step that logs nothing (``bptt(norms=False, outputs=False)``)."""
-    return bptt(p, x, d, cell="rnn", activation="tanh", output="softmax", loss="mse",
-                loss_at="last", norms=log, outputs=log)
+    training step that logs nothing (``bptt(norms=False, outputs=False)``), on ``engine``."""
+    with using_engine(engine):
+        return bptt(p, x, d, cell="rnn", activation="tanh", output="softmax", loss="mse",
+                    loss_at="last", norms=log, outputs=log)
 
 
 # ----------------------------------------------------------------------- plain NumPy loop
@@ -211,17 +224,56 @@ def torch_loop_all(runs, xt, dt):
     return [torch_loop(tp, xt, dt) for tp in runs]
 
 
+def torch_bmm_setup(params, x, d, dtype):
+    import torch
+
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    tp = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
+    return tp, torch.tensor(x, dtype=tdt), torch.tensor(d, dtype=tdt)
+
+
+def torch_bmm(tp, xt, dt):
+    """All R runs in one graph: s (R, B, H), torch.baddbmm per step, one backward, norms of
+    every state's gradient per run. Returns loss (R,), grads (R, ...), ds (R, T)."""
+    import torch
+
+    for v in tp.values():
+        v.grad = None
+    T, B, _ = xt.shape
+    R, H = tp["Ws"].shape[0], tp["Ws"].shape[1]
+    xin = torch.matmul(xt.unsqueeze(0), tp["Wx"].unsqueeze(1)) + tp["b"][:, None, None, :]
+    xs = xin.unbind(1)          # one op: slicing xin[:, t] would backpropagate T full-size zeros
+    s = torch.zeros(R, B, H, dtype=xt.dtype)
+    states = []
+    for t in range(T):
+        s = torch.tanh(torch.baddbmm(xs[t], s, tp["Ws"]))
+        s.retain_grad()
+        states.append(s)
+    y = torch.softmax(torch.bmm(s, tp["Wy"]) + tp["by"][:, None, :], dim=-1)
+    per_run = ((y - dt[T - 1]) ** 2).sum(dim=(1, 2)) / B
+    per_run.sum().backward()
+    ds = torch.stack([torch.linalg.vector_norm(st.grad, dim=(1, 2)) for st in states], dim=1)
+    return (per_run.detach().numpy(), {k: v.grad.numpy() for k, v in tp.items()},
+            ds.numpy())
+
+
 # -------------------------------------------------------------------------------- helpers
 
+#: The clock of ``timed``: wall time, or with --clock cpu this process's CPU time (on a machine
+#: shared with other jobs, CPU time is far less inflated by waiting for a core than wall time).
+CLOCK = {"fn": time.perf_counter}
+
+
 def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
+    clock = CLOCK["fn"]
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         gc.collect()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -295,6 +347,18 @@ def cross_check(w: Workload, params, x, d, torch_ok: bool) -> dict:
         out["torch"] = {"loss": max_rel(res.loss[0], tl),
                         "grads": max(max_rel(res.grads[k][0], tg[k]) for k in tg),
                         "ds": max_rel(res.step_norms["ds"][0], tds)}
+        tp, xt, dt = torch_bmm_setup(p1, x, d, np.float64)
+        tl, tg, tds = torch_bmm(tp, xt, dt)
+        out["torch-bmm"] = {"loss": max_rel(res.loss[0], tl[0]),
+                            "grads": max(max_rel(res.grads[k][0], tg[k][0]) for k in tg),
+                            "ds": max_rel(res.step_norms["ds"][0], tds[0])}
+    if numba_available():
+        comp = run_engine(p1, x, d, engine="compiled")
+        out["compiled"] = {"loss": max_rel(res.loss[0], comp.loss[0]),
+                           "grads": max(max_rel(res.grads[k][0], comp.grads[k][0])
+                                        for k in comp.grads),
+                           "ds": max(max_rel(res.step_norms[k][0], comp.step_norms[k][0])
+                                     for k in comp.step_norms)}
     return out
 
 
@@ -386,6 +450,17 @@ def bench_workload(w: Workload, repeats: int, use_torch: bool, torch_f32: bool,
     rec["impls"]["rnnlab-f64-nolog"] = stats(timed(lambda: run_engine(p, xx, dd, log=False),
                                                    repeats))
     rec["impls"]["rnnlab-f64-nolog"]["dtype"] = "float64"
+    if numba_available():
+        from rnnlab.engine.compiled import ensure_compiled
+        for name, dtype, log in (("compiled-f64", np.float64, True),
+                                 ("compiled-f32", np.float32, True),
+                                 ("compiled-f64-nolog", np.float64, False)):
+            ensure_compiled("rnn", dtype)                  # compile or load outside the timing
+            p, xx, dd = engine_args(w, params, x, d, dtype)
+            rec["impls"][name] = stats(timed(
+                lambda p=p, xx=xx, dd=dd, log=log: run_engine(p, xx, dd, log, "compiled"),
+                repeats))
+            rec["impls"][name]["dtype"] = np.dtype(dtype).name
     rec["impls"]["numpy-floor"] = stats(timed(numpy_floor(w, np.float64), repeats))
     rec["impls"]["numpy-floor"].update(dtype="float64", flops=floor_flops(w))
     # the loops run all R runs unless --quick limits them; times are then scaled to R runs
@@ -406,6 +481,9 @@ def bench_workload(w: Workload, repeats: int, use_torch: bool, torch_f32: bool,
             t = timed(lambda runs=runs, xt=xt, dt=dt: torch_loop_all(runs, xt, dt), repeats)
             rec["impls"][name] = stats([v * scale for v in t])
             rec["impls"][name].update(dtype=np.dtype(dtype).name, runs_timed=nloop)
+        tp, xt, dt = torch_bmm_setup(params, x, d, np.float64)       # all R runs: one graph
+        rec["impls"]["torch-bmm"] = stats(timed(lambda: torch_bmm(tp, xt, dt), repeats))
+        rec["impls"]["torch-bmm"]["dtype"] = "float64"
     rec["check_f64"] = cross_check(w, params, x, d, use_torch)
     rec["memory"] = {np.dtype(dt).name: peak_memory(w, params, x, d, dt)
                      for dt in (np.float64, np.float32)}
@@ -439,7 +517,7 @@ def evaluate_targets(records: dict) -> list[dict]:
     for wname, impl, thr in PEAK_TARGETS:
         rec = records.get(wname)
         desc = f"{wname}: {impl} >= {thr:.0%} of GEMM peak"
-        if rec is None:
+        if rec is None or impl not in rec["impls"]:
             out.append({"target": desc, "value": None, "met": None})
             continue
         v = rec["impls"][impl]["frac_peak"]
@@ -552,10 +630,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     ap.add_argument("--no-env-variant", action="store_true",
                     help="do not rerun without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when set")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="time with the wall clock (default) or this process's CPU time (for a "
+                         "busy shared machine; one thread everywhere, so CPU time = busy time)")
     ap.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     raw = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(raw)
     repeats = args.repeats or (2 if args.quick else 5)
+    CLOCK["fn"] = time.process_time if args.clock == "cpu" else time.perf_counter
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     for n in names:
         if n not in WORKLOADS:
@@ -612,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": load0, "end": load1},
         "other_cpu_busy": {"start": busy0, "end": busy1},
         "repeats": repeats,
+        "clock": args.clock,
         "gemm_peak": peaks,
         "gemm_peak_all_cores_gflops": all_cores,
         "flop_count": "matrix products only, per run: 2 T B (3 H^2 + 2 I H) + 6 |L| B H O "

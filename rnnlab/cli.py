@@ -118,6 +118,19 @@ ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
 
+EngineOpt = Annotated[Literal["numpy", "compiled", "auto"] | None, typer.Option(
+    help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab[fast]') or auto "
+    "(compiled when numba is installed). Default: $RNNLAB_ENGINE, else numpy.")]
+
+
+def use_engine(engine: str | None) -> None:
+    """Apply --engine (also to worker processes); check $RNNLAB_ENGINE when it is not given."""
+    from .engine.select import get_engine, set_engine
+    try:
+        set_engine(engine) if engine else get_engine()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
 
 def short_names(columns) -> dict:
     """Dotted keys shown by their last part where that is unambiguous (task.seq_len -> seq_len)."""
@@ -276,8 +289,10 @@ def sweep(
         "key too).")] = None,
     tls_key: Annotated[str | None, typer.Option(
         metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
+    engine: EngineOpt = None,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
+    use_engine(engine)
     import signal
 
     from .sweep import default_out, run_sweep
@@ -547,8 +562,10 @@ def run(
     file: Annotated[str | None, typer.Option(help="Start from this experiment's base "
                                              "(its sweep is ignored).")] = None,
     lags: Annotated[str, typer.Option(help="Lags T - t at which to show ds.")] = "0,1,2,5,10,20,50",
+    engine: EngineOpt = None,
 ):
     """Train one configuration (defaults plus --set overrides) and print its metrics."""
+    use_engine(engine)
     import numpy as np
 
     from .experiment import _parse_yaml, parse_experiment
@@ -593,6 +610,22 @@ def run(
         table.append({"step": step, **{f"lag {k}": ds.get(T - k, np.nan) for k in want}})
     show_table(pd.DataFrame(table).iloc[[0, -1]].drop_duplicates(), "table",
                title="||dE/ds_t|| at lag T - t (first and last record)")
+
+
+@app.command()
+@user_errors
+def warmup():
+    """Compile the engine kernel ahead (e.g. once per machine of a cluster) into its cache."""
+    from .engine.compiled import cache_dir
+    from .engine.compiled import warmup as compile_all
+    from .engine.select import numba_available
+    if not numba_available():
+        fail("warmup: numba is not installed (pip install 'rnnlab[fast]'); the NumPy engine "
+             "needs no warmup")
+    for (cell, dtype), took in compile_all().items():      # a compile announces itself
+        if took is None:
+            err.print(f"rnnlab: kernel {cell} {dtype}: loaded from the cache", markup=False)
+    err.print(f"rnnlab: kernel cache: {cache_dir()}", markup=False)
 
 
 @app.command(name="plot")

@@ -103,12 +103,21 @@ def blas_runtime() -> list[dict]:
 
 
 def engine_info() -> dict:
-    """The compiled kernel in use, if any (name, version, flags); empty for the NumPy engine."""
+    """The compiled kernel when it is the engine in use (numba version, compile flags, target
+    CPU): part of the floating-point stack. Empty for the NumPy engine, whose stack is NumPy's
+    and the BLAS's."""
     try:
-        from rnnlab.engine import kernel_info
+        from rnnlab.engine.select import active_engine
     except ImportError:
         return {}
-    return kernel_info() or {}
+    if active_engine() != "compiled":
+        return {}
+    from rnnlab.engine.compiled import kernel_info
+
+    info = kernel_info()
+    return {"name": "numba " + str(info.get("version")), "flags": info.get("flags"),
+            "cpu": info.get("cpu_name"), "cpu_features": info.get("cpu_features"),
+            "opt": info.get("opt")}
 
 
 def fp_stack() -> dict:

@@ -25,13 +25,17 @@ def test_bench_writes_a_complete_record(bench, tmp_path):
                        "--no-env-variant", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
     w = rec["workloads"]["t1000"]
+    from rnnlab.engine.select import numba_available
+    compiled = ({"compiled-f64", "compiled-f32", "compiled-f64-nolog"} if numba_available()
+                else set())
     assert set(w["impls"]) == {"rnnlab-f64", "rnnlab-f32", "rnnlab-f64-nolog", "numpy-loop",
-                               "numpy-floor"}
+                               "numpy-floor"} | compiled
     for r in w["impls"].values():
         assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["gflops"] > 0
-    check = w["check_f64"]["numpy-loop"]
-    assert check["loss"] < 1e-12 and check["grads"] < 1e-12 and check["ds"] < 1e-12
+    for other in ["numpy-loop"] + (["compiled"] if compiled else []):
+        check = w["check_f64"][other]
+        assert check["loss"] < 1e-12 and check["grads"] < 1e-12 and check["ds"] < 1e-12
     for m in w["memory"].values():
         assert m["peak_bytes"] >= m["must_keep_bytes"] > 0
     t1000 = next(t for t in rec["targets"] if t["target"].startswith("t1000: torch"))

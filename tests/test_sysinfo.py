@@ -71,3 +71,15 @@ def test_report_says_when_a_folder_comes_from_another_stack(tmp_path):
     (out / "manifest.json").write_text(json.dumps(manifest))
     res = ok(invoke("report", out))
     assert "another floating-point stack" in res.stderr and "Prescott" in res.stderr
+
+
+def test_the_compiled_engine_is_part_of_the_stack(monkeypatch):
+    from rnnlab.engine.select import numba_available
+
+    assert fp_stack()["engine"] == {}                 # the NumPy engine adds nothing
+    if not numba_available():
+        return
+    monkeypatch.setenv("RNNLAB_ENGINE", "compiled")
+    engine = fp_stack()["engine"]
+    assert engine["name"].startswith("numba ") and engine["flags"]["fastmath"] is False
+    assert any(d.startswith("engine:") for d in stack_differences({**fp_stack(), "engine": {}}))

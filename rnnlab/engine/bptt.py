@@ -48,6 +48,7 @@ from .cells import (
 )
 from .clip import clip_rows
 from .heads import LOSSES, OUTPUTS, head_forward, loss_backward
+from .select import active_engine
 
 CELLS = ("rnn", "lstm", "gru")
 LOSS_AT = ("last", "all")
@@ -262,6 +263,13 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
             _fail("clip_step", repr(clip_step),
                   "a number > 0 (inf for no clipping), or (R,) of them")
     k = None if truncate is None or truncate >= T else int(truncate)
+    if active_engine() == "compiled":           # the Numba kernel (select.py), when it covers this
+        from .compiled import run as run_compiled
+        res = run_compiled(p, x, d, s0, c0, c, k, R=R, batched=batched, dtype=dtype, cell=cell,
+                           activation=activation, output=output, loss=loss, loss_at=loss_at,
+                           norms=norms, outputs=outputs, backward=_backward, keys=list(params))
+        if res is not None:
+            return res
 
     Wx, Ws, b = p["Wx"], p["Ws"], p.get("b")
     if lstm:                                    # internal gate order (i, f, o, g)

@@ -1,0 +1,214 @@
+"""The compiled engine's glue: the kernel's cache folder, its first-compile announcement, the
+call from ``bptt`` (``run``), ``warmup`` and ``kernel_info`` for the manifest.
+
+Numba is imported only when the compiled engine runs (``kernel.py``). Compiled code is cached on
+disk once per cell and dtype (shapes are run-time values) in a per-user folder, so a read-only
+install and Dask workers work too:
+
+    NUMBA_CACHE_DIR if set, else $RNNLAB_CACHE_DIR/numba, else $XDG_CACHE_HOME/rnnlab/numba,
+    else ~/.cache/rnnlab/numba; if that folder cannot be written, <tmp>/rnnlab-numba-<uid>.
+
+A compile (not a load from the cache) is announced in one line on stderr with its duration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Cells the kernel covers (others run on the NumPy engine, said once).
+CELLS = ("rnn", "lstm")
+DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+_said: set = set()
+_ready: set = set()
+
+
+def announce_once(key, message: str) -> None:
+    """One line on stderr, once per process and key."""
+    if key in _said:
+        return
+    _said.add(key)
+    print(f"rnnlab: {message}", file=sys.stderr, flush=True)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cache_dir() -> str:
+    """The folder the kernel's compiled code is cached in (module docstring); sets
+    NUMBA_CACHE_DIR (read by numba at import, and inherited by worker processes)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    if os.environ.get("RNNLAB_CACHE_DIR"):
+        base = Path(os.environ["RNNLAB_CACHE_DIR"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnlab"
+    folder = base / "numba"
+    if not _writable(folder):
+        uid = os.getuid() if hasattr(os, "getuid") else "user"
+        folder = Path(tempfile.gettempdir()) / f"rnnlab-numba-{uid}"
+        _writable(folder)
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    if "numba" in sys.modules:                  # numba imported before us: tell its config too
+        sys.modules["numba"].config.CACHE_DIR = str(folder)
+    return str(folder)
+
+
+def kernel_info() -> dict:
+    """Name, version and compile flags of the compiled engine, for the manifest (it is part of
+    the floating-point stack). Without numba: ``{"name": "numba", "available": False}``."""
+    from .select import active_engine, get_engine, numba_available
+    info = {"name": "numba", "available": numba_available(), "engine": get_engine()}
+    if not info["available"]:
+        return info
+    import numba
+    import numba.core.config as cfg
+
+    from .kernel import FLAGS
+    info.update({"version": numba.__version__, "flags": {k: v for k, v in FLAGS.items()},
+                 "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
+                 "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
+                 "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",
+                 "cells": list(CELLS),
+                 "cache_dir": os.environ.get("NUMBA_CACHE_DIR")})
+    return info
+
+
+def _host_cpu() -> str:
+    try:
+        import llvmlite.binding as llvm
+        return llvm.get_host_cpu_name()
+    except Exception:               # noqa: BLE001 - informational only
+        return "unknown"
+
+
+def supports(cell: str) -> bool:
+    """Whether the kernel covers this configuration; if not, say so once."""
+    if cell in CELLS:
+        return True
+    announce_once(("cell", cell), f"the compiled engine does not cover cell {cell!r}; the NumPy "
+                  "engine runs it")
+    return False
+
+
+def _tiny_call(cell: str, dtype) -> None:
+    """Run the kernel once on tiny arrays of ``dtype``: compiles or loads it (same array types as
+    every real call: C-contiguous, same ranks)."""
+    rng = np.random.default_rng(0)
+    R, T, B, I, H, O = 1, 3, 2, 2, 3, 2
+    G = 4 * H if cell == "lstm" else H
+    p = {"Wx": rng.standard_normal((R, I, G)), "Ws": rng.standard_normal((R, H, G)),
+         "b": np.zeros((R, G)), "Wy": rng.standard_normal((R, H, O)), "by": np.zeros((R, O))}
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    x = rng.standard_normal((R, T, B, I)).astype(dtype)
+    d = np.zeros((R, T, B, O), dtype=dtype)
+    _call(p, x, d, None, None, None, cell=cell, activation="tanh", output="softmax", loss="mse",
+          loss_at="last", norms=True, outputs=True, backward=True, R=R, dtype=np.dtype(dtype))
+
+
+def ensure_compiled(cell: str, dtype) -> float | None:
+    """Compile (or load from the cache) the kernel for ``cell`` and ``dtype`` once per process;
+    announce a real compile with its duration. Returns the seconds a compile took, else None."""
+    key = (cell, np.dtype(dtype).name)
+    if key in _ready:
+        return None
+    cache_dir()
+    from . import kernel
+    fn = kernel.KERNELS[cell]
+    misses = sum(fn.stats.cache_misses.values())
+    t0 = time.perf_counter()
+    _ready.add(key)
+    try:
+        _tiny_call(cell, dtype)
+    except BaseException:
+        _ready.discard(key)
+        raise
+    took = time.perf_counter() - t0
+    if sum(fn.stats.cache_misses.values()) > misses:
+        announce_once(("compiled",) + key, f"compiled the engine kernel ({cell}, {key[1]}) in "
+                      f"{took:.1f} s; cached in {os.environ.get('NUMBA_CACHE_DIR')}")
+        return took
+    return None
+
+
+def warmup(cells=CELLS, dtypes=DTYPES) -> dict:
+    """Compile ahead (for clusters: run once per machine or shared cache folder).
+    Returns {(cell, dtype): seconds of compile, or None when loaded from the cache}."""
+    return {(c, np.dtype(t).name): ensure_compiled(c, t) for c in cells for t in dtypes}
+
+
+def _c(a, dtype):
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms, outputs,
+          backward, R, dtype, k=None):
+    """Prepare the kernel's arguments (run-axis arrays, C order, one dtype), call it and return
+    (loss, grads by name, states, outputs or None, step norms, clip factors or None)."""
+    from . import kernel
+    T, B, I = x.shape[1:]
+    H, G = p["Ws"].shape[-2:]
+    O = p["Wy"].shape[-1]
+    Rp = p["Ws"].shape[0]
+    Wx, Ws, Wy = _c(p["Wx"], dtype), _c(p["Ws"], dtype), _c(p["Wy"], dtype)
+    b = _c(p["b"], dtype) if "b" in p else np.zeros((1, G), dtype)
+    by = _c(p["by"], dtype) if "by" in p else np.zeros((1, O), dtype)
+    if b.shape[0] != Rp or by.shape[0] != Rp:        # the kernel indexes all params by one rp
+        b = _c(np.broadcast_to(b, (Rp, G)), dtype)
+        by = _c(np.broadcast_to(by, (Rp, O)), dtype)
+    s0 = np.zeros((1, B, H), dtype) if s0 is None else _c(s0, dtype)
+    clip = np.full(R, np.inf, dtype) if c is None else _c(np.reshape(c, R), dtype)
+    zeros = np.zeros
+    lossv = np.empty(R, dtype)
+    g = {"Wx": zeros((R, I, G), dtype), "Ws": zeros((R, H, G), dtype), "b": zeros((R, G), dtype),
+         "Wy": zeros((R, H, O), dtype), "by": zeros((R, O), dtype)}
+    S = np.empty((R, T, B, H), dtype)
+    Y = np.empty((R, T, B, O) if outputs else (1, 1, 1, O), dtype)
+    keys = ("ds", "dWs", "dWx", "dc") if cell == "lstm" else ("ds", "dWs", "dWx")
+    nrm = {key: zeros((R, T), dtype) for key in keys}
+    alpha = np.ones((R, T, B), dtype)
+    flags = (output == "softmax", loss == "ce", loss_at == "all", int(k or 0), bool(backward),
+             bool(norms), bool(outputs), c is not None)
+    head = (Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0)
+    grads = (lossv, g["Wx"], g["Ws"], g["b"], g["Wy"], g["by"])
+    C = None
+    if cell == "lstm":
+        c0 = np.zeros((1, B, H), dtype) if c0 is None else _c(c0 if c0.ndim == 3 else c0[None],
+                                                              dtype)
+        C = np.empty((R, T, B, H), dtype)
+        kernel.lstm_kernel(*head, c0, clip, *flags, *grads, S, C, Y, nrm["ds"], nrm["dWs"],
+                           nrm["dWx"], nrm["dc"], alpha)
+    else:
+        kernel.rnn_kernel(*head, clip, int(kernel.ACT_CODES[activation]), *flags, *grads, S, Y,
+                          nrm["ds"], nrm["dWs"], nrm["dWx"], alpha)
+    return (lossv, g, S, C, Y if outputs else None, nrm if (norms and backward) else {},
+            alpha if c is not None and backward else None)
+
+
+def run(p, x, d, s0, c0, c, k, *, R, batched, dtype, cell, activation, output, loss, loss_at,
+        norms, outputs, backward, keys):
+    """``bptt`` on the compiled kernel, on ``bptt``'s validated run-axis arrays; None when the
+    kernel does not cover the configuration (the caller then runs the NumPy engine)."""
+    if not supports(cell):
+        return None
+    ensure_compiled(cell, dtype)
+    from .bptt import _result
+    E, g, S, C, Y, nrm, alpha = _call(p, x, d, s0, c0, c, cell=cell, activation=activation,
+                                   output=output, loss=loss, loss_at=loss_at, norms=norms,
+                                   outputs=outputs, backward=backward, R=R, dtype=dtype, k=k)
+    grads = {key: g[key] for key in keys} if backward else {}
+    extra = {} if alpha is None else {"clip_factors": alpha}
+    return _result(batched, E, grads, S, Y, nrm, C, extra)

@@ -1,0 +1,624 @@
+"""The compiled engine kernel (Numba): forward recurrence, head and loss, backward recurrence,
+per-step norms and weight gradients of one cell, in one call over the run axis.
+
+Pure numerics; the only I/O of the compiled engine is the one-line compile announcement in
+``rnnlab.engine.compiled``. The NumPy engine (``bptt.py``, ``cells.py``, ``heads.py``) is the
+specification: the equations below are the same, evaluated element by element per run.
+
+Vanilla cell, for each run r (independently: no number of run r depends on another run, nor on
+R, so batching never changes a bit):
+
+    z_t = (x_t Wx + b) + s_{t-1} Ws,   s_t = phi(z_t),   phi'(z_t) from s_t
+    logits_t = s_t Wy + by,  y_t = softmax(logits_t) or logits_t        (loss steps; every step
+                                                                          when outputs are asked)
+    E = (1/B) sum_{t in L} sum_b ||d_tb - y_tb||^2   or   -(1/B) sum_{t in L} sum_b d_tb . log y_tb
+    backward, t = T-1 .. stop:  delta_t (+)= dE_t/ds_t;  clip;  dz_t = delta_t * phi'(z_t);
+                                delta_{t-1} = dz_t Ws^T
+    dWs = sum_t s_{t-1}^T dz_t,  dWx = sum_t x_t^T dz_t,  db = sum_{t,b} dz_t
+
+The per-step terms s_{t-1}^T dz_t and x_t^T dz_t are formed every step and summed into dWs, dWx in
+step order whether or not their norms are reported, so ``norms`` never changes a gradient bit.
+
+Truncation with a loss at every step keeps W = k errors in flight (a ring indexed by t mod k), as
+the NumPy engine does; otherwise W = 1.
+
+Shapes (leading axes of size 1 broadcast over the R runs): Wx (Rp, I, H), Ws (Rp, H, H),
+b (Rp, H), Wy (Rp, H, O), by (Rp, O), x (Rx, T, B, I), d (Rd, T, B, O), s0 (Rs, B, H),
+clip (R,) (inf: no clipping). Outputs: loss (R,), gWx, gWs, gb, gWy, gby like the params with R
+runs, S (R, T, B, H) states s_1..s_T, Y (R, T, B, O) outputs, ds, dWs, dWx (R, T) norms,
+alpha (R, T, B) clip factors. Arrays not asked for (Y without outputs, norms without norms,
+alpha without clipping) may be any array of the right dtype and rank; they are not touched.
+
+Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
+different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
+sum runs in an order fixed by the code and the per-run sizes (never by R): products eight terms
+at a time (``_mm``), norms per column then across columns. exp is ``_exp`` (within 1 ulp of
+NumPy's, vectorisable), so tanh and sigmoid are the NumPy engine's formulas on it. Numba compiles
+once per cell and dtype (activation, loss, flags and shapes are run-time values).
+
+LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_t):
+
+    a_t = (x_t Wx + b) + s_{t-1} Ws,  i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+    c_t = f c_{t-1} + i g,  s_t = o tanh(c_t)
+    backward: dc_t = dc_{t+1} f_{t+1} + delta_t o (1 - tanh^2 c_t);
+              da_i = dc_t g i (1 - i), da_f = dc_t c_{t-1} f (1 - f),
+              da_o = delta_t tanh(c_t) o (1 - o), da_g = dc_t i (1 - g^2);  delta_{t-1} = da_t Ws^T
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .compiled import cache_dir
+
+_CACHE = cache_dir()            # NUMBA_CACHE_DIR must be set before numba is imported
+
+import numba  # noqa: E402
+from numba import njit  # noqa: E402
+
+# Numba keys its cache by source file, not by module name, and a cached kernel refers to its
+# module by name: this file imported under another name (benchmarks/ab.py imports the working
+# tree as rnnlab_ab_new) must not share entries with ``rnnlab``. One subfolder per top-level name;
+# the locator reads CACHE_DIR when the functions below are decorated.
+numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0])
+
+FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
+         "boundscheck": False}
+
+ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+
+
+#: 2^n for n = -1022..1023 (exact), the scaling step of ``_exp``.
+_POW2 = np.ldexp(1.0, np.arange(-1022, 1024))
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01        # ln 2 split so n * _LN2_HI is exact for |n| < 2^11
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(**FLAGS)
+def _exp(x):
+    """exp(x) in float64 within 1 ulp of NumPy's exp, in plain arithmetic so that loops calling
+    it vectorise (libm's exp is a scalar call, ~5 ns; this ~1.8 ns per element here):
+
+        n = round(x log2 e),  r = x - n ln 2 (|r| <= ln2 / 2, two-part ln 2),
+        exp(x) = 2^n * sum_{k <= 13} r^k / k!   (Horner; truncation error < 2e-17)
+
+    x < -708.3 gives 0 (the true value is a subnormal below 3e-308), x > 709.7 gives inf.
+    """
+    xc = min(max(x, -708.0), 709.0)
+    n = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    e = p * _POW2[int(n) + 1022]
+    if x < -708.3:
+        e = 0.0
+    if x > 709.7:
+        e = math.inf
+    return e
+
+
+@njit(**FLAGS)
+def _sigmoid(z, one):
+    """1 / (1 + exp(-z)), as ``cells.sigmoid``."""
+    return one / (one + _exp(-z))
+
+
+@njit(**FLAGS)
+def _tanh(z, one, two):
+    """tanh(z) = 2 / (1 + exp(-2 z)) - 1, the NumPy engine's tanh cell (``rnn_forward_tanh``)."""
+    return two / (one + _exp(-two * z)) - one
+
+
+@njit(**FLAGS)
+def _tanh_abs(z, one, two):
+    """tanh(z) = sign(z) (2 / (1 + exp(-2|z|)) - 1), the NumPy engine's ``tanh_exp``."""
+    e = two / (one + _exp(-two * abs(z))) - one
+    return e if z >= 0 else -e
+
+
+@njit(**FLAGS)
+def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
+    """Total error tot = sum_w D[w] (B, H); with ``clip`` rescale every sequence whose total
+    norm exceeds c (all W terms by the same factor, so the total is clipped exactly), writing the
+    factors into alpha_t (B,). Returns ||tot||^2 after clipping (0 without ``norms``)."""
+    B, H = tot.shape
+    for bb in range(B):
+        for j in range(H):
+            tot[bb, j] = D[0, bb, j]
+        for w in range(1, W):
+            for j in range(H):
+                tot[bb, j] += D[w, bb, j]
+    if clip:
+        for bb in range(B):
+            sq = tot[bb, 0] * 0
+            for j in range(H):
+                sq += tot[bb, j] * tot[bb, j]
+            nrm = math.sqrt(sq)
+            f = nrm * 0 + 1
+            if nrm > c:
+                f = c / nrm
+                for w in range(W):
+                    for j in range(H):
+                        D[w, bb, j] *= f
+                for j in range(H):
+                    tot[bb, j] *= f
+            alpha_t[bb] = f
+    sq = tot[0, 0] * 0
+    if norms:
+        for j in range(H):
+            lanes[j] = sq
+        for bb in range(B):
+            for j in range(H):
+                lanes[j] += tot[bb, j] * tot[bb, j]
+        for j in range(H):
+            sq += lanes[j]
+    return sq
+
+
+@njit(**FLAGS)
+def _mm(A, Bm, C, zero):
+    """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
+    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
+    enter each pass over a row of C together: the loop over its columns vectorises with
+    eight multiply-adds per load and store of C (four times faster than one at a time)."""
+    M, K = A.shape
+    N = Bm.shape[1]
+    K8 = K - K % 8
+    for i in range(M):
+        c = C[i]
+        for j in range(N):
+            c[j] = zero
+        for k in range(0, K8, 8):
+            a0, a1, a2, a3 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
+            a4, a5, a6, a7 = A[i, k + 4], A[i, k + 5], A[i, k + 6], A[i, k + 7]
+            b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
+            b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
+            for j in range(N):
+                c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
+                         + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+        for k in range(K8, K):
+            a = A[i, k]
+            b = Bm[k]
+            for j in range(N):
+                c[j] += a * b[j]
+
+
+@njit(**FLAGS)
+def _mm_tn(A, Bm, C, zero):
+    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
+    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
+    enter each pass over a row of C together: the loop over its columns vectorises with
+    eight multiply-adds per load and store of C (four times faster than one at a time)."""
+    K, M = A.shape
+    N = Bm.shape[1]
+    K8 = K - K % 8
+    for i in range(M):
+        c = C[i]
+        for j in range(N):
+            c[j] = zero
+        for k in range(0, K8, 8):
+            a0, a1, a2, a3 = A[k, i], A[k + 1, i], A[k + 2, i], A[k + 3, i]
+            a4, a5, a6, a7 = A[k + 4, i], A[k + 5, i], A[k + 6, i], A[k + 7, i]
+            b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
+            b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
+            for j in range(N):
+                c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
+                         + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+        for k in range(K8, K):
+            a = A[k, i]
+            b = Bm[k]
+            for j in range(N):
+                c[j] += a * b[j]
+
+
+@njit(**FLAGS)
+def _term_acc(M, acc, lanes, zero):
+    """acc += M (a per-step weight-gradient term, (P, Q)); returns ||M||_F^2, summed per column
+    into lanes (Q,) first, then over the columns (a fixed order that vectorises)."""
+    P, Q = M.shape
+    for j in range(Q):
+        lanes[j] = zero
+    for i in range(P):
+        for j in range(Q):
+            m = M[i, j]
+            acc[i, j] += m
+            lanes[j] += m * m
+    sq = zero
+    for j in range(Q):
+        sq += lanes[j]
+    return sq
+
+
+@njit(**FLAGS)
+def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backward, Y, gWy, gby,
+               direct, zero):
+    """Head at every step that needs it, loss at the loss steps, dWy, dby and dE/ds_t.
+
+    Per step, sequences along the last axis (O, B) so the loops over b vectorise:
+    logits^T = Wy^T s_t^T + by;  y = softmax over o (max-shifted) or the logits;
+    mse: E += sum (y - d)^2, dl = 2 (y - d) / B, softmax: dl = y (dl - <dl, y>);
+    ce: E -= sum d (l - max - log sum exp), dl = (y sum d - d) / B;
+    dWy += s_t^T dl, dby += sum_b dl, direct[t] = dl Wy^T (B, H). Returns E / B.
+    """
+    T, B, H = Sr.shape
+    O = Wy.shape[2]
+    dt = Sr.dtype
+    ST = np.empty((H, B), dt)
+    L = np.empty((O, B), dt)
+    Yt = np.empty((O, B), dt)
+    DL = np.empty((O, B), dt)
+    GO = np.empty((O, H), dt)
+    WyT = np.empty((O, H), dt)
+    gWyT = np.zeros((O, H), dt)
+    mB = np.empty(B, dt)
+    sB = np.empty(B, dt)
+    inner = np.empty(B, dt)
+    for h in range(H):
+        for o in range(O):
+            WyT[o, h] = Wy[rp, h, o]
+    E = zero
+    Bv = zero + B
+    scale = (zero + 2) / Bv
+    for t in range(T):
+        is_loss = loss_all or t == T - 1
+        if not (is_loss or outputs):
+            continue
+        li = t if loss_all else 0
+        St = Sr[t]
+        for bb in range(B):
+            for h in range(H):
+                ST[h, bb] = St[bb, h]
+        _mm_tn(Wy[rp], ST, L, zero)                         # logits^T (O, B)
+        for o in range(O):
+            for bb in range(B):
+                L[o, bb] += by[rp, o]
+        if softmax:
+            for bb in range(B):
+                mB[bb] = L[0, bb]
+            for o in range(1, O):
+                for bb in range(B):
+                    mB[bb] = max(mB[bb], L[o, bb])
+            for o in range(O):
+                for bb in range(B):
+                    Yt[o, bb] = _exp(L[o, bb] - mB[bb])
+            for bb in range(B):
+                sB[bb] = Yt[0, bb]
+            for o in range(1, O):
+                for bb in range(B):
+                    sB[bb] += Yt[o, bb]
+            for o in range(O):
+                for bb in range(B):
+                    Yt[o, bb] /= sB[bb]
+        else:
+            Yt[:] = L
+        if outputs:
+            for bb in range(B):
+                for o in range(O):
+                    Y[r, t, bb, o] = Yt[o, bb]
+        if not is_loss:
+            continue
+        if not ce:
+            for bb in range(B):
+                inner[bb] = zero
+            for o in range(O):
+                for bb in range(B):
+                    diff = Yt[o, bb] - d[rd, t, bb, o]
+                    E += diff * diff
+                    DL[o, bb] = diff * scale
+                    inner[bb] += DL[o, bb] * Yt[o, bb]
+            if softmax:
+                for o in range(O):
+                    for bb in range(B):
+                        DL[o, bb] = Yt[o, bb] * (DL[o, bb] - inner[bb])
+        else:                                               # with a softmax head (checked)
+            for bb in range(B):
+                inner[bb] = zero                            # sum_k d_k
+                sB[bb] = math.log(sB[bb])                   # log sum exp(l - max)
+            for o in range(O):
+                for bb in range(B):
+                    dv = d[rd, t, bb, o]
+                    E -= dv * ((L[o, bb] - mB[bb]) - sB[bb])
+                    inner[bb] += dv
+            for o in range(O):
+                for bb in range(B):
+                    DL[o, bb] = (Yt[o, bb] * inner[bb] - d[rd, t, bb, o]) / Bv
+        if backward:
+            _mm(DL, St, GO, zero)                           # dl^T s_t (O, H)
+            for o in range(O):
+                for h in range(H):
+                    gWyT[o, h] += GO[o, h]
+                for bb in range(B):
+                    gby[r, o] += DL[o, bb]
+            _mm_tn(DL, WyT, direct[li], zero)               # dl Wy^T (B, H)
+    if backward:
+        for h in range(H):
+            for o in range(O):
+                gWy[r, h, o] = gWyT[o, h]
+    return E / Bv
+
+
+@njit(**FLAGS)
+def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k, backward,
+               norms, outputs, use_clip, loss, gWx, gWs, gb, gWy, gby, S, Y, ds, dWs, dWx,
+               alpha):
+    """The vanilla cell over R runs (module docstring); ``act`` is an ``ACT_CODES`` value, k the
+    truncation window (0: none)."""
+    R, T, B, H = S.shape
+    I = x.shape[3]
+    Rp, Rx, Rd, Rs = Ws.shape[0], x.shape[0], d.shape[0], s0.shape[0]
+    dt = S.dtype
+    one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
+    two = one + one
+    W = k if (k > 0 and loss_all) else 1
+    stop = T - k if (k > 0 and not loss_all) else 0
+    nL = T if loss_all else 1
+    A = np.empty((T, B, H), dt)             # phi'(z_t), then dz_t
+    zero = one - one
+    tmp = np.empty((B, H), dt)
+    lanes = np.empty(H, dt)
+    D = np.zeros((W, B, H), dt)             # errors in flight
+    Dn = np.zeros((W, B, H), dt)
+    dz = np.empty((B, H), dt)
+    tot = np.empty((B, H), dt)
+    direct = np.zeros((nL, B, H), dt)
+    WsT = np.empty((H, H), dt)
+    M = np.empty((H, H), dt)
+    Mx = np.empty((I, H), dt)
+    for r in range(R):
+        rp = r if Rp > 1 else 0
+        rx = r if Rx > 1 else 0
+        rs = r if Rs > 1 else 0
+        rd = r if Rd > 1 else 0
+        # ---- forward ----------------------------------------------------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            Zt = A[t]
+            _mm(x[rx, t], Wx[rp], Zt, zero)                 # x_t Wx
+            for bb in range(B):
+                for j in range(H):
+                    Zt[bb, j] += b[rp, j]
+            _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
+            for bb in range(B):
+                z = Zt[bb]
+                tz = tmp[bb]
+                s = S[r, t, bb]
+                if act == 0:
+                    for j in range(H):
+                        sj = _tanh(z[j] + tz[j], one, two)
+                        s[j] = sj
+                        z[j] = one - sj * sj
+                elif act == 1:
+                    for j in range(H):
+                        zj = z[j] + tz[j]
+                        sj = zj if zj > 0 else zero
+                        s[j] = sj
+                        z[j] = one if sj > 0 else zero
+                elif act == 2:
+                    for j in range(H):
+                        sj = _sigmoid(z[j] + tz[j], one)
+                        s[j] = sj
+                        z[j] = (one - sj) * sj
+                else:
+                    for j in range(H):
+                        s[j] = z[j] + tz[j]
+                        z[j] = one
+        loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
+                             backward, Y, gWy, gby, direct, zero)
+        if not backward:
+            continue
+        # ---- backward through time -----------------------------------------------------------
+        for i in range(H):
+            for j in range(H):
+                WsT[j, i] = Ws[rp, i, j]
+        D[:] = 0
+        for t in range(T - 1, stop - 1, -1):
+            if loss_all:
+                if k == 0:
+                    for bb in range(B):
+                        for j in range(H):
+                            D[0, bb, j] += direct[t, bb, j]
+                else:
+                    D[t % W] = direct[t]
+            elif t == T - 1:
+                D[0] = direct[0]
+            sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
+            if norms:
+                ds[r, t] = math.sqrt(sq)
+            for w in range(W):
+                for bb in range(B):
+                    for j in range(H):
+                        dz[bb, j] = D[w, bb, j] * A[t, bb, j]
+                _mm(dz, WsT, Dn[w], zero)                   # dz_t Ws^T
+                for bb in range(B):
+                    if w == 0:
+                        for j in range(H):
+                            tot[bb, j] = dz[bb, j]
+                    else:
+                        for j in range(H):
+                            tot[bb, j] += dz[bb, j]
+            A[t] = tot
+            D, Dn = Dn, D
+        for t in range(stop):
+            A[t] = 0
+            if norms:
+                ds[r, t] = 0
+        # ---- weight gradients: the per-step terms, summed in step order --------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T dz_t
+            sq = _term_acc(M, gWs[r], lanes, zero)
+            _mm_tn(x[rx, t], A[t], Mx, zero)                # x_t^T dz_t
+            sqx = _term_acc(Mx, gWx[r], lanes, zero)
+            if norms:
+                dWs[r, t] = math.sqrt(sq)
+                dWx[r, t] = math.sqrt(sqx)
+            for bb in range(B):
+                for j in range(H):
+                    gb[r, j] += A[t, bb, j]
+
+
+@njit(**FLAGS)
+def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k, backward,
+                norms, outputs, use_clip, loss, gWx, gWs, gb, gWy, gby, S, Cc, Y, ds, dWs, dWx,
+                dcn, alpha):
+    """The LSTM over R runs (module docstring; gate order i, f, g, o). c0: (Rc, B, H) initial
+    cells; Cc: (R, T, B, H) receives c_1..c_T; dcn: (R, T) the norms ||dE/dc_t||."""
+    R, T, B, H = S.shape
+    G = 4 * H
+    I = x.shape[3]
+    Rp, Rx, Rd, Rs, Rc = Ws.shape[0], x.shape[0], d.shape[0], s0.shape[0], c0.shape[0]
+    dt = S.dtype
+    one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
+    two = one + one
+    zero = one - one
+    W = k if (k > 0 and loss_all) else 1
+    stop = T - k if (k > 0 and not loss_all) else 0
+    nL = T if loss_all else 1
+    A = np.empty((T, B, G), dt)             # gate activations i, f, g, o; then dE/da_t
+    TC = np.empty((T, B, H), dt)            # tanh(c_t)
+    tmp = np.empty((B, G), dt)
+    lanes = np.empty(G, dt)
+    D = np.zeros((W, B, H), dt)             # errors dE/ds_t in flight
+    Dn = np.zeros((W, B, H), dt)
+    DC = np.zeros((W, B, H), dt)            # errors dE/dc_t in flight
+    da = np.empty((B, G), dt)
+    tot = np.empty((B, H), dt)
+    dag = np.empty((B, G), dt)
+    direct = np.zeros((nL, B, H), dt)
+    WsT = np.empty((G, H), dt)
+    M = np.empty((H, G), dt)
+    Mx = np.empty((I, G), dt)
+    for r in range(R):
+        rp = r if Rp > 1 else 0
+        rx = r if Rx > 1 else 0
+        rs = r if Rs > 1 else 0
+        rc = r if Rc > 1 else 0
+        rd = r if Rd > 1 else 0
+        # ---- forward ----------------------------------------------------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            cprev = c0[rc] if t == 0 else Cc[r, t - 1]
+            At = A[t]
+            _mm(x[rx, t], Wx[rp], At, zero)                 # x_t Wx
+            for bb in range(B):
+                for j in range(G):
+                    At[bb, j] += b[rp, j]
+            _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
+            for bb in range(B):
+                a = At[bb]
+                ta = tmp[bb]
+                for j in range(G):
+                    a[j] += ta[j]
+                for j in range(2 * H):                      # i, f
+                    a[j] = _sigmoid(a[j], one)
+                for j in range(2 * H, 3 * H):               # g
+                    a[j] = _tanh_abs(a[j], one, two)
+                for j in range(3 * H, G):                   # o
+                    a[j] = _sigmoid(a[j], one)
+                c = Cc[r, t, bb]
+                for j in range(H):
+                    c[j] = a[H + j] * cprev[bb, j]
+                    c[j] += a[j] * a[2 * H + j]
+                    tcj = _tanh_abs(c[j], one, two)
+                    TC[t, bb, j] = tcj
+                    S[r, t, bb, j] = a[3 * H + j] * tcj
+        loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
+                             backward, Y, gWy, gby, direct, zero)
+        if not backward:
+            continue
+        # ---- backward through time -----------------------------------------------------------
+        for i in range(H):
+            for j in range(G):
+                WsT[j, i] = Ws[rp, i, j]
+        D[:] = 0
+        DC[:] = 0
+        for t in range(T - 1, stop - 1, -1):
+            if loss_all:
+                if k == 0:
+                    for bb in range(B):
+                        for j in range(H):
+                            D[0, bb, j] += direct[t, bb, j]
+                else:
+                    D[t % W] = direct[t]
+                    DC[t % W] = 0
+            elif t == T - 1:
+                D[0] = direct[0]
+            sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
+            if norms:
+                ds[r, t] = math.sqrt(sq)
+            for w in range(W):
+                for bb in range(B):
+                    a = A[t, bb]
+                    cprev = c0[rc, bb] if t == 0 else Cc[r, t - 1, bb]
+                    for j in range(H):
+                        i_, f_, g_, o_ = a[j], a[H + j], a[2 * H + j], a[3 * H + j]
+                        tcj = TC[t, bb, j]
+                        dl = D[w, bb, j]
+                        dc = DC[w, bb, j] + dl * (o_ * (one - tcj * tcj))
+                        DC[w, bb, j] = dc                   # dE/dc_t (total)
+                        da[bb, j] = dc * (g_ * i_ * (one - i_))
+                        da[bb, H + j] = dc * (cprev[j] * f_ * (one - f_))
+                        da[bb, 2 * H + j] = dc * (i_ * (one - g_ * g_))
+                        da[bb, 3 * H + j] = dl * (tcj * o_ * (one - o_))
+                _mm(da, WsT, Dn[w], zero)                   # da_t Ws^T
+                for bb in range(B):
+                    if w == 0:
+                        for j in range(G):
+                            dag[bb, j] = da[bb, j]
+                    else:
+                        for j in range(G):
+                            dag[bb, j] += da[bb, j]
+            if norms:
+                sqc = zero
+                for j in range(H):
+                    lanes[j] = zero
+                for bb in range(B):
+                    for j in range(H):
+                        v = DC[0, bb, j]
+                        for w in range(1, W):
+                            v += DC[w, bb, j]
+                        lanes[j] += v * v
+                for j in range(H):
+                    sqc += lanes[j]
+                dcn[r, t] = math.sqrt(sqc)
+            for w in range(W):                              # dE/dc_{t-1} <- dc_t * f_t
+                for bb in range(B):
+                    for j in range(H):
+                        DC[w, bb, j] *= A[t, bb, H + j]
+            A[t] = dag
+            D, Dn = Dn, D
+        for t in range(stop):
+            A[t] = 0
+        # ---- weight gradients: the per-step terms, summed in step order --------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T da_t
+            sq = _term_acc(M, gWs[r], lanes, zero)
+            _mm_tn(x[rx, t], A[t], Mx, zero)                # x_t^T da_t
+            sqx = _term_acc(Mx, gWx[r], lanes, zero)
+            if norms:
+                dWs[r, t] = math.sqrt(sq)
+                dWx[r, t] = math.sqrt(sqx)
+            for bb in range(B):
+                for j in range(G):
+                    gb[r, j] += A[t, bb, j]
+
+
+#: The kernel of each cell the compiled engine covers.
+KERNELS = {"rnn": rnn_kernel, "lstm": lstm_kernel}

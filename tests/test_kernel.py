@@ -1,0 +1,427 @@
+"""The compiled engine (Numba kernel) against its specification, the NumPy engine: agreement to
+1e-12 relative on every configuration it covers, finite differences, random shapes; bit-for-bit
+promises (batching, norms/outputs flags, cached vs fresh compile); engine choice, fallback and
+the cache folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from rnnlab.engine import (  # noqa: E402
+    bptt,
+    forward,
+    init_params,
+    select,  # noqa: E402
+)
+from rnnlab.engine import compiled as comp  # noqa: E402
+from rnnlab.gradcheck import check  # noqa: E402
+
+ACTS = ("tanh", "relu", "sigmoid", "identity")
+KWS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate": 3},
+       {"clip_step": 0.05}, {"loss_at": "all", "truncate": 2, "clip_step": 0.1},
+       {"loss": "ce"}, {"loss": "ce", "loss_at": "all", "clip_step": 0.02},
+       {"output": "linear"}, {"output": "linear", "loss_at": "all", "truncate": 4}]
+
+
+@pytest.fixture(autouse=True)
+def _engine_reset():
+    """No test leaves an engine choice (or RNNLAB_ENGINE) behind for the tests after it."""
+    before = os.environ.get("RNNLAB_ENGINE")
+    yield
+    select.set_engine(None)
+    assert os.environ.get("RNNLAB_ENGINE") == before
+
+
+def with_engine(name, fn, *args, **kw):
+    with select.using_engine(name):
+        return fn(*args, **kw)
+
+
+def problem(seed, R=4, T=9, B=3, I=2, H=5, O=3, scale=1.3, runs_axis=True, dtype=np.float64,
+            cell="rnn"):
+    rng = np.random.default_rng(seed)
+    plist = []
+    for _ in range(R):
+        p = init_params(rng, cell=cell, input_size=I, hidden=H, output_size=O, scale=scale)
+        plist.append({k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
+    P = {k: np.stack([p[k] for p in plist]).astype(dtype) for k in plist[0]}
+    x = rng.standard_normal((R, T, B, I)).astype(dtype)
+    d = np.eye(O)[rng.integers(0, O, (R, T, B))].astype(dtype)
+    if not runs_axis:
+        P, x, d = {k: v[0] for k, v in P.items()}, x[0], d[0]
+    return P, x, d
+
+
+def values(res) -> dict:
+    out = {"loss": np.asarray(res.loss), "states": res.states}
+    if res.cells is not None:
+        out["cells"] = res.cells
+    if res.outputs is not None:
+        out["outputs"] = res.outputs
+    out.update({f"grad_{k}": g for k, g in res.grads.items()})
+    out.update({f"norm_{k}": v for k, v in res.step_norms.items()})
+    out.update({f"extra_{k}": v for k, v in res.extra.items()})
+    return out
+
+
+def assert_agree(a: dict, b: dict, rel: float):
+    """Same keys, shapes and dtypes; |a - b| <= rel * max|a| for every array."""
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        assert x.shape == y.shape and x.dtype == y.dtype, key
+        scale = max(float(np.max(np.abs(x))), 1e-300)
+        err = float(np.max(np.abs(x - y))) / scale
+        assert err <= rel, f"{key}: relative difference {err:.2e} > {rel:.0e}"
+
+
+def assert_bits(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("kw", KWS, ids=lambda k: ",".join(f"{a}={v}" for a, v in k.items()))
+@pytest.mark.parametrize("act", ACTS)
+def test_kernel_agrees_with_numpy_engine(act, kw):
+    P, x, d = problem(1)
+    ref = with_engine("numpy", bptt, P, x, d, activation=act, **kw)
+    got = with_engine("compiled", bptt, P, x, d, activation=act, **kw)
+    assert_agree(values(ref), values(got), 1e-12)
+    if "clip_step" in kw:
+        assert (ref.extra["clip_factors"] < 1).any()
+
+
+@pytest.mark.parametrize("kw", KWS, ids=lambda k: ",".join(f"{a}={v}" for a, v in k.items()))
+def test_kernel_agrees_with_numpy_engine_lstm(kw):
+    P, x, d = problem(8, cell="lstm")
+    rng = np.random.default_rng(1)
+    for extra in ({}, {"s0": rng.standard_normal((4, 3, 5)) * 0.5,
+                       "c0": rng.standard_normal((3, 5))}):
+        ref = with_engine("numpy", bptt, P, x, d, cell="lstm", **kw, **extra)
+        got = with_engine("compiled", bptt, P, x, d, cell="lstm", **kw, **extra)
+        assert "dc" in got.step_norms
+        assert_agree(values(ref), values(got), 1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}])
+def test_kernel_forward_norms_outputs_flags(kw):
+    """forward(), norms=False and outputs=False agree with the NumPy engine; the flags change no
+    bit of the loss, gradients or states (they only skip work)."""
+    P, x, d = problem(2)
+    ref = with_engine("numpy", forward, P, x, d, loss_at=kw.get("loss_at", "last"))
+    got = with_engine("compiled", forward, P, x, d, loss_at=kw.get("loss_at", "last"))
+    assert_agree(values(ref), values(got), 1e-12)
+    full = with_engine("compiled", bptt, P, x, d, **kw)
+    bare = with_engine("compiled", bptt, P, x, d, norms=False, outputs=False, **kw)
+    assert bare.step_norms == {} and bare.outputs is None
+    assert_bits({k: v for k, v in values(full).items()
+                 if not k.startswith("norm_") and k != "outputs"}, values(bare))
+    np.testing.assert_array_equal(full.loss, got.loss if kw == {} else full.loss)
+
+
+def test_kernel_without_run_axis_and_shared_operands():
+    """Unbatched inputs give unbatched results; params shared over per-run data, data shared over
+    per-run params, per-run s0 and clip thresholds, params without biases."""
+    P, x, d = problem(3, runs_axis=False)
+    for kw in ({}, {"clip_step": 0.05, "loss_at": "all"}):
+        ref = with_engine("numpy", bptt, P, x, d, **kw)
+        got = with_engine("compiled", bptt, P, x, d, **kw)
+        assert isinstance(got.loss, float)
+        assert_agree(values(ref), values(got), 1e-12)
+    Pr, xr, dr = problem(4)
+    s0 = np.random.default_rng(0).standard_normal((4, 3, 5)) * 0.5
+    cases = [(P, xr, dr, {}), (Pr, x, d, {"clip_step": np.linspace(0.01, 0.1, 4)}),
+             (Pr, xr, d, {"s0": s0}),
+             ({k: Pr[k] for k in ("Wx", "Ws", "Wy")}, xr, dr, {"loss_at": "all"})]
+    for p, xx, dd, kw in cases:
+        ref = with_engine("numpy", bptt, p, xx, dd, **kw)
+        got = with_engine("compiled", bptt, p, xx, dd, **kw)
+        assert list(got.grads) == list(p)
+        assert_agree(values(ref), values(got), 1e-12)
+
+
+@pytest.mark.parametrize("act", ACTS + ("lstm",))
+@pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
+                                {"loss": "ce", "clip_step": 0.05}])
+def test_kernel_float32(act, kw):
+    """float32 end to end, close to the NumPy engine's float32 numbers."""
+    cell = "lstm" if act == "lstm" else "rnn"
+    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    P, x, d = problem(5, dtype=np.float32, cell=cell)
+    ref = with_engine("numpy", bptt, P, x, d, **kw)
+    got = with_engine("compiled", bptt, P, x, d, **kw)
+    for v in values(got).values():
+        assert v.dtype == np.float32
+    assert_agree(values(ref), values(got), 2e-5)
+
+
+VARIANTS = [(None, None, None), (3, None, None), (None, 0.05, None), (2, 0.05, 3)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+@pytest.mark.parametrize("loss_at", ["last", "all"])
+@pytest.mark.parametrize("head", [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")],
+                         ids="/".join)
+@pytest.mark.parametrize("act", ACTS + ("lstm",))
+def test_kernel_finite_differences(act, head, loss_at, variant):
+    truncate, clip_step, runs = variant
+    cell = "lstm" if act == "lstm" else "rnn"
+    res = with_engine("compiled", check, cell=cell, activation="tanh" if cell == "lstm" else act,
+                      output=head[0], loss=head[1],
+                      loss_at=loss_at, truncate=truncate, clip_step=clip_step, runs=runs,
+                      seq_len=6, scale=1.3)
+    assert res.ok, res.errors
+
+
+@settings(max_examples=40, deadline=None)
+@given(R=st.integers(1, 3), T=st.integers(1, 12), B=st.integers(1, 5), I=st.integers(1, 4),
+       H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS + ("lstm",)),
+       kw=st.sampled_from(KWS), seed=st.integers(0, 2 ** 16))
+def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
+    """Random shapes (sizes below, at and above the kernel's blocks of eight)."""
+    if kw.get("loss") == "ce" and O < 2:
+        O = 2
+    cell = "lstm" if act == "lstm" else "rnn"
+    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    P, x, d = problem(seed, R=R, T=T, B=B, I=I, H=H, O=O, cell=cell)
+    ref = with_engine("numpy", bptt, P, x, d, **kw)
+    got = with_engine("compiled", bptt, P, x, d, **kw)
+    assert_agree(values(ref), values(got), 1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
+                                {"loss": "ce", "clip_step": 0.05}, {"loss_at": "all"}])
+def test_kernel_batching_changes_no_bit(kw, cell):
+    """A run's numbers do not depend on the runs sharing its call: one at a time vs together."""
+    R, T, B, H = 6, 12, 16, 24
+    P, x, d = problem(6, R=R, T=T, B=B, H=H, I=3, O=4, cell=cell)
+    kw = dict(kw, cell=cell)
+    thresholds = np.linspace(0.05, 1.0, R) if "clip_step" in kw else None
+    kwb = dict(kw, clip_step=thresholds) if thresholds is not None else kw
+    batch = with_engine("compiled", bptt, P, x, d, **kwb)
+    for r in range(R):
+        kwr = dict(kw, clip_step=thresholds[r]) if thresholds is not None else kw
+        one = with_engine("compiled", bptt, {k: v[r] for k, v in P.items()}, x[r], d[r], **kwr)
+        got = {k: (v[r] if np.ndim(v) else v) for k, v in values(batch).items()}
+        got["loss"] = np.asarray(batch.loss[r])
+        assert_bits(got, values(one))
+        # and in a batch of two other runs
+    pair = with_engine("compiled", bptt, {k: v[2:4] for k, v in P.items()}, x[2:4], d[2:4],
+                       **(dict(kw, clip_step=thresholds[2:4]) if thresholds is not None else kw))
+    np.testing.assert_array_equal(pair.grads["Ws"], batch.grads["Ws"][2:4])
+
+
+def test_trainer_on_the_kernel_matches_numpy(tiny_experiment):
+    """A whole training batch (tbptt windows with s0 carried, forward-only windows, evaluation)
+    on the compiled engine stays within rounding of the NumPy engine."""
+    from conftest import tiny_exp
+
+    from rnnlab.train import train_batch
+    exp = tiny_exp(train={"steps": 6, "log_every": 3, "tbptt": 2, "clip": {"mode": "step",
+                                                                            "threshold": 0.5}})
+    specs = exp.runs()[:2]
+    a = with_engine("numpy", train_batch, specs)
+    b = with_engine("compiled", train_batch, specs)
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert ra["final_loss"] == pytest.approx(rb["final_loss"], rel=1e-9)
+    np.testing.assert_allclose(a.grad_norms["ds"], b.grad_norms["ds"], rtol=1e-9, atol=1e-300)
+
+
+# --------------------------------------------------------------------------- choice, fallback
+
+def test_engine_choice_env_setter_and_errors(monkeypatch):
+    monkeypatch.delenv("RNNLAB_ENGINE", raising=False)
+    select.set_engine(None)
+    assert select.get_engine() == select.DEFAULT_ENGINE in select.ENGINES
+    monkeypatch.setenv("RNNLAB_ENGINE", "auto")
+    assert select.get_engine() == "auto" and select.active_engine() == "compiled"
+    select.set_engine("numpy")
+    assert select.get_engine() == "numpy" and os.environ["RNNLAB_ENGINE"] == "numpy"
+    with pytest.raises(ValueError, match="engine: got 'fast'; allowed: one of numpy"):
+        select.set_engine("fast")
+    select.set_engine(None)                                  # back to the variable as it was
+    assert os.environ["RNNLAB_ENGINE"] == "auto"
+    with select.using_engine("compiled"):
+        assert select.get_engine() == "compiled"
+    assert select.get_engine() == "auto"
+    select.set_engine(None)                                  # using_engine left nothing behind
+    assert os.environ["RNNLAB_ENGINE"] == "auto"
+    monkeypatch.setenv("RNNLAB_ENGINE", "gpu")
+    with pytest.raises(ValueError, match="RNNLAB_ENGINE: got 'gpu'"):
+        select.get_engine()
+
+
+def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsys):
+    monkeypatch.setattr(select, "numba_available", lambda: False)
+    monkeypatch.setattr(comp, "_said", set())
+    P, x, d = problem(7)
+    ref = with_engine("numpy", bptt, P, x, d)
+    capsys.readouterr()
+    a = with_engine("compiled", bptt, P, x, d)
+    b = with_engine("compiled", bptt, P, x, d)
+    assert_bits(values(ref), values(a))
+    assert_bits(values(ref), values(b))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "numba is not installed" in lines[0]
+    with_engine("auto", bptt, P, x, d)                      # auto: silent
+    assert capsys.readouterr().err == ""
+
+
+def test_uncovered_cell_runs_on_numpy_and_says_so_once(monkeypatch, capsys):
+    """A cell the kernel does not cover (as the LSTM is here made to be) runs on NumPy."""
+    monkeypatch.setattr(comp, "CELLS", ("rnn",))
+    monkeypatch.setattr(comp, "_said", set())
+    rng = np.random.default_rng(0)
+    p = init_params(rng, cell="lstm", input_size=2, hidden=3, output_size=2, scale=1.0)
+    x = rng.standard_normal((4, 2, 2))
+    d = np.eye(2)[rng.integers(0, 2, (4, 2))]
+    ref = with_engine("numpy", bptt, p, x, d, cell="lstm")
+    got = [with_engine("compiled", bptt, p, x, d, cell="lstm") for _ in range(2)]
+    assert_bits(values(ref), values(got[1]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not cover cell 'lstm'" in err[0]
+
+
+def test_kernel_info_for_the_manifest():
+    info = comp.kernel_info()
+    assert info["name"] == "numba" and info["available"] is True
+    assert info["version"] == numba.__version__
+    assert info["flags"]["fastmath"] is False and info["flags"]["error_model"] == "numpy"
+    json.dumps(info)                                         # manifest-ready
+
+
+def test_cache_folder_per_user_with_fallback(monkeypatch, tmp_path):
+    """XDG_CACHE_HOME/rnnlab/numba when writable, else a per-user temporary folder."""
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("RNNLAB_CACHE_DIR", raising=False)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert comp.cache_dir() == str(tmp_path / "cache" / "rnnlab" / "numba")
+    assert numba.config.CACHE_DIR == comp.cache_dir()
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    folder = comp.cache_dir()
+    assert Path(folder).name.startswith("rnnlab-numba-") and Path(folder).is_dir()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert comp.cache_dir() == str(tmp_path / "mine")
+
+
+def test_cache_entries_are_kept_per_package_name():
+    """Numba keys its cache by source file; a cached kernel names its module. The same file
+    imported as another package (benchmarks/ab.py) must not share entries: one subfolder per
+    top-level package name (a shared entry made every later start fail to import it)."""
+    from rnnlab.engine import kernel
+    comp.ensure_compiled("rnn", np.float64)
+    path = Path(kernel.rnn_kernel.stats.cache_path)
+    assert path.is_relative_to(Path(os.environ["NUMBA_CACHE_DIR"]) / "rnnlab")
+
+
+CHILD = r"""
+import hashlib, json, sys
+import numpy as np
+from rnnlab.engine import bptt, select
+from rnnlab.engine import kernel
+sys.path.insert(0, sys.argv[1])
+from test_kernel import problem, values
+select.set_engine("compiled")
+h = hashlib.sha256()
+for kw in ({}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}, {"loss": "ce"}):
+    for act in ("tanh", "sigmoid"):
+        res = bptt(*problem(11, R=3, T=20, B=4, H=16), activation=act, **kw)
+        for k, v in sorted(values(res).items()):
+            h.update(k.encode()); h.update(np.ascontiguousarray(v).tobytes())
+st = kernel.rnn_kernel.stats
+print(json.dumps({"hash": h.hexdigest(), "hits": sum(st.cache_hits.values()),
+                  "misses": sum(st.cache_misses.values())}))
+"""
+
+
+def test_cached_and_fresh_compiles_give_identical_bits(tmp_path):
+    """A fresh compile (empty cache folder) and a load from that cache compute the same bits,
+    and so does this process (whose kernel came from the user's cache or its own compile)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), RNNLAB_ENGINE="compiled")
+    here = str(Path(__file__).parent)
+
+    def child():
+        out = subprocess.run([sys.executable, "-c", CHILD, here], env=env, capture_output=True,
+                             text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+    fresh, err_fresh = child()
+    cached, err_cached = child()
+    assert fresh["misses"] >= 1 and fresh["hits"] == 0
+    assert "compiled the engine kernel (rnn, float64)" in err_fresh
+    assert cached["misses"] == 0 and cached["hits"] >= 1 and err_cached == ""
+    assert fresh["hash"] == cached["hash"]
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+
+
+def test_cli_engine_option_and_warmup(tiny_experiment, tmp_path):
+    from typer.testing import CliRunner
+
+    from rnnlab.cli import app
+    runner = CliRunner()
+    res = runner.invoke(app, ["warmup"])
+    assert res.exit_code == 0 and "kernel cache: " in res.output
+    res = runner.invoke(app, ["run", "--engine", "compiled", "--set", "train.steps=2",
+                              "--set", "task.seq_len=4"])
+    assert res.exit_code == 0, res.output
+    assert os.environ["RNNLAB_ENGINE"] == "compiled"
+    res = runner.invoke(app, ["run", "--engine", "gpu"])
+    assert res.exit_code == 2
+
+
+def _golden():
+    import test_golden
+    return test_golden
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in _golden().CASES.items()
+                                        if c["options"]["cell"] in comp.CELLS))
+def test_kernel_matches_torch_golden_values(name):
+    """The golden cases (PyTorch autograd, rtol 1e-10) on the compiled engine. In the explosion
+    case (gradients grow ~4e3-fold) the kernel's step-by-step sums of the weight-gradient terms
+    round differently from torch's (and NumPy's) one product over all steps: entries that cancel
+    to ~1e-3 of the largest differ at 1.3e-10 relative, so there atol = 1e-12 * max|array|."""
+    g = _golden()
+    case = g.CASES[name]
+    res = with_engine("compiled", g.run_engine, case["in"], case["options"])
+    g.compare(name, g.engine_values(res), case["out"], rel_floor=1e-12 if "explode" in name else 0)
+
+
+def test_worker_processes_run_the_kernel_with_the_same_bits(tmp_path):
+    """--workers 2 (spawned processes inherit RNNLAB_ENGINE) and one batch at a time in this
+    process give every run the same numbers under the compiled engine."""
+    import pandas as pd
+    from conftest import tiny_exp
+
+    from rnnlab.sweep import run_sweep
+    exp = tiny_exp()
+    with select.using_engine("compiled"):
+        run_sweep(exp, tmp_path / "one", workers=1)
+        run_sweep(exp, tmp_path / "two", workers=2)
+        a, b = (pd.read_parquet(tmp_path / n / "runs.parquet").sort_values("run_id")
+                .reset_index(drop=True) for n in ("one", "two"))
+    numeric = [c for c in a.columns if a[c].dtype.kind == "f" and c != "wall_time"]
+    assert numeric and len(a) == 8
+    pd.testing.assert_frame_equal(a[numeric], b[numeric], check_exact=True)
+    ref = run_sweep(exp, tmp_path / "numpy", workers=1)                # the NumPy engine
+    c = pd.read_parquet(tmp_path / "numpy" / "runs.parquet").sort_values("run_id")
+    assert ref.outcome.failed == 0
+    np.testing.assert_allclose(c["final_loss"], a["final_loss"], rtol=1e-9)
