@@ -144,6 +144,64 @@ def _prepare(params, x, d, s0, cell):
     return p, x, d, s0, R, batched, dtype
 
 
+@dataclass
+class Arguments:
+    """``bptt``'s arguments, checked and on the run axis.
+
+    params: name -> (R|1, ...) in the API's gate order; x: (R|1, T, B, I); d: (R|1, T, B, O);
+    s0: (R|1, B, H) or None; c0: (B, H), (R, B, H) or None; R: the run count; batched: whether
+    any input had a run axis (the result keeps it only then); dtype: the common float dtype;
+    clip_at: (R, 1) per-step clip thresholds, or None; window: the truncation window k, or None
+    for exact BPTT (also when k >= T).
+    """
+
+    params: dict
+    x: np.ndarray
+    d: np.ndarray
+    s0: np.ndarray | None
+    c0: np.ndarray | None
+    R: int
+    batched: bool
+    dtype: np.dtype
+    clip_at: np.ndarray | None
+    window: int | None
+
+
+def check_arguments(params, x, d, *, cell, activation, output, loss, loss_at, truncate,
+                    clip_step, s0, c0) -> Arguments:
+    """Check every argument of ``bptt`` (ValueError naming the argument, what was seen and what is
+    allowed) and bring the arrays onto the run axis."""
+    _check_choice("cell", cell, CELLS)
+    _check_choice("activation", activation, ACTIVATIONS)
+    _check_choice("output", output, OUTPUTS)
+    _check_choice("loss", loss, LOSSES)
+    _check_choice("loss_at", loss_at, LOSS_AT)
+    if loss == "ce" and output != "softmax":
+        _fail("loss", "'ce' with output 'linear'",
+              "'ce' only with output 'softmax' (log y needs y > 0)")
+    if truncate is not None and (isinstance(truncate, bool) or int(truncate) != truncate
+                                 or truncate < 1):
+        _fail("truncate", repr(truncate), "None or an integer >= 1")
+    if c0 is not None and cell != "lstm":
+        _fail("c0", "an initial cell state", "c0 only with cell 'lstm'")
+    p, x, d, s0, R, batched, dtype = _prepare(params, x, d, s0, cell)
+    if c0 is not None:
+        c0 = np.asarray(c0, dtype=dtype)
+        if c0.shape[-2:] != (B0 := x.shape[2], H0 := p["Ws"].shape[-2]) or c0.ndim not in (2, 3):
+            _fail("c0", f"shape {c0.shape}", f"(B, H) = ({B0}, {H0}) or (R, B, H)")
+        if not np.isfinite(c0).all():
+            _fail("c0", "non-finite values (NaN or inf)", "finite numbers")
+    clip_at = None
+    if clip_step is not None:
+        clip_at = np.broadcast_to(np.asarray(clip_step, dtype=dtype), (R,)).reshape(R, 1)
+        if np.any(~(clip_at > 0)):
+            _fail("clip_step", repr(clip_step),
+                  "a number > 0 (inf for no clipping), or (R,) of them")
+    T = x.shape[1]
+    window = None if truncate is None or truncate >= T else int(truncate)
+    return Arguments(p, x, d, s0, c0, R, batched, dtype, clip_at, window)
+
+
 def _sumsq_rows(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """sum_j a[..., j]^2; np.vecdot (NumPy >= 2) is ~2x cheaper per call than np.einsum's Python
     wrapper, which matters in the per-step loop for short B*H."""
@@ -232,37 +290,14 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     y_t (``outputs`` is None): a training step that logs nothing needs neither. Neither changes
     any other number: loss and gradients are computed the same way either way.
     """
-    _check_choice("cell", cell, CELLS)
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_choice("output", output, OUTPUTS)
-    _check_choice("loss", loss, LOSSES)
-    _check_choice("loss_at", loss_at, LOSS_AT)
-    if loss == "ce" and output != "softmax":
-        _fail("loss", "'ce' with output 'linear'",
-              "'ce' only with output 'softmax' (log y needs y > 0)")
-    if truncate is not None and (isinstance(truncate, bool) or int(truncate) != truncate
-                                 or truncate < 1):
-        _fail("truncate", repr(truncate), "None or an integer >= 1")
-    if c0 is not None and cell != "lstm":
-        _fail("c0", "an initial cell state", "c0 only with cell 'lstm'")
-    p, x, d, s0, R, batched, dtype = _prepare(params, x, d, s0, cell)
-    if c0 is not None:
-        c0 = np.asarray(c0, dtype=dtype)
-        if c0.shape[-2:] != (B0 := x.shape[2], H0 := p["Ws"].shape[-2]) or c0.ndim not in (2, 3):
-            _fail("c0", f"shape {c0.shape}", f"(B, H) = ({B0}, {H0}) or (R, B, H)")
-        if not np.isfinite(c0).all():
-            _fail("c0", "non-finite values (NaN or inf)", "finite numbers")
+    a = check_arguments(params, x, d, cell=cell, activation=activation, output=output, loss=loss,
+                        loss_at=loss_at, truncate=truncate, clip_step=clip_step, s0=s0, c0=c0)
+    p, x, d, s0, c0, R, batched, dtype = a.params, a.x, a.d, a.s0, a.c0, a.R, a.batched, a.dtype
+    c, k = a.clip_at, a.window
     lstm = cell == "lstm"
     T, B, I = x.shape[1:]
     H = p["Ws"].shape[-2]
     G = p["Ws"].shape[-1]
-    c = None
-    if clip_step is not None:
-        c = np.broadcast_to(np.asarray(clip_step, dtype=dtype), (R,)).reshape(R, 1)
-        if np.any(~(c > 0)):
-            _fail("clip_step", repr(clip_step),
-                  "a number > 0 (inf for no clipping), or (R,) of them")
-    k = None if truncate is None or truncate >= T else int(truncate)
     if active_engine() == "compiled":           # the Numba kernel (select.py), when it covers this
         from .compiled import run as run_compiled
         res = run_compiled(p, x, d, s0, c0, c, k, R=R, batched=batched, dtype=dtype, cell=cell,
