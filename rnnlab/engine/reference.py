@@ -26,6 +26,10 @@ tau-k+1 and no further, so each loss term's error is kept apart while it travels
 and dropped when its window ends. Per-step clipping (``clip_step=c``): before it flows on,
 delta_t of each sequence is rescaled to norm c where its norm exceeds c.
 
+Per-step norms (``step_norms``, (T,) each): "ds" ||delta_t||, "dWs" ||s_{t-1}^T dz_t|| (step t's
+term of the sum), "dWx" ||x_t^T dz_t|| and, for the LSTM, "dc" ||dE/dc_t||; with clipping,
+``extra["clip_factors"]`` (T, B) is the factor each sequence's delta_t was scaled by.
+
 The LSTM and the GRU differ only in the step (``lstm_step``, ``gru_step`` and their backward
 steps, equations in their docstrings); the loops are the same. The LSTM carries a second error
 in flight, dE/dc_t.
@@ -45,16 +49,24 @@ def sigmoid(a):
 
 def phi(activation: str, z):
     """The vanilla cell's nonlinearity s = phi(z)."""
-    return {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "sigmoid": sigmoid,
-            "identity": lambda v: v}[activation](z)
+    if activation == "tanh":
+        return np.tanh(z)
+    if activation == "relu":
+        return np.maximum(z, 0)
+    if activation == "sigmoid":
+        return sigmoid(z)
+    return z                                             # identity
 
 
 def phi_prime(activation: str, s):
-    """phi'(z) written through s = phi(z): tanh 1 - s^2, sigmoid s (1 - s), relu [s > 0],
-    identity 1."""
-    return {"tanh": lambda: 1 - s * s, "sigmoid": lambda: s * (1 - s),
-            "relu": lambda: (s > 0).astype(s.dtype), "identity": lambda: np.ones_like(s)
-            }[activation]()
+    """phi'(z), written through s = phi(z)."""
+    if activation == "tanh":
+        return 1 - s * s
+    if activation == "relu":
+        return (s > 0).astype(s.dtype)
+    if activation == "sigmoid":
+        return s * (1 - s)
+    return np.ones_like(s)                               # identity
 
 
 def softmax(logits):
@@ -178,10 +190,21 @@ def head_and_loss(p, s_t, d_t, output, loss):
 
 # ------------------------------------------------------------------------------ one run
 
+def total_error(in_flight: dict, zeros):
+    """delta_t = dE/ds_t: the sum of the errors in flight at step t, (B, H)."""
+    return sum((delta_tau for delta_tau, _ in in_flight.values()), zeros)
+
+
+def clip_factor(delta, c):
+    """Per sequence b: c / ||delta_b|| where ||delta_b|| > c, else 1.  delta: (B, H) -> (B,)."""
+    norm = np.linalg.norm(delta, axis=1)
+    return np.where(norm > c, c / np.where(norm > c, norm, 1), 1.0)
+
+
 def bptt_one_run(p, x, d, s0, c0, *, cell, activation, output, loss, loss_at, truncate, clip):
     """BPTT for one network. p: name -> array (all biases present; zeros where the caller has
     none); x: (T, B, I); d: (T, B, O); s0, c0: (B, H); truncate: k or None; clip: the per-step
-    threshold c or None. Returns a dict of the run's numbers (no run axis)."""
+    threshold c or None. Returns the run's ``BPTTResult`` (no run axis; every field filled)."""
     T, B, _ = x.shape
     step, step_back = STEPS[cell]
 
@@ -203,53 +226,51 @@ def bptt_one_run(p, x, d, s0, c0, *, cell, activation, output, loss, loss_at, tr
             grads["Wy"] += s[t + 1].T @ dE_dl
             grads["by"] += dE_dl.sum(axis=0)
 
-    # ---- backward: t = T..1. ``in_flight`` maps a loss step tau to the error of E_tau at s_t
-    # (and, for the LSTM, at c_t). Without truncation every term flows all the way back, so they
-    # travel as one sum under one key.
+    # ---- backward: t = T..1. ``in_flight`` maps a loss step tau to the error of E_tau arriving
+    # at step t: (dE_tau/ds_t, and for the LSTM the part of dE_tau/dc_t coming from c_{t+1}).
+    # Without truncation no error ever expires, so they all travel as one sum under one key.
     in_flight = {}
     H = s0.shape[1]
+    zeros = np.zeros_like(s0)
     ds, dWs, dWx, dc_norm = (np.zeros(T, s0.dtype) for _ in range(4))
     clip_factors = np.ones((T, B), s0.dtype)
-    zeros = np.zeros_like(s0)
     for t in reversed(range(T)):
         if t in dE_ds:                                   # the loss term E_t starts its error
             key = t if truncate else "all"
-            delta_in, dc_in = in_flight.get(key, (zeros, zeros))
-            in_flight[key] = (delta_in + dE_ds[t], dc_in)
+            delta_key, dc_key = in_flight.get(key, (zeros, zeros))
+            in_flight[key] = (delta_key + dE_ds[t], dc_key)
         if truncate:                                     # truncation: E_tau reaches back k steps
             in_flight = {tau: e for tau, e in in_flight.items() if tau - t < truncate}
-        delta = sum((e[0] for e in in_flight.values()), zeros)   # delta_t = dE/ds_t
-        if clip is not None:                             # per-step clipping, per sequence
-            norm = np.linalg.norm(delta, axis=1)
-            factor = np.where(norm > clip, clip / np.where(norm > clip, norm, 1), 1.0)
-            in_flight = {tau: (e[0] * factor[:, None], e[1]) for tau, e in in_flight.items()}
-            delta, clip_factors[t] = delta * factor[:, None], factor
+        if clip is not None:                             # per-step clipping: ||delta_t|| <= c
+            clip_factors[t] = factor = clip_factor(total_error(in_flight, zeros), clip)
+            in_flight = {tau: (dl * factor[:, None], dc) for tau, (dl, dc) in in_flight.items()}
+        delta = total_error(in_flight, zeros)            # delta_t = dE/ds_t: (B, H)
         ds[t] = np.linalg.norm(delta)
+        if not in_flight:                                # no error reaches step t
+            continue
         dz_rec, dz_in, dc_t = 0, 0, zeros
-        for tau, (delta_tau, dc_tau) in in_flight.items():  # each error one step back
+        for tau, (delta_tau, dc_tau) in in_flight.items():   # each error one step back
             rec, inp, delta_prev, dc_prev, dc_total = step_back(p, memory[t], delta_tau, dc_tau,
                                                                 activation)
             dz_rec, dz_in = dz_rec + rec, dz_in + inp
             if dc_total is not None:
                 dc_t = dc_t + dc_total
             in_flight[tau] = (delta_prev, dc_prev)
-        if not in_flight:                                # nothing reaches step t
-            continue
         term_Ws, term_Wx = s[t].T @ dz_rec, x[t].T @ dz_in      # step t's terms of the sums
         grads["Ws"] += term_Ws
         grads["Wx"] += term_Wx
         grads["b"] += dz_in.sum(axis=0)
         if cell == "gru":
-            grads["bn"] += dz_rec[:, 2 * H:].sum(axis=0)
+            grads["bn"] += dz_rec[:, 2 * H:].sum(axis=0)       # dq: the b_hn block
         dWs[t], dWx[t] = np.linalg.norm(term_Ws), np.linalg.norm(term_Wx)
         dc_norm[t] = np.linalg.norm(dc_t)
 
     step_norms = {"ds": ds, "dWs": dWs, "dWx": dWx}
     if cell == "lstm":
         step_norms["dc"] = dc_norm
-    return {"loss": E, "grads": grads, "states": np.array(s[1:]), "outputs": np.array(y),
-            "cells": np.array(c[1:]) if cell == "lstm" else None, "step_norms": step_norms,
-            "clip_factors": clip_factors}
+    return BPTTResult(loss=E, grads=grads, states=np.array(s[1:]), outputs=np.array(y),
+                      step_norms=step_norms, cells=np.array(c[1:]) if cell == "lstm" else None,
+                      extra={"clip_factors": clip_factors})
 
 
 # ---------------------------------------------------------------------------- the engine
@@ -270,33 +291,31 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
     T, B = a.x.shape[1:3]
     H, G = a.params["Ws"].shape[-2:]
     O = a.params["Wy"].shape[-1]
-    missing = {"b": (G,), "by": (O,), "bn": (H,)}
+    absent = {"b": (G,), "by": (O,), "bn": (H,)}
     runs = []
     for r in range(a.R):
         def run(v, r=r):                                 # run r's slice of a run-axis array
             return v[r] if v.shape[0] == a.R else v[0]
         p = {name: run(v) for name, v in a.params.items()}
-        p.update({name: np.zeros(shape, a.dtype) for name, shape in missing.items()
-                  if name not in p and (name != "bn" or cell == "gru")})
+        p.update({name: np.zeros(shape, a.dtype) for name, shape in absent.items()
+                  if name not in p and (name != "bn" or cell == "gru")})   # absent biases: 0
         s0_r = np.zeros((B, H), a.dtype) if a.s0 is None else run(a.s0)
         c0_r = np.zeros((B, H), a.dtype) if a.c0 is None else (
             a.c0[r] if a.c0.ndim == 3 else a.c0)
         runs.append(bptt_one_run(p, run(a.x), run(a.d), s0_r, c0_r, cell=cell,
                                  activation=activation, output=output, loss=loss, loss_at=loss_at,
-                                 truncate=a.window, clip=None if a.clip_at is None
-                                 else a.clip_at[r, 0]))
+                                 truncate=a.window,
+                                 clip=None if a.clip_at is None else a.clip_at[r, 0]))
 
-    def stack(get):
-        v = np.array([get(one) for one in runs])
-        return v if a.batched else v[0]
-    loss_value = stack(lambda one: one["loss"])
+    def stack(values):                                   # runs -> (R, ...), or run 0 alone
+        return np.array(values) if a.batched else values[0]
     return BPTTResult(
-        loss=loss_value if a.batched else float(loss_value),
-        grads={name: stack(lambda one, n=name: one["grads"][n]) for name in params},
-        states=stack(lambda one: one["states"]),
-        outputs=stack(lambda one: one["outputs"]) if outputs else None,
-        step_norms={k: stack(lambda one, k=k: one["step_norms"][k]) for k in runs[0]["step_norms"]}
-        if norms else {},
-        cells=stack(lambda one: one["cells"]) if cell == "lstm" else None,
-        extra={"clip_factors": stack(lambda one: one["clip_factors"])}
+        loss=stack([one.loss for one in runs]) if a.batched else float(runs[0].loss),
+        grads={name: stack([one.grads[name] for one in runs]) for name in params},
+        states=stack([one.states for one in runs]),
+        outputs=stack([one.outputs for one in runs]) if outputs else None,
+        step_norms={key: stack([one.step_norms[key] for one in runs])
+                    for key in runs[0].step_norms} if norms else {},
+        cells=stack([one.cells for one in runs]) if cell == "lstm" else None,
+        extra={"clip_factors": stack([one.extra["clip_factors"] for one in runs])}
         if clip_step is not None else {})
