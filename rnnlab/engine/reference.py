@@ -202,9 +202,24 @@ def clip_factor(delta, c):
 
 
 def bptt_one_run(p, x, d, s0, c0, *, cell, activation, output, loss, loss_at, truncate, clip):
-    """BPTT for one network. p: name -> array (all biases present; zeros where the caller has
-    none); x: (T, B, I); d: (T, B, O); s0, c0: (B, H); truncate: k or None; clip: the per-step
-    threshold c or None. Returns the run's ``BPTTResult`` (no run axis; every field filled)."""
+    """BPTT for one network, one step at a time.
+
+    Parameters
+    ----------
+    p : dict of name -> array
+        Wx (I, G), Ws (H, G), Wy (H, O), b (G,), by (O,) and, for the gru, bn (H,); every bias
+        present (zeros where the caller has none). G = H (rnn), 4H (lstm), 3H (gru).
+    x : (T, B, I) inputs x_1..x_T.    d : (T, B, O) targets d_1..d_T.
+    s0, c0 : (B, H) initial state and (lstm) initial cell.
+    truncate : the window k of BPTT(k), or None for exact BPTT.
+    clip : the per-step threshold c on ||delta_t|| of each sequence, or None.
+
+    Returns
+    -------
+    BPTTResult without a run axis: loss E; grads like p; states (T, B, H) s_1..s_T; outputs
+    (T, B, O) y_1..y_T; cells (T, B, H) c_1..c_T (lstm) or None; step_norms "ds", "dWs", "dWx"
+    (and "dc"), (T,) each; extra["clip_factors"] (T, B).
+    """
     T, B, _ = x.shape
     step, step_back = STEPS[cell]
 
@@ -281,10 +296,29 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
          outputs: bool = True) -> BPTTResult:
     """Forward pass, loss and exact (or truncated) BPTT gradients, with per-step norms.
 
-    The same arguments, checks, shapes and result as ``rnnlab.engine.bptt`` (see there): params
-    Wx: (I, G), Ws: (H, G), Wy: (H, O), b: (G,), by: (O,), bn: (H,) (gru) with G = H, 4H, 3H for
-    rnn, lstm, gru; x: (T, B, I); d: (T, B, O); s0, c0: (B, H); any may carry a leading run axis R,
-    and then every result does. Each run is computed alone, one after the other.
+    The same arguments, checks and result as ``rnnlab.engine.bptt``; each run is computed alone,
+    one after the other (``bptt_one_run``).
+
+    Parameters
+    ----------
+    params : dict of name -> array
+        Wx (I, G), Ws (H, G), Wy (H, O) and optional b (G,), by (O,), bn (H,) (gru only), with
+        G = H (rnn), 4H (lstm, gate order i, f, g, o) or 3H (gru, gate order r, z, n).
+    x : (T, B, I) inputs.    d : (T, B, O) targets.
+    cell : "rnn", "lstm" or "gru";  activation : phi of the rnn cell (tanh, relu, sigmoid,
+        identity);  output : "softmax" or "linear";  loss : "mse" or "ce";  loss_at : "last"
+        (E = E_T) or "all" (E = sum_t E_t).
+    truncate : k, each loss term's error reaches back k steps at most; None: exact.
+    clip_step : c (scalar or (R,)), the per-step threshold on each sequence's ||delta_t||.
+    s0, c0 : (B, H) initial state and (lstm) cell; zeros when None.
+    norms, outputs : False leaves out the step norms ({}) and the outputs (None).
+    Any array may carry a leading run axis R (params (R, ...), x (R, T, B, I), ...).
+
+    Returns
+    -------
+    BPTTResult: loss, scalar or (R,); grads, like params; states (T, B, H); outputs (T, B, O);
+    cells (T, B, H) (lstm); step_norms "ds", "dWs", "dWx" (and "dc") (T,); extra["clip_factors"]
+    (T, B) with clip_step. With a run axis in the inputs every entry carries R in front.
     """
     a = check_arguments(params, x, d, cell=cell, activation=activation, output=output, loss=loss,
                         loss_at=loss_at, truncate=truncate, clip_step=clip_step, s0=s0, c0=c0)
