@@ -71,6 +71,9 @@ def gradcheck(
     scale: Annotated[float, typer.Option(min=0.0, help="Recurrent weight scale.")] = 1.0,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Largest relative error.")] = 1e-6,
+    engine: Annotated[Literal["fast", "reference", "numpy", "compiled"], typer.Option(
+        help="Engine checked: fast (bptt on the engine chosen by $RNNLAB_ENGINE, else numpy), "
+        "reference (the readable engine/reference.py), numpy or compiled.")] = "fast",
 ):
     """Check the engine's gradients against central finite differences (float64).
 
@@ -81,10 +84,12 @@ def gradcheck(
     try:
         res = check(cell=cell, activation=activation, output=output, loss=loss, loss_at=loss_at,
                     truncate=truncate, clip_step=clip_step, seq_len=seq_len, batch=batch,
-                    hidden=hidden, runs=runs, scale=scale, seed=seed, tolerance=tolerance)
+                    hidden=hidden, runs=runs, scale=scale, seed=seed, tolerance=tolerance,
+                    engine=None if engine == "fast" else engine)
     except ValueError as e:
         fail(str(e))
-    table = Table(title=f"gradient check: {cell} {activation if cell == 'rnn' else ''} "
+    table = Table(title=f"gradient check ({engine} engine): {cell} "
+                        f"{activation if cell == 'rnn' else ''} "
                         f"{output}/{loss} loss_at={loss_at} T={seq_len}")
     table.add_column("param")
     table.add_column("max rel. error", justify="right")

@@ -16,15 +16,20 @@ one loop over t, no run axis, no buffers). The objective is the one the gradient
   back-propagation (its derivative scales delta_t by a_t).
 
 The reported error for a parameter is max_j |analytic_j - numeric_j| / max_j |numeric_j|.
+
+``engine`` chooses whose analytic gradient is checked: ``reference`` (``engine/reference.py``),
+``numpy`` or ``compiled`` (the fast engine on that backend), or None (the fast engine as chosen
+by ``set_engine`` / RNNLAB_ENGINE).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import bptt, init_params
+from .engine import bptt, init_params, reference, using_engine
 from .engine.cells import phi, sigmoid
 from .engine.heads import softmax
 
@@ -118,6 +123,10 @@ def objective(params, x, d, kw: dict, res, truncate=None, clip=False):
     return windows
 
 
+#: The engines ``check`` can check by name (None: the fast engine as chosen).
+CHECKED_ENGINES = ("reference", "numpy", "compiled")
+
+
 @dataclass
 class CheckResult:
     errors: dict          # parameter -> worst relative error
@@ -130,13 +139,16 @@ class CheckResult:
 
 def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_at="last",
           truncate=None, clip_step=None, seq_len=6, batch=3, inputs=3, hidden=4, outputs=3,
-          runs=None, scale=1.0, seed=0, eps=1e-6, tolerance=1e-6) -> CheckResult:
+          runs=None, scale=1.0, seed=0, eps=1e-6, tolerance=1e-6, engine=None) -> CheckResult:
     """Finite-difference check of one configuration, float64.
 
     Random parameters (perturbed from ``init_params`` so biases are non-zero), inputs N(0, 1),
     one-hot targets (Gaussian ones for a linear head). With ``runs=R`` the engine is called once
-    on a run axis and every run is checked against its own objective.
+    on a run axis and every run is checked against its own objective. ``engine``: ``reference``,
+    ``numpy``, ``compiled`` or None (the fast engine as chosen), see the module docstring.
     """
+    if engine is not None and engine not in CHECKED_ENGINES:
+        raise ValueError(f"engine: got {engine!r}; allowed: one of {', '.join(CHECKED_ENGINES)}")
     rng = np.random.default_rng(seed)
     R = runs or 1
 
@@ -152,7 +164,11 @@ def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_a
         d = np.eye(outputs)[rng.integers(0, outputs, (seq_len, batch))]
     kw = dict(cell=cell, activation=activation, output=output, loss=loss, loss_at=loss_at)
     params = {k: np.stack([p[k] for p in plist]) for k in plist[0]} if runs else plist[0]
-    res = bptt(params, x, d, **kw, truncate=truncate, clip_step=clip_step)
+    if engine == "reference":
+        res = reference.bptt(params, x, d, **kw, truncate=truncate, clip_step=clip_step)
+    else:
+        with using_engine(engine) if engine else contextlib.nullcontext():
+            res = bptt(params, x, d, **kw, truncate=truncate, clip_step=clip_step)
     errors = {k: 0.0 for k in plist[0]}
     for r in range(R):
         one = _index(res, r) if runs else res
