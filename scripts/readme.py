@@ -43,7 +43,7 @@ TABLES: dict[str, tuple[str, list[tuple[str, str]], str | None]] = {
 def _interval(row: pd.Series, mid: str, lo: str, hi: str) -> str:
     if pd.isna(row[lo]) or pd.isna(row[hi]):
         return format_value(row[mid])
-    return f"{format_value(row[mid])} [{format_value(row[lo], '')}, {format_value(row[hi], '')}]"
+    return f"{format_value(row[mid])} [{row[lo]:.2f}, {row[hi]:.2f}]"
 
 
 def table_block(name: str) -> str:
