@@ -20,4 +20,4 @@ def test_every_reference_experiment_has_its_claims_in_the_readme():
     text = (ROOT / "README.md").read_text()
     for name in ("vanishing", "spectrum", "lstm", "clipping", "truncation", "lyapunov"):
         assert f"<!-- begin: claims {name} -->" in text
-        assert "does not hold" not in text
+        assert "**does not hold**" not in text   # the mark scripts/readme.py gives a failing claim
