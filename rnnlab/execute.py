@@ -264,6 +264,7 @@ def _worker_main(conn, fn) -> None:
     """A pool worker: train the batches received on ``conn`` one at a time, send each result
     back; stop at ``None`` or when the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent handles Ctrl-C
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # a pending one is dropped
     while True:
         try:
             specs = conn.recv()
@@ -301,17 +302,15 @@ class _Worker:
     def __init__(self, ctx, fn):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
-        # started with SIGINT ignored (kept across exec): a Ctrl-C sent to the whole process
-        # group while the worker is still importing cannot print a traceback there
-        try:
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except ValueError:                     # not the main thread: nothing to change
-            old = None
+        # started with SIGINT blocked (the mask is kept across fork and exec): a Ctrl-C sent to
+        # the whole process group while the worker is still importing stays pending there and is
+        # dropped when the worker ignores SIGINT, so it cannot print a traceback; in this process
+        # it is only deferred (not ignored, which would lose the user's Ctrl-C) until the start
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self.proc.start()
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         child.close()
         self.job: tuple[int, list] | None = None
 
