@@ -108,3 +108,16 @@ def load_script(path: Path, name: str):
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(autouse=True)
+def _keep_sigint_handler():
+    """Restore SIGINT's handler after every test: a test that runs worker code in-process sets it
+    to SIG_IGN, and a process started later by another test would inherit the ignored Ctrl-C
+    (Python installs its handler only where SIGINT is not ignored at start)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    if signal.getsignal(signal.SIGINT) is not before:
+        signal.signal(signal.SIGINT, before)

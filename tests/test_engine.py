@@ -222,3 +222,24 @@ def test_mismatched_run_axes():
     P = {k: np.stack([v, v, v]) for k, v in p.items()}
     with pytest.raises(ValueError, match="run axis"):
         bptt(P, np.stack([x, x]), d)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "identity"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_one_unit_one_sequence_runs_agree_with_the_reference(cell, activation):
+    """B = H = 1 with several runs: strided per-step views with trailing axes of length 1, where
+    NumPy 2.4's np.negative wrote wrong values (the sigmoid's second run was wrong)."""
+    from rnnlab.engine import reference
+
+    if cell != "rnn" and activation != "tanh":
+        return
+    rng = np.random.default_rng(3)
+    P = {k: np.stack([v, v * 0.7]) for k, v in
+         init_params(rng, cell=cell, input_size=1, hidden=1, output_size=1).items()}
+    x = rng.standard_normal((2, 8, 1, 1))
+    d = rng.standard_normal((2, 8, 1, 1))
+    kw = dict(cell=cell, activation=activation, output="linear", loss="mse")
+    fast, ref = bptt(P, x, d, **kw), reference.bptt(P, x, d, **kw)
+    np.testing.assert_allclose(fast.states, ref.states, rtol=1e-12, atol=1e-14)
+    for k in fast.grads:
+        np.testing.assert_allclose(fast.grads[k], ref.grads[k], rtol=1e-10, atol=1e-13)

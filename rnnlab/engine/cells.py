@@ -62,8 +62,12 @@ def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
     exp is several times cheaper than tanh in NumPy's float64 kernels, and this form keeps full
     relative precision for every a (exp(-a) overflowing to inf gives exactly 0).
+
+    -a is formed as a * -1 (exact, the same bits): NumPy 2.4's ``np.negative`` writes wrong
+    values when input and output have different strides and trailing axes of length 1 (a stack
+    of runs with B = H = 1), which made the second run's states wrong.
     """
-    out = np.negative(a, out=out)
+    out = np.multiply(a, const(-1, a.dtype), out=out)
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     out += 1
