@@ -611,10 +611,13 @@ def test_appending_runs_gives_the_table_a_rebuild_gives(second):
 def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
     """--workers 2: SIGINT to the whole process group (as Ctrl-C in a terminal) exits 130 with
     the one line and nothing else; the workers of a SIGKILLed sweep end by themselves (their
-    pipe is closed); the resume gives the uninterrupted numbers."""
+    pipe is closed); the resume gives the uninterrupted numbers.
+
+    Three times SLOW's repeats: on a loaded machine this test's process can sleep longer than
+    the sweep takes to finish a dozen runs, and a Ctrl-C that arrives after the end is no test."""
     import psutil
 
-    file = write_yaml(tmp_path / "slow.yaml", SLOW)
+    file = write_yaml(tmp_path / "slow.yaml", {**SLOW, "repeats": 3 * SLOW["repeats"]})
     ok(invoke("sweep", file, "--out", tmp_path / "ref", "--no-progress", "--max-batch", "1"))
     reference = results(tmp_path / "ref")
     out = tmp_path / "out"
