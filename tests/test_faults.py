@@ -608,6 +608,13 @@ def test_appending_runs_gives_the_table_a_rebuild_gives(second):
     assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
 
 
+def _terminal_sigint():
+    """In the child: SIGINT as a terminal's shell leaves it (default action, not blocked), whatever
+    the test process's own signal state is."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
     """--workers 2: SIGINT to the whole process group (as Ctrl-C in a terminal) exits 130 with
     the one line and nothing else; the workers of a SIGKILLed sweep end by themselves (their
@@ -627,7 +634,7 @@ def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
 
     def start_and_wait(at_least):
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, preexec_fn=_terminal_sigint)
         deadline = time.monotonic() + WAIT
         while True:
             try:
