@@ -432,12 +432,15 @@ class ResultsStore:
                 written.append(folder / part)
             table = _append_runs(self._runs, [{**r, "part": part} for r in runs])
             _write_parquet_atomic(self.path / RUNS, table)
-        except Exception:
-            # not committed (disk full, say): its parts are orphans, removed now rather than
-            # at the next open, so the folder holds only committed data
-            for p in written:
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        except (Exception, KeyboardInterrupt):
+            # not committed (disk full, or Ctrl-C in the middle): its parts are orphans, removed
+            # now rather than at the next open, so that even a reader of the raw folder
+            # (pandas.read_parquet of grad_norms/) sees committed data only; a Ctrl-C that lands
+            # after runs.parquet was replaced leaves a committed batch alone
+            if not _references(self.path / RUNS, part):
+                for p in written:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
             raise
         self._runs = table
 
@@ -483,3 +486,15 @@ class ResultsStore:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
+
+def _references(runs_file: Path, part: str) -> bool:
+    """Whether the runs table on disk names ``part`` (True when it cannot be read: then the
+    parts are left for the next open's clean-up rather than deleted on a guess)."""
+    import pyarrow.parquet as pq
+
+    try:
+        if not runs_file.exists():
+            return False
+        return part in set(pq.read_table(runs_file, columns=["part"]).column("part").to_pylist())
+    except Exception:                      # noqa: BLE001 - unreadable: decide nothing here
+        return True

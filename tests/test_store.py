@@ -549,3 +549,28 @@ def test_system_info_is_json_ready():
         assert key in info
     assert info["created"].endswith("+00:00")
     json.dumps(info)
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_ctrl_c_during_a_commit_leaves_only_committed_parts(tmp_path, monkeypatch, after):
+    """A KeyboardInterrupt before runs.parquet is replaced removes the batch's parts at once (a
+    raw reader of grad_norms/ never sees them); one after it leaves the committed batch whole."""
+    out = tmp_path / "o"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    real_replace = os.replace
+
+    def interrupted_replace(src, dst):
+        if Path(dst).name == "runs.parquet":
+            if after:
+                real_replace(src, dst)
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_batch(*make_batch(["b"]))
+    monkeypatch.setattr(os, "replace", real_replace)
+    raw = set(pd.read_parquet(out / "grad_norms")["run_id"])
+    assert raw == set(load_grad_norms(out)["run_id"]) == ({"a", "b"} if after else {"a"})
+    assert (out / "metrics" / part_name(["b"])).exists() == after
