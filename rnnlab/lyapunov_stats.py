@@ -38,8 +38,10 @@ from rnnlab.engine.lyapunov import lyapunov
 
 KINDS = ("lambda", "log_sv", "window")
 STAT_COLUMNS = ["lambda1", "lambda_sum", "sv_mean", "decay_gap"]
-#: The columns the summary table gains when a folder holds the analysis (group means).
-SUMMARY_COLUMNS = ["lambda1", "lambda_sum", "decay_gap"]
+#: The per-run statistics the summary table reports when a folder holds the analysis.
+SUMMARIZED = ["lambda1", "lambda_sum", "decay_gap"]
+#: The summary's columns for them: each group mean with its 95 % t interval.
+SUMMARY_COLUMNS = [c + suffix for c in SUMMARIZED for suffix in ("", "_lo", "_hi")]
 LN10 = float(np.log(10.0))
 
 
@@ -138,14 +140,14 @@ def run_lyapunov_stats(lyap: pd.DataFrame | None, grad_stats: pd.DataFrame | Non
 
 def summary_values(lyap: pd.DataFrame | None, grad_stats: pd.DataFrame | None, ids: pd.Series,
                    failed: np.ndarray, step: int | None = None) -> dict[str, np.ndarray]:
-    """Per-run values of :data:`SUMMARY_COLUMNS` aligned with ``ids`` (NaN for failed runs and
+    """Per-run values of :data:`SUMMARIZED` aligned with ``ids`` (NaN for failed runs and
     runs without the analysis); empty when the folder holds no analysis at all, so that the
     summary of a folder without it keeps its columns."""
     if lyap is None or len(lyap) == 0:
         return {}
     stats = run_lyapunov_stats(lyap, grad_stats, step=step).set_index("run_id")
     out = {}
-    for c in SUMMARY_COLUMNS:
+    for c in SUMMARIZED:
         v = stats[c].reindex(ids.astype(str)).to_numpy(dtype=float, copy=True)
         v[failed] = np.nan
         out[c] = v

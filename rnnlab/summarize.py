@@ -191,7 +191,8 @@ def summarize(
     run's first recorded step, its initialisation). ``bound`` exists at the first and the last
     step only (the runs record sigma_max(Ws) there) and only where the loss is at the last step.
     With a ``lyapunov`` table (``train.lyapunov``) the columns of
-    ``rnnlab.lyapunov_stats.SUMMARY_COLUMNS`` follow (group means at the same step).
+    ``rnnlab.lyapunov_stats.SUMMARY_COLUMNS`` follow: ``lambda1``, ``lambda_sum`` and
+    ``decay_gap`` at the same step, each a group mean with its t interval (``_lo``, ``_hi``).
     """
     if by is None:
         by = [c for c in runs.columns if "." in str(c)]
@@ -264,15 +265,16 @@ def summarize(
                      _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
                      g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
                      _mean(g["_censored"]),
-                     *(_mean(g["_lyap_" + name]) for name in lyap)))
-    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + list(lyap))
+                     *(x for name in lyap for x in t_interval(g["_lyap_" + name]))))
+    lyap_columns = [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
+    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + lyap_columns)
     for col in by:
         out[col] = out[col].astype(runs[col].dtype)
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS + list(lyap)].reset_index(drop=True)
+    return out[by + SUMMARY_COLUMNS + lyap_columns].reset_index(drop=True)
 
 
 def _mean(values) -> float:

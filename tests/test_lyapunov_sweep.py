@@ -15,6 +15,7 @@ from rnnlab.engine.lyapunov import lyapunov
 from rnnlab.experiment import parse_experiment
 from rnnlab.lyapunov_stats import LN10, run_lyapunov_stats
 from rnnlab.store import LYAP_DIR, ResultsStore, load_lyapunov, load_runs
+from rnnlab.stats import t_interval
 from rnnlab.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
 from rnnlab.sweep import run_sweep, summary_of
 from rnnlab.train import Trainer, _sample, run_streams, train_batch
@@ -141,7 +142,9 @@ def test_sweep_stores_the_dataset_beside_grad_norms(folder):
 
 def test_summary_gains_the_lyapunov_columns_only_when_there_is_data(folder, tmp_path):
     table = summary_of(folder, by=["model.cell", "model.weight_scale"])
-    assert list(table.columns[-3:]) == ["lambda1", "lambda_sum", "decay_gap"]
+    assert list(table.columns[-9:]) == ["lambda1", "lambda1_lo", "lambda1_hi", "lambda_sum",
+                                        "lambda_sum_lo", "lambda_sum_hi", "decay_gap",
+                                        "decay_gap_lo", "decay_gap_hi"]
     assert np.isfinite(table["lambda1"]).all() and (table["lambda_sum"] <= table["lambda1"]).all()
     # group mean of the per-run values
     stats = run_lyapunov_stats(load_lyapunov(folder, step=0))
@@ -149,6 +152,13 @@ def test_summary_gains_the_lyapunov_columns_only_when_there_is_data(folder, tmp_
     merged = runs.merge(stats, on="run_id")
     want = merged.groupby(["model.cell", "model.weight_scale"])["lambda1"].mean().to_numpy()
     np.testing.assert_allclose(table["lambda1"].to_numpy(), want, rtol=1e-12)
+    # each with the t interval of its group's per-run values
+    for (cell, scale), g in merged.groupby(["model.cell", "model.weight_scale"]):
+        row = table[(table["model.cell"] == cell) & (table["model.weight_scale"] == scale)]
+        _, lo, hi = t_interval(g["lambda1"])
+        assert row["lambda1_lo"].item() == pytest.approx(lo, rel=1e-12)
+        assert row["lambda1_hi"].item() == pytest.approx(hi, rel=1e-12)
+        assert lo < row["lambda1"].item() < hi
     without = summarize(runs, None, by=["model.cell"])
     assert list(without.columns) == ["model.cell", *SUMMARY_COLUMNS]
 
