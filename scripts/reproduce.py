@@ -30,7 +30,8 @@ from rnnlab.sweep import check_folder, run_sweep, summary_of
 from rnnlab.sysinfo import cpu_info, fp_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]
+EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",
+               "limits-lstm"]
 FIGURES = {"spectrum": ["decay", "heatmap"], "vanishing": ["success", "heatmap"],
            "lstm": ["success"], "clipping": [], "truncation": [],
            "lyapunov": ["lyapunov", "decay"]}
