@@ -258,7 +258,8 @@ class BaseConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-CLAIMS_ALLOWED = "a list of claims, each a mapping with keys says, expect, where, holds, step"
+CLAIMS_ALLOWED = ("a list of claims, each a mapping with keys says, expect, where, holds, step, "
+                  "table")
 
 
 class Claim(_Strict):
@@ -280,6 +281,18 @@ class Claim(_Strict):
     """On how many of the selected rows ``expect`` must be true."""
     step: int | None = Field(None, ge=0, lt=INT_LIMIT)
     """Training step of the gradient statistics (default: initialisation)."""
+    table: Literal["summary", "budget", "limit"] = "summary"
+    """The table the claim reads: the summary (default), or the limit map's tables
+    (rnnlab.limits: ``budget``, solved within each training budget per grid point; ``limit``, the
+    longest T solved with p >= 1/2 per setting and budget)."""
+
+    @model_validator(mode="after")
+    def _step_only_on_the_summary(self) -> Claim:
+        if self.step is not None and self.table != "summary":
+            raise PydanticCustomError(
+                "claim_step", "step: the {table} table has no training step; allowed: step "
+                "only with table: summary", {"table": self.table})
+        return self
 
 
 class ExperimentFile(BaseConfig):

@@ -14,8 +14,8 @@ from conftest import invoke, ok, tiny_data, tiny_exp, write_yaml
 from rnnlab.engine.lyapunov import lyapunov
 from rnnlab.experiment import parse_experiment
 from rnnlab.lyapunov_stats import LN10, run_lyapunov_stats
-from rnnlab.store import LYAP_DIR, ResultsStore, load_lyapunov, load_runs
 from rnnlab.stats import t_interval
+from rnnlab.store import LYAP_DIR, ResultsStore, load_lyapunov, load_runs
 from rnnlab.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
 from rnnlab.sweep import run_sweep, summary_of
 from rnnlab.train import Trainer, _sample, run_streams, train_batch
