@@ -364,14 +364,21 @@ def render(table: pd.DataFrame, fmt: str) -> str:
 
 def display_cells(table: pd.DataFrame) -> list[list[str]]:
     """Cell texts for people (markdown, terminal): :func:`format_value`, except that a horizon
-    any of whose runs was censored prints as a lower bound, ``>= 14``."""
+    any of whose runs was censored prints as a lower bound, ``>= 14``, and a censored limit of
+    the limit map as ``> 100`` or ``< 2``."""
     cells = [[format_value(v) for v in row] for row in table.itertuples(index=False, name=None)]
     columns = [str(c) for c in table.columns]
-    if "horizon" in columns and "horizon_censored" in columns:
-        h = columns.index("horizon")
-        for row, censored in zip(cells, table["horizon_censored"], strict=True):
-            if not _missing(censored) and censored > 0 and row[h] != "-":
-                row[h] = ">= " + row[h]
+    for horizon in ("horizon", "horizon_0", "horizon_B"):
+        if horizon in columns and f"{horizon}_censored" in columns:
+            h = columns.index(horizon)
+            for row, censored in zip(cells, table[f"{horizon}_censored"], strict=True):
+                if not _missing(censored) and censored > 0 and row[h] != "-":
+                    row[h] = ">= " + row[h]
+    if "limit" in columns and "censored" in columns:           # the limit map (rnnlab.limits)
+        k = columns.index("limit")
+        for row, censored in zip(cells, table["censored"], strict=True):
+            if censored in ("above", "below") and row[k] != "-":
+                row[k] = ("> " if censored == "above" else "< ") + row[k]
     return cells
 
 

@@ -36,7 +36,8 @@ PRIORITY = ("n", "solved", "limit", "censored", "largest_solved", "decay", "hori
             "loss", "lambda1", "bound", "grad_ratio", "horizon_0", "horizon_B", "ratio_0",
             "ratio_B", "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd", "lambda_sum")
 #: Columns whose information the view folds into another cell.
-FOLDED = {"horizon_censored": "horizon"}
+FOLDED = {"horizon_censored": "horizon", "horizon_0_censored": "horizon_0",
+          "horizon_B_censored": "horizon_B", "censored": "limit"}
 #: Border and padding of one column in rich's default table (one bar, one space either side).
 COLUMN_OVERHEAD = 3
 
