@@ -12,7 +12,10 @@ Two tables, both with the swept keys of the folder (except the seed) as their le
 * :func:`budget_table`, one row per grid point and budget: ``n`` runs (failed runs excluded),
   ``solved`` within B with its Wilson 95 % interval ``solved_lo``, ``solved_hi``;
 * :func:`limit_table`, one row per setting (the keys without ``over``) and budget: the *limit*,
-  the largest T solved with probability at least 1/2, with a 95 % interval.
+  the largest T solved with probability at least 1/2, with a 95 % interval, and its ``gain``
+  since the setting's previous (smaller) budget: with budgets that double, a constant gain means
+  a limit growing with log(steps), a doubling one a limit growing linearly, a gain near 0
+  saturation (NaN at the first budget and where either limit is censored).
 
 The limit, for the solved fractions p_k at the grid T_1 < ... < T_K of one setting:
 
@@ -60,7 +63,7 @@ MAX_BUDGETS = 6
 LEVEL = 0.5
 
 BUDGET_COLUMNS = ["budget", "n", "solved", "solved_lo", "solved_hi"]
-LIMIT_COLUMNS = ["budget", "limit", "limit_lo", "limit_hi", "censored", "largest_solved",
+LIMIT_COLUMNS = ["budget", "limit", "limit_lo", "limit_hi", "censored", "gain", "largest_solved",
                  "horizon_0", "horizon_0_censored", "horizon_B", "horizon_B_censored",
                  "ratio_0", "ratio_B"]
 
@@ -205,8 +208,15 @@ def limit_table(budgets: pd.DataFrame, over: str = OVER, grad=None) -> pd.DataFr
         grads = _gradient_columns(grad, dict(zip(setting, key[:-1], strict=True)), over,
                                   g[over].to_numpy(dtype=float), est["limit"], budget)
         rows.append((*key, est["limit"], est["limit_lo"], est["limit_hi"], est["censored"],
-                     est["largest_solved"], *grads))
+                     math.nan, est["largest_solved"], *grads))
     out = pd.DataFrame(rows, columns=setting + LIMIT_COLUMNS)
+    gain = np.full(len(out), np.nan)
+    for _, g in (out.groupby(setting, sort=False, dropna=False) if setting else [((), out)]):
+        idx = g.sort_values("budget").index.to_numpy()
+        for before, now in zip(idx[:-1], idx[1:], strict=True):
+            if out.at[before, "censored"] == "none" and out.at[now, "censored"] == "none":
+                gain[now] = out.at[now, "limit"] - out.at[before, "limit"]
+    out["gain"] = gain
     for c in setting:
         out[c] = out[c].astype(budgets[c].dtype)
     out["budget"] = out["budget"].astype(np.int64)

@@ -136,6 +136,17 @@ def test_limit_table_one_row_per_setting_and_budget():
     assert at0["largest_solved"] == 32 and np.isnan(at0["horizon_0"])    # no gradients given
     at1 = table[table["task.noise"] == 1.0].iloc[0]
     assert 8 < at1["limit"] < 16
+    assert table["gain"].tolist()[1] == 0.0 and np.isnan(table["gain"].tolist()[0])
+
+
+def test_gain_is_the_change_of_the_limit_since_the_previous_budget():
+    first = {(0.0, T): [100 if T <= 8 else 200 if T <= 16 else None] * 10
+             for T in (4, 8, 16, 32)}
+    table = limit_table(budget_table(_runs(first), [100, 200, 400]))
+    lim = table["limit"].to_numpy()
+    assert np.isnan(table["gain"].iloc[0])
+    assert table["gain"].iloc[1] == pytest.approx(lim[1] - lim[0]) and lim[1] > lim[0]
+    assert table["gain"].iloc[2] == pytest.approx(0.0)
 
 
 @pytest.fixture(scope="module")
