@@ -18,7 +18,8 @@ import pytest
 
 from rnnlab.experiment import load_experiment
 from rnnlab.store import load_manifest
-from rnnlab.sweep import check_folder, run_sweep
+from rnnlab.summarize import render
+from rnnlab.sweep import check_folder, claims_table, run_sweep, table_file
 from rnnlab.sysinfo import stack_differences
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,10 @@ def test_quick_variant_rerun_here_keeps_every_claim(name, tmp_path):
     if not diffs:   # the exact tier: same stack, same digits
         assert (tmp_path / name / "summary.md").read_text() == \
             (committed / "summary.md").read_text()
+        for table in ("budget", "limit"):           # the limit map's tables, where committed
+            if (committed / table_file(table)).exists():
+                assert render(claims_table(tmp_path / name, table), "csv") == \
+                    (committed / table_file(table)).read_text()
 
 
 @pytest.mark.parametrize("name", NAMES)
