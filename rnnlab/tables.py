@@ -32,8 +32,9 @@ from rnnlab.summarize import SUMMARY_COLUMNS, display_cells, format_value
 #: Shown first whenever some row is not zero: a failure, divergence or explosion must be seen.
 ALERT = ("failed", "diverged", "exploded")
 #: Preference order of the other columns in the default view.
-PRIORITY = ("n", "solved", "decay", "horizon", "acc", "loss", "lambda1", "bound", "grad_ratio",
-            "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd", "lambda_sum")
+PRIORITY = ("n", "solved", "decay", "horizon", "acc", "loss", "acc_hs", "acc_pascanu", "lambda1",
+            "bound", "grad_ratio", "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd",
+            "lambda_sum")
 #: Columns whose information the view folds into another cell.
 FOLDED = {"horizon_censored": "horizon"}
 #: Border and padding of one column in rich's default table (one bar, one space either side).

@@ -248,8 +248,8 @@ def test_copy_accuracy_hand_made():
 
 
 @pytest.mark.parametrize("T", range(10, 31))
-def test_temporal_order_windows(T):
-    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+def test_temporal_order_windows_ceil(T):
+    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, "ceil")
     w1, w2 = range(lo1, hi1), range(lo2, hi2)
     assert len(w1) >= 1 and len(w2) >= 1
     assert list(w1) == [t for t in range(T) if T <= 10 * t < 2 * T]  # 0.1 T <= t < 0.2 T
@@ -268,7 +268,7 @@ def test_temporal_order_structure_and_baseline(T, B):
     assert (relevant.sum(0) == 2).all()
     b, t = np.nonzero(relevant.T)
     t = t.reshape(-1, 2)
-    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, "floor")
     assert t[:, 0].min() == lo1 and t[:, 0].max() == hi1 - 1
     assert t[:, 1].min() == lo2 and t[:, 1].max() == hi2 - 1
     cols = np.arange(x.shape[1])
@@ -393,5 +393,5 @@ def test_bad_seq_len(name, T):
 
 def test_none_means_default():
     task = make_task("copy", 10, copy_len=None, symbols=3)
-    assert task.options == {"copy_len": 10, "symbols": 3}
+    assert task.options == {"copy_len": 10, "symbols": 3, "scoring": "rnnlab"}
     assert task.length == 30 and task.input_size == 5 and task.output_size == 4
