@@ -610,3 +610,24 @@ def test_every_option_is_one_definition():
     # every default is an allowed value
     for task, opts in TASK_OPTIONS.items():
         make_task(task, 20, **opts)
+
+
+def test_readme_states_the_constants():
+    """The README's task table and adding paragraph say what the constants are."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = " ".join(text.replace("\\|", "|").split())
+    hs, pa = HS_TOLERANCE, math.sqrt(PASCANU_SQUARED_ERROR)
+    default_tol = TASK_OPTIONS["adding"]["tolerance"]
+    for phrase in (
+        f"`accuracy_hs`: |error| < {hs:g} on the mean ({2 * hs:g} on the sum)",
+        f"`accuracy_pascanu`: (error on the mean)^2 <= {PASCANU_SQUARED_ERROR:g} "
+        f"(|error| <= {2 * pa:g} on the sum)",
+        f"`tolerance: {default_tol:g}`",
+        f"MSE < {ADDING_SOLVED_MSE:g} (sum), < {ADDING_SOLVED_MSE_MEAN:g} (mean): "
+        f"{ADDING_SOLVED_FRACTION * 100:g} % of the baseline",
+        f"its `accuracy` counts |error| < {default_tol:g} on the sum",
+        f"i.e. {2 * hs:g} on the sum",
+    ):
+        assert phrase in text, phrase
