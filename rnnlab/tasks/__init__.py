@@ -18,6 +18,10 @@ name                      I      O      output   loss  loss_at  baseline
 ``random``                I      K      softmax  mse   last     accuracy 1/K (no success)
 ========================  =====  =====  =======  ====  =======  ================================
 
+With ``target="mean"`` adding's baseline is Var((X1 + X2)/2) = 1/24; with ``scoring="arjovsky"``
+copy's loss is the ce averaged over the T + 2L steps (``Task.loss_scale``). adding also reports
+Hochreiter & Schmidhuber's and Pascanu et al.'s accuracy criteria (``Task.criteria``).
+
 Every ``Task.baseline`` is a dict with the keys
 
 - ``metric``, ``value``, ``formula``, ``source``: the number the literature quotes for the
