@@ -637,6 +637,8 @@ def run(
     row = result.runs[0]
     keys = ["status", "final_loss", "accuracy", "solved", "steps_to_solve", "diverged_step",
             "rho_start", "rho_end", "sigma_start", "sigma_end", "clip_rate"]
+    # adding's published criteria, where the task has them
+    keys[3:3] = [k for k in ("accuracy_hs", "accuracy_pascanu") if row.get(k) is not None]
     import pandas as pd
 
     show_table(pd.DataFrame([{k: row[k] for k in keys}]), "table",

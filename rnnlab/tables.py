@@ -32,9 +32,10 @@ from rnnlab.summarize import SUMMARY_COLUMNS, display_cells, format_value
 #: Shown first whenever some row is not zero: a failure, divergence or explosion must be seen.
 ALERT = ("failed", "diverged", "exploded")
 #: Preference order of the other columns in the default view.
-PRIORITY = ("n", "solved", "limit", "censored", "gain", "largest_solved", "decay", "horizon", "acc",
-            "loss", "lambda1", "bound", "grad_ratio", "horizon_0", "horizon_B", "ratio_0",
-            "ratio_B", "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd", "lambda_sum")
+PRIORITY = ("n", "solved", "limit", "censored", "gain", "largest_solved", "decay", "horizon",
+            "acc", "loss", "acc_hs", "acc_pascanu", "lambda1", "bound", "grad_ratio", "horizon_0",
+            "horizon_B", "ratio_0", "ratio_B", "clip_rate", "decay_gap", "decay_sd", "loss_sd",
+            "acc_sd", "lambda_sum")
 #: Columns whose information the view folds into another cell.
 FOLDED = {"horizon_censored": "horizon", "horizon_0_censored": "horizon_0",
           "horizon_B_censored": "horizon_B", "censored": "limit"}
