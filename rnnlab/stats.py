@@ -21,6 +21,7 @@ of the same numbers.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -86,11 +87,15 @@ def t_interval(values, bounds: tuple[float, float] | None = None) -> tuple[float
 
 def median_rank(n: int, level: float = 0.95) -> int:
     """The 1-based rank j of the sign-test interval [x_(j), x_(n+1-j)]; 0 when n is too small."""
-    best = 0
+    # P(j <= K <= n - j) for K ~ Bin(n, 1/2) is 1 - 2 P(K < j); in exact integers (scaled by
+    # 2^n, which overflows a float from n = 1024 on), the lower tail summed as j grows
+    target = Fraction(str(level))
+    total = 1 << n
+    best, below, term = 0, 0, 1                  # term = comb(n, j - 1)
     for j in range(1, n // 2 + 1):
-        # P(j <= K <= n - j) for K ~ Bin(n, 1/2)
-        inside = sum(math.comb(n, i) for i in range(j, n - j + 1)) / 2.0**n
-        if inside >= level:
+        below += term
+        term = term * (n - j + 1) // j
+        if (total - 2 * below) * target.denominator >= target.numerator * total:
             best = j
         else:
             break

@@ -59,6 +59,22 @@ def test_t_interval_definition_and_clamp():
 def test_median_interval_is_the_sign_test_interval():
     assert median_rank(5) == 0 and median_rank(6) == 1 and median_rank(10) == 2
     assert median_rank(20) == 6            # [x_(6), x_(15)]: 95.9 % coverage
+
+
+def test_median_rank_of_many_seeds_matches_the_float_sum_and_does_not_overflow():
+    def by_floats(n):
+        best = 0
+        for j in range(1, n // 2 + 1):
+            if sum(math.comb(n, i) for i in range(j, n - j + 1)) / 2.0**n >= 0.95:
+                best = j
+            else:
+                break
+        return best
+
+    assert [median_rank(n) for n in range(1, 120)] == [by_floats(n) for n in range(1, 120)]
+    n = 20000                              # 2.0**n overflows; the normal approximation holds
+    j = median_rank(n)
+    assert abs(j - (n / 2 - 1.96 * math.sqrt(n) / 2)) <= 2
     v = np.array([5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 10.0])
     assert median_interval(v) == (5.5, 2.0, 9.0)
     med, lo, hi = median_interval([1.0, 2.0, np.nan])
