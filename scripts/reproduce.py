@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import rnnlab
-from rnnlab.experiment import load_experiment
-from rnnlab.summarize import render
-from rnnlab.sweep import check_folder, run_sweep, summary_of
-from rnnlab.sysinfo import cpu_info, fp_stack
+from rnnlab.analysis.summarize import render
+from rnnlab.experiment.load import load_experiment
+from rnnlab.results.sysinfo import cpu_info, fp_stack
+from rnnlab.run.sweep import check_folder, run_sweep, summary_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.experiment import Experiment, parse_experiment
+from rnnlab.experiment.load import Experiment, parse_experiment
 
 TINY: dict = {
     "name": "tiny",

@@ -1,5 +1,5 @@
-"""Batch planning and execution (``rnnlab.execute``): grouping by shape key, the caps on a batch,
-failure isolation, fail-fast, interruption and the worker pool."""
+"""Batch planning and execution (``rnnlab.run.execute``): grouping by shape key, the caps on a
+batch, failure isolation, fail-fast, interruption and the worker pool."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import tiny_exp
 
-import rnnlab.execute
-from rnnlab import execute
-from rnnlab.execute import plan_batches, run_bytes
+import rnnlab.run.execute
+from rnnlab.run import execute
+from rnnlab.run.execute import plan_batches, run_bytes
 
 
 def ids(batches):
@@ -42,7 +42,7 @@ def test_runs_are_grouped_by_shape_key_in_first_seen_order():
 def test_a_run_that_cannot_fit_in_memory_is_refused_up_front():
     runs = tiny_exp().runs()
     execute.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
-    with pytest.raises(rnnlab.execute.UserError) as err:
+    with pytest.raises(rnnlab.run.execute.UserError) as err:
         execute.check_memory(runs, "exp.yaml", limit=1000)
     msg = str(err.value)
     assert msg.startswith("exp.yaml: task.seq_len=3, task.batch=")
@@ -111,13 +111,13 @@ def test_serial_execution_commits_each_batch_then_reports_it():
 
 
 def test_a_raising_batch_becomes_failed_rows(monkeypatch):
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.execute.train_batch
 
     def flaky(specs, progress=None):
         if specs[0].config.task.seq_len == 5:
             raise ValueError("bad batch")
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.execute, "train_batch", flaky)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert (outcome.done, outcome.ok, outcome.failed) == (8, 4, 4)
@@ -133,14 +133,14 @@ def test_a_raising_batch_becomes_failed_rows(monkeypatch):
 def test_fail_fast_stops_at_the_first_failure(monkeypatch):
     def always(specs, progress=None):
         raise RuntimeError("no")
-    monkeypatch.setattr(rnnlab.execute, "train_batch", always)
+    monkeypatch.setattr(rnnlab.run.execute, "train_batch", always)
     got = []
     outcome = execute.execute(_batches(), got.append, fail_fast=True)
     assert len(got) == 1 and outcome.failed == 2 and outcome.done == 2
 
 
 def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.execute.train_batch
     calls = []
 
     def interrupt_third(specs, progress=None):
@@ -148,7 +148,7 @@ def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", interrupt_third)
+    monkeypatch.setattr(rnnlab.run.execute, "train_batch", interrupt_third)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert outcome.interrupted and outcome.done == 4 and len(got) == 2

@@ -26,11 +26,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from test_reliability import SLOW, WAIT, assert_partial, assert_same, one_line_error, results
 
-import rnnlab.parquet_io
+import rnnlab.results.parquet_io
 from rnnlab.errors import EXIT_ENVIRONMENT, UserError, one_line
-from rnnlab.experiment import parse_experiment
-from rnnlab.store import ResultsStore
-from rnnlab.sweep import default_out
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.results.store import ResultsStore
+from rnnlab.run.sweep import default_out
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -198,7 +198,7 @@ def inject_enospc(monkeypatch, target: str, after: int, error: OSError = ENOSPC)
             raise error
         return real_ftruncate(fd, length)
 
-    monkeypatch.setattr(rnnlab.parquet_io.pq, "write_table", write_table)
+    monkeypatch.setattr(rnnlab.results.parquet_io.pq, "write_table", write_table)
     monkeypatch.setattr(pathlib.Path, "write_text", write_text)
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
     monkeypatch.setattr(os, "ftruncate", ftruncate)
@@ -299,9 +299,7 @@ import os
 import signal
 from pathlib import Path
 
-from rnnlab import execute
-
-
+from rnnlab.run import execute
 def run_batch(specs):
     """Kill this worker process (SIGKILL, as the OOM killer does) while it trains the batch
     holding run KILL_RUN, the first KILL_TIMES times; otherwise train it."""
@@ -317,7 +315,7 @@ def run_batch(specs):
 DRIVER = '''
 import sys
 import killer
-from rnnlab import execute
+from rnnlab.run import execute
 from rnnlab.cli import app
 execute._run_batch = killer.run_batch
 sys.argv = ["rnnlab", *sys.argv[1:]]
@@ -396,7 +394,7 @@ def test_killed_worker_of_pool_leaves_no_resource_tracker_noise(tiny_reference, 
     out = tmp_path / "out"
     script = textwrap.dedent('''
         import os, signal, sys, time
-        from rnnlab import execute
+        from rnnlab.run import execute
         from rnnlab.cli import app
         real = execute._Worker.give
         def give(self, queue):
@@ -523,11 +521,10 @@ def test_lock_of_another_host_says_how_to_clear_it(finished_tiny, monkeypatch):
 
 
 def test_estimate_of_disk_use_is_close_to_what_a_sweep_writes(tmp_path):
-    from rnnlab import execute
-
+    from rnnlab.run import execute
     exp = tiny_exp(train={"steps": 20, "log_every": 2}, sweep={"task.seq_len": [30, 60]})
     out = tmp_path / "out"
-    from rnnlab.sweep import run_sweep
+    from rnnlab.run.sweep import run_sweep
     run_sweep(exp, out)
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     estimate = sum(execute.disk_bytes(s.config) for s in exp.runs())
@@ -539,8 +536,7 @@ def test_estimate_of_disk_use_is_close_to_what_a_sweep_writes(tmp_path):
 
 
 def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeypatch):
-    from rnnlab import execute
-
+    from rnnlab.run import execute
     file = write_yaml(tmp_path / "e.yaml", tiny_data())
     out = tmp_path / "out"
     monkeypatch.setattr(execute, "free_disk", lambda path: 300_000)
@@ -588,8 +584,8 @@ def _rows(ids, axis_values, failed=False):
 def test_appending_runs_gives_the_table_a_rebuild_gives(second):
     """A commit appends its rows to the arrow table of the stored runs instead of rebuilding it
     from Python rows; the table (and so runs.parquet) is the same."""
-    from rnnlab.parquet_io import _runs_table
-    from rnnlab.store import _append_runs
+    from rnnlab.results.parquet_io import _runs_table
+    from rnnlab.results.store import _append_runs
 
     first = _rows(["b3", "a1", "z9"], [0.5, 1.5, 2.5])
     if second == "float after int":

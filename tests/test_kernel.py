@@ -26,7 +26,7 @@ from rnnlab.engine import (  # noqa: E402
     select,  # noqa: E402
 )
 from rnnlab.engine import compiled as comp  # noqa: E402
-from rnnlab.gradcheck import check  # noqa: E402
+from rnnlab.engine.gradcheck import check  # noqa: E402
 
 ACTS = ("tanh", "relu", "sigmoid", "identity")
 KWS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate": 3},
@@ -230,7 +230,7 @@ def test_trainer_on_the_kernel_matches_numpy(tiny_experiment):
     on the compiled engine stays within rounding of the NumPy engine."""
     from conftest import tiny_exp
 
-    from rnnlab.train import train_batch
+    from rnnlab.run.train import train_batch
     exp = tiny_exp(train={"steps": 6, "log_every": 3, "tbptt": 2, "clip": {"mode": "step",
                                                                             "threshold": 0.5}})
     specs = exp.runs()[:2]
@@ -411,7 +411,7 @@ def test_worker_processes_run_the_kernel_with_the_same_bits(tmp_path):
     import pandas as pd
     from conftest import tiny_exp
 
-    from rnnlab.sweep import run_sweep
+    from rnnlab.run.sweep import run_sweep
     exp = tiny_exp()
     with select.using_engine("compiled"):
         run_sweep(exp, tmp_path / "one", workers=1)

@@ -1,4 +1,4 @@
-"""Tests for rnnlab.optim: hand-computed updates, Adam vs Kingma & Ba, per-run hyper-parameters,
+"""Tests for rnnlab.run.optim: hand-computed updates, Adam vs Kingma & Ba, per-run hyper-parameters,
 the ``active`` mask and purity."""
 
 import copy
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnlab.optim import OPTIMIZERS, init_state, step
+from rnnlab.run.optim import OPTIMIZERS, init_state, step
 
 
 def scalar_params(value=1.0, R=1):

@@ -36,8 +36,8 @@ from conftest import invoke, ok, tiny_data, write_yaml
 
 from rnnlab.cli import app
 from rnnlab.errors import UserError
-from rnnlab.store import ResultsStore, load_grad_norms, load_metrics, load_runs
-from rnnlab.sweep import summary_of
+from rnnlab.results.store import ResultsStore, load_grad_norms, load_metrics, load_runs
+from rnnlab.run.sweep import summary_of
 
 #: 12 runs (3 scales x 2 learning rates x 2 repeats); seq_len 400 makes one run take ~0.08 s,
 #: so with --max-batch 1 there are 12 commit points far enough apart to aim a signal between them.
@@ -218,7 +218,7 @@ def test_ctrl_c_outside_training_also_exits_130_and_resumes(tmp_path, monkeypatc
     """Ctrl-C (or SIGTERM, which the sweep turns into the same KeyboardInterrupt) while the
     folder is opened, the summary written or the metrics compacted: these phases are short, so
     they are hit deterministically here by raising KeyboardInterrupt in them."""
-    import rnnlab.sweep
+    import rnnlab.run.sweep
 
     monkeypatch.chdir(tmp_path)
     file = write_yaml(tmp_path / "tiny.yaml", tiny_data())
@@ -226,7 +226,7 @@ def test_ctrl_c_outside_training_also_exits_130_and_resumes(tmp_path, monkeypatc
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
-    target = {"open": (ResultsStore, "_cleanup"), "summary": (rnnlab.sweep, "summary_of"),
+    target = {"open": (ResultsStore, "_cleanup"), "summary": (rnnlab.run.sweep, "summary_of"),
               "finalize": (ResultsStore, "finalize")}[where]
     monkeypatch.setattr(*target, ctrl_c)
     out = tmp_path / "out"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.experiment import load_experiment
-from rnnlab.store import load_manifest
-from rnnlab.sweep import check_folder, run_sweep
-from rnnlab.sysinfo import stack_differences
+from rnnlab.experiment.load import load_experiment
+from rnnlab.results.store import load_manifest
+from rnnlab.results.sysinfo import stack_differences
+from rnnlab.run.sweep import check_folder, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]

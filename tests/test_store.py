@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from rnnlab import store as store_mod
 from rnnlab.errors import UserError
-from rnnlab.store import (
+from rnnlab.results import store as store_mod
+from rnnlab.results.store import (
     ResultsStore,
     is_results_dir,
     load_grad_norms,
@@ -427,7 +427,7 @@ def test_lock_of_sigkilled_process_is_free(tmp_path):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from rnnlab.store import ResultsStore
+        from rnnlab.results.store import ResultsStore
         s = ResultsStore.open({str(out)!r}, fingerprint={FP!r}, manifest={{}},
                               experiment_name="exp")
         with s.lock():

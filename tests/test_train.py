@@ -1,5 +1,5 @@
-"""The training loop (``rnnlab.train``): batch independence, reproducibility, divergence, truncated
-BPTT, ``steps: 0``, clipping, and quick checks of issue 3's learning claims."""
+"""The training loop (``rnnlab.run.train``): batch independence, reproducibility, divergence,
+truncated BPTT, ``steps: 0``, clipping, and quick checks of issue 3's learning claims."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from rnnlab.engine import bptt, global_norm
-from rnnlab.experiment import parse_experiment
-from rnnlab.train import Trainer, _sample, run_streams, train_batch
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
 
 def experiment(sweep=None, repeats=1, seed=0, **sections):
@@ -340,7 +340,7 @@ def test_lstm_with_forget_bias_3_learns_recall_where_tanh_rnn_and_bias_0_lstm_fa
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeypatch):
     """The held-out batch is evaluated a few runs at a time under EVAL_BUDGET bytes; a budget
     that forces one run per chunk changes nothing in the results."""
-    import rnnlab.train as train
+    import rnnlab.run.train as train
     exp = experiment(repeats=3, sweep={"model.weight_scale": [0.5, 1.5]},
                      task={"seq_len": 6, "batch": 8, "eval_batch": 50})
     whole = train_batch(exp.runs()).runs

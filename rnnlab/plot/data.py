@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import UserError
-from rnnlab.store import plain_value
+from rnnlab.results.store import plain_value
 
 MAX_PANELS = 12
 SEQ_LEN = "task.seq_len"
@@ -79,7 +79,7 @@ def _fmt(v) -> str:
 
 
 def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
-    from rnnlab.store import load_manifest, load_runs
+    from rnnlab.results.store import load_manifest, load_runs
 
     runs = load_runs(folder)
     try:

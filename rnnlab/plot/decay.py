@@ -173,8 +173,8 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
 def _lambda1(res: _Results, step: int) -> pd.Series:
     """Each run's top Lyapunov exponent at ``step`` in decades per step (empty without the
     analysis), indexed by run_id."""
-    from rnnlab.lyapunov_stats import run_lyapunov_stats
-    from rnnlab.store import load_lyapunov
+    from rnnlab.analysis.lyapunov_stats import run_lyapunov_stats
+    from rnnlab.results.store import load_lyapunov
 
     ids = res.runs["run_id"].astype(str).tolist()
     stats = run_lyapunov_stats(load_lyapunov(res.folder, run_ids=ids, step=step), step=step)

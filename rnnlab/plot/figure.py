@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import EnvironmentFault, UserError
-from rnnlab.parquet_io import is_disk_full
 from rnnlab.plot.data import _MIXED, SEQ_LEN, _fmt, _order, _Results
+from rnnlab.results.parquet_io import is_disk_full
 
 DPI = 150
 MISSING_HINT = "matplotlib is not installed: pip install 'rnnlab[plot]'"

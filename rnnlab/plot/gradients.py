@@ -23,7 +23,7 @@ from rnnlab.plot.data import (
     _order,
     _Results,
 )
-from rnnlab.store import plain_value
+from rnnlab.results.store import plain_value
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _curve(arrays: list[np.ndarray]) -> _Curve:
 
 def _norms(res: _Results, step: int, say: Note) -> dict[str, np.ndarray]:
     """ds of every run at ``step``, in lag order; runs without a record there are left out."""
-    from rnnlab.store import load_grad_norms
+    from rnnlab.results.store import load_grad_norms
 
     ids = res.runs["run_id"].astype(str).tolist()
     g = load_grad_norms(res.folder, run_ids=ids, step=step)

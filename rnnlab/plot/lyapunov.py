@@ -22,15 +22,15 @@ from rnnlab.plot.data import (
     _Results,
 )
 from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
-from rnnlab.store import plain_value
+from rnnlab.results.store import plain_value
 
 LN10 = float(np.log(10.0))
 
 
 def _lyapunov(res: _Results, by: str | None, step: int, say: Note):
-    from rnnlab.lyapunov_stats import run_lyapunov_stats
-    from rnnlab.store import load_grad_norms, load_lyapunov
-    from rnnlab.summarize import run_gradient_stats
+    from rnnlab.analysis.lyapunov_stats import run_lyapunov_stats
+    from rnnlab.analysis.summarize import run_gradient_stats
+    from rnnlab.results.store import load_grad_norms, load_lyapunov
 
     ids = res.runs["run_id"].astype(str).tolist()
     lyap = load_lyapunov(res.folder, run_ids=ids, step=step)

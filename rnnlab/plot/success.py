@@ -24,7 +24,7 @@ from rnnlab.plot.data import (
     _Results,
 )
 from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
-from rnnlab.store import plain_value
+from rnnlab.results.store import plain_value
 
 
 def _success(res: _Results, by: str | None, metric: str, say: Note):
@@ -126,7 +126,7 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
 
 def _interval(y: np.ndarray, metric: str) -> tuple[float, float]:
     """The 95 % interval of one point: Wilson for a solved fraction, t for a mean accuracy."""
-    from rnnlab.stats import t_interval, wilson
+    from rnnlab.analysis.stats import t_interval, wilson
 
     y = y[~np.isnan(y)]
     if metric == "solved":

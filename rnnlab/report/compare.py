@@ -1,6 +1,6 @@
 """Two results folders side by side: ``rnnlab compare A B``.
 
-The summaries of both folders (``rnnlab.sweep.summary_of``) are joined on their grouping keys
+The summaries of both folders (``rnnlab.run.sweep.summary_of``) are joined on their grouping keys
 (``by``, default the keys swept in both). For every statistic a row holds A's and B's value, with
 their bounds where the summary has them (``solved_lo``/``solved_hi``, ...), and a mark:
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rnnlab.analysis.summarize import format_value
 from rnnlab.errors import UserError
-from rnnlab.summarize import format_value
-from rnnlab.tables import FOLDED, intervals
+from rnnlab.report.tables import FOLDED, intervals
 
 SKIP_MANIFEST = ("created", "command")
 SIDES = ("a", "b")
@@ -56,7 +56,7 @@ class Comparison:
         return frame.rename(columns={c: c[: -len(which) - 1] for c in cols})
 
     def to_json(self) -> str:
-        from rnnlab.summarize import _json_value
+        from rnnlab.analysis.summarize import _json_value
 
         rows = [{str(k): _json_value(v) for k, v in row.items()}
                 for row in self.table.to_dict(orient="records")]
@@ -99,7 +99,7 @@ def manifest_differences(a: dict, b: dict) -> list[dict]:
 def compare(a: str | os.PathLike, b: str | os.PathLike, by: list[str] | None = None,
             step: int | None = None) -> Comparison:
     """Join the summaries of results folders ``a`` and ``b`` (module docstring)."""
-    from rnnlab.results import Results
+    from rnnlab.notebook import Results
 
     ra, rb = Results(a), Results(b)
     notes = []
@@ -167,7 +167,7 @@ def compare(a: str | os.PathLike, b: str | os.PathLike, by: list[str] | None = N
 def claim_verdicts(ra, rb, notes: list[str]) -> list[dict]:
     """Each side's verdict on the claims its own experiment states (``rnnlab check``), joined on
     the claim's words; None where a side does not state the claim."""
-    from rnnlab.sweep import check_folder
+    from rnnlab.run.sweep import check_folder
 
     verdicts: dict[str, dict] = {}
     for side, r in zip(SIDES, (ra, rb), strict=True):
@@ -201,7 +201,7 @@ def stacked(cmp: Comparison) -> tuple[pd.DataFrame, dict[str, list[bool]]]:
 def markdown_table(cmp: Comparison) -> pd.DataFrame:
     """The comparison for people: per statistic one cell, ``A`` where both sides print the same,
     else ``A -> B``, with ``*`` where they are marked; intervals as in the terminal."""
-    from rnnlab.tables import cell_texts, interval_cells
+    from rnnlab.report.tables import cell_texts, interval_cells
 
     sides = {}
     for which in SIDES:

@@ -15,8 +15,8 @@ with the kinds
 * ``window``: k itself (index 0), so that ``log_sv / k`` is a rate per step.
 
 Per-run statistics (:func:`run_lyapunov_stats`), all in decades per step like the measured
-``decay`` of ``rnnlab.summarize`` and Pascanu's bound, at one training step (by default each run's
-first recorded step, initialisation):
+``decay`` of ``rnnlab.analysis.summarize`` and Pascanu's bound, at one training step (by default
+each run's first recorded step, initialisation):
 
 * ``lambda1``: the largest exponent;
 * ``lambda_sum``: the sum of the m exponents (the growth rate of m-dimensional volumes);

@@ -1,8 +1,9 @@
 """Experiment files: load, override, validate and expand a sweep into runs.
 
-An experiment is a base configuration (the schema and its defaults live in :mod:`rnnlab.config`)
-plus a sweep: axes of values whose product is the grid; each grid point runs ``repeats`` times
-with seeds ``seed, seed + 1, ...``.  Layers are applied in this order, later ones winning:
+An experiment is a base configuration (the schema and its defaults live in
+:mod:`rnnlab.experiment.schema`) plus a sweep: axes of values whose product is the grid; each grid
+point runs ``repeats`` times with seeds ``seed, seed + 1, ...``.  Layers are applied in this order,
+later ones winning:
 
 1. the file;
 2. the selected profile (``profiles.NAME``): dotted overrides, then its own ``sweep``;
@@ -24,10 +25,11 @@ repeats of each point.  Every user mistake raises :class:`rnnlab.errors.UserErro
 is one line.
 
 This module holds :class:`Experiment`, :class:`RunSpec`, :func:`load_experiment` and
-:func:`parse_experiment`; the pieces they build on live in their own modules: ``rnnlab.yaml_io``
-(the YAML loader and its errors), ``rnnlab.overrides`` (``--set``/``--sweep`` items, dotted keys),
-``rnnlab.axes`` (sweep axes and their value forms) and ``rnnlab.identity`` (``canonical_json``,
-``run_id``). Every name they took from this module is re-exported here.
+:func:`parse_experiment`; the pieces they build on live in their own modules:
+``rnnlab.experiment.yaml_io`` (the YAML loader and its errors), ``rnnlab.experiment.overrides``
+(``--set``/``--sweep`` items, dotted keys), ``rnnlab.experiment.axes`` (sweep axes and their value
+forms) and ``rnnlab.experiment.identity`` (``canonical_json``, ``run_id``). Every name they took
+from this module is re-exported here.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from rnnlab.errors import ConfigError, UserError
+
 # The private names are re-exported too, so everything rnnlab.experiment defined before it was
 # split stays importable from it.
-from rnnlab.axes import (  # noqa: F401
+from rnnlab.experiment.axes import (  # noqa: F401
     _RANGE_FORMS,
     VALUES_ALLOWED,
     _Axis,
@@ -57,8 +61,15 @@ from rnnlab.axes import (  # noqa: F401
     _replace_axes,
     _space,
 )
-from rnnlab.claims import check_claim
-from rnnlab.config import (
+from rnnlab.experiment.claims import check_claim
+from rnnlab.experiment.identity import _dumps, _normalise, canonical_json, run_id  # noqa: F401
+from rnnlab.experiment.overrides import (  # noqa: F401
+    _cli_values,
+    _flatten_override,
+    _key_error,
+    _split_cli,
+)
+from rnnlab.experiment.schema import (
     CLAIMS_ALLOWED,
     INT_LIMIT,
     SWEEP_ALLOWED,
@@ -70,10 +81,12 @@ from rnnlab.config import (
     convert_validation_error,
     shown,
 )
-from rnnlab.errors import ConfigError, UserError
-from rnnlab.identity import _dumps, _normalise, canonical_json, run_id  # noqa: F401
-from rnnlab.overrides import _cli_values, _flatten_override, _key_error, _split_cli  # noqa: F401
-from rnnlab.yaml_io import _Loader, _parse_yaml, _parse_yaml_value, _yaml_error  # noqa: F401
+from rnnlab.experiment.yaml_io import (  # noqa: F401
+    _Loader,
+    _parse_yaml,
+    _parse_yaml_value,
+    _yaml_error,
+)
 
 __all__ = [
     "Axis",

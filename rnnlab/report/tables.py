@@ -1,7 +1,7 @@
 """The summary table for people at a terminal: the columns that matter, fitted to its width.
 
-The summary (``rnnlab.summarize``) has some twenty columns; csv, json and markdown keep every one.
-A terminal gets a *view* of it:
+The summary (``rnnlab.analysis.summarize``) has some twenty columns; csv, json and markdown keep
+every one. A terminal gets a *view* of it:
 
 * an interval is one cell: ``solved`` with ``solved_lo``/``solved_hi`` prints as
   ``0.5 [0.094,0.91]`` (the value as in summary.md, the bounds to 2 significant digits, rounded
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rnnlab.analysis.summarize import SUMMARY_COLUMNS, display_cells, format_value
 from rnnlab.errors import UserError
-from rnnlab.summarize import SUMMARY_COLUMNS, display_cells, format_value
 
 #: Shown first whenever some row is not zero: a failure, divergence or explosion must be seen.
 ALERT = ("failed", "diverged", "exploded")
@@ -108,7 +108,7 @@ def intervals(columns) -> dict[str, tuple[str, str]]:
 def statistic_names() -> list[str]:
     """Every statistic a summary can have (the Lyapunov group means where that module exists)."""
     try:
-        from rnnlab.lyapunov_stats import SUMMARY_COLUMNS as LYAPUNOV
+        from rnnlab.analysis.lyapunov_stats import SUMMARY_COLUMNS as LYAPUNOV
     except ImportError:
         LYAPUNOV = []
     return list(SUMMARY_COLUMNS) + [c for c in LYAPUNOV if c not in SUMMARY_COLUMNS]

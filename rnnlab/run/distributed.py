@@ -34,9 +34,9 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 
-from . import execute
-from .errors import EnvironmentFault, UserError
-from .train import BatchResult
+from rnnlab.errors import EnvironmentFault, UserError
+from rnnlab.run import execute
+from rnnlab.run.train import BatchResult
 
 #: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
 #: here, worker deaths (``allowed-failures``) before the batch is recorded as failed.

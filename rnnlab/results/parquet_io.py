@@ -1,10 +1,11 @@
 """Parquet and file I/O of the results folder: atomic, fsynced writes and checksummed reads.
 
 Every file is written under a temporary name ``.tmp-<name>-<pid>`` in its folder, fsynced and
-moved into place with ``os.replace`` (the commit protocol built on this is in :mod:`rnnlab.store`).
-Reads verify page checksums, row counts and required columns, and turn damage into a one-line
-UserError naming the file and the remedy. Also here: the fixed schemas of run rows, grad norms
-and metrics, and the conversion of python rows and DataFrames to arrow tables with stable types.
+moved into place with ``os.replace`` (the commit protocol built on this is in
+:mod:`rnnlab.results.store`). Reads verify page checksums, row counts and required columns, and turn
+damage into a one-line UserError naming the file and the remedy. Also here: the fixed schemas of run
+rows, grad norms and metrics, and the conversion of python rows and DataFrames to arrow tables with
+stable types.
 """
 
 from __future__ import annotations

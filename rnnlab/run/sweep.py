@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import execute
-from .errors import UserError
-from .experiment import Experiment
-from .store import ResultsStore, load_grad_norms, load_lyapunov, load_runs, system_info
-from .summarize import render, summarize
+from rnnlab.analysis.summarize import render, summarize
+from rnnlab.errors import UserError
+from rnnlab.experiment.load import Experiment
+from rnnlab.results.store import (
+    ResultsStore,
+    load_grad_norms,
+    load_lyapunov,
+    load_runs,
+    system_info,
+)
+from rnnlab.run import execute
 
 
 def default_out(exp: Experiment) -> Path:
@@ -61,16 +67,17 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
     ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
-    of ``workers`` processes); the folder is written here either way (see ``rnnlab.distributed``).
-    Runs recorded as failed by an earlier sweep count as done, unless ``retry_failed``: then they
-    are forgotten and trained again. ``note``, if given, receives one-line messages while the
-    sweep runs (a batch lost with its worker process and retried). ``tls`` (``ca_file``,
-    ``cert``, ``key``: file paths) secures the connection to a ``tls://`` scheduler.
+    of ``workers`` processes); the folder is written here either way (see
+    ``rnnlab.run.distributed``). Runs recorded as failed by an earlier sweep count as done, unless
+    ``retry_failed``: then they are forgotten and trained again. ``note``, if given, receives
+    one-line messages while the sweep runs (a batch lost with its worker process and retried).
+    ``tls`` (``ca_file``, ``cert``, ``key``: file paths) secures the connection to a ``tls://``
+    scheduler.
     """
     tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
     execute.check_executor(executor, scheduler, tls)
     if executor == "dask":
-        from .distributed import require_dask, security
+        from rnnlab.run.distributed import require_dask, security
 
         require_dask()                      # before the folder is created
         security(tls)                       # certificate files checked before it too
@@ -123,8 +130,8 @@ def _extra_tables(res) -> dict:
 
 def _committed(out: Path) -> set[str]:
     """Ids of the runs already in ``out`` (empty if it holds none or cannot say)."""
-    from .layout import RUNS
-    from .parquet_io import _read_parquet
+    from rnnlab.results.layout import RUNS
+    from rnnlab.results.parquet_io import _read_parquet
 
     if not (out / RUNS).is_file():
         return set()
@@ -146,16 +153,17 @@ def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) 
 
 def check_folder(out: Path, file: str | Path | None = None,
                  profile: str | None = None) -> list:
-    """Evaluate the claims of a results folder (:mod:`rnnlab.claims`) on its summary table.
+    """Evaluate the claims of a results folder (:mod:`rnnlab.experiment.claims`) on its summary
+    table.
 
     The claims come from ``file`` (an experiment file, with ``profile``) when given, else from
     the resolved experiment recorded in the folder's manifest. Returns ``ClaimResult``s; a
     malformed claim raises ``ClaimError`` naming the file and the claim.
     """
-    from .claims import evaluate
-    from .config import Claim
-    from .experiment import load_experiment
-    from .store import load_manifest
+    from rnnlab.experiment.claims import evaluate
+    from rnnlab.experiment.load import load_experiment
+    from rnnlab.experiment.schema import Claim
+    from rnnlab.results.store import load_manifest
 
     out = Path(out)
     if file is not None:
@@ -173,8 +181,8 @@ def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
     """The summary a claim is checked on: recomputed from the runs when the folder holds them,
     else the folder's ``summary.csv`` (committed reference folders keep only the tables) or, for
     a claim about training step N, its ``summary-step-N.csv``."""
-    from .errors import UserError
-    from .layout import RUNS
+    from rnnlab.errors import UserError
+    from rnnlab.results.layout import RUNS
 
     if (out / RUNS).exists():
         return summary_of(out, step=step)

@@ -2,7 +2,7 @@
 ``{linspace: [a, b, n]}``, ``{logspace: [a, b, n]}``, ``{range: [start, stop, step]}``, ``zip``
 groups of keys that vary together), the ``max_runs`` limit on the length of a range form, and how
 later layers change the axes (an override pins a key; a new axis replaces the axes it shares a
-key with). The value forms and rules are in the docstring of :mod:`rnnlab.experiment`.
+key with). The value forms and rules are in the docstring of :mod:`rnnlab.experiment.load`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from rnnlab.config import (
+from rnnlab.errors import ConfigError
+from rnnlab.experiment.overrides import _key_error
+from rnnlab.experiment.schema import (
     Shown,
     describe_field,
     field_adapter,
@@ -24,8 +26,6 @@ from rnnlab.config import (
     shown,
     sweepable_keys,
 )
-from rnnlab.errors import ConfigError
-from rnnlab.overrides import _key_error
 
 VALUES_ALLOWED = (
     "a non-empty list, {linspace: [a, b, n]}, {logspace: [a, b, n]} or {range: [start, stop, step]}"

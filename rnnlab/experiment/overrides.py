@@ -2,7 +2,7 @@
 and ``--sweep`` ``KEY=VALUE`` items (``--sweep`` values comma-separated or one YAML value), a
 mapping given to a section spread out into dotted leaf keys, and the error for an unknown or
 unusable key, with "did you mean" (shared with the sweep axes). The order in which the layers
-apply is in the docstring of :mod:`rnnlab.experiment`.
+apply is in the docstring of :mod:`rnnlab.experiment.load`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from rnnlab.config import SECTIONS, BaseConfig, leaf_fields, shown, sweepable_keys
 from rnnlab.errors import ConfigError
-from rnnlab.yaml_io import _parse_yaml_value
+from rnnlab.experiment.schema import SECTIONS, BaseConfig, leaf_fields, shown, sweepable_keys
+from rnnlab.experiment.yaml_io import _parse_yaml_value
 
 
 def _key_error(key: Any, value: Any, file: str, where: str, candidates: list[str]) -> ConfigError:

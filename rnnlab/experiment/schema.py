@@ -149,7 +149,7 @@ class TaskConfig(_Strict):
 
 def _task_mismatch(key: str, value: Any, allowed: str, name: str, name_allowed: str) -> Exception:
     """A task key that does not fit the task name.  ``key`` is blamed unless only ``name`` varies
-    (see ``rnnlab.experiment``)."""
+    (see ``rnnlab.experiment.load``)."""
     ctx = {
         "key": key,
         "value": value,
@@ -268,7 +268,7 @@ class Claim(_Strict):
     says whether it must be true on all of them, on at least one, or on none. Expressions use
     the summary's column names (dotted keys, or their last part where unambiguous), numbers,
     strings, comparisons, ``and``/``or``/``not``, + - * /, and abs, min, max, log10
-    (see rnnlab.claims). A claim that selects no row does not hold."""
+    (see rnnlab.experiment.claims). A claim that selects no row does not hold."""
 
     says: str = Field(min_length=1)
     """The finding in words, as the README states it."""

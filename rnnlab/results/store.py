@@ -27,9 +27,10 @@ polars and duckdb read directly. A run whose part file was deleted (the advice g
 file) is dropped from ``runs.parquet`` at the next open, so the next sweep recomputes it.
 
 This module holds the writer, :class:`ResultsStore`. The pieces it builds on live in their own
-modules, and their public names are re-exported here: ``rnnlab.layout`` (file names),
-``rnnlab.parquet_io`` (atomic writes, checksummed reads, schemas), ``rnnlab.lock`` (the ``.lock``),
-``rnnlab.readers`` (the ``load_*`` functions) and ``rnnlab.sysinfo`` (``system_info``).
+modules, and their public names are re-exported here: ``rnnlab.results.layout`` (file names),
+``rnnlab.results.parquet_io`` (atomic writes, checksummed reads, schemas), ``rnnlab.results.lock``
+(the ``.lock``), ``rnnlab.results.readers`` (the ``load_*`` functions) and
+``rnnlab.results.sysinfo`` (``system_info``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.layout import (
+from rnnlab.results.layout import (
     _OWN_NAMES,
     FORMAT_VERSION,
     GRAD_DIR,
@@ -61,8 +62,8 @@ from rnnlab.layout import (
     _is_part,
     part_name,
 )
-from rnnlab.lock import _acquire_lock, _host, _release_lock  # noqa: F401
-from rnnlab.parquet_io import (
+from rnnlab.results.lock import _acquire_lock, _host, _release_lock  # noqa: F401
+from rnnlab.results.parquet_io import (
     _GRAD_SORT,
     _LYAP_SORT,
     _METRICS_COLS,
@@ -85,7 +86,7 @@ from rnnlab.parquet_io import (
     is_disk_full,
     plain_value,
 )
-from rnnlab.readers import (
+from rnnlab.results.readers import (
     _read_manifest,
     is_results_dir,
     load_grad_norms,
@@ -94,7 +95,7 @@ from rnnlab.readers import (
     load_metrics,
     load_runs,
 )
-from rnnlab.sysinfo import system_info
+from rnnlab.results.sysinfo import system_info
 
 # The public names of this module; those defined in the modules above are re-exported from them
 # (and so is the private _host, which the tests use).
@@ -446,7 +447,7 @@ class ResultsStore:
 
     def write_summary(self, table: pd.DataFrame, markdown: str) -> None:
         """Write ``summary.csv`` (rendered with 4 significant digits) and ``summary.md``."""
-        from rnnlab.summarize import render
+        from rnnlab.analysis.summarize import render
 
         _write_text_atomic(self.path / SUMMARY_CSV, render(table, "csv"))
         _write_text_atomic(

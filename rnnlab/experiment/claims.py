@@ -1,6 +1,6 @@
 """Claims: an experiment's findings as predicates over its summary table, checked on any machine.
 
-A claim (``rnnlab.config.Claim``) in an experiment file::
+A claim (``rnnlab.experiment.schema.Claim``) in an experiment file::
 
     claims:
       - says: "plain BPTT learns recall up to T = 6 on every seed"
@@ -8,8 +8,8 @@ A claim (``rnnlab.config.Claim``) in an experiment file::
         expect: "solved_lo >= 0.7"     # true on each of them...
         holds: all                     # ...on all (default), on any, or on none of them
 
-is evaluated on the summary table of a results folder (:func:`rnnlab.summarize.summarize`, with
-its intervals). Outcomes of training differ in their digits between floating-point stacks; a
+is evaluated on the summary table of a results folder (:func:`rnnlab.analysis.summarize.summarize`,
+with its intervals). Outcomes of training differ in their digits between floating-point stacks; a
 claim states what must stay true whatever the stack, so ``rnnlab check`` on a reproduction made
 on another machine answers "does the finding hold?", not "are the digits equal?".
 
@@ -194,7 +194,7 @@ class ClaimResult:
 
 
 def _fmt(v: Any) -> str:
-    from rnnlab.summarize import format_value
+    from rnnlab.analysis.summarize import format_value
 
     return format_value(v)
 

@@ -7,7 +7,7 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
   the runs' training time), and every machine and software fact of the manifest;
 * claims: each claim of the experiment, whether it holds on this folder (``rnnlab check``) and
   the values it rests on, where the experiment states claims (:func:`claims_html`);
-* the summary table (``rnnlab.sweep.summary_of``), every column, an interval as one cell;
+* the summary table (``rnnlab.run.sweep.summary_of``), every column, an interval as one cell;
   sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or text);
   a click on a row shows its first run below;
 * figures drawn with plotly (hover shows the runs and the value, drag zooms): the heatmap of the
@@ -75,7 +75,7 @@ def _plotly():
 def write_page(folder: str | os.PathLike, out: str | os.PathLike | None = None,
                note: Note | None = None) -> Path:
     """Write the page of ``folder`` to ``out`` (default ``FOLDER/report.html``), atomically."""
-    from rnnlab.parquet_io import _write_text_atomic
+    from rnnlab.results.parquet_io import _write_text_atomic
 
     path = page_path(folder, out)
     if path.suffix.lower() not in (".html", ".htm"):
@@ -142,7 +142,7 @@ def _esc(text) -> str:
 def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
     """The HTML text of the page of ``folder`` (module docstring)."""
     get_plotlyjs = _plotly()
-    from rnnlab.results import Results
+    from rnnlab.notebook import Results
 
     say = note or (lambda message: None)
     r = Results(folder)
@@ -262,7 +262,7 @@ def claims_html(folder: Path, manifest: dict) -> str:
     """The claims section: each claim of the experiment recorded in the manifest, whether it
     holds on this folder's summary (``rnnlab check``) and the values it rests on; empty when
     the experiment states none."""
-    from rnnlab.sweep import check_folder
+    from rnnlab.run.sweep import check_folder
 
     if not (manifest.get("experiment") or {}).get("claims"):
         return ""
@@ -287,7 +287,7 @@ def claims_html(folder: Path, manifest: dict) -> str:
 
 # ------------------------------------------------------------------------------- table
 def _group_runs(summary: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> list[list[str]]:
-    from rnnlab.store import plain_value
+    from rnnlab.results.store import plain_value
 
     def key_of(values) -> tuple:
         return tuple(plain_value(v) for v in values)
@@ -300,7 +300,7 @@ def _group_runs(summary: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> l
 
 
 def _summary_html(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
-    from rnnlab.tables import (
+    from rnnlab.report.tables import (
         candidates,
         cell_texts,
         interval_cells,
@@ -501,7 +501,7 @@ def _alpha(colour: str, a: float) -> str:
 
 
 def _has_lyapunov(folder: Path) -> bool:
-    from rnnlab.layout import LYAP_DIR
+    from rnnlab.results.layout import LYAP_DIR
 
     d = Path(folder) / LYAP_DIR
     return d.is_dir() and any(d.iterdir())
@@ -514,10 +514,10 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from rnnlab.analysis.summarize import run_gradient_stats
     from rnnlab.plot.data import _check_panels, _choose_by, _facets, _groups, _load, _order
     from rnnlab.plot.lyapunov import LN10
-    from rnnlab.store import load_grad_norms, load_lyapunov, plain_value
-    from rnnlab.summarize import run_gradient_stats
+    from rnnlab.results.store import load_grad_norms, load_lyapunov, plain_value
 
     res = _load(folder, (), lambda m: None)
     ids = res.runs["run_id"].astype(str).tolist()
@@ -597,7 +597,7 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
     from plotly.subplots import make_subplots
 
     from rnnlab.plot.data import SEQ_LEN, _check_panels, _choose_by, _facets, _load, _order
-    from rnnlab.store import plain_value
+    from rnnlab.results.store import plain_value
 
     res = _load(folder, (), lambda m: None)
     if SEQ_LEN not in res.keys or len(res.values((SEQ_LEN,)) if (SEQ_LEN,) in res.axes
@@ -664,7 +664,7 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
 
 
 def _fmt_num(v) -> str:
-    from rnnlab.summarize import format_value
+    from rnnlab.analysis.summarize import format_value
 
     return format_value(v)
 
@@ -731,7 +731,7 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
 
 def _label(v) -> str:
     from rnnlab.plot.data import _fmt
-    from rnnlab.store import plain_value
+    from rnnlab.results.store import plain_value
 
     return _fmt(plain_value(v))
 

@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from rnnlab.config import RunConfig, normalise_float
+from rnnlab.experiment.schema import RunConfig, normalise_float
 
 # --------------------------------------------------------------------------- canonical form
 

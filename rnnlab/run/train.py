@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import optim
-from .engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
-from .lyapunov_stats import analyse, lyapunov_table
-from .tasks import EXPLODED_FACTOR, TASK_OPTIONS, make_task
+from rnnlab.analysis.lyapunov_stats import analyse, lyapunov_table
+from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
+from rnnlab.run import optim
+from rnnlab.tasks import EXPLODED_FACTOR, TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20

@@ -2,7 +2,7 @@
 the Lyapunov tables of the committed runs.
 
 Readers only read part files referenced by ``runs.parquet`` (see the commit protocol in
-:mod:`rnnlab.store`), so they never see the leftovers of an interrupted sweep.
+:mod:`rnnlab.results.store`), so they never see the leftovers of an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.layout import GRAD_DIR, LOCK, LYAP_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
-from rnnlab.parquet_io import (
+from rnnlab.results.layout import GRAD_DIR, LOCK, LYAP_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.results.parquet_io import (
     _GRAD_SORT,
     _LYAP_SORT,
     _METRICS_COLS,
@@ -180,8 +180,9 @@ def load_lyapunov(
     path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
 ) -> pd.DataFrame:
     """The Lyapunov tables of committed runs (``train.lyapunov``), sorted by run_id, step, kind,
-    index: columns run_id, step, kind, index, value (kinds in ``rnnlab.lyapunov_stats``). Empty
-    when the analysis was off. ``run_ids`` and ``step`` restrict as in :func:`load_grad_norms`.
+    index: columns run_id, step, kind, index, value (kinds in ``rnnlab.analysis.lyapunov_stats``).
+    Empty when the analysis was off. ``run_ids`` and ``step`` restrict as in
+    :func:`load_grad_norms`.
     """
     p = _results_dir(path)
     runs = _runs_table_of(p)

@@ -1,6 +1,6 @@
 """Names of the files in a results folder and of its part files.
 
-The layout and the commit protocol are described in :mod:`rnnlab.store`.
+The layout and the commit protocol are described in :mod:`rnnlab.results.store`.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from rnnlab.analysis.stats import median_interval, t_interval, wilson
 from rnnlab.errors import UserError
-from rnnlab.stats import median_interval, t_interval, wilson
 
 STAT_COLUMNS = [
     "run_id", "step", "T", "ds_1", "ds_T", "grad_ratio", "decay", "horizon", "horizon_censored",
@@ -176,7 +176,7 @@ def summarize(
     """Summary table: one row per group of runs, sorted by the group keys (missing keys first).
 
     ``by`` defaults to the swept columns (the run columns whose name contains a '.'), in their
-    order; an empty list gives one row for all runs. Columns (see :mod:`rnnlab.stats`):
+    order; an empty list gives one row for all runs. Columns (see :mod:`rnnlab.analysis.stats`):
 
     * ``n`` runs, ``failed`` (count; failed runs count nowhere else);
     * ``solved`` fraction with its Wilson 95 % interval ``solved_lo``, ``solved_hi``;
@@ -191,7 +191,7 @@ def summarize(
     run's first recorded step, its initialisation). ``bound`` exists at the first and the last
     step only (the runs record sigma_max(Ws) there) and only where the loss is at the last step.
     With a ``lyapunov`` table (``train.lyapunov``) the columns of
-    ``rnnlab.lyapunov_stats.SUMMARY_COLUMNS`` follow: ``lambda1``, ``lambda_sum`` and
+    ``rnnlab.analysis.lyapunov_stats.SUMMARY_COLUMNS`` follow: ``lambda1``, ``lambda_sum`` and
     ``decay_gap`` at the same step, each a group mean with its t interval (``_lo``, ``_hi``).
     """
     if by is None:
@@ -242,8 +242,8 @@ def summarize(
             "_censored": stat("horizon_censored"),
         }
     )
-    # ---- the Lyapunov analysis, when the folder has it (rnnlab.lyapunov_stats) ----
-    from rnnlab.lyapunov_stats import summary_values
+    # ---- the Lyapunov analysis, when the folder has it (rnnlab.analysis.lyapunov_stats) ----
+    from rnnlab.analysis.lyapunov_stats import summary_values
 
     lyap = summary_values(lyapunov, run_gradient_stats(grad_norms, step=step), ids, failed, step)
     for name, v in lyap.items():

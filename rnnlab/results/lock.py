@@ -2,7 +2,7 @@
 
 The file holds the pid and host of the holder. The kernel drops a flock when its holder dies,
 even by SIGKILL, so a stale lock file never blocks; on filesystems without flock the pid and host
-in the file decide. :meth:`rnnlab.store.ResultsStore.lock` is the way to take it.
+in the file decide. :meth:`rnnlab.results.store.ResultsStore.lock` is the way to take it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import socket
 from pathlib import Path
 
 from rnnlab.errors import UserError
-from rnnlab.layout import LOCK
-from rnnlab.parquet_io import disk_full_error, is_disk_full
+from rnnlab.results.layout import LOCK
+from rnnlab.results.parquet_io import disk_full_error, is_disk_full
 
 
 def _host() -> str:

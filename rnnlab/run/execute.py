@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as mp_wait
 
-from .errors import UserError
-from .train import BatchResult, build_task, eval_run_bytes, train_batch
+from rnnlab.errors import UserError
+from rnnlab.run.train import BatchResult, build_task, eval_run_bytes, train_batch
 
 #: Default cap on runs per batch, and memory budget (bytes) for one batch's training arrays.
 MAX_BATCH = 64
@@ -205,12 +205,12 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
 
     ``executor="local"`` trains in this process (``workers=1``) or a process pool;
     ``executor="dask"`` sends the batches to the Dask cluster at ``scheduler`` or, without an
-    address, to a LocalCluster of ``workers`` processes (see ``rnnlab.distributed``). Either way
+    address, to a LocalCluster of ``workers`` processes (see ``rnnlab.run.distributed``). Either way
     ``commit`` runs here. ``on_batch`` is called after each commit (progress display).
     KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
     ``interrupted``. ``note`` receives one-line messages while the sweep runs (a batch lost
     with its worker process, and retried). ``tls`` holds the certificate files of a ``tls://``
-    scheduler (``rnnlab.distributed.security``).
+    scheduler (``rnnlab.run.distributed.security``).
     """
     check_executor(executor, scheduler)
     outcome = Outcome()
@@ -229,7 +229,7 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
 
     try:
         if executor == "dask":
-            from .distributed import execute_dask
+            from rnnlab.run.distributed import execute_dask
 
             execute_dask(batches, handle, scheduler=scheduler, workers=workers, tls=tls,
                          note=note)

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from rnnlab.config import shown
 from rnnlab.errors import ConfigError
+from rnnlab.experiment.schema import shown
 
 # --------------------------------------------------------------------------- YAML
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import bptt, init_params, reference, using_engine
-from .engine.cells import phi, sigmoid
-from .engine.heads import softmax
+from rnnlab.engine import bptt, init_params, reference, using_engine
+from rnnlab.engine.cells import phi, sigmoid
+from rnnlab.engine.heads import softmax
 
 
 def reference_loss(params, x, d, *, cell="rnn", activation="tanh", output="softmax", loss="mse",
@@ -182,7 +182,7 @@ def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_a
 
 def _index(res, r):
     """Run r of a batched result, as an unbatched one (for the objective builders)."""
-    from .engine import BPTTResult
+    from rnnlab.engine import BPTTResult
     return BPTTResult(loss=res.loss[r], grads={k: v[r] for k, v in res.grads.items()},
                       states=res.states[r], outputs=res.outputs[r],
                       step_norms={k: v[r] for k, v in res.step_norms.items()},

@@ -11,7 +11,7 @@
 files that hold the requested runs become fragments of the dataset, only the requested columns
 are read from them, and the run and step filters are pushed into the scan (row groups whose
 statistics exclude them are skipped). A large folder is never loaded whole for a small question.
-Everything else comes from the readers of :mod:`rnnlab.readers`, with their checks.
+Everything else comes from the readers of :mod:`rnnlab.results.readers`, with their checks.
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ from functools import cached_property
 import pandas as pd
 
 from rnnlab.errors import UserError
-from rnnlab.layout import GRAD_DIR
-from rnnlab.parquet_io import _GRAD_SORT, GRAD_SCHEMA
-from rnnlab.readers import _results_dir, _runs_table_of, load_manifest, load_metrics, load_runs
+from rnnlab.results.layout import GRAD_DIR
+from rnnlab.results.parquet_io import _GRAD_SORT, GRAD_SCHEMA
+from rnnlab.results.readers import (
+    _results_dir,
+    _runs_table_of,
+    load_manifest,
+    load_metrics,
+    load_runs,
+)
 
 NORM_COLUMNS = [f.name for f in GRAD_SCHEMA if f.name not in ("run_id", "step", "t")]
 INDEX_COLUMNS = ["run_id", "step", "t"]
@@ -64,7 +70,7 @@ class Results:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        """One row per committed run (``rnnlab.readers.load_runs``)."""
+        """One row per committed run (``rnnlab.results.readers.load_runs``)."""
         return load_runs(self.path)
 
     @cached_property
@@ -80,7 +86,7 @@ class Results:
     def summary(self, by: Iterable[str] | None = None, step: int | None = None) -> pd.DataFrame:
         """The summary table of ``rnnlab report`` (grouped by ``by``, default the swept keys;
         gradient statistics at training ``step``, default initialisation)."""
-        from rnnlab.sweep import summary_of
+        from rnnlab.run.sweep import summary_of
 
         return summary_of(self.path, by=None if by is None else list(by), step=step)
 
@@ -89,7 +95,7 @@ class Results:
         with ``says``, ``expect``, ``where``, ``holds_on``, ``holds``, ``observed``, ``rows``."""
         from dataclasses import asdict
 
-        from rnnlab.sweep import check_folder
+        from rnnlab.run.sweep import check_folder
 
         columns = ["says", "expect", "where", "holds_on", "holds", "observed", "rows"]
         return pd.DataFrame([asdict(r) for r in check_folder(self.path)], columns=columns)
@@ -178,7 +184,7 @@ class Results:
         import base64
         import io
 
-        from rnnlab.summarize import display_cells
+        from rnnlab.analysis.summarize import display_cells
 
         table = self.summary()
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
