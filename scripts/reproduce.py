@@ -30,7 +30,8 @@ from rnnlab.results.sysinfo import cpu_info, fp_stack
 from rnnlab.run.sweep import check_folder, run_sweep, summary_of
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]
+EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",
+               "limits-lstm"]
 FIGURES = {"spectrum": ["decay", "heatmap"], "vanishing": ["success", "heatmap"],
            "lstm": ["success"], "clipping": [], "truncation": [],
            "lyapunov": ["lyapunov", "decay"]}

@@ -358,7 +358,7 @@ def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeyp
         assert (a["final_loss"], a["accuracy"]) == (b["final_loss"], b["accuracy"])
 
 
-def test_steps_to_solve_rests_on_held_out_data_and_is_never_set_on_an_unsolved_run():
+def test_steps_to_solve_is_the_first_logged_step_solved_on_held_out_data(monkeypatch):
     exp = experiment(repeats=4, sweep={"task.seq_len": [3, 12]},
                      model={"hidden": 16}, task={"batch": 16, "eval_batch": 200},
                      train={"steps": 60, "log_every": 5, "lr": 0.03})
@@ -366,9 +366,23 @@ def test_steps_to_solve_rests_on_held_out_data_and_is_never_set_on_an_unsolved_r
     assert any(r["solved"] for r in rows), rows
     for r in rows:
         if r["steps_to_solve"] is not None:
-            assert r["solved"] and 0 <= r["steps_to_solve"] <= 60
+            assert 0 <= r["steps_to_solve"] <= 60 and r["steps_to_solve"] % 5 == 0
         if r["solved"]:
             assert r["steps_to_solve"] is not None
+    # a run that met the criterion and lost it by the end keeps the step it first met it
+    trainer = Trainer(exp.runs())
+    real = trainer.evaluate
+
+    def lost_at_the_end(runs=None):
+        loss, acc = real(runs)
+        if runs is None:
+            acc = np.zeros_like(acc)
+        return loss, acc
+
+    monkeypatch.setattr(trainer, "evaluate", lost_at_the_end)
+    lost = trainer.run().runs
+    assert not any(r["solved"] for r in lost)
+    assert [r["steps_to_solve"] for r in lost] == [r["steps_to_solve"] for r in rows]
 
 
 def test_held_out_checks_during_training_change_no_number(monkeypatch):

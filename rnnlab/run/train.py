@@ -328,7 +328,9 @@ class Trainer:
                 "diverged_step": int(self.diverged_step[r]) if div else None,
                 "final_loss": loss if np.isfinite(loss) else None, "accuracy": acc,
                 "solved": solved,
-                "steps_to_solve": int(solved_at[r]) if solved and solved_at[r] >= 0 else None,
+                # set even when the run lost it later: "solved within B steps" is
+                # steps_to_solve <= B, as if training had stopped there (rnnlab.limits)
+                "steps_to_solve": int(solved_at[r]) if solved_at[r] >= 0 else None,
                 "rho_start": float(rho0[r]), "sigma_start": float(sigma0[r]),
                 "rho_end": float(rho1[r]), "sigma_end": float(sigma1[r]),
                 "decay_bound": self._bound(sigma0[r]),
