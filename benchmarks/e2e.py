@@ -18,8 +18,8 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
 
        load + validate + expand   rnnlab.experiment.load.load_experiment (called here)
        open folder + manifest     rnnlab.run.sweep.manifest_for, ResultsStore.open
-       plan batches               rnnlab.run.execute.plan_batches (as sweep.py calls it)
-       training loop              rnnlab.run.execute.train_batch (what execute._run_batch calls):
+       plan batches               rnnlab.run.plan.plan_batches (as sweep.py calls it)
+       training loop              rnnlab.run.executors.base.train_batch (in run_batch):
          engine                   rnnlab.run.train.bptt, rnnlab.run.train.forward (its globals)
          data sampling            rnnlab.run.train._sample (training and held-out batches)
          result tables            rnnlab.run.train.Trainer._package (rows, norm and metric frames)
@@ -45,12 +45,12 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
    it (see ``LAUNCHER`` for why not from this script; Linux and macOS). The steps are cut to
    ``--mem-steps`` (default 5) to bound the time: the arrays of a batch do not depend on the
    number of steps, only the logged norms do, and those are small. For each N the batches are
-   planned here exactly as the sweep plans them (``execute.plan_batches`` with its defaults), and
+   planned here exactly as the sweep plans them (``plan.plan_batches`` with its defaults), and
    a process that only imports rnnlab gives the baseline. To show what bounds the peak, one batch
    of the largest plan is trained here under tracemalloc (NumPy reports its allocations to it):
    the peak of a training step (``bptt``), of the evaluation (``forward`` on ``task.eval_batch``
    sequences) and of data sampling, next to rnnlab's own estimate of a batch's training arrays
-   (``execute.run_bytes`` x runs, which the memory budget uses).
+   (``plan.run_bytes`` x runs, which the memory budget uses).
 
 3. Targets. Training-loop share of the in-process wall >= 80 % (the issue's split: the rest is
    config, scheduling, parquet and summary; the CLI's share including interpreter start is shown
@@ -107,7 +107,8 @@ from _common import table as _table  # noqa: E402
 
 import rnnlab  # noqa: E402
 import rnnlab.results.store  # noqa: E402
-import rnnlab.run.execute  # noqa: E402
+import rnnlab.run.executors.base  # noqa: E402
+import rnnlab.run.plan  # noqa: E402
 import rnnlab.run.sweep  # noqa: E402
 import rnnlab.run.train  # noqa: E402
 from rnnlab.experiment.load import load_experiment  # noqa: E402
@@ -125,8 +126,8 @@ THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PROBES = [
     ("open", "rnnlab.run.sweep", "manifest_for"),
     ("open", "rnnlab.results.store:ResultsStore", "open"),
-    ("plan", "rnnlab.run.execute", "plan_batches"),
-    ("training", "rnnlab.run.execute", "train_batch"),
+    ("plan", "rnnlab.run.plan", "plan_batches"),
+    ("training", "rnnlab.run.executors.base", "train_batch"),
     ("engine", "rnnlab.run.train", "bptt"),
     ("engine", "rnnlab.run.train", "forward"),
     ("data", "rnnlab.run.train", "_sample"),
@@ -408,16 +409,16 @@ def cli_split(file: Path, sets: list[str], repeats: int) -> dict:
 # ---------------------------------------------------------------------------- 2. memory
 
 def plan(file: Path, sets: list[str]) -> dict:
-    """The batches ``rnnlab sweep`` makes for this experiment (execute.plan_batches defaults)."""
+    """The batches ``rnnlab sweep`` makes for this experiment (plan.plan_batches defaults)."""
     exp = load_experiment(file, sets=sets)
-    batches = rnnlab.run.execute.plan_batches(exp.runs())
-    biggest = max(batches, key=lambda b: (len(b), rnnlab.run.execute.run_bytes(b[0].config)))
+    batches = rnnlab.run.plan.plan_batches(exp.runs())
+    biggest = max(batches, key=lambda b: (len(b), rnnlab.run.plan.run_bytes(b[0].config)))
     cfg = biggest[0].config
-    run_bytes = rnnlab.run.execute.run_bytes(cfg)
+    run_bytes = rnnlab.run.plan.run_bytes(cfg)
     return {"runs": len(exp.runs()), "batches": len(batches),
             "batch_sizes": sorted({len(b) for b in batches}), "largest_batch": len(biggest),
-            "cap": max(1, min(rnnlab.run.execute.MAX_BATCH,
-                              rnnlab.run.execute.MEMORY_BUDGET // max(run_bytes, 1))),
+            "cap": max(1, min(rnnlab.run.plan.MAX_BATCH,
+                              rnnlab.run.plan.MEMORY_BUDGET // max(run_bytes, 1))),
             "run_bytes": run_bytes, "seq_len": cfg.task.seq_len, "batch": cfg.task.batch,
             "eval_batch": cfg.task.eval_batch, "hidden": cfg.model.hidden,
             "_specs": biggest}
@@ -484,8 +485,8 @@ def memory_anatomy(file: Path, sets: list[str], steps: int) -> dict:
     del result
     estimate = p["run_bytes"] * p["largest_batch"]
     return {**p, "steps": steps, "peaks_bytes": peaks, "batch_peak_bytes": overall[0] - start,
-            "budget_estimate_bytes": estimate, "memory_budget": rnnlab.run.execute.MEMORY_BUDGET,
-            "max_batch": rnnlab.run.execute.MAX_BATCH}
+            "budget_estimate_bytes": estimate, "memory_budget": rnnlab.run.plan.MEMORY_BUDGET,
+            "max_batch": rnnlab.run.plan.MAX_BATCH}
 
 
 # ---------------------------------------------------------------------------- 3. targets
@@ -712,7 +713,7 @@ def memory_explanation(an: dict, mem: dict | None) -> str:
         f"What bounds memory: rnnlab stacks runs of equal shape into batches of at most "
         f"min(max_batch={an['max_batch']}, MEMORY_BUDGET // run_bytes = "
         f"{an['memory_budget'] // MiB} MiB // {an['run_bytes'] / MiB:.2f} MiB = {budget_cap}) "
-        f"runs (rnnlab/run/execute.py plan_batches); here {binding} sets the cap, "
+        f"runs (rnnlab/run/plan.py plan_batches); here {binding} sets the cap, "
         f"{an['cap']} runs, "
         f"and batches are trained one after another, so one batch's arrays bound the peak.",
         f"In a batch of {an['largest_batch']} runs the largest measured part is {biggest}: "

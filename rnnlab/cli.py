@@ -384,7 +384,7 @@ def validate(
     """Check an experiment file and print its grid size and first runs."""
     import pandas as pd
 
-    from rnnlab.run.execute import check_memory, plan_batches
+    from rnnlab.run.plan import check_memory, plan_batches
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()

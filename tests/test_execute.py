@@ -1,5 +1,5 @@
-"""Batch planning and execution (``rnnlab.run.execute``): grouping by shape key, the caps on a
-batch, failure isolation, fail-fast, interruption and the worker pool."""
+"""Batch planning (``rnnlab.run.plan``) and execution (``rnnlab.run.execute``): grouping by shape
+key, the caps on a batch, failure isolation, fail-fast, interruption and the worker pool."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_exp
 
-import rnnlab.run.execute
-from rnnlab.run import execute
-from rnnlab.run.execute import plan_batches, run_bytes
+import rnnlab.run.executors.base
+from rnnlab.errors import UserError
+from rnnlab.run import execute, plan
+from rnnlab.run.plan import plan_batches, run_bytes
 
 
 def ids(batches):
@@ -41,14 +42,14 @@ def test_runs_are_grouped_by_shape_key_in_first_seen_order():
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_up_front():
     runs = tiny_exp().runs()
-    execute.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
-    with pytest.raises(rnnlab.run.execute.UserError) as err:
-        execute.check_memory(runs, "exp.yaml", limit=1000)
+    plan.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
+    with pytest.raises(UserError) as err:
+        plan.check_memory(runs, "exp.yaml", limit=1000)
     msg = str(err.value)
     assert msg.startswith("exp.yaml: task.seq_len=3, task.batch=")
     assert "more than this machine's" in msg and "allowed: sizes whose run fits" in msg
     assert "\n" not in msg
-    assert execute.physical_memory() > 1 << 28
+    assert plan.physical_memory() > 1 << 28
 
 
 def test_sweep_of_a_run_larger_than_the_machine_exits_2_before_creating_its_folder(tmp_path):
@@ -111,13 +112,13 @@ def test_serial_execution_commits_each_batch_then_reports_it():
 
 
 def test_a_raising_batch_becomes_failed_rows(monkeypatch):
-    real = rnnlab.run.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
 
     def flaky(specs, progress=None):
         if specs[0].config.task.seq_len == 5:
             raise ValueError("bad batch")
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.execute, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert (outcome.done, outcome.ok, outcome.failed) == (8, 4, 4)
@@ -133,14 +134,14 @@ def test_a_raising_batch_becomes_failed_rows(monkeypatch):
 def test_fail_fast_stops_at_the_first_failure(monkeypatch):
     def always(specs, progress=None):
         raise RuntimeError("no")
-    monkeypatch.setattr(rnnlab.run.execute, "train_batch", always)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", always)
     got = []
     outcome = execute.execute(_batches(), got.append, fail_fast=True)
     assert len(got) == 1 and outcome.failed == 2 and outcome.done == 2
 
 
 def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
-    real = rnnlab.run.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
     calls = []
 
     def interrupt_third(specs, progress=None):
@@ -148,7 +149,7 @@ def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.execute, "train_batch", interrupt_third)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt_third)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert outcome.interrupted and outcome.done == 4 and len(got) == 2

@@ -299,7 +299,7 @@ import os
 import signal
 from pathlib import Path
 
-from rnnlab.run import execute
+from rnnlab.run.executors import base
 def run_batch(specs):
     """Kill this worker process (SIGKILL, as the OOM killer does) while it trains the batch
     holding run KILL_RUN, the first KILL_TIMES times; otherwise train it."""
@@ -309,15 +309,15 @@ def run_batch(specs):
         if deaths < int(os.environ["KILL_TIMES"]):
             mark.write_text(str(deaths + 1))
             os.kill(os.getpid(), signal.SIGKILL)
-    return execute._run_batch(specs)
+    return base.run_batch(specs)
 '''
 
 DRIVER = '''
 import sys
 import killer
-from rnnlab.run import execute
+from rnnlab.run.executors import base
 from rnnlab.cli import app
-execute._run_batch = killer.run_batch
+base.run_batch = killer.run_batch
 sys.argv = ["rnnlab", *sys.argv[1:]]
 app()
 '''
@@ -394,16 +394,16 @@ def test_killed_worker_of_pool_leaves_no_resource_tracker_noise(tiny_reference, 
     out = tmp_path / "out"
     script = textwrap.dedent('''
         import os, signal, sys, time
-        from rnnlab.run import execute
+        from rnnlab.run.executors import pool
         from rnnlab.cli import app
-        real = execute._Worker.give
-        def give(self, queue):
-            sent = real(self, queue)
+        real = pool.Worker.give
+        def give(self, job):
+            sent = real(self, job)
             if sent and not os.environ.get("KILLED"):
                 os.environ["KILLED"] = "1"
                 os.kill(self.proc.pid, signal.SIGKILL)
             return sent
-        execute._Worker.give = give
+        pool.Worker.give = give
         sys.argv = ["rnnlab", *sys.argv[1:]]
         app()
     ''')
@@ -521,25 +521,25 @@ def test_lock_of_another_host_says_how_to_clear_it(finished_tiny, monkeypatch):
 
 
 def test_estimate_of_disk_use_is_close_to_what_a_sweep_writes(tmp_path):
-    from rnnlab.run import execute
+    from rnnlab.run import plan
     exp = tiny_exp(train={"steps": 20, "log_every": 2}, sweep={"task.seq_len": [30, 60]})
     out = tmp_path / "out"
     from rnnlab.run.sweep import run_sweep
     run_sweep(exp, out)
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    estimate = sum(execute.disk_bytes(s.config) for s in exp.runs())
+    estimate = sum(plan.disk_bytes(s.config) for s in exp.runs())
     assert 0.8 * written < estimate < 2 * written, (estimate, written)
-    execute.check_disk(exp.runs(), out, "e.yaml", free=2 * written + (1 << 20))
+    plan.check_disk(exp.runs(), out, "e.yaml", free=2 * written + (1 << 20))
     with pytest.raises(UserError, match=r"e\.yaml: the results of 4 run\(s\) need about "
                                         r"[0-9.]+ MiB on disk, more than the 0\.1 MiB free"):
-        execute.check_disk(exp.runs(), out, "e.yaml", free=100_000)
+        plan.check_disk(exp.runs(), out, "e.yaml", free=100_000)
 
 
 def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeypatch):
-    from rnnlab.run import execute
+    from rnnlab.run import plan
     file = write_yaml(tmp_path / "e.yaml", tiny_data())
     out = tmp_path / "out"
-    monkeypatch.setattr(execute, "free_disk", lambda path: 300_000)
+    monkeypatch.setattr(plan, "free_disk", lambda path: 300_000)
     msg = one_line_error(invoke("sweep", file, "--out", out, "--no-progress"))
     assert "need about 1.0 MiB on disk, more than the 0.3 MiB free" in msg, msg
     assert "--out on a disk with room" in msg
@@ -547,7 +547,7 @@ def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeyp
     monkeypatch.undo()
     ok(invoke("sweep", file, "--out", out, "--no-progress"))
     # a finished folder needs no more room: its rerun is not refused
-    monkeypatch.setattr(execute, "free_disk", lambda path: 0)
+    monkeypatch.setattr(plan, "free_disk", lambda path: 0)
     ok(invoke("sweep", file, "--out", out, "--no-progress"))
 
 

@@ -25,7 +25,7 @@ from rnnlab.results.store import (
     load_runs,
     system_info,
 )
-from rnnlab.run import execute
+from rnnlab.run import execute, plan
 
 
 def default_out(exp: Experiment) -> Path:
@@ -58,7 +58,7 @@ def manifest_for(exp: Experiment, command: list[str] | None) -> dict:
 
 
 def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
-              max_batch: int = execute.MAX_BATCH, memory_budget: int = execute.MEMORY_BUDGET,
+              max_batch: int = plan.MAX_BATCH, memory_budget: int = plan.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
               scheduler: str | None = None, retry_failed: bool = False,
@@ -68,8 +68,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
     ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
     of ``workers`` processes); the folder is written here either way (see
-    ``rnnlab.run.distributed``). Runs recorded as failed by an earlier sweep count as done, unless
-    ``retry_failed``: then they are forgotten and trained again. ``note``, if given, receives
+    ``rnnlab.run.executors.dask``). Runs recorded as failed by an earlier sweep count as done,
+    unless ``retry_failed``: then they are forgotten and trained again. ``note``, if given, receives
     one-line messages while the sweep runs (a batch lost with its worker process and retried).
     ``tls`` (``ca_file``, ``cert``, ``key``: file paths) secures the connection to a ``tls://``
     scheduler.
@@ -77,16 +77,16 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
     execute.check_executor(executor, scheduler, tls)
     if executor == "dask":
-        from rnnlab.run.distributed import require_dask, security
+        from rnnlab.run.executors.dask import require_dask, security
 
         require_dask()                      # before the folder is created
         security(tls)                       # certificate files checked before it too
     out = Path(out) if out is not None else default_out(exp)
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
-        execute.check_memory(runs, exp.source)
+        plan.check_memory(runs, exp.source)
     stored = set() if fresh else _committed(out)
-    execute.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
+    plan.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
                        max_batch=max_batch)
     store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                               manifest=manifest_for(exp, command), fresh=fresh,
@@ -100,7 +100,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         todo = [r for r in runs if r.run_id not in done]
         if progress:
             progress.start(len(runs), len(runs) - len(todo))
-        batches = execute.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
+        batches = plan.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
                                                                           res.metrics,
                                                                           **_extra_tables(res)),

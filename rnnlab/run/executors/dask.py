@@ -1,10 +1,10 @@
 """Run a sweep's batches on a Dask cluster (``rnnlab sweep FILE --executor dask``).
 
-The contract is that of the local executors (``execute.execute``): batches go in, and
-``handle(result)`` is called in this process for each finished batch, in the order they finish.
-Workers only train: each task is ``execute._run_batch(specs)`` and returns the batch's records
-(a ``BatchResult``); this process stays the only writer of the results folder, so the folder
-layout, resume, the progress bar and the numbers are those of a local sweep.
+The interface is that of every executor (``base``): batches are submitted, and ``done()`` returns
+each as it finishes, to the commit loop in this process (``rnnlab.run.execute``). Workers only
+train: each task is ``base.run_batch(specs)`` and returns the batch's records (a
+``BatchResult``); this process stays the only writer of the results folder, so the folder layout,
+resume, the progress bar and the numbers are those of a local sweep.
 
 - **Where.** ``scheduler="tcp://host:port"`` (or ``tls://host:port`` with certificate files:
   :func:`security`) connects to a running cluster (``dask scheduler`` and
@@ -17,8 +17,9 @@ layout, resume, the progress bar and the numbers are those of a local sweep.
   dies mid-batch makes the scheduler run the batch on another worker, up to the scheduler's
   ``distributed.scheduler.allowed-failures`` deaths (set to ``retries`` for the LocalCluster
   started here). A retried batch is one future and is committed once. A batch beyond its
-  retries (``KilledWorker`` or the exception) becomes failed rows carrying the error text.
-  Exceptions inside training never reach Dask: ``_run_batch`` records them as failed rows.
+  retries becomes failed rows carrying the error text (``KilledWorker``: reported as a final
+  loss, named in one line; an exception that escaped the task). Exceptions inside training never
+  reach Dask: ``run_batch`` records them as failed rows.
 - **Ctrl-C.** ``KeyboardInterrupt`` cancels the batches in flight, closes the client (and the
   LocalCluster) and propagates; the batches already handled are committed and kept.
 
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from rnnlab.errors import EnvironmentFault, UserError
-from rnnlab.run import execute
+from rnnlab.run.executors.base import THREAD_VARS, Done, Lost, failed_result
 from rnnlab.run.train import BatchResult
 
 #: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
@@ -142,7 +143,7 @@ def _connect(distributed, sec, scheduler, workers, retries) -> Iterator:
             cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                env={k: "1" for k in execute._THREAD_VARS})
+                env={k: "1" for k in THREAD_VARS})
     aborted = False
     try:
         try:
@@ -190,80 +191,85 @@ async def _kill_workers(nannies, timeout: float = 0.5):
     await asyncio.gather(*(n.close(timeout=timeout) for n in nannies), return_exceptions=True)
 
 
-def batch_outcome(future, specs) -> BatchResult:
-    """The result of a finished future; a batch that failed beyond its retries (the worker died
-    each time: ``KilledWorker``; or an exception escaped the task) becomes failed rows."""
-    try:
-        return future.result()
-    except concurrent.futures.CancelledError:
-        raise                      # lost scheduler or cancelled: not a failure of the runs
-    except Exception as e:         # noqa: BLE001 - recorded per run, reported at the end
-        return execute.failed_result(specs, f"{type(e).__name__}: {e}")
+class DaskExecutor:
+    """Batches as futures on a Dask cluster; ``done()`` waits for the next one to finish."""
 
+    def __init__(self, client, distributed, task: Callable, retries: int, window: int,
+                 scheduler: str | None):
+        self.client = client
+        self.task = task
+        self.retries = retries
+        self.window = window
+        self.scheduler = scheduler
+        self.killed_worker = distributed.KilledWorker
+        self.finished = distributed.as_completed(loop=client.loop)
+        self.pending: dict = {}                    # key -> (future, number, specs), not yet done
+        self.tag = uuid.uuid4().hex[:8]
+        self.count = 0
 
-def execute_dask(batches, handle: Callable[[BatchResult], bool], *, scheduler: str | None = None,
-                 workers: int = 1, retries: int = RETRIES, max_in_flight: int | None = None,
-                 tls: dict | None = None, note: Callable[[str], None] | None = None):
-    """Train ``batches`` on a Dask cluster, calling ``handle(result)`` here as each finishes.
+    def submit(self, number: int, specs: list) -> None:
+        key = f"rnnlab-batch-{self.tag}-{self.count}"
+        self.count += 1
+        with self.cluster_faults():
+            fut = self.client.submit(self.task, specs, key=key, retries=self.retries, pure=False)
+        self.pending[key] = (fut, number, specs)
+        self.finished.add(fut)
 
-    ``handle`` returning True stops the execution (fail-fast): batches in flight are cancelled.
-    ``max_in_flight`` overrides the window of submitted batches (default :func:`window`).
-    ``note`` receives one line for each batch lost beyond its retries (its workers died).
-    """
-    distributed = require_dask()
-    queue = list(enumerate(batches, 1))
-    total = len(queue)
-    queue.reverse()                                # pop() from the end = the planned order
-    if not queue:
-        return
-    fn = execute._run_batch                        # looked up now: tests may replace it
-    tag = uuid.uuid4().hex[:8]
-    with connect(scheduler, workers, retries, tls) as client:
-        pending: dict = {}                         # key -> (future, specs), not yet handled
-        done = distributed.as_completed(loop=client.loop)
-        count = 0
-
-        def refill():
-            nonlocal count
-            limit = max_in_flight or window(client)
-            while queue and len(pending) < limit:
-                number, specs = queue.pop()
-                key = f"rnnlab-batch-{tag}-{count}"
-                count += 1
-                fut = client.submit(fn, specs, key=key, retries=retries, pure=False)
-                pending[key] = (fut, specs, number)
-                done.add(fut)
-
-        committing = False
-        try:
-            refill()
-            for fut in done:
-                entry = pending.pop(fut.key, None)
-                if entry is None:                  # yielded twice: already committed
+    def done(self) -> list[Done]:
+        with self.cluster_faults():
+            for fut in self.finished:
+                entry = self.pending.pop(fut.key, None)
+                if entry is None:                  # yielded twice: already done
                     continue
-                result = batch_outcome(fut, entry[1])
+                _, number, specs = entry
+                value = self.outcome(fut, specs)
                 fut.release()
-                error = result.runs[0].get("error") if result.runs else None
-                if note and isinstance(error, str) and error.startswith("KilledWorker"):
-                    note(f"{execute._describe(entry[2], total, entry[1])} lost: the dask "
-                         f"workers training it died {retries + 1} times; its runs are recorded "
-                         "as failed")
-                committing = True
-                if handle(result):
-                    break
-                committing = False
-                refill()
+                return [Done(number, specs, value)]
+        raise RuntimeError("done() with no batch in flight")
+
+    def outcome(self, future, specs) -> BatchResult | Lost:
+        """The result of a finished future; a batch that failed beyond its retries becomes a
+        final loss (the worker died each time: ``KilledWorker``) or failed rows (an exception
+        escaped the task)."""
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise                  # lost scheduler or cancelled: not a failure of the runs
+        except self.killed_worker as e:
+            return Lost(f"the dask workers training it died {self.retries + 1} times",
+                        f"{type(e).__name__}: {e}", final=True)
+        except Exception as e:     # noqa: BLE001 - recorded per run, reported at the end
+            return failed_result(specs, f"{type(e).__name__}: {e}")
+
+    @contextlib.contextmanager
+    def cluster_faults(self) -> Iterator[None]:
+        """A lost scheduler (or one that cancelled the batches) as one line."""
+        try:
+            yield
         except (concurrent.futures.CancelledError, OSError, TimeoutError) as e:
-            if committing:                         # the folder's error, not the cluster's
-                raise
             why = getattr(e, "reason", None) or (str(e).splitlines() or [type(e).__name__])[0]
-            where = f" at {scheduler}" if scheduler else ""
+            where = f" at {self.scheduler}" if self.scheduler else ""
             raise EnvironmentFault(
                 f"lost the dask scheduler{where} or it cancelled the sweep's batches ({why}); "
                 "finished runs are kept: rerun the same command (with a scheduler running) to "
                 "resume") from None
+
+    def cancel(self) -> None:
+        if self.pending:
+            with contextlib.suppress(Exception):
+                self.client.cancel([entry[0] for entry in self.pending.values()])
+            self.pending.clear()
+
+
+@contextlib.contextmanager
+def open_dask(task: Callable, *, scheduler: str | None = None, workers: int = 1,
+              retries: int = RETRIES, tls: dict | None = None) -> Iterator[DaskExecutor]:
+    """An executor on the cluster at ``scheduler`` or on a new LocalCluster (:func:`connect`);
+    batches still in flight on exit are cancelled."""
+    distributed = require_dask()
+    with connect(scheduler, workers, retries, tls) as client:
+        ex = DaskExecutor(client, distributed, task, retries, window(client), scheduler)
+        try:
+            yield ex
         finally:
-            if pending:
-                with contextlib.suppress(Exception):
-                    client.cancel([entry[0] for entry in pending.values()])
-                pending.clear()
+            ex.cancel()
