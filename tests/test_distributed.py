@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402  (a dependency of distributed)
 import dask  # noqa: E402
 import psutil  # noqa: E402  (a dependency of distributed)
-from conftest import tiny_data, tiny_exp, write_yaml  # noqa: E402
+from conftest import committed_runs, tiny_data, tiny_exp, write_yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import rnnlab.run.executors.base  # noqa: E402
@@ -309,7 +309,6 @@ def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tm
     import subprocess
     import time
 
-    import pyarrow.parquet as pq
 
     env = dict(os.environ, NO_COLOR="1", DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s")
     info = tmp_path / "scheduler.json"
@@ -358,11 +357,8 @@ def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tm
         procs.append(sweep)
         deadline = time.monotonic() + 120
         while True:
-            try:
-                if pq.read_metadata(out / "runs.parquet").num_rows >= 2:
-                    break
-            except OSError:
-                pass
+            if committed_runs(out) >= 2:
+                break
             assert sweep.poll() is None, sweep.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.02)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import invoke, ok, tiny_data, tiny_exp, write_yaml
+from conftest import committed_runs, invoke, ok, tiny_data, tiny_exp, write_yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 from test_reliability import SLOW, WAIT, assert_partial, assert_same, one_line_error, results
@@ -151,7 +151,7 @@ def tiny_reference(tmp_path_factory):
 #: (file whose write fails, how many writes of it succeed first): every write site of a sweep.
 WRITE_SITES = [
     ("manifest.json", 0), (".lock", 0), ("grad_norms/", 0), ("grad_norms", 0), ("metrics", 0),
-    ("grad_norms", 2), ("metrics", 2), ("runs.parquet", 0), ("runs.parquet", 2),
+    ("grad_norms", 2), ("metrics", 2), ("runs", 0), ("runs", 2), ("runs.parquet", 0),
     ("summary.csv", 0), ("summary.md", 0), ("metrics.parquet", 0),
 ]
 
@@ -173,7 +173,7 @@ def inject_enospc(monkeypatch, target: str, after: int, error: OSError = ENOSPC)
     def tmp_target(tmp) -> str:
         p = Path(tmp)
         name = p.name.removeprefix(".tmp-").rsplit("-", 1)[0]
-        return f"{p.parent.name}" if p.parent.name in ("grad_norms", "metrics") else name
+        return f"{p.parent.name}" if p.parent.name in ("grad_norms", "metrics", "runs") else name
 
     def write_table(table, where, *args, **kwargs):
         if hit(tmp_target(where)):
@@ -269,7 +269,7 @@ def test_real_full_disk_on_a_tmpfs_then_rerun_after_freeing_space(tmp_path):
              "--no-progress", "--max-batch", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         deadline = time.monotonic() + WAIT
-        while not (out / "runs.parquet").exists():
+        while not committed_runs(out):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.002)
         filler = mnt / "filler"
@@ -581,11 +581,10 @@ def _rows(ids, axis_values, failed=False):
 
 @pytest.mark.parametrize("second", ["same types", "failed rows", "float after int",
                                     "new column", "null then value"])
-def test_appending_runs_gives_the_table_a_rebuild_gives(second):
-    """A commit appends its rows to the arrow table of the stored runs instead of rebuilding it
-    from Python rows; the table (and so runs.parquet) is the same."""
-    from rnnlab.results.parquet_io import _runs_table
-    from rnnlab.results.store import _append_runs
+def test_combining_runs_parts_gives_the_table_a_rebuild_gives(second):
+    """The runs parts of two batches read as one table (and compacted into runs.parquet) are
+    concatenated when they can be instead of rebuilt from Python rows; the table is the same."""
+    from rnnlab.results.parquet_io import _runs_table, combine_runs
 
     first = _rows(["b3", "a1", "z9"], [0.5, 1.5, 2.5])
     if second == "float after int":
@@ -598,8 +597,8 @@ def test_appending_runs_gives_the_table_a_rebuild_gives(second):
             "new column": [{**r, "train.lr": 0.1} for r in _rows(["c4", "0a"], [0.25, 4.0])],
             "null then value": _rows(["c4", "0a"], [0.25, 4.0])}[second]
     old = _runs_table(first)
-    got = _append_runs(old, more)
-    want = _runs_table(old.to_pylist() + more)      # what every commit computed before
+    got = combine_runs([old, _runs_table(more)])
+    want = _runs_table(old.to_pylist() + more)      # the rows of both, rebuilt
     assert got.equals(want, check_metadata=True), (got.schema, want.schema)
     assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
 
@@ -633,11 +632,8 @@ def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
                                 env=env, start_new_session=True, preexec_fn=_terminal_sigint)
         deadline = time.monotonic() + WAIT
         while True:
-            try:
-                if pq.read_metadata(out / "runs.parquet").num_rows >= at_least:
-                    return proc
-            except OSError:
-                pass
+            if committed_runs(out) >= at_least:
+                return proc
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.005)

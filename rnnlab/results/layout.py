@@ -11,6 +11,7 @@ from collections.abc import Iterable
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 RUNS = "runs.parquet"
+RUNS_DIR = "runs"
 GRAD_DIR = "grad_norms"
 LYAP_DIR = "lyapunov"
 METRICS_DIR = "metrics"
@@ -19,8 +20,8 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 LOCK = ".lock"
 PART_PREFIX = "part-"
-_OWN_NAMES = {MANIFEST, RUNS, GRAD_DIR, LYAP_DIR, METRICS_DIR, METRICS, SUMMARY_CSV, SUMMARY_MD,
-              LOCK}
+_OWN_NAMES = {MANIFEST, RUNS, RUNS_DIR, GRAD_DIR, LYAP_DIR, METRICS_DIR, METRICS, SUMMARY_CSV,
+              SUMMARY_MD, LOCK}
 
 
 def part_name(run_ids: Iterable[str]) -> str:
@@ -29,6 +30,7 @@ def part_name(run_ids: Iterable[str]) -> str:
     return f"{PART_PREFIX}{digest}.parquet"
 
 
-def _is_part(name: str) -> bool:
+def is_part(name: str) -> bool:
+    """Whether ``name`` is a part file's name."""
     return name.startswith(PART_PREFIX) and name.endswith(".parquet")
 

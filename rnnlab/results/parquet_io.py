@@ -26,6 +26,9 @@ from rnnlab.errors import EnvironmentFault, UserError
 
 TMP_PREFIX = ".tmp-"
 _PARTS_KEY = b"rnnlab.parts"
+#: Schema metadata of a runs part: its batch's place in the order of commits (0, 1, ...), so the
+#: runs read as one table have the column order and types of the batches appended in that order.
+SEQ_KEY = b"rnnlab.seq"
 
 #: Columns every run row has, with fixed types (other columns, e.g. swept ones, are inferred).
 RUN_FIELDS: dict[str, pa.DataType] = {
@@ -323,6 +326,28 @@ def _runs_table(rows: list[dict]) -> pa.Table:
         arrays.append(pa.array(vals, type=typ))
         fields.append(pa.field(name, typ))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def commit_seq(table: pa.Table) -> int:
+    """The place of a runs part in the order of commits (-1 when it has none)."""
+    try:
+        return int((table.schema.metadata or {}).get(SEQ_KEY, b"-1"))
+    except ValueError:
+        return -1
+
+
+def combine_runs(tables: list[pa.Table]) -> pa.Table:
+    """One runs table (sorted by ``run_id``) from the tables of several batches in the order they
+    were committed: concatenated
+    when they have the same columns and types (the usual case: every run of an experiment has the
+    same keys), which gives the table ``_runs_table`` builds from all their rows; otherwise (a
+    column new or gone, a type that the values together infer differently) rebuilt from the rows.
+    """
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    if all(t.schema.equals(tables[0].schema) for t in tables[1:]):
+        both = pa.concat_tables(tables)
+        return both.sort_by([("run_id", "ascending")]).combine_chunks()
+    return _runs_table([row for t in tables for row in t.to_pylist()])
 
 
 def _frame_table(df: pd.DataFrame | None, schema: pa.Schema, what: str) -> pa.Table:

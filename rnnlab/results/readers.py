@@ -1,8 +1,9 @@
 """Reading a results folder: manifest, runs, grad norms, metrics and (when the analysis was on)
 the Lyapunov tables of the committed runs.
 
-Readers only read part files referenced by ``runs.parquet`` (see the commit protocol in
-:mod:`rnnlab.results.store`), so they never see the leftovers of an interrupted sweep.
+Readers only read part files of committed batches (those with a runs part, or compacted into
+``runs.parquet``: see the commit protocol in :mod:`rnnlab.results.store`), so they never see the
+leftovers of an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
-from rnnlab.results.layout import GRAD_DIR, LOCK, LYAP_DIR, MANIFEST, METRICS, METRICS_DIR, RUNS
+from rnnlab.results.layout import (
+    GRAD_DIR,
+    LOCK,
+    LYAP_DIR,
+    MANIFEST,
+    METRICS,
+    METRICS_DIR,
+    RUNS,
+    RUNS_DIR,
+    is_part,
+)
 from rnnlab.results.parquet_io import (
     _GRAD_SORT,
     _LYAP_SORT,
@@ -32,6 +43,8 @@ from rnnlab.results.parquet_io import (
     _read_parquet,
     _read_parts_metadata,
     _runs_to_pandas,
+    combine_runs,
+    commit_seq,
 )
 
 
@@ -116,19 +129,55 @@ def _live_lock_holder(p: Path) -> str | None:
     return None
 
 
+def runs_parts(p: Path, compacted: pa.Table | None) -> list[str]:
+    """The names of the runs part files in ``p/runs/`` not yet compacted into ``runs.parquet``
+    (``compacted``; a part it holds is the leftover of an interrupted ``finalize``), sorted."""
+    folder = p / RUNS_DIR
+    if not folder.is_dir():
+        return []
+    done = set() if compacted is None else set(compacted.column("part").to_pylist())
+    return sorted(e for e in os.listdir(folder) if is_part(e) and e not in done)
+
+
+def read_runs_parts(p: Path, compacted: pa.Table | None) -> list[pa.Table]:
+    """The runs parts not compacted into ``runs.parquet`` (``compacted``), in commit order."""
+    tables = [_read_parquet(p / RUNS_DIR / part, need=_RUNS_COLS)
+              for part in runs_parts(p, compacted)]
+    return sorted(tables, key=commit_seq)
+
+
+def has_runs(p: Path) -> bool:
+    """Whether the folder ``p`` holds committed runs (a runs file), read or not."""
+    return (p / RUNS).is_file() or bool(runs_parts(p, None))
+
+
+def read_runs(p: Path) -> pa.Table | None:
+    """The committed runs of the folder ``p`` as one table (runs.parquet and the runs part of
+    each batch committed since the last ``finalize``), sorted by run_id; None when it has none.
+    A damaged file is a UserError naming it."""
+    compacted = None
+    if (p / RUNS).is_file():
+        compacted = _read_parquet(
+            p / RUNS, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
+        )
+    tables = [compacted] if compacted is not None else []
+    tables += read_runs_parts(p, compacted)
+    if not tables:
+        return None
+    return tables[0] if len(tables) == 1 else combine_runs(tables)
+
+
 def _runs_table_of(p: Path) -> pa.Table:
-    runs_path = p / RUNS
-    if not runs_path.is_file():
+    table = read_runs(p)
+    if table is None:
         parts = os.listdir(p / GRAD_DIR) if (p / GRAD_DIR).is_dir() else []
         if any(e.endswith(".parquet") for e in parts):
             raise UserError(
-                f"{runs_path} is missing but {p / GRAD_DIR} holds part files: without it no "
+                f"{p / RUNS} is missing but {p / GRAD_DIR} holds part files: without it no "
                 "run is committed; rerun `rnnlab sweep` into the folder to recompute the runs "
                 "(it removes those parts)")
         raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
-    return _read_parquet(
-        runs_path, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
-    )
+    return table
 
 
 def load_runs(path: str | os.PathLike) -> pd.DataFrame:

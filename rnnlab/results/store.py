@@ -3,7 +3,9 @@
 Layout of a results folder (default ``results/<experiment name>/``)::
 
     manifest.json        experiment name, fingerprint, resolved experiment, versions, command line
-    runs.parquet         one row per committed run; column ``part`` names the run's part files
+    runs/                one ``part-<hash>.parquet`` per committed batch: its runs, one row each
+                         (column ``part`` names the batch's part files)
+    runs.parquet         the runs of the batches compacted by ``finalize``
     grad_norms/          parquet dataset: one ``part-<hash>.parquet`` per batch of runs
     lyapunov/            the same for the Lyapunov analysis (``train.lyapunov``; only batches
                          that computed it have a part here: a missing part is no data, not damage)
@@ -13,18 +15,24 @@ Layout of a results folder (default ``results/<experiment name>/``)::
     summary.md           the same table for humans
     .lock                pid and host of the sweep writing to the folder
 
-Commit protocol. A batch first writes its two part files (grad norms, metrics), then rewrites
-``runs.parquet`` with the batch's rows appended. Every file is written under a temporary name
+Commit protocol. A batch writes its part files (grad norms, metrics, Lyapunov tables), then, last,
+its runs part ``runs/part-<hash>.parquet``. Every file is written under a temporary name
 ``.tmp-<name>-<pid>`` in the same folder, fsynced and moved into place with ``os.replace``. A batch
-is committed iff its runs are in ``runs.parquet``; part files that ``runs.parquet`` does not
-reference were left by a killed process and are deleted when the folder is next opened for writing.
-Readers only read part files referenced by ``runs.parquet`` and never see temporary files (pyarrow
-ignores names starting with ``.``; they do not end in ``.parquet`` either).
+is committed iff its runs are in a runs part or in ``runs.parquet``; nothing written before is
+rewritten, so a commit costs the same at the first batch and the 10,000th. Part files of no
+committed batch were left by a killed process and are deleted when the folder is next opened for
+writing. Readers read the runs as one table (``runs.parquet`` plus the runs parts), only read part
+files of committed batches and never see temporary files (pyarrow ignores names starting with
+``.``; they do not end in ``.parquet`` either).
 
-Metrics are small and read whole, so ``finalize`` compacts them into one ``metrics.parquet``; the
-grad norms are large and stay a dataset folder that ``pandas.read_parquet(folder)``, pyarrow,
-polars and duckdb read directly. A run whose part file was deleted (the advice given for a corrupted
-file) is dropped from ``runs.parquet`` at the next open, so the next sweep recomputes it.
+``finalize`` (at the end of a sweep) compacts the runs parts into ``runs.parquet`` and the metrics
+parts into ``metrics.parquet``: each compacted file replaces the old one atomically, and only then
+are the parts it holds deleted (killed in between, readers ignore the parts it holds and the next
+open deletes them). The grad norms are large and stay a dataset folder that
+``pandas.read_parquet(folder)``, pyarrow, polars and duckdb read directly. A run whose part file
+was deleted (the advice given for a corrupted file) is dropped at the next open, so the next
+sweep recomputes it. A folder written before runs parts existed (one ``runs.parquet``) is read
+and resumed the same way.
 
 This module holds the writer, :class:`ResultsStore`. The pieces it builds on live in their own
 modules, and their public names are re-exported here: ``rnnlab.results.layout`` (file names),
@@ -57,11 +65,12 @@ from rnnlab.results.layout import (
     METRICS_DIR,
     PART_PREFIX,
     RUNS,
+    RUNS_DIR,
     SUMMARY_CSV,
     SUMMARY_MD,
-    _is_part,
     part_name,
 )
+from rnnlab.results.layout import is_part as _is_part
 from rnnlab.results.lock import _acquire_lock, _host, _release_lock  # noqa: F401
 from rnnlab.results.parquet_io import (
     _GRAD_SORT,
@@ -75,6 +84,7 @@ from rnnlab.results.parquet_io import (
     METRICS_SCHEMA,
     NULLABLE_INT_RUN_COLUMNS,
     RUN_FIELDS,
+    SEQ_KEY,
     TMP_PREFIX,
     _frame_table,
     _read_parquet,
@@ -82,6 +92,8 @@ from rnnlab.results.parquet_io import (
     _runs_table,
     _write_parquet_atomic,
     _write_text_atomic,
+    combine_runs,
+    commit_seq,
     disk_full_error,
     is_disk_full,
     plain_value,
@@ -94,6 +106,8 @@ from rnnlab.results.readers import (
     load_manifest,
     load_metrics,
     load_runs,
+    read_runs_parts,
+    runs_parts,
 )
 from rnnlab.results.sysinfo import system_info
 
@@ -137,24 +151,6 @@ def _refuse_foreign(path: Path) -> None:
         )
 
 
-def _append_runs(old: pa.Table | None, rows: list[dict]) -> pa.Table:
-    """``_runs_table(old rows + rows)``, without converting the old rows back to Python.
-
-    When the batch's table has exactly the old columns and types (the usual case: every run of
-    an experiment has the same keys), the two tables are concatenated and sorted by ``run_id``,
-    which gives the same table as rebuilding it from all rows; otherwise (a column new or gone, a
-    type that the old and new values together would infer differently) it is rebuilt from all
-    rows. Rebuilding costs ~40 us per stored run, so a sweep of 20,000 runs in batches of 64
-    spent most of its commits there."""
-    new = _runs_table(rows)
-    if old is None:
-        return new
-    if old.schema.remove_metadata().equals(new.schema.remove_metadata()):
-        both = pa.concat_tables([old.replace_schema_metadata(None), new])
-        return both.sort_by([("run_id", "ascending")]).combine_chunks()
-    return _runs_table(old.to_pylist() + rows)
-
-
 class ResultsStore:
     """Writer of one results folder. Create with :meth:`ResultsStore.open`.
 
@@ -168,7 +164,12 @@ class ResultsStore:
         self.name = name
         self.manifest: dict = {}
         self.cleanup_notes: list[str] = []
-        self._runs: pa.Table | None = None
+        #: run_id -> (part, status) of every committed run
+        self._runs: dict[str, tuple[str, str]] = {}
+        #: parts whose runs are in runs.parquet (the others have a runs part in runs/)
+        self._compacted: set[str] = set()
+        #: the commit order of the next batch (``parquet_io.SEQ_KEY``)
+        self._seq = 0
         self._lock_fd: int | None = None
 
     # -- opening -------------------------------------------------------------------------------
@@ -246,21 +247,41 @@ class ResultsStore:
             }
             text = json.dumps(self.manifest, indent=2, default=str) + "\n"
             _write_text_atomic(path / MANIFEST, text)
-        runs_path = path / RUNS
-        if runs_path.exists():
-            self._runs = _read_parquet(
-                runs_path,
-                "delete it and rerun `rnnlab sweep` to recompute all runs",
-                need=_RUNS_COLS,
-            )
+        self._load_runs()
         self._cleanup()
 
+    def _read_compacted(self) -> pa.Table | None:
+        """``runs.parquet`` (the runs compacted by ``finalize``), or None."""
+        if not (self.path / RUNS).exists():
+            return None
+        return _read_parquet(self.path / RUNS,
+                             "delete it and rerun `rnnlab sweep` to recompute all runs",
+                             need=_RUNS_COLS)
+
+    def _load_runs(self) -> None:
+        """Index the committed runs: runs.parquet, then the runs part of each later batch."""
+        self._runs, self._compacted = {}, set()
+        compacted = self._read_compacted()
+        tables = []
+        if compacted is not None:
+            tables.append(compacted)
+            self._compacted = set(compacted.column("part").to_pylist())
+        tables += read_runs_parts(self.path, compacted)
+        for table in tables:
+            self._index(table)
+        self._seq = max((commit_seq(t) for t in tables), default=-1) + 1
+
+    def _index(self, table: pa.Table) -> None:
+        cols = [table.column(c).to_pylist() for c in ("run_id", "part", "status")]
+        for run_id, part, status in zip(*cols, strict=True):
+            self._runs[run_id] = (part, status)
+
     def _remove_own_files(self) -> None:
-        """Delete rnnlab's files (commit record first, so a crash here leaves no half state)."""
+        """Delete rnnlab's files (commit records first, so a crash here leaves no half state)."""
         for name in (RUNS, METRICS, SUMMARY_CSV, SUMMARY_MD):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
-        for sub in (GRAD_DIR, LYAP_DIR, METRICS_DIR):
+        for sub in (RUNS_DIR, GRAD_DIR, LYAP_DIR, METRICS_DIR):
             folder = self.path / sub
             if folder.is_dir():
                 for e in os.listdir(folder):
@@ -268,38 +289,36 @@ class ResultsStore:
                         (folder / e).unlink()
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-        self._runs = None
+        self._runs, self._compacted = {}, set()
 
     def _cleanup(self) -> None:
         """Remove temporary files, orphan parts and runs whose part files are missing."""
-        for folder in (self.path, self.path / GRAD_DIR, self.path / LYAP_DIR,
-                       self.path / METRICS_DIR):
+        for folder in (self.path, self.path / RUNS_DIR, self.path / GRAD_DIR,
+                       self.path / LYAP_DIR, self.path / METRICS_DIR):
             if folder.is_dir():
                 for e in os.listdir(folder):
                     if e.startswith(TMP_PREFIX):
                         with contextlib.suppress(OSError):
                             (folder / e).unlink()
-        compacted = self._compacted_parts()
+        merged = self._compacted_parts()            # metrics parts in metrics.parquet
         referenced = self._referenced_parts()
         broken = {
             p
             for p in referenced
             if not (self.path / GRAD_DIR / p).is_file()
-            or (p not in compacted and not (self.path / METRICS_DIR / p).is_file())
+            or (p not in merged and not (self.path / METRICS_DIR / p).is_file())
         }
         if broken:
-            keep = pc.invert(pc.is_in(self._runs.column("part"), pa.array(sorted(broken))))
-            dropped = self._runs.num_rows
-            self._runs = self._runs.filter(keep)
-            dropped -= self._runs.num_rows
-            _write_parquet_atomic(self.path / RUNS, self._runs)
+            dropped = self._forget(run_id for run_id, (part, _) in self._runs.items()
+                                   if part in broken)
             self.cleanup_notes.append(
                 f"dropped {dropped} run(s) whose part files are missing; they will be recomputed"
             )
             referenced -= broken
         removed = 0
-        for sub, keep_parts in ((GRAD_DIR, referenced), (LYAP_DIR, referenced),
-                                (METRICS_DIR, referenced - compacted)):
+        for sub, keep_parts in ((RUNS_DIR, referenced - self._compacted),
+                                (GRAD_DIR, referenced), (LYAP_DIR, referenced),
+                                (METRICS_DIR, referenced - merged)):
             folder = self.path / sub
             if not folder.is_dir():
                 continue
@@ -313,13 +332,40 @@ class ResultsStore:
             )
 
     def _referenced_parts(self) -> set[str]:
-        if self._runs is None:
-            return set()
-        return set(self._runs.column("part").to_pylist())
+        return {part for part, _ in self._runs.values()}
 
     def _compacted_parts(self) -> set[str]:
         path = self.path / METRICS
         return _read_parts_metadata(path) if path.is_file() else set()
+
+    def _forget(self, run_ids) -> int:
+        """Remove committed runs from runs.parquet and from their runs parts (a part left empty
+        is deleted: its batch is no longer committed). Returns how many were removed."""
+        drop = set(run_ids) & set(self._runs)
+        if not drop:
+            return 0
+        parts = {self._runs[r][0] for r in drop}
+        ids = pa.array(sorted(drop), pa.string())
+        if parts & self._compacted:
+            table = self._read_compacted()
+            table = table.filter(pc.invert(pc.is_in(table.column("run_id"), ids)))
+            if table.num_rows:
+                _write_parquet_atomic(self.path / RUNS, _runs_table(table.to_pylist()))
+            else:
+                (self.path / RUNS).unlink()
+        for part in sorted(parts - self._compacted):
+            target = self.path / RUNS_DIR / part
+            table = _read_parquet(target, need=_RUNS_COLS)
+            kept = table.filter(pc.invert(pc.is_in(table.column("run_id"), ids)))
+            if kept.num_rows:
+                kept = _runs_table(kept.to_pylist()).replace_schema_metadata(table.schema.metadata)
+                _write_parquet_atomic(target, kept)
+            else:
+                target.unlink()
+        for r in drop:
+            del self._runs[r]
+        self._compacted &= self._referenced_parts()
+        return len(drop)
 
     # -- locking -------------------------------------------------------------------------------
 
@@ -344,49 +390,33 @@ class ResultsStore:
 
     def done_run_ids(self) -> set[str]:
         """Ids of the committed runs (whatever their status)."""
-        if self._runs is None:
-            return set()
-        return set(self._runs.column("run_id").to_pylist())
+        return set(self._runs)
 
     def failed_run_ids(self) -> set[str]:
         """Ids of the committed runs whose status is ``failed``."""
-        if self._runs is None:
-            return set()
-        rows = zip(self._runs.column("run_id").to_pylist(),
-                   self._runs.column("status").to_pylist(), strict=True)
-        return {run_id for run_id, status in rows if status == "failed"}
+        return {run_id for run_id, (_, status) in self._runs.items() if status == "failed"}
 
     def drop_runs(self, run_ids) -> int:
-        """Forget committed runs (failed ones, to retry them): rewrite ``runs.parquet`` without
-        them, atomically. Their part files are no longer referenced: a rerun of the same batch
-        replaces them, and the next ``open`` removes any that stay orphaned. Returns the count."""
-        drop = set(run_ids)
-        if self._runs is None or not drop:
-            return 0
-        keep = [r for r in self._runs.to_pylist() if r["run_id"] not in drop]
-        dropped = self._runs.num_rows - len(keep)
-        if not dropped:
+        """Forget committed runs (failed ones, to retry them): rewrite the runs files that hold
+        them without them, atomically. Their part files are no longer referenced: a rerun of the
+        same batch replaces them, and the next ``open`` removes any that stay orphaned. Returns
+        the count."""
+        drop = set(run_ids) & set(self._runs)
+        if not drop:
             return 0
         # metrics.parquet first: it must no longer claim the dropped runs' parts as compacted,
         # or the rerun's new part of the same name would be taken as already merged. (Killed
-        # between the two writes, the next open drops the runs whose parts are gone: they rerun.)
+        # between the writes, the next open drops the runs whose parts are gone: they rerun.)
         target = self.path / METRICS
         if target.is_file():
             table = _read_parquet(target, "delete it and rerun `rnnlab sweep`", need=_METRICS_COLS)
-            still = {r["part"] for r in keep}
+            keep = sorted(set(self._runs) - drop)
+            still = {self._runs[r][0] for r in keep}
             parts = json.dumps(sorted(self._compacted_parts() & still))
-            ids = pa.array(sorted(r["run_id"] for r in keep), pa.string())
-            table = table.filter(pc.is_in(table.column("run_id"), ids))
+            table = table.filter(pc.is_in(table.column("run_id"), pa.array(keep, pa.string())))
             table = table.replace_schema_metadata({_PARTS_KEY: parts.encode()})
             _write_parquet_atomic(target, table)
-        if keep:
-            table = _runs_table(keep)
-            _write_parquet_atomic(self.path / RUNS, table)
-            self._runs = table
-        else:
-            (self.path / RUNS).unlink()
-            self._runs = None
-        return dropped
+        return self._forget(drop)
 
     def write_batch(
         self, runs: list[dict], grad_norms: pd.DataFrame | None, metrics: pd.DataFrame | None,
@@ -405,7 +435,7 @@ class ResultsStore:
             raise ValueError("every run needs a non-empty str run_id")
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate run_id in batch")
-        again = set(ids) & self.done_run_ids()
+        again = [i for i in ids if i in self._runs]
         if again:
             raise ValueError(f"runs already stored: {sorted(again)[:5]}")
         grad = _frame_table(grad_norms, GRAD_SCHEMA, "grad_norms")
@@ -416,11 +446,14 @@ class ResultsStore:
             if stray:
                 raise ValueError(f"{what} has rows of runs not in the batch: {sorted(stray)[:5]}")
         part = part_name(ids)
+        rows = _runs_table([{**r, "part": part} for r in runs])
+        rows = rows.replace_schema_metadata({SEQ_KEY: str(self._seq).encode()})
         written = []
         try:
             tables = [(GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)]
             if lya.num_rows:
                 tables.append((LYAP_DIR, lya, _LYAP_SORT))
+            tables.append((RUNS_DIR, rows, None))            # last: the commit
             for sub, table, order in tables:
                 folder = self.path / sub
                 try:
@@ -429,21 +462,23 @@ class ResultsStore:
                     if is_disk_full(e):
                         raise disk_full_error(folder, e) from None
                     raise
-                _write_parquet_atomic(folder / part, table.sort_by(order))
+                _write_parquet_atomic(folder / part, table if order is None
+                                      else table.sort_by(order))
                 written.append(folder / part)
-            table = _append_runs(self._runs, [{**r, "part": part} for r in runs])
-            _write_parquet_atomic(self.path / RUNS, table)
         except (Exception, KeyboardInterrupt):
             # not committed (disk full, or Ctrl-C in the middle): its parts are orphans, removed
             # now rather than at the next open, so that even a reader of the raw folder
             # (pandas.read_parquet of grad_norms/) sees committed data only; a Ctrl-C that lands
-            # after runs.parquet was replaced leaves a committed batch alone
-            if not _references(self.path / RUNS, part):
+            # after the runs part was moved into place leaves a committed batch alone
+            if not (self.path / RUNS_DIR / part).is_file():
                 for p in written:
                     with contextlib.suppress(OSError):
                         p.unlink()
             raise
-        self._runs = table
+        finally:
+            if (self.path / RUNS_DIR / part).is_file():
+                self._index(rows)
+                self._seq += 1
 
     def write_summary(self, table: pd.DataFrame, markdown: str) -> None:
         """Write ``summary.csv`` (rendered with 4 significant digits) and ``summary.md``."""
@@ -455,12 +490,15 @@ class ResultsStore:
         )
 
     def finalize(self) -> None:
-        """Compact the metrics parts of committed runs into ``metrics.parquet``.
+        """Compact the runs parts into ``runs.parquet`` and the metrics parts of committed runs
+        into ``metrics.parquet``.
 
-        ``metrics.parquet`` replaces the old one atomically and records the parts it holds in
-        its metadata; only then are those parts deleted. If killed in between, readers ignore
-        the leftover parts and the next open deletes them.
+        Each compacted file replaces the old one atomically (``metrics.parquet`` records the
+        parts it holds in its metadata, ``runs.parquet`` in its ``part`` column); only then are
+        those parts deleted. If killed in between, readers ignore the leftover parts and the
+        next open deletes them.
         """
+        self._compact_runs()
         target = self.path / METRICS
         compacted = self._compacted_parts()
         referenced = self._referenced_parts()
@@ -479,23 +517,24 @@ class ResultsStore:
             table = table.replace_schema_metadata({_PARTS_KEY: parts.encode()})
             _write_parquet_atomic(target, table)
             compacted = compacted | set(new)
-        folder = self.path / METRICS_DIR
-        if folder.is_dir():
-            for e in os.listdir(folder):
-                if _is_part(e) and e in compacted:
-                    (folder / e).unlink()
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_parts(self.path / METRICS_DIR, compacted)
+
+    def _compact_runs(self) -> None:
+        compacted = self._read_compacted()
+        new = runs_parts(self.path, compacted)
+        if new:
+            tables = [] if compacted is None else [compacted]
+            tables += read_runs_parts(self.path, compacted)
+            _write_parquet_atomic(self.path / RUNS, combine_runs(tables))
+            self._compacted |= set(new)
+        _remove_parts(self.path / RUNS_DIR, self._compacted)
 
 
-def _references(runs_file: Path, part: str) -> bool:
-    """Whether the runs table on disk names ``part`` (True when it cannot be read: then the
-    parts are left for the next open's clean-up rather than deleted on a guess)."""
-    import pyarrow.parquet as pq
-
-    try:
-        if not runs_file.exists():
-            return False
-        return part in set(pq.read_table(runs_file, columns=["part"]).column("part").to_pylist())
-    except Exception:                      # noqa: BLE001 - unreadable: decide nothing here
-        return True
+def _remove_parts(folder: Path, parts: set[str]) -> None:
+    """Delete the part files of ``folder`` named in ``parts``, and the folder if left empty."""
+    if folder.is_dir():
+        for e in os.listdir(folder):
+            if _is_part(e) and e in parts:
+                (folder / e).unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -130,15 +130,13 @@ def _extra_tables(res) -> dict:
 
 def _committed(out: Path) -> set[str]:
     """Ids of the runs already in ``out`` (empty if it holds none or cannot say)."""
-    from rnnlab.results.layout import RUNS
-    from rnnlab.results.parquet_io import _read_parquet
+    from rnnlab.results.readers import read_runs
 
-    if not (out / RUNS).is_file():
-        return set()
     try:
-        return set(_read_parquet(out / RUNS).column("run_id").to_pylist())
+        table = read_runs(out)
     except (UserError, OSError, KeyError):
         return set()
+    return set() if table is None else set(table.column("run_id").to_pylist())
 
 
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
@@ -183,8 +181,9 @@ def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
     a claim about training step N, its ``summary-step-N.csv``."""
     from rnnlab.errors import UserError
     from rnnlab.results.layout import RUNS
+    from rnnlab.results.readers import has_runs
 
-    if (out / RUNS).exists():
+    if has_runs(out):
         return summary_of(out, step=step)
     csv = out / ("summary.csv" if step is None else f"summary-step-{step}.csv")
     if csv.exists():
