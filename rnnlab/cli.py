@@ -444,6 +444,42 @@ def report(
     show_summary(table, fmt, title=folder, wide=wide, columns=columns)
 
 
+@app.command()
+@user_errors
+def limits(
+    folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
+    budgets: Annotated[str | None, typer.Option(
+        help="Comma-separated training budgets in steps (default: the run length S, S/2, "
+             "S/4, ... down to log_every).")] = None,
+    over: Annotated[str, typer.Option(help="The swept axis of the dependency length.")] =
+        "task.seq_len",
+    table: Annotated[Literal["limit", "budget"], typer.Option(
+        help="limit: the longest T solved with p >= 1/2 per setting and budget; budget: the "
+             "fraction solved within each budget per grid point.")] = "limit",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
+):
+    """The limit map of a results folder: solved within each training budget, and the longest
+    dependency solved with probability >= 1/2, with 95 % intervals (rnnlab.analysis.limits)."""
+    from rnnlab.analysis.limits import limits_of
+
+    steps = None
+    if budgets is not None:
+        try:
+            steps = [int(b) for b in budgets.split(",") if b.strip()]
+        except ValueError:
+            fail(f"--budgets: got {budgets!r}; allowed: comma-separated integers >= 0")
+        if not steps or min(steps) < 0:
+            fail(f"--budgets: got {budgets!r}; allowed: comma-separated integers >= 0")
+    warn_folder(folder)
+    by_budget, by_setting = limits_of(Path(folder), steps, over,
+                                      gradients=table == "limit")
+    warn_stack(folder)
+    show_summary(by_setting if table == "limit" else by_budget, fmt, title=folder, wide=wide,
+                 columns=columns)
+
+
 def warn_stack(folder) -> None:
     """One line when the folder was made on another floating-point stack (nothing when its
     manifest cannot be read: warn_folder has said so)."""
@@ -601,6 +637,8 @@ def run(
     row = result.runs[0]
     keys = ["status", "final_loss", "accuracy", "solved", "steps_to_solve", "diverged_step",
             "rho_start", "rho_end", "sigma_start", "sigma_end", "clip_rate"]
+    # adding's published criteria, where the task has them
+    keys[3:3] = [k for k in ("accuracy_hs", "accuracy_pascanu") if row.get(k) is not None]
     import pandas as pd
 
     show_table(pd.DataFrame([{k: row[k] for k in keys}]), "table",
@@ -637,10 +675,13 @@ def warmup():
 @user_errors
 def plot_command(
     folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
-    kind: Annotated[Literal["heatmap", "decay", "success", "lyapunov"], typer.Option(
+    kind: Annotated[Literal["heatmap", "decay", "success", "lyapunov", "budget", "limit"],
+                    typer.Option(
         help="heatmap: log10 ||dE/ds_t|| over t and a swept key; decay: ||dE/ds_t|| against "
              "lag T - t with the Pascanu et al. bound; success: solved fraction against "
-             "seq_len; lyapunov: the Lyapunov spectrum (train.lyapunov.enabled)."),
+             "seq_len; lyapunov: the Lyapunov spectrum (train.lyapunov.enabled); budget: "
+             "solved within each training budget against seq_len; limit: the longest T solved "
+             "with p >= 1/2 against the budget."),
     ] = "heatmap",
     out_file: Annotated[str | None, typer.Option("--out", help="Image file, .png, .pdf or .svg "
                                                  "(default FOLDER/KIND.png).")] = None,

@@ -8,7 +8,10 @@ README.md holds blocks between ``<!-- begin: KIND NAME -->`` and ``<!-- end: KIN
 - ``claims NAME``: every claim of experiments/NAME.yaml, in words, with its predicate and whether it
   holds on the committed table results/NAME/summary.csv;
 - ``table NAME``: the small table of the experiment that the README shows (``TABLES`` below), its
-  cells from the same summary.csv, intervals in brackets.
+  cells from the same summary.csv, intervals in brackets;
+- ``limits NAME``: the limit map's table results/NAME/limit.csv (``rnnlab limits``) as one row
+  per setting and one column per training budget, each cell the limit with its 95 % interval
+  (``> T`` when it lies beyond the longest T of the grid, ``< T`` below the shortest).
 
 Everything else in the README is written by hand and carries no number from a result.
 """
@@ -16,6 +19,7 @@ Everything else in the README is written by hand and carries no number from a re
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -66,6 +70,32 @@ def table_block(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def limits_block(name: str) -> str:
+    table = pd.read_csv(ROOT / "results" / name / "limit.csv", keep_default_na=False,
+                        na_values=[""])
+    setting = list(table.columns[:list(table.columns).index("budget")])
+    budgets = sorted(table["budget"].unique())
+    lines = ["| " + (", ".join(c.rsplit(".", 1)[-1] for c in setting) or "setting")
+             + " | " + " | ".join(f"{b} steps" for b in budgets) + " |",
+             "|---|" + "--:|" * len(budgets)]
+    groups = table.groupby(setting, sort=True) if setting else [((), table)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        cells = []
+        for b in budgets:
+            r = g[g["budget"] == b].iloc[0]
+            if r["censored"] == "above":
+                cells.append(f"> {format_value(r['limit'])}")
+            elif r["censored"] == "below":
+                cells.append(f"< {format_value(r['limit'])}")
+            else:
+                hi = "inf" if not math.isfinite(r["limit_hi"]) else f"{r['limit_hi']:.0f}"
+                cells.append(f"{r['limit']:.1f} [{r['limit_lo']:.0f}, {hi}]")
+        lines.append("| " + ", ".join(format_value(v) for v in key) + " | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def claims_block(name: str) -> str:
     results = check_folder(ROOT / "results" / name, file=ROOT / "experiments" / f"{name}.yaml")
     lines = []
@@ -80,7 +110,7 @@ def claims_block(name: str) -> str:
 def render(text: str) -> str:
     def block(m: re.Match) -> str:
         kind, name = m.group(2), m.group(3)
-        body = {"claims": claims_block, "table": table_block}[kind](name)
+        body = {"claims": claims_block, "table": table_block, "limits": limits_block}[kind](name)
         return m.group(1) + body + m.group(5)
 
     return BLOCK.sub(block, text)

@@ -27,14 +27,15 @@ import rnnlab
 from rnnlab.analysis.summarize import render
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.sysinfo import cpu_info, fp_stack
-from rnnlab.run.sweep import check_folder, run_sweep, summary_of
+from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",
                "limits-lstm"]
 FIGURES = {"spectrum": ["decay", "heatmap"], "vanishing": ["success", "heatmap"],
            "lstm": ["success"], "clipping": [], "truncation": [],
-           "lyapunov": ["lyapunov", "decay"]}
+           "lyapunov": ["lyapunov", "decay"], "limits": ["budget", "limit"],
+           "limits-lstm": ["budget", "limit"]}
 
 
 def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
@@ -44,10 +45,7 @@ def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
     report = run_sweep(exp, out, workers=workers, fresh=True,
                        command=["python", "scripts/reproduce.py"] + (["--quick"] if quick else []))
     seconds = time.perf_counter() - t0
-    for step in sorted({c.step for c in exp.claims if c.step is not None}):
-        # the committed folder keeps tables, not runs: claims about a later step need theirs
-        table = summary_of(out, step=step)
-        (out / f"summary-step-{step}.csv").write_text(render(table, "csv"))
+    write_tables(exp, out)
     o = report.outcome
     if o.failed or o.interrupted:
         raise SystemExit(f"{name}: {o.failed} failed run(s), interrupted={o.interrupted}")
@@ -56,6 +54,15 @@ def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
                                                                   else ""),
             "diverged": o.diverged, "exploded": o.exploded,
             "claims": check(name, quick, out)}
+
+
+def write_tables(exp, out: Path) -> None:
+    """The committed folder keeps tables, not runs: each table a claim reads beside the summary
+    (the summary at a later step, the limit map's tables) is written as the file
+    ``rnnlab.run.sweep.claims_table`` reads."""
+    for table, step in sorted({(c.table, c.step) for c in exp.claims} - {("summary", None)},
+                              key=str):
+        (out / table_file(table, step)).write_text(render(claims_table(out, table, step), "csv"))
 
 
 def check(name: str, quick: bool, out: Path) -> list[dict]:
@@ -74,6 +81,8 @@ def recheck(name: str, quick: bool, root: Path) -> dict:
     exp = load_experiment(ROOT / "experiments" / f"{name}.yaml", profile="quick" if quick else None)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["experiment"]["claims"] = exp.to_dict()["claims"]
+    if (out / "runs.parquet").exists():
+        write_tables(exp, out)
     tmp = out / ".tmp-manifest.json"
     tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     tmp.replace(out / "manifest.json")

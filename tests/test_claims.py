@@ -23,7 +23,7 @@ TABLE = pd.DataFrame({
 
 
 def check(*claims, table=TABLE):
-    return evaluate([Claim(**c) for c in claims], lambda step: table, "x.yaml")
+    return evaluate([Claim(**c) for c in claims], lambda kind, step: table, "x.yaml")
 
 
 def test_a_true_and_a_false_claim_with_their_observed_values():

@@ -250,6 +250,40 @@ def test_run_id_is_stable():
     assert canonical_json({"b": 0.30000000000000004, "a": [1, 1.0]}) == '{"a":[1,1.0],"b":0.3}'
 
 
+#: Run ids of default configurations before the task options target, tolerance, scoring,
+#: distractors and windows existed (seq_len 20, seed 0): they must not change. temporal_order's
+#: was c665b663b59f with the ceil windows; its data changed, so its id must differ from that.
+PINNED_IDS = {"recall": "b4a071fe97f6", "adding": "2fbf8d9d95d9", "copy": "bce14e8b3aec",
+              "random": "f93312fc3042"}
+
+
+@pytest.mark.parametrize("name", ["recall", "adding", "copy", "random", "temporal_order"])
+def test_default_run_ids_are_pinned(name):
+    config = RunConfig(model=ModelConfig(), task=TaskConfig(name=name, seq_len=20),
+                       train=TrainConfig(), seed=0)
+    dumped = config.to_dict()["task"]
+    for option in ("target", "tolerance", "scoring", "distractors"):
+        assert option not in dumped                      # left out while null
+    if name == "temporal_order":
+        assert dumped["windows"] is None                 # always dumped: the data changed
+        assert run_id(config) != "c665b663b59f"
+    else:
+        assert "windows" not in dumped
+        assert run_id(config) == PINNED_IDS[name]
+
+
+def test_new_task_options_change_the_id_once_set():
+    base = TaskConfig(name="adding", seq_len=20)
+    ids = {run_id(RunConfig(model=ModelConfig(), task=t, train=TrainConfig(), seed=0))
+           for t in (base, base.model_copy(update={"target": "mean"}),
+                     base.model_copy(update={"tolerance": 0.08}),
+                     TaskConfig(name="adding", seq_len=20, placement="pascanu"))}
+    assert len(ids) == 4 and PINNED_IDS["adding"] in ids
+    floor = TaskConfig(name="temporal_order", seq_len=20, windows="floor")
+    ceil = TaskConfig(name="temporal_order", seq_len=20, windows="ceil")
+    assert floor.model_dump()["windows"] == "floor" and ceil.model_dump()["windows"] == "ceil"
+
+
 def test_int_and_float_give_the_same_id():
     a = parse(minimal(model={"weight_scale": 1}, train={"lr": 1}))
     b = parse(minimal(model={"weight_scale": 1.0}, train={"lr": 1.0}))
@@ -424,6 +458,22 @@ ERRORS = [
      "null for task temporal_order"),
     (minimal(task={"name": "temporal_order", "seq_len": 5}), {}, "exp.yaml", "task.seq_len", "5",
      "an integer >= 10 for task temporal_order"),
+    (minimal(task={"name": "adding", "target": "median"}), {}, "exp.yaml", "task.target",
+     "'median'", "one of sum, mean, null"),
+    (minimal(task={"name": "adding", "tolerance": 0}), {}, "exp.yaml", "task.tolerance", "0",
+     "a number > 0, or null"),
+    (minimal(task={"name": "adding", "placement": "pascanu", "seq_len": 9}), {}, "exp.yaml",
+     "task.seq_len", "9", "an integer >= 10 for task adding with placement pascanu"),
+    (minimal(task={"name": "temporal_order", "windows": "round"}), {}, "exp.yaml",
+     "task.windows", "'round'", "one of floor, ceil, null"),
+    (minimal(task={"name": "temporal_order", "distractors": 0}), {}, "exp.yaml",
+     "task.distractors", "0", "an integer >= 1"),
+    (minimal(task={"name": "copy", "scoring": "mean"}), {}, "exp.yaml", "task.scoring",
+     "'mean'", "one of rnnlab, arjovsky, null"),
+    (minimal(task={"windows": "floor"}), {}, "exp.yaml", "task.windows", "'floor'",
+     "null for task recall (it uses symbols, noise)"),
+    (minimal(task={"name": "adding", "tolerances": 0.1}), {}, "exp.yaml", "task.tolerances",
+     "0.1", "did you mean task.tolerance?"),
     ({"seed": 1}, {}, "exp.yaml", "name", "nothing", "letters, digits"),
     ({"name": "a b"}, {}, "exp.yaml", "name", "'a b'", "letters, digits"),
     (minimal(seed=-1), {}, "exp.yaml", "seed", "-1", "an integer >= 0"),

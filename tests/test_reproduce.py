@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.analysis.summarize import render
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.store import load_manifest
 from rnnlab.results.sysinfo import stack_differences
-from rnnlab.run.sweep import check_folder, run_sweep
+from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]
@@ -44,6 +45,10 @@ def test_quick_variant_rerun_here_keeps_every_claim(name, tmp_path):
     if not diffs:   # the exact tier: same stack, same digits
         assert (tmp_path / name / "summary.md").read_text() == \
             (committed / "summary.md").read_text()
+        for table in ("budget", "limit"):           # the limit map's tables, where committed
+            if (committed / table_file(table)).exists():
+                assert render(claims_table(tmp_path / name, table), "csv") == \
+                    (committed / table_file(table)).read_text()
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -248,8 +248,8 @@ def test_copy_accuracy_hand_made():
 
 
 @pytest.mark.parametrize("T", range(10, 31))
-def test_temporal_order_windows(T):
-    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+def test_temporal_order_windows_ceil(T):
+    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, "ceil")
     w1, w2 = range(lo1, hi1), range(lo2, hi2)
     assert len(w1) >= 1 and len(w2) >= 1
     assert list(w1) == [t for t in range(T) if T <= 10 * t < 2 * T]  # 0.1 T <= t < 0.2 T
@@ -268,7 +268,7 @@ def test_temporal_order_structure_and_baseline(T, B):
     assert (relevant.sum(0) == 2).all()
     b, t = np.nonzero(relevant.T)
     t = t.reshape(-1, 2)
-    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, "floor")
     assert t[:, 0].min() == lo1 and t[:, 0].max() == hi1 - 1
     assert t[:, 1].min() == lo2 and t[:, 1].max() == hi2 - 1
     cols = np.arange(x.shape[1])
@@ -393,5 +393,241 @@ def test_bad_seq_len(name, T):
 
 def test_none_means_default():
     task = make_task("copy", 10, copy_len=None, symbols=3)
-    assert task.options == {"copy_len": 10, "symbols": 3}
+    assert task.options == {"copy_len": 10, "symbols": 3, "scoring": "rnnlab"}
     assert task.length == 30 and task.input_size == 5 and task.output_size == 4
+
+
+# ------------------------------------------------------------------------------------------
+# adding: the published accuracy criteria, Pascanu et al.'s variant
+
+from rnnlab.tasks import (  # noqa: E402
+    ACCURACY_CRITERIA,
+    ADDING_SOLVED_FRACTION,
+    ADDING_SOLVED_MSE,
+    ADDING_SOLVED_MSE_MEAN,
+    HS_TOLERANCE,
+    PASCANU_SQUARED_ERROR,
+    adding_windows,
+)
+
+
+def test_criteria_constants_and_their_derivation():
+    # H&S: |error| < 0.04 on 0.5 + (X1 + X2)/4 with X = 2U - 1, i.e. on (U1 + U2)/2
+    u1, u2 = 0.3, 0.9
+    x1, x2 = 2 * u1 - 1, 2 * u2 - 1
+    assert 0.5 + (x1 + x2) / 4 == pytest.approx((u1 + u2) / 2)
+    assert HS_TOLERANCE == 0.04
+    assert 2 * HS_TOLERANCE == 0.08                   # on the sum, exactly (a power of two)
+    # Pascanu: wrong when the squared error on the mean exceeds 0.04: |e| <= 0.2, 0.4 on the sum
+    assert PASCANU_SQUARED_ERROR == 0.04
+    assert math.sqrt(PASCANU_SQUARED_ERROR) == pytest.approx(0.2)
+    assert ACCURACY_CRITERIA == ("accuracy_hs", "accuracy_pascanu")
+    # solved: the same fraction 0.06 of each target's baseline
+    assert ADDING_SOLVED_MSE == 0.01 and ADDING_SOLVED_FRACTION == pytest.approx(0.06)
+    assert ADDING_SOLVED_MSE_MEAN == pytest.approx(ADDING_SOLVED_FRACTION / 24)
+    assert make_task("adding", 10).baseline["solved_mse"] == ADDING_SOLVED_MSE
+    assert make_task("adding", 10, target="mean").baseline["solved_mse"] == 0.0025
+
+
+def _adding_outputs(errors, target="sum"):
+    """(y, d) for adding at T = 2 whose last-step errors y - d are ``errors``."""
+    e = np.asarray(errors, dtype=float)
+    d = np.zeros((2, e.size, 1))
+    d[-1, :, 0] = 1.0 if target == "sum" else 0.5
+    y = d.copy()
+    y[-1, :, 0] += e
+    return y, d
+
+
+@pytest.mark.parametrize("target,scale", [("sum", 2.0), ("mean", 1.0)])
+def test_criteria_counts_at_their_thresholds(target, scale):
+    task = make_task("adding", 2, target=target)
+    hs = HS_TOLERANCE * scale                       # 0.08 on the sum, 0.04 on the mean
+    pa = math.sqrt(PASCANU_SQUARED_ERROR) * scale   # 0.4 on the sum, 0.2 on the mean
+    eps = 1e-9
+    # errors (both signs): just inside and just outside each threshold
+    errors = [0.0, hs - eps, -(hs - eps), hs + eps, -(hs + eps),
+              pa - eps, -(pa - eps), pa + eps, -(pa + eps), np.nan]
+    y, d = _adding_outputs(errors, target)
+    got = task.criteria(y, d)
+    n = len(errors)
+    assert got["accuracy_hs"] == pytest.approx(3 / n)          # 0 and the two just inside
+    assert got["accuracy_pascanu"] == pytest.approx(7 / n)     # all but the outside two, nan
+    # the default accuracy: tolerance 0.04 in the target's units
+    inside_tol = sum(abs(e) < 0.04 for e in errors if not np.isnan(e))
+    assert task.accuracy(y, d) == pytest.approx(inside_tol / n)
+    # the same with a run axis, and an empty dict for every other task
+    both = task.criteria(np.stack([y, d]), d)
+    np.testing.assert_allclose(both["accuracy_hs"], [3 / n, 1.0])
+    assert make_task("recall", 5).criteria(*make_task("recall", 5).sample(rng(), 2)[::-1]) == {}
+
+
+def test_criteria_are_exact_on_the_sum_and_the_mean():
+    # the same predictions, halved, give the same counts under both targets
+    g = rng(11)
+    d_sum = np.zeros((4, 5000, 1))
+    d_sum[-1, :, 0] = g.random(5000) + g.random(5000)
+    y_sum = d_sum + 0.3 * g.standard_normal(d_sum.shape)
+    a = make_task("adding", 4).criteria(y_sum, d_sum)
+    b = make_task("adding", 4, target="mean").criteria(y_sum / 2, d_sum / 2)
+    assert a == b
+    assert 0 < a["accuracy_hs"] < a["accuracy_pascanu"] < 1
+
+
+@pytest.mark.parametrize("T", [10, 11, 19, 20, 37, 99, 100, 203])
+def test_adding_pascanu_positions(T):
+    task = make_task("adding", T, placement="pascanu", target="mean")
+    x, d = task.sample(rng(12), 20000)
+    i, j = marker_positions(x)
+    a, b = T // 10, 4 * T // 10       # Pascanu et al.: int(.1 L), int(.4 L)
+    assert adding_windows(T, "pascanu") == ((0, a), (a, a + b))
+    assert (i >= 0).all() and (i < a).all() and (j >= a).all() and (j < a + b).all()
+    # every position of each window occurs
+    assert set(np.unique(i)) == set(range(a)) and set(np.unique(j)) == set(range(a, a + b))
+    assert (j < T / 2).all()           # both markers in the first half
+    cols = np.arange(x.shape[1])
+    np.testing.assert_array_equal(d[-1, :, 0], (x[i, cols, 0] + x[j, cols, 0]) / 2)
+
+
+def test_adding_mean_baseline_by_simulation():
+    task = make_task("adding", 50, placement="pascanu", target="mean")
+    assert task.baseline["value"] == pytest.approx(1 / 24)
+    assert task.baseline["loss"] == pytest.approx(1 / 24)
+    B = 200_000
+    _, d = task.sample(rng(13), B)
+    t = d[-1, :, 0]
+    mse = ((0.5 - t) ** 2).mean()
+    # Var((U1 + U2)/2) = 1/24; the sd of a squared deviation is below 1/16, so 5 sd ~ 7e-4
+    assert abs(mse - 1 / 24) < 5 * (1 / 16) / math.sqrt(B)
+    acc = task.accuracy(np.full_like(d, 0.5), d)
+    assert acc == pytest.approx(task.baseline["accuracy"], abs=0.005)
+    # solved at 6 % of the baseline, as for the sum
+    assert task.solved(0.0024, None) and not task.solved(0.0026, None)
+    assert task.criterion == "mse < 0.0025"
+
+
+def test_adding_pascanu_needs_ten_steps():
+    with pytest.raises(ValueError, match=r"seq_len: got 9; allowed: an integer >= 10.*pascanu"):
+        make_task("adding", 9, placement="pascanu")
+    make_task("adding", 9)                        # the other placements need 2
+
+
+def test_adding_target_option_checked():
+    with pytest.raises(ValueError, match=r"option target: got 'median'; allowed: sum, mean"):
+        make_task("adding", 10, target="median")
+
+
+# ------------------------------------------------------------------------------------------
+# temporal order: Pascanu's floor windows (the default)
+
+
+def _floor_windows(T):
+    # Pascanu et al.'s tempOrder.py: randint(int(.1 L), int(.2 L)), randint(int(.5 L), int(.6 L))
+    return (int(T * .1), int(T * .2)), (int(T * .5), int(T * .6))
+
+
+def test_temporal_order_floor_windows_match_the_paper():
+    for T in range(10, 201):
+        (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+        assert ((lo1, hi1), (lo2, hi2)) == _floor_windows(T)
+        assert hi1 > lo1 and hi2 > lo2 and hi1 <= lo2 and hi2 <= T - 1
+    differ = [T for T in range(10, 201)
+              if temporal_order_windows(T) != temporal_order_windows(T, "ceil")]
+    assert all(T % 10 for T in differ) and len(differ) > 100
+
+
+def test_temporal_order_draws_lie_in_and_cover_the_floor_windows():
+    for T in range(10, 201):
+        task = make_task("temporal_order", T)
+        assert task.options["windows"] == "floor"
+        x, _ = task.sample(rng(T), 400)
+        relevant = x.argmax(-1) >= task.options["distractors"]
+        _, t = np.nonzero(relevant.T)
+        t = t.reshape(-1, 2)
+        (lo1, hi1), (lo2, hi2) = _floor_windows(T)
+        assert set(np.unique(t[:, 0])) == set(range(lo1, hi1))
+        assert set(np.unique(t[:, 1])) == set(range(lo2, hi2))
+
+
+def test_temporal_order_ceil_windows_option():
+    T = 15
+    x, _ = make_task("temporal_order", T, windows="ceil").sample(rng(3), 4000)
+    _, t = np.nonzero((x.argmax(-1) >= 4).T)
+    t = t.reshape(-1, 2)
+    assert set(np.unique(t[:, 0])) == {2} and set(np.unique(t[:, 1])) == {8}    # ceil
+    x, _ = make_task("temporal_order", T).sample(rng(3), 4000)
+    _, t = np.nonzero((x.argmax(-1) >= 4).T)
+    t = t.reshape(-1, 2)
+    assert set(np.unique(t[:, 0])) == {1, 2} and set(np.unique(t[:, 1])) == {7, 8}  # floor
+    with pytest.raises(ValueError, match=r"option windows: got 'round'; allowed: floor, ceil"):
+        make_task("temporal_order", T, windows="round")
+
+
+# ------------------------------------------------------------------------------------------
+# copy: Arjovsky et al.'s scoring
+
+
+def test_copy_arjovsky_scoring_conversion():
+    T, L, S = 12, 3, 4
+    ours = make_task("copy", T, copy_len=L, symbols=S)
+    theirs = make_task("copy", T, copy_len=L, symbols=S, scoring="arjovsky")
+    n = T + 2 * L
+    assert ours.loss_scale == 1.0 and theirs.loss_scale == pytest.approx(1 / n)
+    # the baseline loss: L log S summed, L log S / n averaged (Arjovsky et al.'s 10 log 8 / (T+20))
+    assert theirs.baseline["loss"] == pytest.approx(ours.baseline["loss"] / n)
+    assert theirs.baseline["loss"] == pytest.approx(theirs.baseline["value"])
+    # the conversion on a real batch: the engine's summed ce times loss_scale is the mean over
+    # the n steps of the per-step ce
+    _, d = ours.sample(rng(), 64)
+    y = rng(1).dirichlet(np.ones(S + 1), size=(n, 64))
+    ce_steps = -(d * np.log(y)).sum(-1).mean(1)            # (n,) per-step ce, batch mean
+    summed = ce_steps.sum()
+    assert summed * theirs.loss_scale == pytest.approx(ce_steps.mean(), rel=1e-12)
+    # accuracy: the copied symbols only, or every step
+    y = d.copy()
+    y[0, 0] = np.roll(y[0, 0], 1)        # one wrong blank (outside the copied window)
+    y[-1, 1] = np.roll(y[-1, 1], 1)      # one wrong copied symbol
+    assert ours.accuracy(y, d) == pytest.approx(1 - 1 / (L * 64))
+    assert theirs.accuracy(y, d) == pytest.approx(1 - 2 / (n * 64))
+    # solved: no more wrong steps than 1 % of the copied symbols
+    assert theirs.baseline["solved_accuracy"] == pytest.approx(1 - 0.01 * L / n)
+    assert theirs.solved(0.0, 1 - 0.01 * L / n) and not theirs.solved(0.0, 1 - 0.011 * L / n)
+
+
+def test_every_option_is_one_definition():
+    from rnnlab.experiment.schema import TaskConfig, describe_field
+    from rnnlab.tasks import OPTIONS
+
+    fields = set(TaskConfig.model_fields) - {"name", "seq_len", "batch", "eval_batch"}
+    assert fields == set(OPTIONS) == {k for opts in TASK_OPTIONS.values() for k in opts}
+    for name, spec in OPTIONS.items():
+        text = describe_field(TaskConfig.model_fields[name])
+        if spec.kind == "choice":
+            assert text == "one of " + ", ".join(spec.choices) + ", null"
+        else:
+            sym = ">" if spec.strict else ">="
+            assert f"{sym} {spec.minimum:g}" in text
+    # every default is an allowed value
+    for task, opts in TASK_OPTIONS.items():
+        make_task(task, 20, **opts)
+
+
+def test_readme_states_the_constants():
+    """The README's task table and adding paragraph say what the constants are."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = " ".join(text.replace("\\|", "|").split())
+    hs, pa = HS_TOLERANCE, math.sqrt(PASCANU_SQUARED_ERROR)
+    default_tol = TASK_OPTIONS["adding"]["tolerance"]
+    for phrase in (
+        f"`accuracy_hs`: |error| < {hs:g} on the mean ({2 * hs:g} on the sum)",
+        f"`accuracy_pascanu`: (error on the mean)^2 <= {PASCANU_SQUARED_ERROR:g} "
+        f"(|error| <= {2 * pa:g} on the sum)",
+        f"`tolerance: {default_tol:g}`",
+        f"MSE < {ADDING_SOLVED_MSE:g} (sum), < {ADDING_SOLVED_MSE_MEAN:g} (mean): "
+        f"{ADDING_SOLVED_FRACTION * 100:g} % of the baseline",
+        f"its `accuracy` counts |error| < {default_tol:g} on the sum",
+        f"i.e. {2 * hs:g} on the sum",
+    ):
+        assert phrase in text, phrase

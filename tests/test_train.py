@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.engine import bptt, global_norm
+from rnnlab.engine import bptt, forward, global_norm
 from rnnlab.experiment.load import parse_experiment
 from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
@@ -373,11 +373,11 @@ def test_steps_to_solve_is_the_first_logged_step_solved_on_held_out_data(monkeyp
     trainer = Trainer(exp.runs())
     real = trainer.evaluate
 
-    def lost_at_the_end(runs=None):
-        loss, acc = real(runs)
+    def lost_at_the_end(runs=None, **kw):
+        loss, acc, *rest = real(runs, **kw)
         if runs is None:
             acc = np.zeros_like(acc)
-        return loss, acc
+        return (loss, acc, *rest)
 
     monkeypatch.setattr(trainer, "evaluate", lost_at_the_end)
     lost = trainer.run().runs
@@ -406,11 +406,11 @@ def test_a_finite_loss_far_above_the_baseline_counts_as_exploded(monkeypatch):
     trainer = Trainer(exp.runs())
     real = trainer.evaluate
 
-    def huge(runs=None):
-        loss, acc = real(runs)
+    def huge(runs=None, **kw):
+        out = real(runs, **kw)
         if runs is None:
-            loss[0] = 1e6 * trainer.task.baseline["loss"] * 1.01
-        return loss, acc
+            out[0][0] = 1e6 * trainer.task.baseline["loss"] * 1.01
+        return out
 
     monkeypatch.setattr(trainer, "evaluate", huge)
     rows = trainer.run().runs
@@ -426,3 +426,53 @@ def test_the_bound_exists_only_where_the_loss_is_at_the_last_step():
     every = train_batch(experiment(train={"steps": 2, "log_every": 1, "loss_at": "all"})
                         .runs()).runs[0]
     assert every["decay_bound"] is None and every["decay_bound_end"] is None
+
+
+def test_adding_runs_record_the_published_criteria_on_the_held_out_set():
+    from rnnlab.analysis.summarize import summarize
+    from rnnlab.run.train import build_task, eval_seed
+
+    exp = experiment(repeats=3, task={"name": "adding", "seq_len": 6})
+    trainer = Trainer(exp.runs())
+    res = trainer.run()
+    task = build_task(exp.runs()[0].config)
+    # the same held-out outputs as accuracy: recompute them for run 0
+    x, d = task.sample(np.random.default_rng(eval_seed(exp.runs()[0].seed)), 64)
+    out = forward({k: v[0] for k, v in trainer.params.items()}, x, d, **trainer.kw).outputs
+    row = res.runs[0]
+    assert row["accuracy"] == pytest.approx(task.accuracy(out, d))
+    crit = task.criteria(out, d)
+    assert row["accuracy_hs"] == pytest.approx(crit["accuracy_hs"])
+    assert row["accuracy_pascanu"] == pytest.approx(crit["accuracy_pascanu"])
+    assert row["accuracy"] <= row["accuracy_hs"] <= row["accuracy_pascanu"]
+    table = summarize(pd.DataFrame(res.runs), res.grad_norms, by=[])
+    assert [c for c in table.columns if c.startswith("acc_")] == [
+        "acc_lo", "acc_hi", "acc_hs", "acc_hs_lo", "acc_hs_hi",
+        "acc_pascanu", "acc_pascanu_lo", "acc_pascanu_hi"]
+    assert table["acc_hs"][0] == pytest.approx(np.mean([r["accuracy_hs"] for r in res.runs]))
+    # recall: the columns exist in the rows but are null, and the summary keeps its columns
+    rec = Trainer(experiment().runs()).run()
+    assert rec.runs[0]["accuracy_hs"] is None and rec.runs[0]["accuracy_pascanu"] is None
+    assert "acc_hs" not in summarize(pd.DataFrame(rec.runs), rec.grad_norms, by=[]).columns
+
+
+def test_copy_scored_as_arjovsky_is_the_summed_loss_over_the_steps():
+    """scoring: arjovsky trains on the ce averaged over the T + 2 copy_len steps: the same
+    weights as the summed loss with lr / n under SGD, and every loss and norm divided by n."""
+    T, L = 4, 2
+    n = T + 2 * L
+    common = dict(task={"name": "copy", "seq_len": T, "copy_len": L, "symbols": 3},
+                  train={"optimizer": "sgd", "lr": 0.5, "steps": 4, "log_every": 1,
+                         "clip": {"mode": "none"}})
+    ours = Trainer(experiment(**common).runs()).run()
+    common["task"]["scoring"] = "arjovsky"
+    common["train"]["lr"] = 0.5 * n
+    theirs = Trainer(experiment(**common).runs()).run()
+    a, b = ours.metrics, theirs.metrics
+    np.testing.assert_allclose(b["loss"], a["loss"] / n, rtol=1e-10)
+    np.testing.assert_allclose(b["grad_norm"], a["grad_norm"] / n, rtol=1e-10)
+    np.testing.assert_allclose(theirs.grad_norms["ds"], ours.grad_norms["ds"] / n, rtol=1e-10)
+    assert theirs.runs[0]["final_loss"] == pytest.approx(ours.runs[0]["final_loss"] / n,
+                                                         rel=1e-10)
+    # accuracy over all steps is at least the blank-dominated share, above the copied symbols'
+    assert theirs.runs[0]["accuracy"] >= ours.runs[0]["accuracy"]

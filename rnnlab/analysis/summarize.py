@@ -64,6 +64,10 @@ SUMMARY_COLUMNS = [
     "horizon",
     "horizon_censored",
 ]
+#: Per-run accuracy criteria beside ``accuracy`` (``rnnlab.tasks.ACCURACY_CRITERIA``: adding's
+#: published criteria) -> their summary column; each follows the fixed columns, with its t
+#: interval, only when the runs table holds a value of it.
+CRITERIA_COLUMNS = {"accuracy_hs": "acc_hs", "accuracy_pascanu": "acc_pascanu"}
 _LOG_TOL = 1e-9
 
 
@@ -184,6 +188,10 @@ def summarize(
       ``rnnlab.tasks.EXPLODED_FACTOR`` times the task's baseline loss): fractions;
     * ``loss``: median final loss with its order-statistic 95 % interval (a diverged run counts
       as an infinite loss); ``acc``: mean accuracy with its t interval, clamped to [0, 1];
+      when the runs hold them (adding), ``acc_hs`` and ``acc_pascanu`` follow the fixed columns,
+      the same mean and interval of ``accuracy_hs`` (Hochreiter & Schmidhuber: |error| < 0.04 on
+      the mean, 0.08 on the sum) and ``accuracy_pascanu`` (Pascanu et al.: squared error on the
+      mean <= 0.04), each with ``_lo``, ``_hi`` (see ``rnnlab.tasks.Task.criteria``);
     * ``clip_rate``, ``grad_ratio``, ``decay`` (``decay_sd``), ``bound``, ``horizon``: means;
       ``horizon_censored``: the fraction of runs whose horizon was cut off by the sequence.
 
@@ -242,6 +250,11 @@ def summarize(
             "_censored": stat("horizon_censored"),
         }
     )
+    # ---- the published accuracy criteria, when the runs hold them (adding) ----
+    criteria = [name for name in CRITERIA_COLUMNS
+                if name in runs.columns and not np.isnan(column(name)).all()]
+    for name in criteria:
+        vals["_crit_" + name] = column(name)
     # ---- the Lyapunov analysis, when the folder has it (rnnlab.analysis.lyapunov_stats) ----
     from rnnlab.analysis.lyapunov_stats import summary_values
 
@@ -265,16 +278,20 @@ def summarize(
                      _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
                      g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
                      _mean(g["_censored"]),
+                     *(x for name in criteria
+                       for x in t_interval(g["_crit_" + name], bounds=(0.0, 1.0))),
                      *(x for name in lyap for x in t_interval(g["_lyap_" + name]))))
-    lyap_columns = [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
-    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + lyap_columns)
+    extra_columns = [CRITERIA_COLUMNS[name] + suffix for name in criteria
+                    for suffix in ("", "_lo", "_hi")]
+    extra_columns += [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
+    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + extra_columns)
     for col in by:
         out[col] = out[col].astype(runs[col].dtype)
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS + lyap_columns].reset_index(drop=True)
+    return out[by + SUMMARY_COLUMNS + extra_columns].reset_index(drop=True)
 
 
 def _mean(values) -> float:
@@ -364,14 +381,21 @@ def render(table: pd.DataFrame, fmt: str) -> str:
 
 def display_cells(table: pd.DataFrame) -> list[list[str]]:
     """Cell texts for people (markdown, terminal): :func:`format_value`, except that a horizon
-    any of whose runs was censored prints as a lower bound, ``>= 14``."""
+    any of whose runs was censored prints as a lower bound, ``>= 14``, and a censored limit of
+    the limit map as ``> 100`` or ``< 2``."""
     cells = [[format_value(v) for v in row] for row in table.itertuples(index=False, name=None)]
     columns = [str(c) for c in table.columns]
-    if "horizon" in columns and "horizon_censored" in columns:
-        h = columns.index("horizon")
-        for row, censored in zip(cells, table["horizon_censored"], strict=True):
-            if not _missing(censored) and censored > 0 and row[h] != "-":
-                row[h] = ">= " + row[h]
+    for horizon in ("horizon", "horizon_0", "horizon_B"):
+        if horizon in columns and f"{horizon}_censored" in columns:
+            h = columns.index(horizon)
+            for row, censored in zip(cells, table[f"{horizon}_censored"], strict=True):
+                if not _missing(censored) and censored > 0 and row[h] != "-":
+                    row[h] = ">= " + row[h]
+    if "limit" in columns and "censored" in columns:       # the limit map (analysis.limits)
+        k = columns.index("limit")
+        for row, censored in zip(cells, table["censored"], strict=True):
+            if censored in ("above", "below") and row[k] != "-":
+                row[k] = ("> " if censored == "above" else "< ") + row[k]
     return cells
 
 

@@ -199,19 +199,21 @@ def _fmt(v: Any) -> str:
     return format_value(v)
 
 
-def evaluate(claims, summary_at: Callable[[int | None], pd.DataFrame], source: str,
+def evaluate(claims, table_of: Callable[[str, int | None], pd.DataFrame], source: str,
              prefix: str = "claims") -> list[ClaimResult]:
-    """Evaluate ``claims`` on the summary table ``summary_at(step)`` (called once per step).
+    """Evaluate ``claims`` on the tables ``table_of(claim.table, claim.step)`` (called once per
+    table and step): the summary, or the limit map's ``budget`` and ``limit`` tables.
 
-    A name that is not a column of the summary is a ClaimError naming ``source`` and the claim.
+    A name that is not a column of the table is a ClaimError naming ``source`` and the claim.
     """
-    tables: dict[int | None, pd.DataFrame] = {}
+    tables: dict[tuple[str, int | None], pd.DataFrame] = {}
     results = []
     for i, claim in enumerate(claims):
         at = f"{prefix}[{i}]"
-        if claim.step not in tables:
-            tables[claim.step] = summary_at(claim.step)
-        table = tables[claim.step]
+        which = (claim.table, claim.step)
+        if which not in tables:
+            tables[which] = table_of(*which)
+        table = tables[which]
         columns = [str(c) for c in table.columns]
         expect = parse(claim.expect, source, f"{at}.expect")
         where = parse(claim.where, source, f"{at}.where") if claim.where.strip() else None
@@ -221,7 +223,7 @@ def evaluate(claims, summary_at: Callable[[int | None], pd.DataFrame], source: s
                 col = _resolve(name, columns)
                 if col is None:
                     raise ClaimError(source, f"{at}.{label}", name,
-                                     "a column of the summary: " + ", ".join(columns))
+                                     f"a column of the {claim.table} table: " + ", ".join(columns))
                 used[name] = col
         shown_cols = list(dict.fromkeys(used[n] for n in names(expect)))
         keys = [c for c in columns if "." in c]

@@ -173,8 +173,10 @@ class Experiment:
             *parents, last = key.split(".")
             node = base
             for p in parents:
-                node = node[p]
-            node.pop(last)
+                node = node.get(p, {})
+            # a key the dump leaves out at its default (a later task option, train.lyapunov)
+            # may be absent already
+            node.pop(last, None)
         data = {
             "base": base,
             "seed": self.seed,

@@ -35,7 +35,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks import MIN_SEQ_LEN
+from rnnlab.tasks import MIN_SEQ_LEN, OPTIONS, min_seq_len
+from rnnlab.tasks import TASK_OPTIONS as _TASK_DEFAULTS
 
 _STRICT = ConfigDict(
     extra="forbid", strict=True, frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
@@ -58,17 +59,31 @@ INT_LIMIT = 2**63
 """Every integer key is below this: results are stored in 64-bit integer columns, so a larger
 value (a seed, or any swept integer) would be accepted here and crash the store later."""
 
-#: Which task options each task reads; setting any other option is an error.  (The smallest
-#: seq_len of each task comes from ``rnnlab.tasks.MIN_SEQ_LEN``.)
-TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "recall": ("symbols", "noise"),
-    "adding": ("placement",),
-    "copy": ("symbols", "copy_len"),
-    "temporal_order": (),
-    "random": ("symbols", "input_size"),
-}
+#: Which task options each task reads; setting any other option is an error.  Names, defaults and
+#: allowed values are defined once, in ``rnnlab.tasks.options``; this is their view by task.
+#: (The smallest seq_len of each task comes from ``rnnlab.tasks.min_seq_len``.)
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {t: tuple(o) for t, o in _TASK_DEFAULTS.items()}
 #: Every task option (a ``TaskConfig`` field that may be null).
-ALL_TASK_OPTIONS: tuple[str, ...] = ("symbols", "noise", "placement", "input_size", "copy_len")
+ALL_TASK_OPTIONS: tuple[str, ...] = tuple(OPTIONS)
+#: Options added after run ids were first stored: left out of the dumped form (so of run ids and
+#: fingerprints) while null, so configurations that do not set them keep their ids.
+#: ``windows`` is the exception for temporal_order: its default data changed (floor windows), so
+#: it is always dumped there and every temporal_order id differs from those of the ceil data.
+LATER_TASK_OPTIONS: tuple[str, ...] = ("target", "tolerance", "scoring", "distractors", "windows")
+
+
+def _option_bounds(name: str) -> dict[str, Any]:
+    """``Field`` bounds of an int or float task option, from ``rnnlab.tasks.OPTIONS``."""
+    spec = OPTIONS[name]
+    if spec.kind == "int":
+        return {"ge": int(spec.minimum), "lt": INT_LIMIT}
+    return {"gt" if spec.strict else "ge": spec.minimum}
+
+
+_PLACEMENTS = Literal[OPTIONS["placement"].choices]
+_TARGETS = Literal[OPTIONS["target"].choices]
+_SCORINGS = Literal[OPTIONS["scoring"].choices]
+_WINDOWS = Literal[OPTIONS["windows"].choices]
 
 
 class _Strict(BaseModel):
@@ -110,16 +125,42 @@ class TaskConfig(_Strict):
     """Training sequences per step."""
     eval_batch: int = Field(1000, ge=1, lt=INT_LIMIT)
     """Sequences in the fixed evaluation set."""
-    symbols: int | None = Field(None, ge=2, lt=INT_LIMIT)
+    symbols: int | None = Field(None, **_option_bounds("symbols"))
     """Alphabet size (recall, copy, random); null = the task default."""
-    noise: Float | None = Field(None, ge=0)
+    noise: Float | None = Field(None, **_option_bounds("noise"))
     """Input noise level (recall); null = the task default."""
-    placement: Literal["halves", "anywhere"] | None = None
-    """Where the two marked numbers fall (adding); null = the task default."""
-    input_size: int | None = Field(None, ge=1, lt=INT_LIMIT)
+    placement: _PLACEMENTS | None = None
+    """Where the two marked numbers fall (adding): halves, anywhere, or pascanu (Pascanu et al.
+    2013's windows, T >= 10); null = the task default (halves)."""
+    target: _TARGETS | None = None
+    """The adding target: sum (X1 + X2) or mean ((X1 + X2)/2, Pascanu et al. 2013); null = the
+    task default (sum)."""
+    tolerance: Float | None = Field(None, **_option_bounds("tolerance"))
+    """|error| below which an adding output counts in ``accuracy`` (target units); null = the
+    task default (0.04)."""
+    input_size: int | None = Field(None, **_option_bounds("input_size"))
     """Input width (random); null = the task default."""
-    copy_len: int | None = Field(None, ge=1, lt=INT_LIMIT)
+    copy_len: int | None = Field(None, **_option_bounds("copy_len"))
     """Length of the sequence to copy (copy); null = the task default."""
+    scoring: _SCORINGS | None = None
+    """How copy is scored: rnnlab (ce summed over steps, accuracy on the copied symbols) or
+    arjovsky (ce averaged over all steps, accuracy over all steps); null = rnnlab."""
+    distractors: int | None = Field(None, **_option_bounds("distractors"))
+    """Number of distractor symbols (temporal_order); null = the task default (4)."""
+    windows: _WINDOWS | None = None
+    """Marker windows of temporal_order: floor (Pascanu et al. 2013) or ceil; null = floor."""
+
+    @model_serializer(mode="wrap")
+    def _omit_later_options(self, handler):
+        """Options in ``LATER_TASK_OPTIONS`` are left out of the dumped form while null (run ids
+        of configurations that do not set them are what they were before they existed), except
+        ``windows`` of temporal_order, always dumped (its default data changed)."""
+        data = handler(self)
+        for option in LATER_TASK_OPTIONS:
+            if getattr(self, option) is None and not (
+                    option == "windows" and self.name == "temporal_order"):
+                data.pop(option, None)
+        return data
 
     @model_validator(mode="after")
     def _fits_task(self) -> TaskConfig:
@@ -135,16 +176,24 @@ class TaskConfig(_Strict):
                     self.name,
                     f"a task that uses {option}: {', '.join(users)}",
                 )
-        if self.seq_len < MIN_SEQ_LEN[self.name]:
+        least = min_seq_len(self.name, {"placement": self.placement})
+        if self.seq_len < least:
             users = [t for t, m in MIN_SEQ_LEN.items() if m <= self.seq_len]
+            extra = " with placement pascanu" if least > MIN_SEQ_LEN[self.name] else ""
             raise _task_mismatch(
                 "seq_len",
                 self.seq_len,
-                f"an integer >= {MIN_SEQ_LEN[self.name]} for task {self.name}",
+                f"an integer >= {least} for task {self.name}{extra}",
                 self.name,
                 f"a task that accepts seq_len {self.seq_len}: {', '.join(users)}",
             )
         return self
+
+
+_OPTION_FIELDS = set(TaskConfig.model_fields) - {"name", "seq_len", "batch", "eval_batch"}
+if _OPTION_FIELDS != set(OPTIONS):   # the one definition is rnnlab.tasks.OPTIONS
+    raise RuntimeError(f"TaskConfig's option fields {sorted(_OPTION_FIELDS)} differ from "
+                       f"rnnlab.tasks.OPTIONS {sorted(OPTIONS)}")
 
 
 def _task_mismatch(key: str, value: Any, allowed: str, name: str, name_allowed: str) -> Exception:
@@ -258,7 +307,8 @@ class BaseConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-CLAIMS_ALLOWED = "a list of claims, each a mapping with keys says, expect, where, holds, step"
+CLAIMS_ALLOWED = ("a list of claims, each a mapping with keys says, expect, where, holds, step, "
+                  "table")
 
 
 class Claim(_Strict):
@@ -280,6 +330,18 @@ class Claim(_Strict):
     """On how many of the selected rows ``expect`` must be true."""
     step: int | None = Field(None, ge=0, lt=INT_LIMIT)
     """Training step of the gradient statistics (default: initialisation)."""
+    table: Literal["summary", "budget", "limit"] = "summary"
+    """The table the claim reads: the summary (default), or the limit map's tables
+    (rnnlab.analysis.limits: ``budget``, solved within each training budget per grid point;
+    ``limit``, the longest T solved with p >= 1/2 per setting and budget)."""
+
+    @model_validator(mode="after")
+    def _step_only_on_the_summary(self) -> Claim:
+        if self.step is not None and self.table != "summary":
+            raise PydanticCustomError(
+                "claim_step", "step: the {table} table has no training step; allowed: step "
+                "only with table: summary", {"table": self.table})
+        return self
 
 
 class ExperimentFile(BaseConfig):

@@ -1,6 +1,6 @@
 """Figures of a results folder: how the error signal travels back through time, and what it buys.
 
-Four kinds, each drawn from the folder alone (manifest, runs, gradient norms, Lyapunov tables):
+Six kinds, each drawn from the folder alone (manifest, runs, gradient norms, Lyapunov tables):
 
 ``heatmap``
     ``log10 ||dE/ds_t||`` (column ``ds`` of the gradient norms at one training step, default 0 =
@@ -34,6 +34,11 @@ Four kinds, each drawn from the folder alone (manifest, runs, gradient norms, Ly
     (needs ``train.lyapunov.enabled``): one line per value of ``by`` (mean over seeds, band from
     the smallest to the largest seed), lambda = 0 dotted, the measured decay of ``||dE/ds_t||``
     as a hollow diamond at i = 0 (see :mod:`rnnlab.plot.lyapunov`).
+``budget`` and ``limit``
+    The limit map (:mod:`rnnlab.analysis.limits`, needs ``task.seq_len`` swept): the fraction solved
+    within each training budget against T, one line per budget and one panel per setting; and the
+    limit (the largest T solved with probability >= 1/2) against the budget, one line per setting
+    (see :mod:`rnnlab.plot.limits`).
 
 Defaults for ``by``: heatmap, decay and lyapunov ``model.weight_scale`` if it varies, else the
 first swept axis with more than one value other than ``task.seq_len``, else ``task.seq_len``;
@@ -72,13 +77,14 @@ from rnnlab.plot.decay import GAMMA, _decay
 from rnnlab.plot.figure import _SAVE_METADATA, DPI, MISSING_HINT, _matplotlib, save
 from rnnlab.plot.gradients import _gradient_panels
 from rnnlab.plot.heatmap import _heatmap
+from rnnlab.plot.limits import _budget, _limit
 from rnnlab.plot.lyapunov import _lyapunov
 from rnnlab.plot.success import _success
 
 __all__ = ["DPI", "GAMMA", "KINDS", "MAX_PANELS", "METRICS", "MISSING_HINT", "figure",
            "output_path", "plot", "save"]
 
-KINDS = ("heatmap", "decay", "success", "lyapunov")
+KINDS = ("heatmap", "decay", "success", "lyapunov", "budget", "limit")
 METRICS = ("solved", "accuracy")
 
 
@@ -147,6 +153,10 @@ def figure(
         fig = _success(res, by, metric, say)
     elif kind == "lyapunov":
         fig = _lyapunov(res, by, step, say)
+    elif kind in ("budget", "limit"):
+        if step or by:
+            say(f"--step and --by are ignored by the {kind} plot (it reads steps_to_solve)")
+        fig = (_budget if kind == "budget" else _limit)(res, say)
     else:
         by_axis, by_values, facets, data = _gradient_panels(res, kind, by, step, say)
         if kind == "heatmap":

@@ -32,10 +32,13 @@ from rnnlab.errors import UserError
 #: Shown first whenever some row is not zero: a failure, divergence or explosion must be seen.
 ALERT = ("failed", "diverged", "exploded")
 #: Preference order of the other columns in the default view.
-PRIORITY = ("n", "solved", "decay", "horizon", "acc", "loss", "lambda1", "bound", "grad_ratio",
-            "clip_rate", "decay_gap", "decay_sd", "loss_sd", "acc_sd", "lambda_sum")
+PRIORITY = ("n", "solved", "limit", "censored", "gain", "largest_solved", "decay", "horizon",
+            "acc", "loss", "acc_hs", "acc_pascanu", "lambda1", "bound", "grad_ratio", "horizon_0",
+            "horizon_B", "ratio_0", "ratio_B", "clip_rate", "decay_gap", "decay_sd", "loss_sd",
+            "acc_sd", "lambda_sum")
 #: Columns whose information the view folds into another cell.
-FOLDED = {"horizon_censored": "horizon"}
+FOLDED = {"horizon_censored": "horizon", "horizon_0_censored": "horizon_0",
+          "horizon_B_censored": "horizon_B", "censored": "limit"}
 #: Border and padding of one column in rich's default table (one bar, one space either side).
 COLUMN_OVERHEAD = 3
 
@@ -111,7 +114,10 @@ def statistic_names() -> list[str]:
         from rnnlab.analysis.lyapunov_stats import SUMMARY_COLUMNS as LYAPUNOV
     except ImportError:
         LYAPUNOV = []
-    return list(SUMMARY_COLUMNS) + [c for c in LYAPUNOV if c not in SUMMARY_COLUMNS]
+    from rnnlab.analysis.limits import LIMIT_COLUMNS
+
+    limits = [c for c in LIMIT_COLUMNS if c != "budget"]
+    return list(SUMMARY_COLUMNS) + [c for c in LYAPUNOV + limits if c not in SUMMARY_COLUMNS]
 
 
 def key_columns(table: pd.DataFrame) -> list[str]:

@@ -40,6 +40,8 @@ RUN_FIELDS: dict[str, pa.DataType] = {
     "diverged_step": pa.int64(),
     "final_loss": pa.float64(),
     "accuracy": pa.float64(),
+    "accuracy_hs": pa.float64(),
+    "accuracy_pascanu": pa.float64(),
     "solved": pa.bool_(),
     "steps_to_solve": pa.int64(),
     "rho_start": pa.float64(),

@@ -172,21 +172,33 @@ def check_folder(out: Path, file: str | Path | None = None,
         recorded = load_manifest(out).get("experiment") or {}
         claims = [Claim.model_validate(c) for c in recorded.get("claims") or []]
         source, prefix = f"{out / 'manifest.json'}", "experiment.claims"
-    return evaluate(claims, lambda step: _claims_table(out, step), source, prefix)
+    return evaluate(claims, lambda table, step: claims_table(out, table, step), source, prefix)
 
 
-def _claims_table(out: Path, step: int | None) -> pd.DataFrame:
-    """The summary a claim is checked on: recomputed from the runs when the folder holds them,
-    else the folder's ``summary.csv`` (committed reference folders keep only the tables) or, for
-    a claim about training step N, its ``summary-step-N.csv``."""
+def claims_table(out: Path, table: str = "summary", step: int | None = None) -> pd.DataFrame:
+    """The table a claim is checked on, recomputed from the runs when the folder holds them,
+    else read from the file a committed reference folder keeps (:func:`table_file`)."""
     from rnnlab.errors import UserError
     from rnnlab.results.layout import RUNS
     from rnnlab.results.readers import has_runs
 
     if has_runs(out):
-        return summary_of(out, step=step)
-    csv = out / ("summary.csv" if step is None else f"summary-step-{step}.csv")
+        if table == "summary":
+            return summary_of(out, step=step)
+        from rnnlab.analysis.limits import limits_of
+
+        by_budget, by_setting = limits_of(out, gradients=table == "limit")
+        return by_budget if table == "budget" else by_setting
+    csv = out / table_file(table, step)
     if csv.exists():
-        return pd.read_csv(csv)
-    raise UserError(f"{out}: {RUNS} is missing, so the summary at step {step} cannot be made; "
-                    "rerun the sweep")
+        return pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    what = f"the {table} table" + (f" at step {step}" if step is not None else "")
+    raise UserError(f"{out}: {RUNS} is missing, so {what} cannot be made; rerun the sweep")
+
+
+def table_file(table: str = "summary", step: int | None = None) -> str:
+    """The file name of a table in a committed folder: ``summary.csv``, ``summary-step-N.csv``
+    for the summary at training step N, ``budget.csv`` and ``limit.csv`` for the limit map."""
+    if table == "summary":
+        return "summary.csv" if step is None else f"summary-step-{step}.csv"
+    return f"{table}.csv"

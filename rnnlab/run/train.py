@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from rnnlab.analysis.lyapunov_stats import analyse, lyapunov_table
 from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
 from rnnlab.run import optim
-from rnnlab.tasks import EXPLODED_FACTOR, TASK_OPTIONS, make_task
+from rnnlab.tasks import ACCURACY_CRITERIA, EXPLODED_FACTOR, TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
@@ -107,6 +107,10 @@ class Trainer:
         m, tr = cfg.model, cfg.train
         self.dtype = np.dtype(m.dtype)
         self.R = R = len(self.specs)
+        # 1, or 1 / (T + 2 copy_len) for copy scored as Arjovsky et al.: the engine's loss is a
+        # sum over steps, and its gradient is linear in it, so scaling the loss, the gradients
+        # and the per-step errors after the engine gives exactly the per-step average's numbers
+        self.loss_scale = self.task.loss_scale
         self.kw = dict(cell=m.cell, activation=m.activation,
                        output=m.output or self.task.output, loss=self.task.loss,
                        loss_at=tr.loss_at or self.task.loss_at)
@@ -147,6 +151,9 @@ class Trainer:
         T = x.shape[1]
         N = self.cfg.train.tbptt or T
         step_clip = self.threshold if self.clip_mode == "step" else None
+        w_loss = self.loss_scale
+        if step_clip is not None and w_loss != 1.0:
+            step_clip = step_clip / w_loss      # the threshold is in the scaled loss's units
         s = c = None
         losses = np.zeros(self.R)
         parts, outs = [], []
@@ -165,6 +172,8 @@ class Trainer:
             s = res.states[:, -1]
             c = None if res.cells is None else res.cells[:, -1]
             s, c = self._carry(s, c)
+            if has_loss and w_loss != 1.0:
+                res = _scaled(res, w_loss)
             if log:                         # the outputs and norms exist only when logging
                 outs.append(res.outputs)
                 parts.append(res.step_norms if has_loss else dict.fromkeys(
@@ -262,11 +271,11 @@ class Trainer:
                     progress(step)
                 if not self.active.any():
                     break
-            final_loss, final_acc = self.evaluate()
+            final_loss, final_acc, final_criteria = self.evaluate(criteria=True)
         rho1, sigma1 = spectral_stats(self.params["Ws"])
         wall = (time.perf_counter() - t0) / self.R
         return self._package(logs, final_loss, final_acc, solved_at, (rho0, sigma0, rho1, sigma1),
-                             wall)
+                             wall, final_criteria)
 
     def _first_solved(self, rec, step: int, solved_at: np.ndarray) -> None:
         """Record ``step`` for the active runs not yet solved that meet the task's criterion on
@@ -283,10 +292,12 @@ class Trainer:
             if self.task.solved(float(loss[j]), None if held is None else float(held[j])):
                 solved_at[r] = step
 
-    def evaluate(self, runs=None):
+    def evaluate(self, runs=None, criteria: bool = False):
         """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
         from the run's eval seed: the same sequences at every call), for the runs at the
-        indices ``runs`` (default all), in that order.
+        indices ``runs`` (default all), in that order. With ``criteria`` a third item: the
+        task's published accuracy criteria on the same outputs (``Task.criteria``: name ->
+        array over the runs; empty for tasks without them).
 
         Evaluated a few runs at a time, so that the held-out batch's arrays (often far larger
         than a training step's) stay under ``EVAL_BUDGET`` bytes whatever the batch's size. Each
@@ -299,20 +310,25 @@ class Trainer:
                                  self.task.input_size, self.dtype.itemsize)
         chunk = int(max(1, min(len(idx), EVAL_BUDGET // per_run)))
         loss, acc = np.empty(len(idx)), np.empty(len(idx))
+        extra: dict[str, np.ndarray] = {}
         for a in range(0, len(idx), chunk):
             r = idx[a:a + chunk]
             rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
             x, d = _sample(self.task, rngs, n, self.dtype)
             res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
-            loss[a:a + chunk] = res.loss
+            loss[a:a + chunk] = res.loss * self.loss_scale
             got = self.task.accuracy(res.outputs, d)
             if got is None:
                 acc = None
             elif acc is not None:
                 acc[a:a + chunk] = got
-        return loss, acc
+            if criteria:
+                for name, v in self.task.criteria(res.outputs, d).items():
+                    extra.setdefault(name, np.empty(len(idx)))[a:a + chunk] = v
+        return (loss, acc, extra) if criteria else (loss, acc)
 
-    def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall) -> BatchResult:
+    def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall,
+                 criteria=None) -> BatchResult:
         rho0, sigma0, rho1, sigma1 = spectra
         rows = []
         for r, sp in enumerate(self.specs):
@@ -327,9 +343,12 @@ class Trainer:
                 "status": "exploded" if exploded else "ok" if ok else "diverged", "error": None,
                 "diverged_step": int(self.diverged_step[r]) if div else None,
                 "final_loss": loss if np.isfinite(loss) else None, "accuracy": acc,
+                # the task's published criteria on the same held-out outputs (adding), else null
+                **{name: (float(criteria[name][r]) if criteria and name in criteria else None)
+                   for name in ACCURACY_CRITERIA},
                 "solved": solved,
                 # set even when the run lost it later: "solved within B steps" is
-                # steps_to_solve <= B, as if training had stopped there (rnnlab.limits)
+                # steps_to_solve <= B, as if training had stopped there (rnnlab.analysis.limits)
                 "steps_to_solve": int(solved_at[r]) if solved_at[r] >= 0 else None,
                 "rho_start": float(rho0[r]), "sigma_start": float(sigma0[r]),
                 "rho_end": float(rho1[r]), "sigma_end": float(sigma1[r]),
@@ -383,6 +402,17 @@ class Trainer:
                 "grad_norm": rec["grad_norm"][m], "grad_norm_clipped": rec["grad_norm_clipped"][m],
                 "clipped": rec["clipped"][m]}))
         return pd.concat(frames, ignore_index=True)
+
+
+def _scaled(res, w: float):
+    """The engine's result for the loss times ``w``: loss, gradients and per-step errors scaled
+    (all are linear in the loss); states and outputs untouched."""
+    from dataclasses import replace
+
+    grads = {k: v * w for k, v in res.grads.items()} if res.grads is not None else None
+    norms = ({k: v * w for k, v in res.step_norms.items()} if res.step_norms is not None
+             else None)
+    return replace(res, loss=res.loss * w, grads=grads, step_norms=norms)
 
 
 def _bc(mask, v):

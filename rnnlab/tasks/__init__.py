@@ -18,6 +18,10 @@ name                      I      O      output   loss  loss_at  baseline
 ``random``                I      K      softmax  mse   last     accuracy 1/K (no success)
 ========================  =====  =====  =======  ====  =======  ================================
 
+With ``target="mean"`` adding's baseline is Var((X1 + X2)/2) = 1/24; with ``scoring="arjovsky"``
+copy's loss is the ce averaged over the T + 2L steps (``Task.loss_scale``). adding also reports
+Hochreiter & Schmidhuber's and Pascanu et al.'s accuracy criteria (``Task.criteria``).
+
 Every ``Task.baseline`` is a dict with the keys
 
 - ``metric``, ``value``, ``formula``, ``source``: the number the literature quotes for the
@@ -43,14 +47,21 @@ from __future__ import annotations
 
 # The private names are re-exported too, so everything rnnlab.tasks defined stays importable.
 from rnnlab.tasks.options import (  # noqa: F401
+    ADDING_TARGETS,
+    COPY_SCORINGS,
     MIN_SEQ_LEN,
+    OPTIONS,
+    PASCANU_MIN_SEQ_LEN,
     PLACEMENTS,
     TASK_OPTIONS,
     TASKS,
+    WINDOWS,
+    Option,
     _check_options,
     _float_option,
     _int_option,
     _is_int,
+    min_seq_len,
 )
 from rnnlab.tasks.samplers import (  # noqa: F401
     _SAMPLERS,
@@ -61,13 +72,19 @@ from rnnlab.tasks.samplers import (  # noqa: F401
     _sample_random,
     _sample_recall,
     _sample_temporal_order,
+    adding_windows,
     temporal_order_windows,
 )
 from rnnlab.tasks.task import (  # noqa: F401
     _BUILDERS,
+    ACCURACY_CRITERIA,
+    ADDING_SOLVED_FRACTION,
     ADDING_SOLVED_MSE,
+    ADDING_SOLVED_MSE_MEAN,
     COPY_SOLVED_ACCURACY,
     EXPLODED_FACTOR,
+    HS_TOLERANCE,
+    PASCANU_SQUARED_ERROR,
     RECALL_SOLVED_ACCURACY,
     TEMPORAL_ORDER_SOLVED_ACCURACY,
     Task,
@@ -80,7 +97,19 @@ from rnnlab.tasks.task import (  # noqa: F401
 )
 
 __all__ = [
+    "ACCURACY_CRITERIA",
+    "ADDING_SOLVED_FRACTION",
     "ADDING_SOLVED_MSE",
+    "ADDING_SOLVED_MSE_MEAN",
+    "HS_TOLERANCE",
+    "PASCANU_SQUARED_ERROR",
+    "adding_windows",
+    "ADDING_TARGETS",
+    "COPY_SCORINGS",
+    "OPTIONS",
+    "Option",
+    "WINDOWS",
+    "min_seq_len",
     "COPY_SOLVED_ACCURACY",
     "MIN_SEQ_LEN",
     "PLACEMENTS",
@@ -122,9 +151,11 @@ def make_task(name: str, seq_len: int, **options) -> Task:
             names = ", ".join(allowed) if allowed else "none"
             raise ValueError(f"task {name!r}: unknown option {key!r}; allowed options: {names}")
     opts = {k: (v if options.get(k) is None else options[k]) for k, v in allowed.items()}
-    if not _is_int(seq_len) or seq_len < MIN_SEQ_LEN[name]:
-        raise ValueError(f"seq_len: got {seq_len!r}; allowed: an integer >= {MIN_SEQ_LEN[name]} "
-                         f"for task {name!r}")
-    T = int(seq_len)
     opts = _check_options(name, opts)
+    least = min_seq_len(name, opts)
+    if not _is_int(seq_len) or seq_len < least:
+        extra = " with placement pascanu" if least > MIN_SEQ_LEN[name] else ""
+        raise ValueError(f"seq_len: got {seq_len!r}; allowed: an integer >= {least} "
+                         f"for task {name!r}{extra}")
+    T = int(seq_len)
     return _BUILDERS[name](T, opts)

@@ -61,41 +61,77 @@ def _sample_recall(task: Task, rng: np.random.Generator, B: int):
 # adding
 
 
+def adding_windows(T: int, placement: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The half-open 0-based windows ``[lo, hi)`` of the two adding markers (the ``halves`` and
+    ``pascanu`` placements; ``anywhere`` has none).
+
+    - ``halves``: [0, h) and [h, T) with h = floor(T / 2);
+    - ``pascanu``: [0, a) and [a, a + b) with a = floor(T / 10), b = floor(4 T / 10), Pascanu et
+      al.'s ``addition.py`` (``randint(int(.1 L))`` and ``randint(int(.4 L)) + int(.1 L)``;
+      ``int(k * .1 * L)`` equals the integer ``k * L // 10`` for every L up to 10^5, checked).
+      Both markers fall in the first half; a >= 1 needs T >= 10.
+    """
+    if placement == "halves":
+        h = T // 2
+        return (0, h), (h, T)
+    if placement == "pascanu":
+        a, b = T // 10, 4 * T // 10
+        return (0, a), (a, a + b)
+    raise ValueError(f"placement {placement!r} has no windows")
+
+
 def _sample_adding(task: Task, rng: np.random.Generator, B: int):
     """The adding problem (Hochreiter & Schmidhuber 1997, sec. 5.4), in the modern form of Le,
-    Jaitly & Hinton (2015) and Arjovsky, Shah & Bengio (2016).
+    Jaitly & Hinton (2015) and Arjovsky, Shah & Bengio (2016), or Pascanu, Mikolov & Bengio's
+    (2013, ``addition.py`` of their trainingRNNs code) with ``placement="pascanu"`` and
+    ``target="mean"``.
 
     Channel 0 holds values, channel 1 markers:
 
     .. math::
 
         x_{t,0} \\sim U[0, 1), \\quad x_{t,1} = [t = i] + [t = j], \\quad
-        d_T = x_{i,0} + x_{j,0}, \\; d_{t<T} = 0.
+        d_T = c \\, (x_{i,0} + x_{j,0}), \\; d_{t<T} = 0,
 
-    ``x: (T, B, 2)``, ``d: (T, B, 1)``. Marker positions (0-based), with h = floor(T / 2):
+    with c = 1 for ``target="sum"`` (default) and c = 1/2 for ``target="mean"``.
+    ``x: (T, B, 2)``, ``d: (T, B, 1)``. Marker positions (0-based), i < j always:
 
-    - ``placement="halves"`` (default): i ~ U{0..h-1}, j ~ U{h..T-1} (first marker in the first
-      half, second in the second; for odd T the second half is one step longer);
-    - ``placement="anywhere"``: (i, j) uniform over ordered pairs of distinct positions.
+    - ``placement="halves"`` (default): i ~ U{0..h-1}, j ~ U{h..T-1} with h = floor(T / 2)
+      (first marker in the first half, second in the second; for odd T the second half is one
+      step longer);
+    - ``placement="anywhere"``: (i, j) uniform over ordered pairs of distinct positions;
+    - ``placement="pascanu"``: i ~ U{0..a-1}, j ~ U{a..a+b-1} with a = floor(T/10),
+      b = floor(4T/10) (:func:`adding_windows`): both markers in the first half. Pascanu et al.
+      also draw each batch's length from L to L + 10 % (``randint(int(.1 L))`` extra steps);
+      rnnlab keeps the length at T: the engine stacks runs and steps on fixed-shape arrays, the
+      gradient statistics are per time step t = 1..T of one length, and a fixed T is what the
+      length axis of a sweep means. Set seq_len to the mean length (1.05 L) to compare.
 
-    Baseline: predicting E[X1 + X2] = 1 gives MSE Var(X1 + X2) = 2/12 = 1/6 ~ 0.167.
+    Baseline: predicting the mean E[d_T] gives MSE Var(c (U1 + U2)) = c^2 / 6: 1/6 ~ 0.167 for
+    the sum, 1/24 ~ 0.0417 for the mean (Pascanu et al.'s baseline).
 
-    Accuracy: ``|y_T - d_T| < tolerance`` (default 0.04). H&S counted a sequence as correct when
-    the absolute error was below 0.04 on their target 0.5 + (X1 + X2)/4 with X in [-1, 1]. Mapping
-    their values onto ours (X = 2U - 1) makes their target (U1 + U2)/2, so their criterion is
-    |error| < 0.08 on our sum; we keep 0.04 on the sum, twice as strict. Pass
-    ``tolerance=0.08`` for the exact H&S equivalent.
+    Accuracy (``Task.accuracy``): ``|y_T - d_T| < tolerance`` (default 0.04, in the target's
+    units). ``Task.criteria`` adds the two published criteria, both on the same outputs
+    (``rnnlab.tasks.task.HS_TOLERANCE``, ``PASCANU_SQUARED_ERROR``):
+
+    - ``accuracy_hs``: H&S counted a sequence as correct when the absolute error was below 0.04
+      on their target 0.5 + (X1 + X2)/4 with X in [-1, 1]. Mapping their values onto ours
+      (X = 2U - 1) makes their target (U1 + U2)/2, the mean: |error| < 0.04 on the mean, 0.08
+      on the sum. The default ``accuracy`` (0.04 on the sum) is twice as strict.
+    - ``accuracy_pascanu``: a sequence counts as wrong when its squared error on the mean
+      exceeds 0.04, i.e. correct when (error on the mean)^2 <= 0.04: |error| <= 0.2 on the mean,
+      0.4 on the sum.
     """
     T = task.length
     vals = rng.random((T, B))
-    if task.options["placement"] == "halves":
-        h = T // 2
-        i = rng.integers(0, h, size=B)
-        j = rng.integers(h, T, size=B)
-    else:
+    if task.options["placement"] == "anywhere":
         i = rng.integers(0, T, size=B)
         j = rng.integers(0, T - 1, size=B)
         j = j + (j >= i)
+    else:
+        (lo1, hi1), (lo2, hi2) = adding_windows(T, task.options["placement"])
+        i = rng.integers(lo1, hi1, size=B)
+        j = rng.integers(lo2, hi2, size=B)
     cols = np.arange(B)
     x = np.zeros((T, B, 2))
     x[:, :, 0] = vals
@@ -103,6 +139,8 @@ def _sample_adding(task: Task, rng: np.random.Generator, B: int):
     x[j, cols, 1] = 1.0
     d = np.zeros((T, B, 1))
     d[-1, :, 0] = vals[i, cols] + vals[j, cols]
+    if task.options["target"] == "mean":
+        d[-1, :, 0] *= 0.5        # exact: a power of two
     return x, d
 
 
@@ -149,16 +187,28 @@ def _sample_copy(task: Task, rng: np.random.Generator, B: int):
 # temporal order
 
 
-def temporal_order_windows(T: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def temporal_order_windows(T: int,
+                           rule: str = "floor") -> tuple[tuple[int, int], tuple[int, int]]:
     """The half-open 0-based windows ``[lo, hi)`` of the two relevant symbols.
 
-    They hold exactly the integer steps t with 0.1 T <= t < 0.2 T and 0.5 T <= t < 0.6 T:
-    lo = ceil(k T / 10), hi = ceil(k' T / 10), computed in integer arithmetic. Each window is
-    non-empty for T >= 10 and both lie strictly before the last step T - 1.
-    """
-    def c(k: int) -> int:
-        return -(-k * T // 10)
+    - ``rule="floor"`` (default; Pascanu et al. 2013, ``tempOrder.py``: ``randint(int(.1 L),
+      int(.2 L))`` and ``randint(int(.5 L), int(.6 L))``): [floor(T/10), floor(2T/10)) and
+      [floor(5T/10), floor(6T/10));
+    - ``rule="ceil"`` (rnnlab's first rule): exactly the integer steps t with 0.1 T <= t < 0.2 T
+      and 0.5 T <= t < 0.6 T, i.e. [ceil(T/10), ceil(2T/10)) and [ceil(5T/10), ceil(6T/10)).
 
+    Both are computed in integer arithmetic (``int(k * .1 * L)`` equals ``k * L // 10`` for every
+    L up to 10^5, checked). They coincide when 10 divides T. Each window is non-empty for
+    T >= 10 under both rules and both lie strictly before the last step T - 1.
+    """
+    if rule == "floor":
+        def c(k: int) -> int:
+            return k * T // 10
+    elif rule == "ceil":
+        def c(k: int) -> int:
+            return -(-k * T // 10)
+    else:
+        raise ValueError(f"windows: got {rule!r}; allowed: floor, ceil")
     return (c(1), c(2)), (c(5), c(6))
 
 
@@ -172,10 +222,13 @@ def _sample_temporal_order(task: Task, rng: np.random.Generator, B: int):
 
     .. math::
 
-        t_1 \\sim U\\{t : 0.1T \\le t < 0.2T\\}, \\quad
-        t_2 \\sim U\\{t : 0.5T \\le t < 0.6T\\},
+        t_1 \\sim U\\{\\lfloor T/10 \\rfloor, \\dots, \\lfloor 2T/10 \\rfloor - 1\\}, \\quad
+        t_2 \\sim U\\{\\lfloor 5T/10 \\rfloor, \\dots, \\lfloor 6T/10 \\rfloor - 1\\},
 
-    which carry A or B with probability 1/2 each. The target at step T is the one-hot class
+    (``windows="floor"``, the default: Pascanu et al.'s ``tempOrder.py``; ``windows="ceil"`` draws
+    instead from the integers t with 0.1 T <= t < 0.2 T and 0.5 T <= t < 0.6 T, rnnlab's first rule;
+    the two differ for most T that 10 does not divide, see :func:`temporal_order_windows`), which
+    carry A or B with probability 1/2 each. The target at step T is the one-hot class
     ``2 * [sym(t_1) = B] + [sym(t_2) = B]``, i.e. AA, AB, BA, BB = 0, 1, 2, 3.
 
     ``x: (T, B, D + 2)``, ``d: (T, B, 4)``. As in Pascanu et al.'s version the sequence length is
@@ -183,7 +236,7 @@ def _sample_temporal_order(task: Task, rng: np.random.Generator, B: int):
     last step anyway. Chance accuracy 1/4; ce of the uniform output log 4.
     """
     T, D = task.length, task.options["distractors"]
-    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T)
+    (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, task.options["windows"])
     idx = rng.integers(D, size=(T, B))
     t1 = rng.integers(lo1, hi1, size=B)
     t2 = rng.integers(lo2, hi2, size=B)

@@ -1,0 +1,147 @@
+"""The limit map's two figures (:mod:`rnnlab.analysis.limits`).
+
+* ``budget``: the fraction solved within B steps against the sequence length T (log axis), one
+  line per budget B (darker for more steps) with its Wilson 95 % band, one panel per setting
+  (the swept keys other than ``task.seq_len``, e.g. the noise level);
+* ``limit``: the limit (the largest T solved with probability >= 1/2) against the budget, both
+  on log axes, one line per setting with its 95 % interval as a band; a limit censored above
+  (beyond the longest T of the grid) is drawn as an upward triangle at that T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.analysis.limits import OVER, budget_table, default_budgets, limit_table
+from rnnlab.plot.data import _fmt, _Results
+from rnnlab.plot.figure import _figure, _suptitle
+
+
+def _tables(res: _Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    train = res.base.get("train") or {}
+    budgets = default_budgets(int(train["steps"]), int(train["log_every"]))
+    runs = res.runs.copy()
+    for key in res.keys:                 # plot data holds python values; the tables want dtypes
+        runs[key] = pd.Series([v for v in runs[key]], dtype=object).infer_objects()
+    table = budget_table(runs, budgets, OVER)
+    setting = [c for c in table.columns if c not in (OVER, "budget", "n", "solved", "solved_lo",
+                                                      "solved_hi")]
+    return table, limit_table(table, OVER), setting
+
+
+def _label(res: _Results, setting: list[str], key: tuple) -> str:
+    if not setting:
+        return "all runs"
+    return ", ".join(f"{res.short.get(k, k)} = {_fmt(v)}" for k, v in zip(setting, key,
+                                                                          strict=True))
+
+
+def _budget(res: _Results, say) -> object:
+    import matplotlib as mpl
+
+    table, _, setting = _tables(res)
+    keys = sorted({tuple(r) for r in table[setting].itertuples(index=False)}) if setting else [()]
+    fig, axes, left, bottom, corner = _figure(keys, [tuple(setting)] if setting else [],
+                                              (4.3, 3.3), (7.5, 4.8), sharey=True,
+                                              extra_w=1.6, extra_h=0.6)
+    budgets = sorted(table["budget"].unique())
+    cmap = mpl.colormaps["viridis_r"]
+    colour = {b: cmap(0.15 + 0.8 * i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
+    xs = sorted(table[OVER].unique())
+    for ax, key in zip(axes, keys, strict=True):
+        rows = table
+        for c, v in zip(setting, key, strict=True):
+            rows = rows[rows[c] == v]
+        for b in budgets:
+            r = rows[rows["budget"] == b].sort_values(OVER)
+            x = r[OVER].to_numpy(dtype=float)
+            fill = ax.fill_between(x, r["solved_lo"], r["solved_hi"], color=colour[b],
+                                   alpha=0.07, lw=0)
+            fill.set_gid("band")
+            (line,) = ax.plot(x, r["solved"], color=colour[b], marker="o", ms=3.5, lw=1.5,
+                              label=f"{b} steps")
+            line.set_gid("mean")
+        ax.axhline(0.5, color="0.5", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{int(x)}" for x in xs], fontsize=7)
+        ax.minorticks_off()
+        ax.set_ylim(-0.04, 1.04)
+        ax.grid(True, color="0.9", lw=0.6)
+        if setting:
+            ax.set_title(_label(res, setting, key), fontsize=10)
+        if bottom[axes.index(ax)]:
+            ax.set_xlabel("sequence length T")
+    for ax, first in zip(axes, left, strict=True):
+        if first:
+            ax.set_ylabel("solved within the budget")
+    n = int(table["n"].max()) if len(table) else 0
+    handles, labels = axes[0].get_legend_handles_labels()
+    corner.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.0), fontsize=8,
+                  title="budget", title_fontsize=8, frameon=False)
+    corner.text(1.05, 0.28, f"bands: 95% Wilson\ninterval over\n{n} seeds\n\ndotted: 1/2\n"
+                "(the limit)", transform=corner.transAxes, fontsize=7, color="0.35", va="top")
+    _suptitle(fig, res, "solved within a training budget against sequence length", res.runs)
+    return fig
+
+
+def _limit(res: _Results, say) -> object:
+    from matplotlib.figure import Figure
+
+    _, limits, setting = _tables(res)
+    keys = sorted({tuple(r) for r in limits[setting].itertuples(index=False)}) if setting else [()]
+    fig = Figure(figsize=(8.4, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["tab10"]
+    for i, key in enumerate(keys):
+        rows = limits
+        for c, v in zip(setting, key, strict=True):
+            rows = rows[rows[c] == v]
+        rows = rows.sort_values("budget")
+        b = rows["budget"].to_numpy(dtype=float)
+        lim = rows["limit"].to_numpy(dtype=float)
+        lo = np.maximum(rows["limit_lo"].to_numpy(dtype=float), 1.0)
+        grid_top = float(res.runs[OVER].astype(float).max())
+        hi = np.minimum(rows["limit_hi"].to_numpy(dtype=float), grid_top * 1.25)
+        below = (rows["censored"] == "below").to_numpy()
+        above = (rows["censored"] == "above").to_numpy()
+        c = cmap(i % 10)
+        fill = ax.fill_between(b, lo, hi, color=c, alpha=0.15, lw=0)
+        fill.set_gid("band")
+        shown = np.where(below, np.nan, lim)
+        (line,) = ax.plot(b, shown, color=c, marker="o", ms=4, lw=1.6,
+                          label=_label(res, setting, key))
+        line.set_gid("mean")
+        if above.any():
+            ax.plot(b[above], lim[above], ls="none", marker="^", ms=8, color=c,
+                    markerfacecolor="white")
+    top = float(res.runs[OVER].astype(float).max())
+    ax.axhline(top, color="0.6", ls="--", lw=0.8)
+    ax.text(float(limits["budget"].max()), top * 0.93, f"longest T of the grid ({int(top)})",
+            fontsize=7, color="0.4", ha="right", va="top")
+    ax.axhspan(8, 10, color="0.85", alpha=0.6, lw=0)
+    ax.text(float(limits["budget"].max()), 9, "the lecture's 8-10 steps", fontsize=7,
+            color="0.35", ha="right", va="center")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    budgets = sorted(limits["budget"].unique())
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([str(int(b)) for b in budgets])
+    ax.minorticks_off()
+    ticks = [t for t in (2, 5, 10, 20, 50, 100, 200, 500) if t <= top * 1.3]
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([str(t) for t in ticks])
+    ax.set_xlabel("training budget (steps)")
+    ax.set_ylabel("limit: largest T solved with p >= 1/2")
+    ax.grid(True, color="0.9", lw=0.6)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="band: 95% interval\ntriangle: beyond the grid", title_fontsize=7)
+    _suptitle(fig, res, "the limit of learning against the training budget", res.runs)
+    if math.isfinite(top):
+        ax.set_ylim(1.5, top * 1.3)
+    return fig
