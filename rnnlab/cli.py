@@ -17,7 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rnnlab.engine.bptt import LOSS_AT
+from rnnlab.engine.cells import ACTIVATIONS, CELLS
+from rnnlab.engine.gradcheck import CHECKED_ENGINES
+from rnnlab.engine.heads import LOSSES, OUTPUTS
+from rnnlab.engine.select import ENGINES
 from rnnlab.errors import UserError, one_line
+from rnnlab.run.executors import EXECUTORS
 
 app = typer.Typer(
     name="rnnlab",
@@ -56,12 +62,11 @@ def main():
 @app.command()
 @user_errors
 def gradcheck(
-    cell: Annotated[Literal["rnn", "lstm", "gru"], typer.Option(help="Recurrent cell.")] = "rnn",
-    activation: Annotated[Literal["tanh", "relu", "sigmoid", "identity"],
-                          typer.Option(help="phi of the rnn cell.")] = "tanh",
-    output: Annotated[Literal["softmax", "linear"], typer.Option(help="Output head.")] = "softmax",
-    loss: Annotated[Literal["mse", "ce"], typer.Option(help="Loss.")] = "mse",
-    loss_at: Annotated[Literal["last", "all"], typer.Option(help="Loss steps.")] = "last",
+    cell: Annotated[Literal[CELLS], typer.Option(help="Recurrent cell.")] = "rnn",
+    activation: Annotated[Literal[ACTIVATIONS], typer.Option(help="phi of the rnn cell.")] = "tanh",
+    output: Annotated[Literal[OUTPUTS], typer.Option(help="Output head.")] = "softmax",
+    loss: Annotated[Literal[LOSSES], typer.Option(help="Loss.")] = "mse",
+    loss_at: Annotated[Literal[LOSS_AT], typer.Option(help="Loss steps.")] = "last",
     seq_len: Annotated[int, typer.Option(min=1, max=200, help="Time steps T.")] = 6,
     hidden: Annotated[int, typer.Option(min=1, max=64, help="Hidden units H.")] = 4,
     batch: Annotated[int, typer.Option(min=1, max=64, help="Sequences per batch B.")] = 3,
@@ -71,7 +76,7 @@ def gradcheck(
     scale: Annotated[float, typer.Option(min=0.0, help="Recurrent weight scale.")] = 1.0,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Largest relative error.")] = 1e-6,
-    engine: Annotated[Literal["fast", "reference", "numpy", "compiled"], typer.Option(
+    engine: Annotated[Literal[("fast", *CHECKED_ENGINES)], typer.Option(
         help="Engine checked: fast (bptt on the engine chosen by $RNNLAB_ENGINE, else numpy), "
         "reference (the readable engine/reference.py), numpy or compiled.")] = "fast",
 ):
@@ -123,7 +128,7 @@ ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
 
-EngineOpt = Annotated[Literal["numpy", "compiled", "auto"] | None, typer.Option(
+EngineOpt = Annotated[Literal[ENGINES] | None, typer.Option(
     help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab[fast]') or auto "
     "(compiled when numba is installed). Default: $RNNLAB_ENGINE, else numpy.")]
 
@@ -280,7 +285,7 @@ def sweep(
     columns: ColumnsOpt = None,
     html: HtmlOpt = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
-    executor: Annotated[Literal["local", "dask"], typer.Option(
+    executor: Annotated[Literal[EXECUTORS], typer.Option(
         help="Where batches train: local (serial or --workers processes) or dask (a Dask "
              "cluster; needs pip install 'rnnlab[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
@@ -305,9 +310,9 @@ def sweep(
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     check_columns(columns, exp.swept_keys)
     if html:
-        from rnnlab.report.page import _plotly
+        from rnnlab.report.page import require_plotly
 
-        _plotly()                           # refuse before training, not after
+        require_plotly()                           # refuse before training, not after
     out_path = Path(out_dir) if out_dir else default_out(exp)
     if dry_run:
         return _dry_run(exp, out_path, fmt)
@@ -357,7 +362,7 @@ def sweep(
 def _dry_run(exp, out_path: Path, fmt: str):
     import pandas as pd
 
-    from rnnlab.results.store import is_results_dir, load_runs
+    from rnnlab.results.readers import is_results_dir, load_runs
 
     done = set()
     if is_results_dir(out_path):
@@ -483,7 +488,7 @@ def limits(
 def warn_stack(folder) -> None:
     """One line when the folder was made on another floating-point stack (nothing when its
     manifest cannot be read: warn_folder has said so)."""
-    from rnnlab.results.store import load_manifest
+    from rnnlab.results.readers import load_manifest
     from rnnlab.results.sysinfo import stack_note
 
     try:
@@ -609,7 +614,8 @@ def run(
     use_engine(engine)
     import numpy as np
 
-    from rnnlab.experiment.load import _parse_yaml, parse_experiment
+    from rnnlab.experiment.load import parse_experiment
+    from rnnlab.experiment.yaml_io import parse_yaml
     from rnnlab.run.train import Trainer
 
     data = {"name": "run"}
@@ -622,7 +628,7 @@ def run(
             fail(f"{file}: no such experiment file")
         except (OSError, UnicodeDecodeError) as e:
             fail(f"{file}: cannot read: {e}")
-        loaded = _parse_yaml(text, file)
+        loaded = parse_yaml(text, file)
         data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
                 if isinstance(loaded, dict) else loaded)
         source = file

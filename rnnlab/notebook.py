@@ -25,13 +25,13 @@ import pandas as pd
 
 from rnnlab.errors import UserError
 from rnnlab.results.layout import GRAD_DIR
-from rnnlab.results.parquet_io import _GRAD_SORT, GRAD_SCHEMA
+from rnnlab.results.parquet_io import GRAD_SCHEMA, GRAD_SORT
 from rnnlab.results.readers import (
-    _results_dir,
-    _runs_table_of,
     load_manifest,
     load_metrics,
     load_runs,
+    results_dir,
+    runs_table_of,
 )
 
 NORM_COLUMNS = [f.name for f in GRAD_SCHEMA if f.name not in ("run_id", "step", "t")]
@@ -51,7 +51,7 @@ class Results:
     """Lazy view of one results folder; each property reads its file on first use."""
 
     def __init__(self, path: str | os.PathLike, *, filesystem=None):
-        self.path = _results_dir(path)
+        self.path = results_dir(path)
         self._fs = filesystem
 
     def __repr__(self) -> str:
@@ -104,7 +104,7 @@ class Results:
     def norm_files(self, runs=None) -> list[str]:
         """The part files of ``grad_norms/`` that hold ``runs`` (all committed runs if None)."""
         ids = self._run_ids(runs)
-        table = _runs_table_of(self.path)
+        table = runs_table_of(self.path)
         part_of = dict(zip(table.column("run_id").to_pylist(), table.column("part").to_pylist(),
                            strict=True))
         wanted = sorted(part_of) if ids is None else ids
@@ -160,7 +160,7 @@ class Results:
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{self.path / GRAD_DIR}: cannot read the gradient norms ({e}); "
                             "delete the folder's damaged part and rerun `rnnlab sweep`") from None
-        return table.sort_by(_GRAD_SORT).to_pandas()
+        return table.sort_by(GRAD_SORT).to_pandas()
 
     def _run_ids(self, runs) -> list[str] | None:
         if runs is None:

@@ -19,7 +19,7 @@ from conftest import invoke, ok
 import rnnlab.run.executors.base
 from rnnlab.cli import app
 from rnnlab.engine.gradcheck import check
-from rnnlab.results.store import load_runs
+from rnnlab.results.readers import load_runs
 
 EXPECTED_FILES = {"manifest.json", "runs.parquet", "grad_norms", "metrics.parquet", "summary.csv",
                   "summary.md"}

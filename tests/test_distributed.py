@@ -29,7 +29,7 @@ from typer.testing import CliRunner  # noqa: E402
 import rnnlab.run.executors.base  # noqa: E402
 import rnnlab.run.executors.dask  # noqa: E402
 from rnnlab.cli import app  # noqa: E402
-from rnnlab.results.store import load_grad_norms, load_metrics, load_runs  # noqa: E402
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs  # noqa: E402
 from rnnlab.run.sweep import run_sweep  # noqa: E402
 
 # The batch functions below are shipped to the workers by value: they need not import this file.

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab.errors import ConfigError, UserError
-from rnnlab.experiment.load import canonical_json, load_experiment, parse_experiment, run_id
+from rnnlab.experiment.identity import canonical_json, run_id
+from rnnlab.experiment.load import load_experiment, parse_experiment
 from rnnlab.experiment.schema import ClipConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 
 VALID = {

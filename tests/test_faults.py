@@ -584,7 +584,7 @@ def _rows(ids, axis_values, failed=False):
 def test_combining_runs_parts_gives_the_table_a_rebuild_gives(second):
     """The runs parts of two batches read as one table (and compacted into runs.parquet) are
     concatenated when they can be instead of rebuilt from Python rows; the table is the same."""
-    from rnnlab.results.parquet_io import _runs_table, combine_runs
+    from rnnlab.results.parquet_io import combine_runs, runs_table
 
     first = _rows(["b3", "a1", "z9"], [0.5, 1.5, 2.5])
     if second == "float after int":
@@ -596,9 +596,9 @@ def test_combining_runs_parts_gives_the_table_a_rebuild_gives(second):
             "float after int": _rows(["c4", "0a"], [0.25, 4.0]),
             "new column": [{**r, "train.lr": 0.1} for r in _rows(["c4", "0a"], [0.25, 4.0])],
             "null then value": _rows(["c4", "0a"], [0.25, 4.0])}[second]
-    old = _runs_table(first)
-    got = combine_runs([old, _runs_table(more)])
-    want = _runs_table(old.to_pylist() + more)      # the rows of both, rebuilt
+    old = runs_table(first)
+    got = combine_runs([old, runs_table(more)])
+    want = runs_table(old.to_pylist() + more)      # the rows of both, rebuilt
     assert got.equals(want, check_metadata=True), (got.schema, want.schema)
     assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.errors import UserError
 from rnnlab.experiment.load import load_experiment
-from rnnlab.results.store import load_runs
+from rnnlab.results.readers import load_runs
 
 runner = CliRunner()
 

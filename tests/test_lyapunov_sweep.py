@@ -16,7 +16,9 @@ from rnnlab.analysis.stats import t_interval
 from rnnlab.analysis.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
 from rnnlab.engine.lyapunov import lyapunov
 from rnnlab.experiment.load import parse_experiment
-from rnnlab.results.store import LYAP_DIR, ResultsStore, load_lyapunov, load_runs
+from rnnlab.results.layout import LYAP_DIR
+from rnnlab.results.readers import load_lyapunov, load_runs
+from rnnlab.results.store import ResultsStore
 from rnnlab.run.sweep import run_sweep, summary_of
 from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
@@ -184,7 +186,7 @@ def test_run_statistics_from_a_hand_made_table():
 
 
 def test_gap_is_measured_decay_minus_lambda1_of_the_same_runs(folder):
-    from rnnlab.results.store import load_grad_norms
+    from rnnlab.results.readers import load_grad_norms
 
     g = run_gradient_stats(load_grad_norms(folder, step=0))
     s = run_lyapunov_stats(load_lyapunov(folder), g).set_index("run_id")

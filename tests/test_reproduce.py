@@ -18,7 +18,7 @@ import pytest
 
 from rnnlab.analysis.summarize import render
 from rnnlab.experiment.load import load_experiment
-from rnnlab.results.store import load_manifest
+from rnnlab.results.readers import load_manifest
 from rnnlab.results.sysinfo import stack_differences
 from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
 

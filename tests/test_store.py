@@ -18,17 +18,17 @@ import pyarrow.dataset as pads
 import pytest
 
 from rnnlab.errors import UserError
-from rnnlab.results import store as store_mod
-from rnnlab.results.store import (
-    ResultsStore,
+from rnnlab.results import lock, parquet_io
+from rnnlab.results.layout import part_name
+from rnnlab.results.readers import (
     is_results_dir,
     load_grad_norms,
     load_manifest,
     load_metrics,
     load_runs,
-    part_name,
-    system_info,
 )
+from rnnlab.results.store import ResultsStore
+from rnnlab.results.sysinfo import system_info
 
 FP = "f" * 40
 
@@ -185,12 +185,12 @@ def test_missing_fixed_columns_are_present_as_nulls(tmp_path):
     run = {"run_id": "x", "status": "failed", "error": "boom", "seq_len": 3, "seed": 1}
     store.write_batch([run], None, None)
     df = load_runs(tmp_path / "o")
-    for col in store_mod.RUN_FIELDS:
+    for col in parquet_io.RUN_FIELDS:
         assert col in df.columns
     assert df["solved"].tolist() == [False]
     assert np.isnan(df["rho_end"].iloc[0])
     assert load_grad_norms(tmp_path / "o").empty
-    assert list(load_grad_norms(tmp_path / "o").columns) == store_mod.GRAD_SCHEMA.names
+    assert list(load_grad_norms(tmp_path / "o").columns) == parquet_io.GRAD_SCHEMA.names
 
 
 def test_external_readers_see_grad_norms_dataset(tmp_path):
@@ -411,7 +411,7 @@ def test_lock_without_flock_uses_pid_liveness(tmp_path, monkeypatch):
         raise OSError(37, "No locks available")  # ENOLCK, as on some network filesystems
 
     monkeypatch.setattr(fcntl, "flock", no_flock)
-    host = store_mod._host()
+    host = lock._host()
     (out / ".lock").write_text(f"{dead_pid()} {host}\n")
     with store.lock():
         pass
@@ -640,7 +640,7 @@ def test_finalize_killed_after_runs_parquet_leaves_parts_readers_ignore(tmp_path
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
     store.write_batch(*make_batch(["b"]))
-    monkeypatch.setattr(store_mod, "_remove_parts", lambda folder, parts: None)
+    monkeypatch.setattr("rnnlab.results.store._remove_parts", lambda folder, parts: None)
     store.finalize()
     monkeypatch.undo()
     assert (out / "runs.parquet").is_file() and len(list((out / "runs").iterdir())) == 2

@@ -23,7 +23,8 @@ from rnnlab.analysis.summarize import (
     summarize,
 )
 from rnnlab.errors import UserError
-from rnnlab.results.store import ResultsStore, load_grad_norms, load_runs
+from rnnlab.results.readers import load_grad_norms, load_runs
+from rnnlab.results.store import ResultsStore
 
 
 def decaying(run_id: str, T: int, rate: float = 0.1, step: int = 0) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from conftest import tiny_exp
 
 import rnnlab.run.executors.base
 from rnnlab.errors import UserError
-from rnnlab.results.store import ResultsStore, load_grad_norms, load_metrics, load_runs
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
+from rnnlab.results.store import ResultsStore
 from rnnlab.run import plan
 from rnnlab.run.sweep import run_sweep
 

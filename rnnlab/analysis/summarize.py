@@ -339,7 +339,7 @@ def format_value(x: object, missing: str = "-") -> str:
     return str(x)
 
 
-def _json_value(x: object) -> object:
+def json_value(x: object) -> object:
     if _missing(x):
         return None
     if isinstance(x, bool | np.bool_):
@@ -372,7 +372,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
             writer.writerow([format_value(v, missing="") for v in row])
         return buf.getvalue()
     if fmt == "json":
-        records = [dict(zip(columns, map(_json_value, row), strict=True)) for row in rows]
+        records = [dict(zip(columns, map(json_value, row), strict=True)) for row in rows]
         return json.dumps(records, indent=2) + "\n"
     if fmt == "markdown":
         return _markdown(table, columns, rows)

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The recurrent cells, and the activations of the vanilla RNN: one step each, below.
+CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cells import CELLS
+
 INITS = ("orthogonal", "gaussian", "identity")
-CELLS = ("rnn", "lstm", "gru")
 
 
 def orthogonal(rng: np.random.Generator, n: int, dtype=np.float64) -> np.ndarray:

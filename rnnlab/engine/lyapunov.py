@@ -61,8 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bptt import CELLS
-from .cells import ACTIVATIONS, dphi, phi, sigmoid
+from .cells import ACTIVATIONS, CELLS, dphi, phi, sigmoid
 
 LN10 = float(np.log(10.0))
 

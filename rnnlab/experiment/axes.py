@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from rnnlab.errors import ConfigError
-from rnnlab.experiment.overrides import _key_error
+from rnnlab.experiment.overrides import key_error
 from rnnlab.experiment.schema import (
     Shown,
     describe_field,
@@ -33,14 +33,14 @@ VALUES_ALLOWED = (
 
 
 @dataclass
-class _Axis:
+class SweepAxis:
     keys: list[str]
     points: list[tuple]
     file: str
     wheres: list[str]
 
 
-def _pin(axes: list[_Axis], key: str) -> None:
+def pin(axes: list[SweepAxis], key: str) -> None:
     """Remove ``key`` from its axis (an override fixes its value)."""
     for i, axis in enumerate(axes):
         if key in axis.keys:
@@ -52,7 +52,7 @@ def _pin(axes: list[_Axis], key: str) -> None:
             return
 
 
-def _replace_axes(axes: list[_Axis], new: list[_Axis]) -> None:
+def replace_axes(axes: list[SweepAxis], new: list[SweepAxis]) -> None:
     """Add ``new`` axes in place; each replaces the earlier axes it shares a key with."""
     for axis in new:
         clash = [i for i, a in enumerate(axes) if set(a.keys) & set(axis.keys)]
@@ -64,17 +64,17 @@ def _replace_axes(axes: list[_Axis], new: list[_Axis]) -> None:
 # --------------------------------------------------------------------------- sweeps
 
 
-def _parse_sweep(mapping: dict, file: str, prefix: str, limit: int | None) -> list[_Axis]:
+def parse_sweep(mapping: dict, file: str, prefix: str, limit: int | None) -> list[SweepAxis]:
     """The axes of one sweep mapping, each value validated."""
 
     def where(*parts: str) -> str:
         return ".".join(p for p in (prefix, *parts) if p)
 
-    axes: list[_Axis] = []
+    axes: list[SweepAxis] = []
     for key, value in mapping.items():
         if key != "zip":
             values = _axis_values(key, value, file, where(str(key)), limit)
-            axes.append(_Axis([key], [(v,) for v in values], file, [where(str(key))]))
+            axes.append(SweepAxis([key], [(v,) for v in values], file, [where(str(key))]))
             continue
         groups = value if isinstance(value, list) else [value]
         if not groups:
@@ -93,7 +93,7 @@ def _parse_sweep(mapping: dict, file: str, prefix: str, limit: int | None) -> li
                     ", ".join(f"{k}: {len(c)} values" for k, c in zip(keys, cols, strict=True))
                 )
                 raise ConfigError(file, gwhere, got, "lists of equal length")
-            axes.append(_Axis(keys, list(zip(*cols, strict=True)), file, wheres))
+            axes.append(SweepAxis(keys, list(zip(*cols, strict=True)), file, wheres))
     seen: set[str] = set()
     for axis in axes:
         for key, w in zip(axis.keys, axis.wheres, strict=True):
@@ -112,7 +112,7 @@ def _parse_sweep(mapping: dict, file: str, prefix: str, limit: int | None) -> li
 def _axis_values(key: Any, value: Any, file: str, where: str, limit: int | None) -> list:
     """The validated values of one swept key."""
     if key not in sweepable_keys():
-        raise _key_error(key, value, file, where, sweepable_keys())
+        raise key_error(key, value, file, where, sweepable_keys())
     if isinstance(value, list):
         items, from_range = value, False
     elif isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _RANGE_FORMS:

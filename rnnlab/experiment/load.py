@@ -28,8 +28,7 @@ This module holds :class:`Experiment`, :class:`RunSpec`, :func:`load_experiment`
 :func:`parse_experiment`; the pieces they build on live in their own modules:
 ``rnnlab.experiment.yaml_io`` (the YAML loader and its errors), ``rnnlab.experiment.overrides``
 (``--set``/``--sweep`` items, dotted keys), ``rnnlab.experiment.axes`` (sweep axes and their value
-forms) and ``rnnlab.experiment.identity`` (``canonical_json``, ``run_id``). Every name they took
-from this module is re-exported here.
+forms) and ``rnnlab.experiment.identity`` (``canonical_json``, ``run_id``).
 """
 
 from __future__ import annotations
@@ -45,29 +44,18 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from rnnlab.errors import ConfigError, UserError
-
-# The private names are re-exported too, so everything rnnlab.experiment defined before it was
-# split stays importable from it.
-from rnnlab.experiment.axes import (  # noqa: F401
-    _RANGE_FORMS,
-    VALUES_ALLOWED,
-    _Axis,
-    _axis_values,
-    _check_length,
-    _is_int,
-    _parse_sweep,
-    _pin,
-    _range,
-    _replace_axes,
-    _space,
+from rnnlab.experiment.axes import (
+    SweepAxis,
+    parse_sweep,
+    pin,
+    replace_axes,
 )
 from rnnlab.experiment.claims import check_claim
-from rnnlab.experiment.identity import _dumps, _normalise, canonical_json, run_id  # noqa: F401
-from rnnlab.experiment.overrides import (  # noqa: F401
-    _cli_values,
-    _flatten_override,
-    _key_error,
-    _split_cli,
+from rnnlab.experiment.identity import canonical_json, run_id
+from rnnlab.experiment.overrides import (
+    cli_values,
+    flatten_override,
+    split_cli,
 )
 from rnnlab.experiment.schema import (
     CLAIMS_ALLOWED,
@@ -81,24 +69,10 @@ from rnnlab.experiment.schema import (
     convert_validation_error,
     shown,
 )
-from rnnlab.experiment.yaml_io import (  # noqa: F401
-    _Loader,
-    _parse_yaml,
-    _parse_yaml_value,
-    _yaml_error,
+from rnnlab.experiment.yaml_io import (
+    parse_yaml,
+    parse_yaml_value,
 )
-
-__all__ = [
-    "Axis",
-    "Experiment",
-    "RunConfig",
-    "RunSpec",
-    "canonical_json",
-    "load_experiment",
-    "parse_experiment",
-    "run_id",
-]
-
 
 # --------------------------------------------------------------------------- public types
 
@@ -128,7 +102,7 @@ class RunSpec:
 class Experiment:
     """A validated experiment: the base configuration, the sweep axes and the runs they make."""
 
-    def __init__(self, base: BaseConfig, axes: list[_Axis], source: str, profile: str | None,
+    def __init__(self, base: BaseConfig, axes: list[SweepAxis], source: str, profile: str | None,
                  claims: list | None = None):
         self.base = base
         self.claims = list(claims or [])
@@ -254,7 +228,7 @@ def load_experiment(
         raise UserError(f"{file}: no such experiment file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: cannot read: {exc}") from None
-    data = _parse_yaml(text, file)
+    data = parse_yaml(text, file)
     return parse_experiment(
         data, source=file, sets=sets, sweeps=sweeps, profile=profile, max_runs=max_runs, yes=yes
     )
@@ -285,12 +259,12 @@ def parse_experiment(
     provenance: dict[str, tuple[str, str]] = {}
 
     def override(key: str, value: Any, file: str, where: str) -> None:
-        for leaf, leaf_value, leaf_where in _flatten_override(key, value, file, where):
+        for leaf, leaf_value, leaf_where in flatten_override(key, value, file, where):
             _assign(base_raw, leaf, leaf_value)
             provenance[leaf] = (file, leaf_where)
-            _pin(axes, leaf)
+            pin(axes, leaf)
 
-    axes = _parse_sweep(file_cfg.sweep, source, "sweep", limit)
+    axes = parse_sweep(file_cfg.sweep, source, "sweep", limit)
     if profile is not None:
         if profile not in file_cfg.profiles:
             names = ", ".join(file_cfg.profiles) or "none (the file defines no profiles)"
@@ -305,13 +279,13 @@ def parse_experiment(
             override(key, value, source, f"{prefix}.{key}")
         if not isinstance(profile_sweep, dict):
             raise ConfigError(source, f"{prefix}.sweep", shown(profile_sweep), SWEEP_ALLOWED)
-        _replace_axes(axes, _parse_sweep(profile_sweep, source, f"{prefix}.sweep", limit))
+        replace_axes(axes, parse_sweep(profile_sweep, source, f"{prefix}.sweep", limit))
     for item in sets:
-        key, text = _split_cli(item, "--set")
-        override(key, _parse_yaml_value(text, "--set", key), "--set", key)
+        key, text = split_cli(item, "--set")
+        override(key, parse_yaml_value(text, "--set", key), "--set", key)
     for item in sweeps:
-        key, text = _split_cli(item, "--sweep")
-        _replace_axes(axes, _parse_sweep({key: _cli_values(key, text)}, "--sweep", "", limit))
+        key, text = split_cli(item, "--sweep")
+        replace_axes(axes, parse_sweep({key: cli_values(key, text)}, "--sweep", "", limit))
 
     base = _validate(BaseConfig, base_raw, lambda k: provenance.get(k, (source, k)))
     if base.seed + base.repeats > INT_LIMIT:  # the last repeat's seed must fit 64 bits too

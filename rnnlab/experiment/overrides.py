@@ -12,10 +12,10 @@ from typing import Any
 
 from rnnlab.errors import ConfigError
 from rnnlab.experiment.schema import SECTIONS, BaseConfig, leaf_fields, shown, sweepable_keys
-from rnnlab.experiment.yaml_io import _parse_yaml_value
+from rnnlab.experiment.yaml_io import parse_yaml_value
 
 
-def _key_error(key: Any, value: Any, file: str, where: str, candidates: list[str]) -> ConfigError:
+def key_error(key: Any, value: Any, file: str, where: str, candidates: list[str]) -> ConfigError:
     """An unknown or unusable dotted key, with "did you mean" among ``candidates``."""
     text = str(key)
     parent = text.rpartition(".")[0]
@@ -36,35 +36,35 @@ def _key_error(key: Any, value: Any, file: str, where: str, candidates: list[str
     return ConfigError(file, where, shown(value), allowed, hint)
 
 
-def _flatten_override(key: Any, value: Any, file: str, where: str) -> list[tuple[str, Any, str]]:
+def flatten_override(key: Any, value: Any, file: str, where: str) -> list[tuple[str, Any, str]]:
     """(leaf key, value, where) for an override; a mapping given to a section is spread out."""
     if key in SECTIONS:
         if not isinstance(value, dict):
             raise ConfigError(file, where, shown(value), f"a mapping of keys of {key}")
         out = []
         for sub, sub_value in value.items():
-            out += _flatten_override(f"{key}.{sub}", sub_value, file, f"{where}.{sub}")
+            out += flatten_override(f"{key}.{sub}", sub_value, file, f"{where}.{sub}")
         return out
     if key not in leaf_fields():
-        raise _key_error(key, value, file, where, [*leaf_fields(), *SECTIONS])
+        raise key_error(key, value, file, where, [*leaf_fields(), *SECTIONS])
     return [(key, value, where)]
 
 
-def _split_cli(item: Any, flag: str) -> tuple[str, str]:
+def split_cli(item: Any, flag: str) -> tuple[str, str]:
     key, eq, text = str(item).partition("=")
     if not eq or not key.strip():
         raise ConfigError(flag, str(item), shown(item), "KEY=VALUE, such as model.hidden=128")
     return key.strip(), text
 
 
-def _cli_values(key: str, text: str) -> Any:
+def cli_values(key: str, text: str) -> Any:
     """``10,20,40`` -> [10, 20, 40]; a text starting with ``[`` or ``{`` (or for ``zip``) is
     read as one YAML value, such as ``{logspace: [-4, -1, 4]}``."""
     if key == "zip" or text.lstrip().startswith(("[", "{")):
-        return _parse_yaml_value(text, "--sweep", key)
+        return parse_yaml_value(text, "--sweep", key)
     if not text.strip():
         return []
     parts = text.split(",")
     if any(not p.strip() for p in parts):
         raise ConfigError("--sweep", key, text, "comma-separated values (write null for null)")
-    return [_parse_yaml_value(p, "--sweep", key) for p in parts]
+    return [parse_yaml_value(p, "--sweep", key) for p in parts]

@@ -34,8 +34,14 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from rnnlab.engine.bptt import LOSS_AT
+from rnnlab.engine.cells import ACTIVATIONS, CELLS
+from rnnlab.engine.clip import CLIP_MODES
+from rnnlab.engine.heads import OUTPUTS
+from rnnlab.engine.init import INITS
 from rnnlab.errors import ConfigError
-from rnnlab.tasks import MIN_SEQ_LEN, OPTIONS, min_seq_len
+from rnnlab.run.optim import OPTIMIZERS
+from rnnlab.tasks import MIN_SEQ_LEN, OPTIONS, TASKS, min_seq_len
 from rnnlab.tasks import TASK_OPTIONS as _TASK_DEFAULTS
 
 _STRICT = ConfigDict(
@@ -93,14 +99,14 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """The recurrent network."""
 
-    cell: Literal["rnn", "lstm", "gru"] = "rnn"
+    cell: Literal[CELLS] = "rnn"
     """Recurrent cell: a vanilla RNN, an LSTM or a GRU (PyTorch's GRUCell equations)."""
-    activation: Literal["tanh", "relu", "sigmoid", "identity"] = "tanh"
+    activation: Literal[ACTIVATIONS] = "tanh"
     """Hidden nonlinearity phi of the vanilla RNN (the LSTM and GRU ignore it: their gates are
     fixed)."""
     hidden: int = Field(32, ge=1, lt=INT_LIMIT)
     """Number of hidden units."""
-    init: Literal["orthogonal", "gaussian", "identity"] = "orthogonal"
+    init: Literal[INITS] = "orthogonal"
     """Recurrent weight initialisation."""
     weight_scale: Float = Field(1.0, ge=0)
     """Multiplier of the initial recurrent weights (the gain)."""
@@ -108,7 +114,7 @@ class ModelConfig(_Strict):
     """Whether the cell has bias vectors."""
     forget_bias: Float = 1.0
     """Initial LSTM forget-gate bias (ignored by the vanilla RNN and the GRU)."""
-    output: Literal["softmax", "linear"] | None = None
+    output: Literal[OUTPUTS] | None = None
     """Output head; null means the task's natural head."""
     dtype: Literal["float64", "float32"] = "float64"
     """Floating-point type of every array."""
@@ -117,7 +123,7 @@ class ModelConfig(_Strict):
 class TaskConfig(_Strict):
     """The data: which task, how long, how many sequences per step."""
 
-    name: Literal["recall", "adding", "copy", "temporal_order", "random"] = "recall"
+    name: Literal[TASKS] = "recall"
     """Task generator (see rnnlab.tasks)."""
     seq_len: int = Field(10, ge=1, lt=INT_LIMIT)
     """Sequence length (time steps)."""
@@ -212,7 +218,7 @@ def _task_mismatch(key: str, value: Any, allowed: str, name: str, name_allowed: 
 class ClipConfig(_Strict):
     """Gradient clipping.  A null threshold means no clipping, whatever the mode."""
 
-    mode: Literal["none", "norm", "value", "step"] = "norm"
+    mode: Literal[CLIP_MODES] = "norm"
     """none; norm (rescale the global gradient norm, Pascanu et al. 2013 Algorithm 1); value
     (clip each gradient entry into [-c, c]); step (rescale each sequence's back-propagated error
     dE/ds_t at every time step, inside BPTT)."""
@@ -247,7 +253,7 @@ class TrainConfig(_Strict):
 
     steps: int = Field(500, ge=0, lt=INT_LIMIT)
     """Number of parameter updates."""
-    optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = "adam"
+    optimizer: Literal[OPTIMIZERS] = "adam"
     """Update rule."""
     lr: Float = Field(0.01, gt=0)
     """Learning rate."""
@@ -265,7 +271,7 @@ class TrainConfig(_Strict):
     """Gradient clipping."""
     tbptt: int | None = Field(None, ge=1, lt=INT_LIMIT)
     """Truncated-BPTT window in steps; null = full BPTT."""
-    loss_at: Literal["last", "all"] | None = None
+    loss_at: Literal[LOSS_AT] | None = None
     """Where the loss is taken: the last step or every step; null = the task default."""
     log_every: int = Field(10, ge=1, lt=INT_LIMIT)
     """Record metrics every this many steps."""

@@ -56,14 +56,14 @@ def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> ConfigError:
     return ConfigError(file, f"line {mark.line + 1}", shown(line), "valid YAML", problem)
 
 
-def _parse_yaml(text: str, file: str) -> Any:
+def parse_yaml(text: str, file: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, file) from None
 
 
-def _parse_yaml_value(text: str, file: str, key: str) -> Any:
+def parse_yaml_value(text: str, file: str, key: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:

@@ -56,9 +56,9 @@ class Comparison:
         return frame.rename(columns={c: c[: -len(which) - 1] for c in cols})
 
     def to_json(self) -> str:
-        from rnnlab.analysis.summarize import _json_value
+        from rnnlab.analysis.summarize import json_value
 
-        rows = [{str(k): _json_value(v) for k, v in row.items()}
+        rows = [{str(k): json_value(v) for k, v in row.items()}
                 for row in self.table.to_dict(orient="records")]
         return json.dumps({"a": self.a, "b": self.b, "by": self.keys, "marks": self.marks,
                            "rows": rows, "manifest": self.manifest, "claims": self.claims,

@@ -63,7 +63,7 @@ def page_path(folder: str | os.PathLike, out: str | os.PathLike | None = None) -
     return Path(out) if out is not None else Path(folder) / PAGE_NAME
 
 
-def _plotly():
+def require_plotly():
     try:
         import plotly  # noqa: F401
         from plotly.offline import get_plotlyjs
@@ -75,7 +75,7 @@ def _plotly():
 def write_page(folder: str | os.PathLike, out: str | os.PathLike | None = None,
                note: Note | None = None) -> Path:
     """Write the page of ``folder`` to ``out`` (default ``FOLDER/report.html``), atomically."""
-    from rnnlab.results.parquet_io import _write_text_atomic
+    from rnnlab.results.parquet_io import write_text_atomic
 
     path = page_path(folder, out)
     if path.suffix.lower() not in (".html", ".htm"):
@@ -83,7 +83,7 @@ def write_page(folder: str | os.PathLike, out: str | os.PathLike | None = None,
     text = build_page(folder, note)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(path, text)
+        write_text_atomic(path, text)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     return path
@@ -141,7 +141,7 @@ def _esc(text) -> str:
 # ------------------------------------------------------------------------------- the page
 def build_page(folder: str | os.PathLike, note: Note | None = None) -> str:
     """The HTML text of the page of ``folder`` (module docstring)."""
-    get_plotlyjs = _plotly()
+    get_plotlyjs = require_plotly()
     from rnnlab.notebook import Results
 
     say = note or (lambda message: None)
@@ -287,7 +287,7 @@ def claims_html(folder: Path, manifest: dict) -> str:
 
 # ------------------------------------------------------------------------------- table
 def _group_runs(summary: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> list[list[str]]:
-    from rnnlab.results.store import plain_value
+    from rnnlab.results.parquet_io import plain_value
 
     def key_of(values) -> tuple:
         return tuple(plain_value(v) for v in values)
@@ -362,15 +362,15 @@ def _palette(n: int) -> list[str]:
 def _gradient_figure_any(folder: Path, kind: str, step: int) -> dict:
     """:func:`_gradient_figure` with ``rnnlab plot``'s default ``by``; when that gives too many
     panels, with each varying axis as ``by`` in turn, the one of most values first."""
-    from rnnlab.plot.data import _load, _varying
+    from rnnlab.plot.data import load_plot_data, varying_axes
 
     try:
         return _gradient_figure(folder, kind, step)
     except UserError as first:
         if "too many" not in str(first):
             raise
-        res = _load(folder, (), lambda m: None)
-        for axis in sorted(_varying(res), key=lambda a: -len(res.values(a))):
+        res = load_plot_data(folder, (), lambda m: None)
+        for axis in sorted(varying_axes(res), key=lambda a: -len(res.values(a))):
             try:
                 return _gradient_figure(folder, kind, step, by=axis[0])
             except UserError:
@@ -382,12 +382,12 @@ def _gradient_figure(folder: Path, kind: str, step: int, by: str | None = None) 
     """The heatmap or decay figure at ``step`` as plotly JSON (a dict)."""
     from plotly.subplots import make_subplots
 
-    from rnnlab.plot.data import _load
-    from rnnlab.plot.decay import _bound_factor
-    from rnnlab.plot.gradients import _gradient_panels
+    from rnnlab.plot.data import load_plot_data
+    from rnnlab.plot.decay import decay_bound_factor
+    from rnnlab.plot.gradients import gradient_panels
 
-    res = _load(folder, (), lambda m: None)
-    by_axis, by_values, facets, data = _gradient_panels(res, kind, by, step, lambda m: None)
+    res = load_plot_data(folder, (), lambda m: None)
+    by_axis, by_values, facets, data = gradient_panels(res, kind, by, step, lambda m: None)
     facet_keys = tuple(k for a in facets for k in a)
     titles = [res.label(facet_keys, pv) if facets else "" for pv, _ in data]
     nrow, ncol = _grid(len(data))
@@ -401,7 +401,7 @@ def _gradient_figure(folder: Path, kind: str, step: int, by: str | None = None) 
             _heatmap_trace(fig, res, by_axis, by_values, groups, row, col)
         else:
             _decay_traces(fig, res, by_axis, by_values, groups, row, col, colours, step,
-                          _bound_factor, first=i == 0)
+                          decay_bound_factor, first=i == 0)
     what = "mean over seeds of log10 ||dE/ds_t||" if kind == "heatmap" else "||dE/ds_t||"
     at = "initialisation (step 0)" if step == 0 else f"training step {step}"
     fig.update_layout(
@@ -515,11 +515,19 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
     from plotly.subplots import make_subplots
 
     from rnnlab.analysis.summarize import run_gradient_stats
-    from rnnlab.plot.data import _check_panels, _choose_by, _facets, _groups, _load, _order
+    from rnnlab.plot.data import (
+        check_panels,
+        choose_by,
+        facet_axes,
+        groups_by,
+        load_plot_data,
+        value_order,
+    )
     from rnnlab.plot.lyapunov import LN10
-    from rnnlab.results.store import load_grad_norms, load_lyapunov, plain_value
+    from rnnlab.results.parquet_io import plain_value
+    from rnnlab.results.readers import load_grad_norms, load_lyapunov
 
-    res = _load(folder, (), lambda m: None)
+    res = load_plot_data(folder, (), lambda m: None)
     ids = res.runs["run_id"].astype(str).tolist()
     lyap = load_lyapunov(folder, run_ids=ids, step=step)
     lam = lyap[lyap["kind"] == "lambda"]
@@ -528,12 +536,12 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
     decay = run_gradient_stats(load_grad_norms(folder, run_ids=ids, step=step), step=step)
     decay = decay.set_index("run_id")["decay"]
     table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
-    by_axis = _choose_by(res, "lyapunov", None)
-    facets = _facets(res, [by_axis])
+    by_axis = choose_by(res, "lyapunov", None)
+    facets = facet_axes(res, [by_axis])
     facet_keys = tuple(k for a in facets for k in a)
-    panels = _groups(res, list(facet_keys))
-    order = sorted(panels, key=_order)
-    _check_panels(res, facets, len(order))
+    panels = groups_by(res, list(facet_keys))
+    order = sorted(panels, key=value_order)
+    check_panels(res, facets, len(order))
     by_values = res.values(by_axis) if by_axis else [()]
     colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
     nrow, ncol = _grid(len(order))
@@ -596,24 +604,31 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from rnnlab.plot.data import SEQ_LEN, _check_panels, _choose_by, _facets, _load, _order
-    from rnnlab.results.store import plain_value
+    from rnnlab.plot.data import (
+        SEQ_LEN,
+        check_panels,
+        choose_by,
+        facet_axes,
+        load_plot_data,
+        value_order,
+    )
+    from rnnlab.results.parquet_io import plain_value
 
-    res = _load(folder, (), lambda m: None)
+    res = load_plot_data(folder, (), lambda m: None)
     if SEQ_LEN not in res.keys or len(res.values((SEQ_LEN,)) if (SEQ_LEN,) in res.axes
                                         else res.runs[SEQ_LEN].unique()) < 2:
         return None
-    by_axis = _choose_by(res, "success", None)
+    by_axis = choose_by(res, "success", None)
     seq_axis = next(a for a in res.axes if SEQ_LEN in a)
-    facets = _facets(res, [by_axis, seq_axis])
+    facets = facet_axes(res, [by_axis, seq_axis])
     facet_keys = [k for a in facets for k in a]
     s = summary.copy()
     for k in res.keys:
         if k in s.columns:
             s[k] = pd.Series([plain_value(v) for v in s[k]], index=s.index, dtype=object)
-    panels = sorted({tuple(r) for r in s[facet_keys].itertuples(index=False)}, key=_order) \
+    panels = sorted({tuple(r) for r in s[facet_keys].itertuples(index=False)}, key=value_order) \
         if facet_keys else [()]
-    _check_panels(res, facets, len(panels))
+    check_panels(res, facets, len(panels))
     by_keys = list(by_axis or ())
     by_values = res.values(by_axis) if by_axis else [()]
     colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
@@ -730,10 +745,10 @@ def _run_data(r, runs: pd.DataFrame) -> dict:
 
 
 def _label(v) -> str:
-    from rnnlab.plot.data import _fmt
-    from rnnlab.results.store import plain_value
+    from rnnlab.plot.data import value_text
+    from rnnlab.results.parquet_io import plain_value
 
-    return _fmt(plain_value(v))
+    return value_text(plain_value(v))
 
 
 def _run_view_html(runs: pd.DataFrame) -> str:

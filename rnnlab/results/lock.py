@@ -54,7 +54,7 @@ def _busy(folder: Path, pid: int | None, host: str) -> UserError:
     return UserError(f"another rnnlab sweep ({who}) is writing to {folder}; {way_out}")
 
 
-def _acquire_lock(folder: Path) -> int:
+def acquire_lock(folder: Path) -> int:
     """Exclusive lock on ``folder/.lock``; returns its file descriptor.
 
     ``fcntl.flock`` is released by the kernel when the holder dies (even by SIGKILL), so a
@@ -105,7 +105,7 @@ def _acquire_lock(folder: Path) -> int:
     raise UserError(f"could not lock {lock_path}; try again")
 
 
-def _release_lock(folder: Path, fd: int) -> None:
+def release_lock(folder: Path, fd: int) -> None:
     with contextlib.suppress(OSError):
         (folder / LOCK).unlink()
     os.close(fd)

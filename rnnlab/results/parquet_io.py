@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from rnnlab.errors import EnvironmentFault, UserError
 
 TMP_PREFIX = ".tmp-"
-_PARTS_KEY = b"rnnlab.parts"
+PARTS_KEY = b"rnnlab.parts"
 #: Schema metadata of a runs part: its batch's place in the order of commits (0, 1, ...), so the
 #: runs read as one table have the column order and types of the batches appended in that order.
 SEQ_KEY = b"rnnlab.seq"
@@ -89,11 +89,11 @@ LYAP_SCHEMA = pa.schema(
     ]
 )
 #: Columns a file must have to be read (a damaged footer can rename or drop them).
-_RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
-_METRICS_COLS = METRICS_SCHEMA
-_GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
-_METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
-_LYAP_SORT = [("run_id", "ascending"), ("step", "ascending"), ("kind", "ascending"),
+RUNS_COLS = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("part", pa.string())])
+METRICS_COLS = METRICS_SCHEMA
+GRAD_SORT = [("run_id", "ascending"), ("step", "ascending"), ("t", "ascending")]
+METRICS_SORT = [("run_id", "ascending"), ("step", "ascending")]
+LYAP_SORT = [("run_id", "ascending"), ("step", "ascending"), ("kind", "ascending"),
               ("index", "ascending")]
 
 
@@ -158,18 +158,18 @@ def _replace_atomic(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     _replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
+def write_parquet_atomic(path: Path, table: pa.Table) -> None:
     _replace_atomic(
         path,
         lambda tmp: pq.write_table(table, tmp, compression="zstd", write_page_checksum=True),
     )
 
 
-def _corrupt(path: Path, reason: str, advice: str) -> UserError:
+def corrupt(path: Path, reason: str, advice: str) -> UserError:
     reason = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
     return UserError(f"{path}: cannot read ({reason}); {advice}")
 
@@ -177,7 +177,7 @@ def _corrupt(path: Path, reason: str, advice: str) -> UserError:
 _PART_ADVICE = "delete it and rerun `rnnlab sweep` to recompute the runs it held"
 
 
-def _read_parquet(
+def read_parquet(
     path: Path, advice: str = _PART_ADVICE, *, filters=None, need: pa.Schema | None = None
 ) -> pa.Table:
     """Read a parquet file whole, or the rows matching the pyarrow expression ``filters``.
@@ -196,10 +196,10 @@ def _read_parquet(
             names = schema.names  # decodes the column names: damaged ones raise here
             for field in need or ():
                 if field.name not in names:
-                    raise _corrupt(path, f"no column {field.name!r}", advice)
+                    raise corrupt(path, f"no column {field.name!r}", advice)
                 typ = schema.field(field.name).type
                 if _kind(typ) != _kind(field.type):
-                    raise _corrupt(path, f"column {field.name!r} has type {typ}", advice)
+                    raise corrupt(path, f"column {field.name!r} has type {typ}", advice)
             if filters is None:
                 table = f.read()
                 seen = table.num_rows
@@ -210,10 +210,10 @@ def _read_parquet(
                     tables.append(pa.Table.from_batches([batch]).filter(filters))
                 table = pa.concat_tables(tables) if tables else schema.empty_table()
             if seen != f.metadata.num_rows:   # a damaged column chunk header can hide rows
-                raise _corrupt(path, f"read {seen} of {f.metadata.num_rows} rows", advice)
+                raise corrupt(path, f"read {seen} of {f.metadata.num_rows} rows", advice)
         return table
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise _corrupt(path, e, advice) from e
+        raise corrupt(path, e, advice) from e
 
 
 def _kind(typ: pa.DataType) -> str:
@@ -228,17 +228,17 @@ def _kind(typ: pa.DataType) -> str:
     return str(typ)
 
 
-def _read_parts_metadata(path: Path) -> set[str]:
+def read_parts_metadata(path: Path) -> set[str]:
     """The part names a compacted ``metrics.parquet`` holds (from its schema metadata)."""
     try:
         meta = pq.read_schema(path).metadata or {}
-        if _PARTS_KEY not in meta:  # finalize always writes it
-            raise ValueError(f"no {_PARTS_KEY.decode()} metadata")
-        parts = json.loads(meta[_PARTS_KEY])
+        if PARTS_KEY not in meta:  # finalize always writes it
+            raise ValueError(f"no {PARTS_KEY.decode()} metadata")
+        parts = json.loads(meta[PARTS_KEY])
         if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            raise ValueError(f"bad {_PARTS_KEY.decode()} metadata")
+            raise ValueError(f"bad {PARTS_KEY.decode()} metadata")
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise _corrupt(path, e, "delete it and rerun `rnnlab sweep` to recompute its runs") from e
+        raise corrupt(path, e, "delete it and rerun `rnnlab sweep` to recompute its runs") from e
     return set(parts)
 
 
@@ -302,7 +302,7 @@ def _infer_type(values: list) -> pa.DataType:
     return pa.string()
 
 
-def _runs_table(rows: list[dict]) -> pa.Table:
+def runs_table(rows: list[dict]) -> pa.Table:
     """Arrow table of run rows: fixed types for RUN_FIELDS, inferred types for other columns.
 
     Column order: ``run_id``, then columns in order of first appearance, then fixed columns that
@@ -342,17 +342,17 @@ def combine_runs(tables: list[pa.Table]) -> pa.Table:
     """One runs table (sorted by ``run_id``) from the tables of several batches in the order they
     were committed: concatenated
     when they have the same columns and types (the usual case: every run of an experiment has the
-    same keys), which gives the table ``_runs_table`` builds from all their rows; otherwise (a
+    same keys), which gives the table ``runs_table`` builds from all their rows; otherwise (a
     column new or gone, a type that the values together infer differently) rebuilt from the rows.
     """
     tables = [t.replace_schema_metadata(None) for t in tables]
     if all(t.schema.equals(tables[0].schema) for t in tables[1:]):
         both = pa.concat_tables(tables)
         return both.sort_by([("run_id", "ascending")]).combine_chunks()
-    return _runs_table([row for t in tables for row in t.to_pylist()])
+    return runs_table([row for t in tables for row in t.to_pylist()])
 
 
-def _frame_table(df: pd.DataFrame | None, schema: pa.Schema, what: str) -> pa.Table:
+def frame_table(df: pd.DataFrame | None, schema: pa.Schema, what: str) -> pa.Table:
     """Arrow table of a long-format frame with the fixed ``schema`` (NaN -> null).
 
     ``run_id`` and ``step`` are required; other schema columns that are absent become null.
@@ -381,7 +381,7 @@ def _frame_table(df: pd.DataFrame | None, schema: pa.Schema, what: str) -> pa.Ta
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _runs_to_pandas(table: pa.Table) -> pd.DataFrame:
+def runs_to_pandas(table: pa.Table) -> pd.DataFrame:
     """pandas view of a runs table with stable dtypes (nullable ints/bools where needed)."""
     df = table.to_pandas()
     for name, typ in zip(table.schema.names, table.schema.types, strict=True):

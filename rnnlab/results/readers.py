@@ -31,20 +31,20 @@ from rnnlab.results.layout import (
     is_part,
 )
 from rnnlab.results.parquet_io import (
-    _GRAD_SORT,
-    _LYAP_SORT,
-    _METRICS_COLS,
-    _METRICS_SORT,
-    _RUNS_COLS,
     GRAD_SCHEMA,
+    GRAD_SORT,
     LYAP_SCHEMA,
+    LYAP_SORT,
+    METRICS_COLS,
     METRICS_SCHEMA,
-    _corrupt,
-    _read_parquet,
-    _read_parts_metadata,
-    _runs_to_pandas,
+    METRICS_SORT,
+    RUNS_COLS,
     combine_runs,
     commit_seq,
+    corrupt,
+    read_parquet,
+    read_parts_metadata,
+    runs_to_pandas,
 )
 
 
@@ -54,7 +54,7 @@ def is_results_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / MANIFEST).is_file()
 
 
-def _results_dir(path: str | os.PathLike) -> Path:
+def results_dir(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p} does not exist; pass a results folder made by `rnnlab sweep`")
@@ -70,20 +70,20 @@ def _results_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def _read_manifest(path: Path, advice: str) -> dict:
+def read_manifest(path: Path, advice: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _corrupt(path, e, advice) from e
+        raise corrupt(path, e, advice) from e
     if not isinstance(data, dict):
-        raise _corrupt(path, "not a JSON object", advice)
+        raise corrupt(path, "not a JSON object", advice)
     return data
 
 
 def load_manifest(path: str | os.PathLike) -> dict:
     """The manifest of the results folder ``path``."""
-    p = _results_dir(path)
-    return _read_manifest(p / MANIFEST, "delete the folder and rerun `rnnlab sweep`")
+    p = results_dir(path)
+    return read_manifest(p / MANIFEST, "delete the folder and rerun `rnnlab sweep`")
 
 
 def folder_notes(path: str | os.PathLike) -> list[str]:
@@ -96,7 +96,7 @@ def folder_notes(path: str | os.PathLike) -> list[str]:
         return []
     notes = []
     try:
-        _read_manifest(p / MANIFEST, "")
+        read_manifest(p / MANIFEST, "")
     except UserError as e:
         notes.append(
             f"{str(e).rstrip('; ')}; shown is what {RUNS} and the part files hold; a sweep into "
@@ -141,7 +141,7 @@ def runs_parts(p: Path, compacted: pa.Table | None) -> list[str]:
 
 def read_runs_parts(p: Path, compacted: pa.Table | None) -> list[pa.Table]:
     """The runs parts not compacted into ``runs.parquet`` (``compacted``), in commit order."""
-    tables = [_read_parquet(p / RUNS_DIR / part, need=_RUNS_COLS)
+    tables = [read_parquet(p / RUNS_DIR / part, need=RUNS_COLS)
               for part in runs_parts(p, compacted)]
     return sorted(tables, key=commit_seq)
 
@@ -157,8 +157,8 @@ def read_runs(p: Path) -> pa.Table | None:
     A damaged file is a UserError naming it."""
     compacted = None
     if (p / RUNS).is_file():
-        compacted = _read_parquet(
-            p / RUNS, "delete it and rerun `rnnlab sweep` to recompute all runs", need=_RUNS_COLS
+        compacted = read_parquet(
+            p / RUNS, "delete it and rerun `rnnlab sweep` to recompute all runs", need=RUNS_COLS
         )
     tables = [compacted] if compacted is not None else []
     tables += read_runs_parts(p, compacted)
@@ -167,7 +167,7 @@ def read_runs(p: Path) -> pa.Table | None:
     return tables[0] if len(tables) == 1 else combine_runs(tables)
 
 
-def _runs_table_of(p: Path) -> pa.Table:
+def runs_table_of(p: Path) -> pa.Table:
     table = read_runs(p)
     if table is None:
         parts = os.listdir(p / GRAD_DIR) if (p / GRAD_DIR).is_dir() else []
@@ -186,10 +186,10 @@ def load_runs(path: str | os.PathLike) -> pd.DataFrame:
     Dtypes are stable: ``diverged_step``/``steps_to_solve`` are nullable ``Int64``, floats are
     float64 with NaN for missing values, text columns are strings.
     """
-    table = _runs_table_of(_results_dir(path))
+    table = runs_table_of(results_dir(path))
     if "part" in table.column_names:
         table = table.drop_columns(["part"])
-    return _runs_to_pandas(table.sort_by([("run_id", "ascending")]))
+    return runs_to_pandas(table.sort_by([("run_id", "ascending")]))
 
 
 def load_grad_norms(
@@ -200,8 +200,8 @@ def load_grad_norms(
     ``run_ids`` restricts to those runs (an unknown id is a UserError); ``step`` to one training
     step. Only the part files holding the requested runs are read.
     """
-    p = _results_dir(path)
-    runs = _runs_table_of(p)
+    p = results_dir(path)
+    runs = runs_table_of(p)
     part_of = dict(
         zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
     )
@@ -216,13 +216,13 @@ def load_grad_norms(
     if step is not None:
         flt = flt & (pc.field("step") == int(step))
     tables = [
-        _read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
+        read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
         for part in sorted({part_of[r] for r in wanted})
     ]
     table = (
         pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
     )
-    return table.sort_by(_GRAD_SORT).to_pandas()
+    return table.sort_by(GRAD_SORT).to_pandas()
 
 
 def load_lyapunov(
@@ -233,8 +233,8 @@ def load_lyapunov(
     Empty when the analysis was off. ``run_ids`` and ``step`` restrict as in
     :func:`load_grad_norms`.
     """
-    p = _results_dir(path)
-    runs = _runs_table_of(p)
+    p = results_dir(path)
+    runs = runs_table_of(p)
     part_of = dict(
         zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
     )
@@ -243,36 +243,36 @@ def load_lyapunov(
     if step is not None:
         flt = flt & (pc.field("step") == int(step))
     tables = [
-        _read_parquet(p / LYAP_DIR / part, filters=flt, need=LYAP_SCHEMA)
+        read_parquet(p / LYAP_DIR / part, filters=flt, need=LYAP_SCHEMA)
         for part in sorted({part_of[r] for r in wanted})
         if (p / LYAP_DIR / part).is_file()
     ]
     table = (
         pa.concat_tables(tables, promote_options="default") if tables else LYAP_SCHEMA.empty_table()
     )
-    return table.sort_by(_LYAP_SORT).to_pandas()
+    return table.sort_by(LYAP_SORT).to_pandas()
 
 
 def load_metrics(path: str | os.PathLike) -> pd.DataFrame:
     """Training metrics of committed runs (compacted file plus pending parts), by run_id, step."""
-    p = _results_dir(path)
-    runs = _runs_table_of(p)
+    p = results_dir(path)
+    runs = runs_table_of(p)
     ids = pa.array(sorted(set(runs.column("run_id").to_pylist())), pa.string())
     tables, compacted = [], set()
     target = p / METRICS
     if target.is_file():
-        compacted = _read_parts_metadata(target)
+        compacted = read_parts_metadata(target)
         tables.append(
-            _read_parquet(
-                target, "delete it and rerun `rnnlab sweep` to recompute", need=_METRICS_COLS
+            read_parquet(
+                target, "delete it and rerun `rnnlab sweep` to recompute", need=METRICS_COLS
             )
         )
     for part in sorted(set(runs.column("part").to_pylist()) - compacted):
-        tables.append(_read_parquet(p / METRICS_DIR / part, need=_METRICS_COLS))
+        tables.append(read_parquet(p / METRICS_DIR / part, need=METRICS_COLS))
     table = (
         pa.concat_tables(tables, promote_options="default")
         if tables
         else METRICS_SCHEMA.empty_table()
     )
     table = table.filter(pc.is_in(table.column("run_id"), ids)).replace_schema_metadata(None)
-    return table.sort_by(_METRICS_SORT).to_pandas()
+    return table.sort_by(METRICS_SORT).to_pandas()

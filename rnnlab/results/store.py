@@ -35,10 +35,8 @@ sweep recomputes it. A folder written before runs parts existed (one ``runs.parq
 and resumed the same way.
 
 This module holds the writer, :class:`ResultsStore`. The pieces it builds on live in their own
-modules, and their public names are re-exported here: ``rnnlab.results.layout`` (file names),
-``rnnlab.results.parquet_io`` (atomic writes, checksummed reads, schemas), ``rnnlab.results.lock``
-(the ``.lock``), ``rnnlab.results.readers`` (the ``load_*`` functions) and
-``rnnlab.results.sysinfo`` (``system_info``).
+modules: ``layout`` (file names), ``parquet_io`` (atomic writes, checksummed reads, schemas),
+``lock`` (the ``.lock``), ``readers`` (the ``load_*`` functions) and ``sysinfo`` (``system_info``).
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ import pyarrow.compute as pc
 
 from rnnlab.errors import UserError
 from rnnlab.results.layout import (
-    _OWN_NAMES,
     FORMAT_VERSION,
     GRAD_DIR,
     LOCK,
@@ -63,7 +60,7 @@ from rnnlab.results.layout import (
     MANIFEST,
     METRICS,
     METRICS_DIR,
-    PART_PREFIX,
+    OWN_NAMES,
     RUNS,
     RUNS_DIR,
     SUMMARY_CSV,
@@ -71,56 +68,35 @@ from rnnlab.results.layout import (
     part_name,
 )
 from rnnlab.results.layout import is_part as _is_part
-from rnnlab.results.lock import _acquire_lock, _host, _release_lock  # noqa: F401
+from rnnlab.results.lock import acquire_lock, release_lock
 from rnnlab.results.parquet_io import (
-    _GRAD_SORT,
-    _LYAP_SORT,
-    _METRICS_COLS,
-    _METRICS_SORT,
-    _PARTS_KEY,
-    _RUNS_COLS,
     GRAD_SCHEMA,
+    GRAD_SORT,
     LYAP_SCHEMA,
+    LYAP_SORT,
+    METRICS_COLS,
     METRICS_SCHEMA,
-    NULLABLE_INT_RUN_COLUMNS,
-    RUN_FIELDS,
+    METRICS_SORT,
+    PARTS_KEY,
+    RUNS_COLS,
     SEQ_KEY,
     TMP_PREFIX,
-    _frame_table,
-    _read_parquet,
-    _read_parts_metadata,
-    _runs_table,
-    _write_parquet_atomic,
-    _write_text_atomic,
     combine_runs,
     commit_seq,
     disk_full_error,
+    frame_table,
     is_disk_full,
-    plain_value,
+    read_parquet,
+    read_parts_metadata,
+    runs_table,
+    write_parquet_atomic,
+    write_text_atomic,
 )
 from rnnlab.results.readers import (
-    _read_manifest,
-    is_results_dir,
-    load_grad_norms,
-    load_lyapunov,
-    load_manifest,
-    load_metrics,
-    load_runs,
+    read_manifest,
     read_runs_parts,
     runs_parts,
 )
-from rnnlab.results.sysinfo import system_info
-
-# The public names of this module; those defined in the modules above are re-exported from them
-# (and so is the private _host, which the tests use).
-__all__ = [
-    "FORMAT_VERSION", "GRAD_DIR", "GRAD_SCHEMA", "LOCK", "MANIFEST", "METRICS", "METRICS_DIR",
-    "METRICS_SCHEMA", "NULLABLE_INT_RUN_COLUMNS", "PART_PREFIX", "RUNS", "RUN_FIELDS",
-    "SUMMARY_CSV", "SUMMARY_MD", "TMP_PREFIX", "ResultsStore", "is_results_dir", "load_grad_norms",
-    "load_lyapunov", "load_manifest", "load_metrics", "load_runs", "part_name", "plain_value",
-    "system_info", "LYAP_DIR", "LYAP_SCHEMA",
-]
-
 
 # --------------------------------------------------------------------------------------------
 # the store
@@ -142,7 +118,7 @@ def _refuse_foreign(path: Path) -> None:
     """UserError if ``path`` (a folder without a manifest) holds anything not rnnlab's."""
     foreign = sorted(
         e for e in os.listdir(path)
-        if e not in _OWN_NAMES and not e.startswith(TMP_PREFIX)
+        if e not in OWN_NAMES and not e.startswith(TMP_PREFIX)
     )
     if foreign:
         raise UserError(
@@ -226,7 +202,7 @@ class ResultsStore:
                     "use --fresh to start over or pass another --out"
                 )
         elif not fresh:
-            old = _read_manifest(path / MANIFEST, "use --fresh to start over or pass another --out")
+            old = read_manifest(path / MANIFEST, "use --fresh to start over or pass another --out")
             if old.get("fingerprint") != self.fingerprint:
                 made_by = old.get("name")
                 who = f"experiment {made_by!r}" if made_by else "another experiment"
@@ -246,7 +222,7 @@ class ResultsStore:
                 **{k: v for k, v in manifest.items() if k not in ("name", "fingerprint")},
             }
             text = json.dumps(self.manifest, indent=2, default=str) + "\n"
-            _write_text_atomic(path / MANIFEST, text)
+            write_text_atomic(path / MANIFEST, text)
         self._load_runs()
         self._cleanup()
 
@@ -254,9 +230,9 @@ class ResultsStore:
         """``runs.parquet`` (the runs compacted by ``finalize``), or None."""
         if not (self.path / RUNS).exists():
             return None
-        return _read_parquet(self.path / RUNS,
+        return read_parquet(self.path / RUNS,
                              "delete it and rerun `rnnlab sweep` to recompute all runs",
-                             need=_RUNS_COLS)
+                             need=RUNS_COLS)
 
     def _load_runs(self) -> None:
         """Index the committed runs: runs.parquet, then the runs part of each later batch."""
@@ -336,7 +312,7 @@ class ResultsStore:
 
     def _compacted_parts(self) -> set[str]:
         path = self.path / METRICS
-        return _read_parts_metadata(path) if path.is_file() else set()
+        return read_parts_metadata(path) if path.is_file() else set()
 
     def _forget(self, run_ids) -> int:
         """Remove committed runs from runs.parquet and from their runs parts (a part left empty
@@ -350,16 +326,16 @@ class ResultsStore:
             table = self._read_compacted()
             table = table.filter(pc.invert(pc.is_in(table.column("run_id"), ids)))
             if table.num_rows:
-                _write_parquet_atomic(self.path / RUNS, _runs_table(table.to_pylist()))
+                write_parquet_atomic(self.path / RUNS, runs_table(table.to_pylist()))
             else:
                 (self.path / RUNS).unlink()
         for part in sorted(parts - self._compacted):
             target = self.path / RUNS_DIR / part
-            table = _read_parquet(target, need=_RUNS_COLS)
+            table = read_parquet(target, need=RUNS_COLS)
             kept = table.filter(pc.invert(pc.is_in(table.column("run_id"), ids)))
             if kept.num_rows:
-                kept = _runs_table(kept.to_pylist()).replace_schema_metadata(table.schema.metadata)
-                _write_parquet_atomic(target, kept)
+                kept = runs_table(kept.to_pylist()).replace_schema_metadata(table.schema.metadata)
+                write_parquet_atomic(target, kept)
             else:
                 target.unlink()
         for r in drop:
@@ -379,12 +355,12 @@ class ResultsStore:
         if self._lock_fd is not None:
             yield self
             return
-        self._lock_fd = _acquire_lock(self.path)
+        self._lock_fd = acquire_lock(self.path)
         try:
             yield self
         finally:
             fd, self._lock_fd = self._lock_fd, None
-            _release_lock(self.path, fd)
+            release_lock(self.path, fd)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -409,13 +385,13 @@ class ResultsStore:
         # between the writes, the next open drops the runs whose parts are gone: they rerun.)
         target = self.path / METRICS
         if target.is_file():
-            table = _read_parquet(target, "delete it and rerun `rnnlab sweep`", need=_METRICS_COLS)
+            table = read_parquet(target, "delete it and rerun `rnnlab sweep`", need=METRICS_COLS)
             keep = sorted(set(self._runs) - drop)
             still = {self._runs[r][0] for r in keep}
             parts = json.dumps(sorted(self._compacted_parts() & still))
             table = table.filter(pc.is_in(table.column("run_id"), pa.array(keep, pa.string())))
-            table = table.replace_schema_metadata({_PARTS_KEY: parts.encode()})
-            _write_parquet_atomic(target, table)
+            table = table.replace_schema_metadata({PARTS_KEY: parts.encode()})
+            write_parquet_atomic(target, table)
         return self._forget(drop)
 
     def write_batch(
@@ -438,21 +414,21 @@ class ResultsStore:
         again = [i for i in ids if i in self._runs]
         if again:
             raise ValueError(f"runs already stored: {sorted(again)[:5]}")
-        grad = _frame_table(grad_norms, GRAD_SCHEMA, "grad_norms")
-        met = _frame_table(metrics, METRICS_SCHEMA, "metrics")
-        lya = _frame_table(lyapunov, LYAP_SCHEMA, "lyapunov")
+        grad = frame_table(grad_norms, GRAD_SCHEMA, "grad_norms")
+        met = frame_table(metrics, METRICS_SCHEMA, "metrics")
+        lya = frame_table(lyapunov, LYAP_SCHEMA, "lyapunov")
         for what, table in (("grad_norms", grad), ("metrics", met), ("lyapunov", lya)):
             stray = set(table.column("run_id").to_pylist()) - set(ids)
             if stray:
                 raise ValueError(f"{what} has rows of runs not in the batch: {sorted(stray)[:5]}")
         part = part_name(ids)
-        rows = _runs_table([{**r, "part": part} for r in runs])
+        rows = runs_table([{**r, "part": part} for r in runs])
         rows = rows.replace_schema_metadata({SEQ_KEY: str(self._seq).encode()})
         written = []
         try:
-            tables = [(GRAD_DIR, grad, _GRAD_SORT), (METRICS_DIR, met, _METRICS_SORT)]
+            tables = [(GRAD_DIR, grad, GRAD_SORT), (METRICS_DIR, met, METRICS_SORT)]
             if lya.num_rows:
-                tables.append((LYAP_DIR, lya, _LYAP_SORT))
+                tables.append((LYAP_DIR, lya, LYAP_SORT))
             tables.append((RUNS_DIR, rows, None))            # last: the commit
             for sub, table, order in tables:
                 folder = self.path / sub
@@ -462,7 +438,7 @@ class ResultsStore:
                     if is_disk_full(e):
                         raise disk_full_error(folder, e) from None
                     raise
-                _write_parquet_atomic(folder / part, table if order is None
+                write_parquet_atomic(folder / part, table if order is None
                                       else table.sort_by(order))
                 written.append(folder / part)
         except (Exception, KeyboardInterrupt):
@@ -484,8 +460,8 @@ class ResultsStore:
         """Write ``summary.csv`` (rendered with 4 significant digits) and ``summary.md``."""
         from rnnlab.analysis.summarize import render
 
-        _write_text_atomic(self.path / SUMMARY_CSV, render(table, "csv"))
-        _write_text_atomic(
+        write_text_atomic(self.path / SUMMARY_CSV, render(table, "csv"))
+        write_text_atomic(
             self.path / SUMMARY_MD, markdown if markdown.endswith("\n") else markdown + "\n"
         )
 
@@ -507,15 +483,15 @@ class ResultsStore:
             tables = []
             if target.is_file():
                 tables.append(
-                    _read_parquet(target, "delete it and rerun `rnnlab sweep`", need=_METRICS_COLS)
+                    read_parquet(target, "delete it and rerun `rnnlab sweep`", need=METRICS_COLS)
                 )
-            tables += [_read_parquet(self.path / METRICS_DIR / p, need=_METRICS_COLS) for p in new]
+            tables += [read_parquet(self.path / METRICS_DIR / p, need=METRICS_COLS) for p in new]
             table = pa.concat_tables(tables, promote_options="default")
             ids = pa.array(sorted(self.done_run_ids()), pa.string())
-            table = table.filter(pc.is_in(table.column("run_id"), ids)).sort_by(_METRICS_SORT)
+            table = table.filter(pc.is_in(table.column("run_id"), ids)).sort_by(METRICS_SORT)
             parts = json.dumps(sorted((compacted | set(new)) & referenced))
-            table = table.replace_schema_metadata({_PARTS_KEY: parts.encode()})
-            _write_parquet_atomic(target, table)
+            table = table.replace_schema_metadata({PARTS_KEY: parts.encode()})
+            write_parquet_atomic(target, table)
             compacted = compacted | set(new)
         _remove_parts(self.path / METRICS_DIR, compacted)
 
@@ -525,7 +501,7 @@ class ResultsStore:
         if new:
             tables = [] if compacted is None else [compacted]
             tables += read_runs_parts(self.path, compacted)
-            _write_parquet_atomic(self.path / RUNS, combine_runs(tables))
+            write_parquet_atomic(self.path / RUNS, combine_runs(tables))
             self._compacted |= set(new)
         _remove_parts(self.path / RUNS_DIR, self._compacted)
 

@@ -19,16 +19,14 @@ keeps every finished batch, and keeps the books:
 from __future__ import annotations
 
 from collections import deque
+from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rnnlab.errors import UserError
-from rnnlab.run.executors import base
-from rnnlab.run.executors.base import Lost, failed_result
+from rnnlab.run.executors import EXECUTORS, base
+from rnnlab.run.executors.base import Executor, Lost, failed_result
 from rnnlab.run.train import BatchResult
-
-#: Where batches run: here or in a local process pool, or on a Dask cluster.
-EXECUTORS = ("local", "dask")
 
 #: Attempts after the first of a batch whose worker process dies (killed by a signal, as the
 #: out-of-memory killer does, or exiting) before its runs are recorded as failed.
@@ -59,7 +57,8 @@ def check_executor(executor: str, scheduler: str | None, tls: dict | None = None
         raise UserError("--tls-ca-file, --tls-cert and --tls-key need --scheduler tls://HOST:PORT")
 
 
-def open_executor(executor: str, workers: int, scheduler: str | None, tls: dict | None):
+def open_executor(executor: str, workers: int, scheduler: str | None,
+                  tls: dict | None) -> AbstractContextManager[Executor]:
     """The backend for ``executor`` and ``workers``, as a context manager yielding it. The task
     is ``base.run_batch``, looked up now (tests replace it)."""
     task = base.run_batch

@@ -18,13 +18,9 @@ import pandas as pd
 from rnnlab.analysis.summarize import render, summarize
 from rnnlab.errors import UserError
 from rnnlab.experiment.load import Experiment
-from rnnlab.results.store import (
-    ResultsStore,
-    load_grad_norms,
-    load_lyapunov,
-    load_runs,
-    system_info,
-)
+from rnnlab.results.readers import load_grad_norms, load_lyapunov, load_runs
+from rnnlab.results.store import ResultsStore
+from rnnlab.results.sysinfo import system_info
 from rnnlab.run import execute, plan
 
 
@@ -161,7 +157,7 @@ def check_folder(out: Path, file: str | Path | None = None,
     from rnnlab.experiment.claims import evaluate
     from rnnlab.experiment.load import load_experiment
     from rnnlab.experiment.schema import Claim
-    from rnnlab.results.store import load_manifest
+    from rnnlab.results.readers import load_manifest
 
     out = Path(out)
     if file is not None:
