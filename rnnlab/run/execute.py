@@ -19,8 +19,8 @@ keeps every finished batch, and keeps the books:
 from __future__ import annotations
 
 from collections import deque
-from contextlib import AbstractContextManager
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from rnnlab.errors import UserError
