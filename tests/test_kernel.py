@@ -283,7 +283,7 @@ def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsy
 
 def test_uncovered_cell_runs_on_numpy_and_says_so_once(monkeypatch, capsys):
     """A cell the kernel does not cover (as the LSTM is here made to be) runs on NumPy."""
-    monkeypatch.setattr(comp, "CELLS", ("rnn",))
+    monkeypatch.setattr(comp, "KERNEL_CELLS", ("rnn",))
     monkeypatch.setattr(comp, "_said", set())
     rng = np.random.default_rng(0)
     p = init_params(rng, cell="lstm", input_size=2, hidden=3, output_size=2, scale=1.0)
@@ -393,7 +393,7 @@ def _golden():
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in _golden().CASES.items()
-                                        if c["options"]["cell"] in comp.CELLS))
+                                        if c["options"]["cell"] in comp.KERNEL_CELLS))
 def test_kernel_matches_torch_golden_values(name):
     """The golden cases (PyTorch autograd, rtol 1e-10) on the compiled engine. In the explosion
     case (gradients grow ~4e3-fold) the kernel's step-by-step sums of the weight-gradient terms

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
+from rnnlab.analysis.summarize import render
 from rnnlab.errors import UserError
 from rnnlab.results import lock, parquet_io
 from rnnlab.results.layout import part_name
@@ -299,7 +300,7 @@ def test_fresh_removes_only_rnnlab_files(tmp_path):
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
     store.finalize()
-    store.write_summary(pd.DataFrame({"x": [1.0]}), "| x |\n")
+    store.write_summary("x\n1.0\n", "| x |\n")
     (out / "notes.txt").write_text("mine")
     new = open_store(out, fingerprint="1" * 40, fresh=True)
     assert new.done_run_ids() == set()
@@ -544,7 +545,7 @@ def test_write_summary(tmp_path):
     out = tmp_path / "o"
     store = open_store(out)
     table = pd.DataFrame({"task.seq_len": [10, 20], "loss": [0.123456, float("nan")]})
-    store.write_summary(table, "| a |\n|---|")
+    store.write_summary(render(table, "csv"), "| a |\n|---|")
     assert (out / "summary.csv").read_text() == "task.seq_len,loss\n10,0.1235\n20,\n"
     assert (out / "summary.md").read_text() == "| a |\n|---|\n"
     assert not [e for e in os.listdir(out) if e.startswith(".tmp-")]

@@ -39,8 +39,8 @@ from rnnlab.engine.cells import ACTIVATIONS, CELLS
 from rnnlab.engine.clip import CLIP_MODES
 from rnnlab.engine.heads import OUTPUTS
 from rnnlab.engine.init import INITS
+from rnnlab.engine.optim import OPTIMIZERS
 from rnnlab.errors import ConfigError
-from rnnlab.run.optim import OPTIMIZERS
 from rnnlab.tasks import MIN_SEQ_LEN, OPTIONS, TASKS, min_seq_len
 from rnnlab.tasks import TASK_OPTIONS as _TASK_DEFAULTS
 

@@ -456,11 +456,10 @@ class ResultsStore:
                 self._index(rows)
                 self._seq += 1
 
-    def write_summary(self, table: pd.DataFrame, markdown: str) -> None:
-        """Write ``summary.csv`` (rendered with 4 significant digits) and ``summary.md``."""
-        from rnnlab.analysis.summarize import render
-
-        write_text_atomic(self.path / SUMMARY_CSV, render(table, "csv"))
+    def write_summary(self, csv: str, markdown: str) -> None:
+        """Write ``summary.csv`` and ``summary.md`` (the summary table rendered by the caller:
+        ``analysis.summarize.render``)."""
+        write_text_atomic(self.path / SUMMARY_CSV, csv)
         write_text_atomic(
             self.path / SUMMARY_MD, markdown if markdown.endswith("\n") else markdown + "\n"
         )

@@ -107,7 +107,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         table = None
         if store.done_run_ids():
             table = summary_of(out, by=exp.swept_keys)
-            store.write_summary(table, render(table, "markdown"))
+            store.write_summary(render(table, "csv"), render(table, "markdown"))
         if not outcome.interrupted:
             store.finalize()
     notes = list(getattr(store, "cleanup_notes", []))

@@ -35,8 +35,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from rnnlab.analysis.lyapunov_stats import analyse, lyapunov_table
-from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, spectral_stats
-from rnnlab.run import optim
+from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, optim, spectral_stats
 from rnnlab.tasks import ACCURACY_CRITERIA, EXPLODED_FACTOR, TASK_OPTIONS, make_task
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
