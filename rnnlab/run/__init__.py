@@ -1,2 +1,3 @@
-"""The run layer: runs planned into batches, trained (``train``) and executed serially, in
-worker processes or on a Dask cluster; ``sweep`` runs a whole experiment into a folder."""
+"""The run layer: runs planned into batches (``plan``), trained (``train``) by an executor
+(``executors``: serial, worker processes, a Dask cluster) under the one commit loop
+(``execute``); ``sweep`` runs a whole experiment into a results folder."""
