@@ -183,3 +183,63 @@ def test_worker_pool_gives_the_same_records_and_restores_the_environment(monkeyp
     gb = {res.runs[0]["run_id"]: res.grad_norms for res in pooled}
     for k in ga:
         np.testing.assert_array_equal(ga[k]["ds"].to_numpy(), gb[k]["ds"].to_numpy())
+
+
+class _FlakyExecutor:
+    """An executor whose workers die on batch 2 the first ``deaths`` times it is tried (the
+    others: rows of status ok, no training), and which records what was in flight."""
+
+    window = 2
+
+    def __init__(self, deaths: int, final: bool = False):
+        self.deaths, self.final = deaths, final
+        self.flight: list = []
+        self.submitted: list[int] = []
+        self.most = 0
+
+    def submit(self, number, specs):
+        self.submitted.append(number)
+        self.flight.append((number, specs))
+        self.most = max(self.most, len(self.flight))
+
+    def done(self):
+        from rnnlab.run.executors.base import Done, Lost
+        from rnnlab.run.train import BatchResult
+
+        number, specs = self.flight.pop(0)
+        if number == 2 and self.deaths:
+            self.deaths -= 1
+            return [Done(number, specs, Lost("its worker died", "WorkerDied: it died",
+                                              final=self.final))]
+        rows = [{"run_id": s.run_id, "status": "ok"} for s in specs]
+        return [Done(number, specs, BatchResult(rows, None, None))]
+
+
+@pytest.mark.parametrize("deaths, final", [(2, False), (3, False), (1, True)])
+def test_the_commit_loop_retries_a_lost_batch_first_then_records_it_failed(monkeypatch, deaths,
+                                                                          final):
+    """The one commit loop, whatever the backend: the window is kept, a lost batch goes back
+    first in line up to WORKER_RETRIES times with one note each, then (or at once when the
+    backend retried it itself) its runs are failed rows with the error and the attempts."""
+    import contextlib
+
+    fake = _FlakyExecutor(deaths, final)
+    monkeypatch.setattr(execute, "open_executor",
+                        lambda *args: contextlib.nullcontext(fake))
+    notes, got = [], []
+    outcome = execute.execute(_batches(), got.append, note=notes.append)
+    assert fake.most == 2                                 # the executor's window, no more
+    lost = [n for n in notes if " lost: its worker died" in n]
+    assert all(n.startswith("batch 2/4 (2 run(s), first run ") for n in lost)
+    if not final and deaths <= execute.WORKER_RETRIES:
+        assert outcome.failed == 0 and outcome.ok == 8
+        assert all(n.endswith(f"retrying it ({i} of 2)") for i, n in enumerate(lost, 1))
+        assert fake.submitted == [1, 2, 3, 2, 4, 2]          # a lost batch goes next
+    else:
+        attempts = 1 if final else execute.WORKER_RETRIES + 1
+        assert outcome.failed == 2 and outcome.ok == 6
+        tail = (f"{attempts} attempts failed, " if attempts > 1 else "") + \
+            "its runs are recorded as failed"
+        assert lost[-1].endswith(tail), lost[-1]
+        error = "WorkerDied: it died" + (f", {attempts} times" if attempts > 1 else "")
+        assert [e for _, e in outcome.errors] == [error, error]

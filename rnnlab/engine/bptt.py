@@ -43,6 +43,7 @@ import numpy as np
 from .cells import (
     ACTIVATIONS,
     CELLS,
+    GATES,
     dphi,
     gru_backward,
     gru_forward,
@@ -106,7 +107,7 @@ def _prepare(params, x, d, s0, cell):
         _fail("Ws", f"shape {Ws.shape}", "(H, G) or (R, H, G)")
     pbatched = Ws.ndim == 3
     H = Ws.shape[-2]
-    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
+    G = GATES.get(cell, 1) * H
     if Ws.shape[-1] != G:
         _fail("Ws", f"shape {Ws.shape}", f"(..., {H}, {G}) for cell {cell!r}")
     lead = Ws.shape[:1] if pbatched else ()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from rnnlab.engine.cells import GATES
 from rnnlab.errors import UserError
 from rnnlab.run.train import build_task, eval_run_bytes
 
@@ -25,7 +26,7 @@ def run_bytes(cfg) -> int:
     """Estimated bytes one run holds in a training step: states, pre-activations and their
     gradients (T+1, B, G each) plus outputs and targets (T, B, O), at the run's dtype."""
     task = build_task(cfg)
-    gates = {"lstm": 4, "gru": 3}.get(cfg.model.cell, 1)
+    gates = GATES[cfg.model.cell]
     item = 4 if cfg.model.dtype == "float32" else 8
     T, B, H = task.length, cfg.task.batch, cfg.model.hidden
     per_step = B * (3 * gates * H + 2 * H) + 3 * B * task.output_size + B * task.input_size
@@ -35,7 +36,7 @@ def run_bytes(cfg) -> int:
 def eval_bytes(cfg) -> int:
     """Estimated bytes one run's held-out evaluation holds (``train.eval_run_bytes``)."""
     task = build_task(cfg)
-    G = {"lstm": 4, "gru": 3}.get(cfg.model.cell, 1) * cfg.model.hidden
+    G = GATES[cfg.model.cell] * cfg.model.hidden
     return eval_run_bytes(task.length, cfg.task.eval_batch, G, cfg.model.hidden,
                           task.output_size, task.input_size,
                           4 if cfg.model.dtype == "float32" else 8)
