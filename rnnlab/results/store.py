@@ -65,9 +65,9 @@ from rnnlab.results.layout import (
     RUNS_DIR,
     SUMMARY_CSV,
     SUMMARY_MD,
+    is_part,
     part_name,
 )
-from rnnlab.results.layout import is_part as _is_part
 from rnnlab.results.lock import acquire_lock, release_lock
 from rnnlab.results.parquet_io import (
     GRAD_SCHEMA,
@@ -261,7 +261,7 @@ class ResultsStore:
             folder = self.path / sub
             if folder.is_dir():
                 for e in os.listdir(folder):
-                    if _is_part(e) or e.startswith(TMP_PREFIX):
+                    if is_part(e) or e.startswith(TMP_PREFIX):
                         (folder / e).unlink()
                 with contextlib.suppress(OSError):
                     folder.rmdir()
@@ -299,7 +299,7 @@ class ResultsStore:
             if not folder.is_dir():
                 continue
             for e in os.listdir(folder):
-                if _is_part(e) and e not in keep_parts:
+                if is_part(e) and e not in keep_parts:
                     (folder / e).unlink()
                     removed += 1
         if removed:
@@ -509,7 +509,7 @@ def _remove_parts(folder: Path, parts: set[str]) -> None:
     """Delete the part files of ``folder`` named in ``parts``, and the folder if left empty."""
     if folder.is_dir():
         for e in os.listdir(folder):
-            if _is_part(e) and e in parts:
+            if is_part(e) and e in parts:
                 (folder / e).unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()
