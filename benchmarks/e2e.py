@@ -23,10 +23,10 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
          engine                   rnnlab.run.train.bptt, rnnlab.run.train.forward (its globals)
          data sampling            rnnlab.run.train._sample (training and held-out batches)
          result tables            rnnlab.run.train.Trainer._package (rows, norm and metric frames)
-       commit (parquet)           ResultsStore.write_batch (part files, runs.parquet rewrite)
+       commit (parquet)           ResultsStore.write_batch (the batch's part files)
        summary                    rnnlab.run.sweep.summary_of, rnnlab.run.sweep.render,
                                   ResultsStore.write_summary
-       finalize                   ResultsStore.finalize (metrics compaction)
+       finalize                   ResultsStore.finalize (runs and metrics compaction)
        other                      the wall total minus the buckets (lock, resume check, bookkeeping)
 
    Each bucket is reported as the median over repeats, its share as the median of its share of
