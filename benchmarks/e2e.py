@@ -158,7 +158,7 @@ LABELS = {
     "training_rest": "  rest of loop (clip, optimiser, bookkeeping)",
     "commit": "commit parquet (write_batch)",
     "summary": "summary (summary_of, render, write)",
-    "finalize": "finalize (metrics compaction)",
+    "finalize": "finalize (runs, metrics compaction)",
     "other": "other (lock, resume check, execute)",
     "cli_rest": "CLI rest (summary table, messages, exit; CLI only)",
 }
