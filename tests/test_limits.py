@@ -219,3 +219,6 @@ def test_both_figures_are_drawn(folder, tmp_path):
     (ax,) = fig.axes
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert len([ln for ln in ax.lines if ln.get_gid() == "mean"]) == 1
+    (horizon,) = [ln for ln in ax.lines if ln.get_gid() == "horizon"]   # at initialisation
+    _, table = limits_of(folder)
+    assert horizon.get_ydata()[0] == pytest.approx(table["horizon_0"].iloc[0])

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnlab.analysis.limits import OVER, budget_table, default_budgets, limit_table
+from rnnlab.analysis.limits import OVER, budget_table, default_budgets, limit_table, limits_of
 from rnnlab.plot.data import PlotData, value_text
 from rnnlab.plot.figure import panel_figure, suptitle
 
@@ -30,6 +30,22 @@ def _tables(res: PlotData) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     setting = [c for c in table.columns if c not in (OVER, "budget", "n", "solved", "solved_lo",
                                                       "solved_hi")]
     return table, limit_table(table, OVER), setting
+
+
+def _horizons(res: PlotData, setting: list[str]) -> dict[tuple, tuple[float, float]]:
+    """Each setting's gradient horizon at initialisation (at its longest T) and the fraction of
+    runs where the sequence cut it off, from the folder's gradient norms; empty without them."""
+    from rnnlab.errors import UserError
+
+    try:
+        _, table = limits_of(res.folder)
+    except (UserError, OSError, ValueError):
+        return {}
+    out = {}
+    for key, g in (table.groupby(setting, sort=False) if setting else [((), table)]):
+        key = key if isinstance(key, tuple) else (key,)
+        out[key] = (float(g["horizon_0"].iloc[0]), float(g["horizon_0_censored"].iloc[0]))
+    return out
 
 
 def _label(res: PlotData, setting: list[str], key: tuple) -> str:
@@ -93,6 +109,7 @@ def plot_limit(res: PlotData, say) -> object:
 
     _, limits, setting = _tables(res)
     keys = sorted({tuple(r) for r in limits[setting].itertuples(index=False)}) if setting else [()]
+    horizons = _horizons(res, setting)
     fig = Figure(figsize=(8.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     import matplotlib as mpl
@@ -117,6 +134,12 @@ def plot_limit(res: PlotData, say) -> object:
         (line,) = ax.plot(b, shown, color=c, marker="o", ms=4, lw=1.6,
                           label=_label(res, setting, key))
         line.set_gid("mean")
+        h = horizons.get(key)
+        if h is not None and np.isfinite(h[0]):
+            (hline,) = ax.plot([b[0], b[-1]], [h[0], h[0]], color=c, ls=":", lw=1.2)
+            hline.set_gid("horizon")
+            if h[1] > 0:
+                say(f"the horizon of {_label(res, setting, key)} is a lower bound (cut off by T)")
         if above.any():
             ax.plot(b[above], lim[above], ls="none", marker="^", ms=8, color=c,
                     markerfacecolor="white")
@@ -140,7 +163,8 @@ def plot_limit(res: PlotData, say) -> object:
     ax.set_ylabel("limit: largest T solved with p >= 1/2")
     ax.grid(True, color="0.9", lw=0.6)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="band: 95% interval\ntriangle: beyond the grid", title_fontsize=7)
+              title="band: 95% interval\ntriangle: beyond the grid\ndotted: gradient horizon\n"
+                    "at initialisation", title_fontsize=7)
     suptitle(fig, res, "the limit of learning against the training budget", res.runs)
     if math.isfinite(top):
         ax.set_ylim(1.5, top * 1.3)
