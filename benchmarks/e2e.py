@@ -11,29 +11,29 @@ with the number of runs." The workload is benchmarks/e2e.yaml: a tanh RNN on rec
 weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Adam steps.
 
 1. Time split, in this process. Each repeat loads the experiment and calls
-   ``rnnlab.sweep.run_sweep`` on a fresh temporary folder (workers=1, local serial executor, BLAS
-   limited to one thread with threadpoolctl, modules already imported). rnnlab's code is not
+   ``rnnlab.run.sweep.run_sweep`` on a fresh temporary folder (workers=1, local serial executor,
+   BLAS limited to one thread with threadpoolctl, modules already imported). rnnlab's code is not
    changed: timing wrappers are set on the names its modules look up at call time and removed
    afterwards. Buckets (a bucket counts only its outermost call, so nesting never counts twice):
 
-       load + validate + expand   rnnlab.experiment.load_experiment (called here)
-       open folder + manifest     rnnlab.sweep.manifest_for, ResultsStore.open
-       plan batches               rnnlab.execute.plan_batches (sweep.py calls execute.plan_batches)
-       training loop              rnnlab.execute.train_batch (what execute._run_batch calls):
-         engine                   rnnlab.train.bptt and rnnlab.train.forward (train.py's globals)
-         data sampling            rnnlab.train._sample (training batches and the held-out batch)
-         result tables            rnnlab.train.Trainer._package (rows, grad-norm and metric frames)
-       commit (parquet)           ResultsStore.write_batch (part files, runs.parquet rewrite)
-       summary                    rnnlab.sweep.summary_of, rnnlab.sweep.render,
+       load + validate + expand   rnnlab.experiment.load.load_experiment (called here)
+       open folder + manifest     rnnlab.run.sweep.manifest_for, ResultsStore.open
+       plan batches               rnnlab.run.plan.plan_batches (as sweep.py calls it)
+       training loop              rnnlab.run.executors.base.train_batch (in run_batch):
+         engine                   rnnlab.run.train.bptt, rnnlab.run.train.forward (its globals)
+         data sampling            rnnlab.run.train._sample (training and held-out batches)
+         result tables            rnnlab.run.train.Trainer._package (rows, norm and metric frames)
+       commit (parquet)           ResultsStore.write_batch (the batch's part files)
+       summary                    rnnlab.run.sweep.summary_of, rnnlab.run.sweep.render,
                                   ResultsStore.write_summary
-       finalize                   ResultsStore.finalize (metrics compaction)
+       finalize                   ResultsStore.finalize (runs and metrics compaction)
        other                      the wall total minus the buckets (lock, resume check, bookkeeping)
 
    Each bucket is reported as the median over repeats, its share as the median of its share of
    each repeat's wall (so the shares need not add up to exactly 100 %). The same buckets are then
    measured in the command users run, ``python -m rnnlab sweep FILE --out TMP``, in a fresh
    process per repeat: the child is ``python -c CLI_CHILD``, which installs the same probes (plus
-   ``rnnlab.experiment.load_experiment``, which the CLI imports when it runs) and runs the
+   ``rnnlab.experiment.load.load_experiment``, which the CLI imports when it runs) and runs the
    ``rnnlab`` package as ``-m`` does. Its wall time comes from a small launcher process (see
    ``LAUNCHER``), so it includes interpreter start and imports: "interpreter start + imports" is
    the time from the launcher's fork to the first ``load_experiment`` call (argument parsing
@@ -45,12 +45,12 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
    it (see ``LAUNCHER`` for why not from this script; Linux and macOS). The steps are cut to
    ``--mem-steps`` (default 5) to bound the time: the arrays of a batch do not depend on the
    number of steps, only the logged norms do, and those are small. For each N the batches are
-   planned here exactly as the sweep plans them (``execute.plan_batches`` with its defaults), and
+   planned here exactly as the sweep plans them (``plan.plan_batches`` with its defaults), and
    a process that only imports rnnlab gives the baseline. To show what bounds the peak, one batch
    of the largest plan is trained here under tracemalloc (NumPy reports its allocations to it):
    the peak of a training step (``bptt``), of the evaluation (``forward`` on ``task.eval_batch``
    sequences) and of data sampling, next to rnnlab's own estimate of a batch's training arrays
-   (``execute.run_bytes`` x runs, which the memory budget uses).
+   (``plan.run_bytes`` x runs, which the memory budget uses).
 
 3. Targets. Training-loop share of the in-process wall >= 80 % (the issue's split: the rest is
    config, scheduling, parquet and summary; the CLI's share including interpreter start is shown
@@ -106,11 +106,12 @@ from _common import cpu_busy, cpu_model, make_printer  # noqa: E402
 from _common import table as _table  # noqa: E402
 
 import rnnlab  # noqa: E402
-import rnnlab.execute  # noqa: E402
-import rnnlab.store  # noqa: E402
-import rnnlab.sweep  # noqa: E402
-import rnnlab.train  # noqa: E402
-from rnnlab.experiment import load_experiment  # noqa: E402
+import rnnlab.results.store  # noqa: E402
+import rnnlab.run.executors.base  # noqa: E402
+import rnnlab.run.plan  # noqa: E402
+import rnnlab.run.sweep  # noqa: E402
+import rnnlab.run.train  # noqa: E402
+from rnnlab.experiment.load import load_experiment  # noqa: E402
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("e2e.yaml")
 TRAIN_TARGET = 0.80            # issue 8: >= 80 % of the wall time in the engine + training loop
@@ -123,24 +124,24 @@ THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # (bucket, "module" or "module:Class", attribute): where rnnlab looks each function up at call time
 PROBES = [
-    ("open", "rnnlab.sweep", "manifest_for"),
-    ("open", "rnnlab.store:ResultsStore", "open"),
-    ("plan", "rnnlab.execute", "plan_batches"),
-    ("training", "rnnlab.execute", "train_batch"),
-    ("engine", "rnnlab.train", "bptt"),
-    ("engine", "rnnlab.train", "forward"),
-    ("data", "rnnlab.train", "_sample"),
-    ("package", "rnnlab.train:Trainer", "_package"),
-    ("commit", "rnnlab.store:ResultsStore", "write_batch"),
-    ("summary", "rnnlab.sweep", "summary_of"),
-    ("summary", "rnnlab.sweep", "render"),
-    ("summary", "rnnlab.store:ResultsStore", "write_summary"),
-    ("finalize", "rnnlab.store:ResultsStore", "finalize"),
-    ("run_sweep", "rnnlab.sweep", "run_sweep"),
+    ("open", "rnnlab.run.sweep", "manifest_for"),
+    ("open", "rnnlab.results.store:ResultsStore", "open"),
+    ("plan", "rnnlab.run.plan", "plan_batches"),
+    ("training", "rnnlab.run.executors.base", "train_batch"),
+    ("engine", "rnnlab.run.train", "bptt"),
+    ("engine", "rnnlab.run.train", "forward"),
+    ("data", "rnnlab.run.train", "_sample"),
+    ("package", "rnnlab.run.train:Trainer", "_package"),
+    ("commit", "rnnlab.results.store:ResultsStore", "write_batch"),
+    ("summary", "rnnlab.run.sweep", "summary_of"),
+    ("summary", "rnnlab.run.sweep", "render"),
+    ("summary", "rnnlab.results.store:ResultsStore", "write_summary"),
+    ("finalize", "rnnlab.results.store:ResultsStore", "finalize"),
+    ("run_sweep", "rnnlab.run.sweep", "run_sweep"),
 ]
 #: In the CLI process the experiment is loaded by rnnlab.cli.load, which imports load_experiment
-#: from rnnlab.experiment when it runs.
-CLI_PROBES = [*PROBES, ("load", "rnnlab.experiment", "load_experiment")]
+#: from rnnlab.experiment.load when it runs.
+CLI_PROBES = [*PROBES, ("load", "rnnlab.experiment.load", "load_experiment")]
 #: Top-level buckets of the command path (their sum plus "other" is the wall total), in order.
 TOP = ("load", "open", "plan", "training", "commit", "summary", "finalize")
 #: Buckets inside the training loop.
@@ -157,7 +158,7 @@ LABELS = {
     "training_rest": "  rest of loop (clip, optimiser, bookkeeping)",
     "commit": "commit parquet (write_batch)",
     "summary": "summary (summary_of, render, write)",
-    "finalize": "finalize (metrics compaction)",
+    "finalize": "finalize (runs, metrics compaction)",
     "other": "other (lock, resume check, execute)",
     "cli_rest": "CLI rest (summary table, messages, exit; CLI only)",
 }
@@ -246,7 +247,7 @@ def sweep_once(file: Path, sets: list[str]) -> dict:
             t0 = time.perf_counter()
             exp = load_experiment(file, sets=sets)
             timers.add("load", time.perf_counter() - t0)
-            report = rnnlab.sweep.run_sweep(exp, Path(tmp) / "out", workers=1, executor="local",
+            report = rnnlab.run.sweep.run_sweep(exp, Path(tmp) / "out", workers=1, executor="local",
                                             command=["e2e.py"])
             wall = time.perf_counter() - t0
     o = report.outcome
@@ -329,7 +330,7 @@ def cli_sweep(file: Path, sets: list[str], tmp: Path, name: str) -> dict:
 
 def startup_cost(tmp: Path) -> dict:
     """A process that only starts Python and imports what the sweep command imports."""
-    return run_child([sys.executable, "-c", "import rnnlab.cli, rnnlab.sweep"], cwd=tmp)
+    return run_child([sys.executable, "-c", "import rnnlab.cli, rnnlab.run.sweep"], cwd=tmp)
 
 
 #: ``python -c CLI_CHILD REPORT E2E_PY ARGS...`` is ``python -m rnnlab ARGS...`` with this script's
@@ -408,16 +409,16 @@ def cli_split(file: Path, sets: list[str], repeats: int) -> dict:
 # ---------------------------------------------------------------------------- 2. memory
 
 def plan(file: Path, sets: list[str]) -> dict:
-    """The batches ``rnnlab sweep`` makes for this experiment (execute.plan_batches defaults)."""
+    """The batches ``rnnlab sweep`` makes for this experiment (plan.plan_batches defaults)."""
     exp = load_experiment(file, sets=sets)
-    batches = rnnlab.execute.plan_batches(exp.runs())
-    biggest = max(batches, key=lambda b: (len(b), rnnlab.execute.run_bytes(b[0].config)))
+    batches = rnnlab.run.plan.plan_batches(exp.runs())
+    biggest = max(batches, key=lambda b: (len(b), rnnlab.run.plan.run_bytes(b[0].config)))
     cfg = biggest[0].config
-    run_bytes = rnnlab.execute.run_bytes(cfg)
+    run_bytes = rnnlab.run.plan.run_bytes(cfg)
     return {"runs": len(exp.runs()), "batches": len(batches),
             "batch_sizes": sorted({len(b) for b in batches}), "largest_batch": len(biggest),
-            "cap": max(1, min(rnnlab.execute.MAX_BATCH,
-                              rnnlab.execute.MEMORY_BUDGET // max(run_bytes, 1))),
+            "cap": max(1, min(rnnlab.run.plan.MAX_BATCH,
+                              rnnlab.run.plan.MEMORY_BUDGET // max(run_bytes, 1))),
             "run_bytes": run_bytes, "seq_len": cfg.task.seq_len, "batch": cfg.task.batch,
             "eval_batch": cfg.task.eval_batch, "hidden": cfg.model.hidden,
             "_specs": biggest}
@@ -468,31 +469,34 @@ def memory_anatomy(file: Path, sets: list[str], steps: int) -> dict:
         return wrapped
 
     # Trainer.evaluate samples its held-out batch too: _sample's peak covers both streams
-    wrappers = [("rnnlab.train", "bptt", functools.partial(probe, key="training step (bptt)")),
-                ("rnnlab.train", "forward",
+    wrappers = [("rnnlab.run.train", "bptt", functools.partial(probe, key="training step (bptt)")),
+                ("rnnlab.run.train", "forward",
                  functools.partial(probe, key=f"evaluation (forward, {p['eval_batch']} seqs)")),
-                ("rnnlab.train", "_sample", functools.partial(probe, key="data sampling"))]
+                ("rnnlab.run.train", "_sample", functools.partial(probe, key="data sampling"))]
     gc.collect()
     with patched(wrappers), blas_limits(1):
         tracemalloc.start()
         try:
             start = tracemalloc.get_traced_memory()[0]
-            result = rnnlab.train.train_batch(specs)
+            result = rnnlab.run.train.train_batch(specs)
             overall[0] = max(overall[0], tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
     del result
     estimate = p["run_bytes"] * p["largest_batch"]
     return {**p, "steps": steps, "peaks_bytes": peaks, "batch_peak_bytes": overall[0] - start,
-            "budget_estimate_bytes": estimate, "memory_budget": rnnlab.execute.MEMORY_BUDGET,
-            "max_batch": rnnlab.execute.MAX_BATCH}
+            "budget_estimate_bytes": estimate, "memory_budget": rnnlab.run.plan.MEMORY_BUDGET,
+            "max_batch": rnnlab.run.plan.MAX_BATCH}
 
 
 # ---------------------------------------------------------------------------- 3. targets
 
 #: The load workload: tiny runs (2 hidden units, seq_len 3, 1 training step), as many as asked.
+#: The runs are ``LOAD_SEEDS`` repeats at each of N / LOAD_SEEDS learning rates: summary groups
+#: of a few seeds, as in a study (the median's sign-test interval costs O(n^2) in a group's size).
+LOAD_SEEDS = 20
 LOAD_EXPERIMENT = {
-    "name": "e2e-load", "seed": 0, "repeats": 20000,
+    "name": "e2e-load", "seed": 0, "repeats": LOAD_SEEDS,
     "model": {"cell": "rnn", "hidden": 2},
     "task": {"name": "recall", "seq_len": 3, "batch": 1, "eval_batch": 1},
     "train": {"steps": 1, "log_every": 1},
@@ -506,9 +510,9 @@ LOAD_GROWTH = 1.5              # target: end / start time per batch
 LOAD_CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from rnnlab.experiment import load_experiment
-from rnnlab.store import ResultsStore
-from rnnlab.sweep import run_sweep
+from rnnlab.experiment.load import load_experiment
+from rnnlab.results.store import ResultsStore
+from rnnlab.run.sweep import run_sweep
 
 file, out, report = sys.argv[1:4]
 commits = []
@@ -551,7 +555,9 @@ def load_test(runs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnlab-e2e-load-") as d:
         tmp = Path(d)
         file = tmp / "load.yaml"
-        file.write_text(yaml.safe_dump({**LOAD_EXPERIMENT, "repeats": runs}, sort_keys=False))
+        points = max(1, runs // LOAD_SEEDS)
+        sweep = {"train.lr": {"linspace": [0.001, 0.1, points]}}
+        file.write_text(yaml.safe_dump({**LOAD_EXPERIMENT, "sweep": sweep}, sort_keys=False))
         report = tmp / "report.json"
         usage = run_child([sys.executable, "-c", LOAD_CHILD, str(file), str(tmp / "out"),
                            str(report)], cwd=tmp)
@@ -565,7 +571,7 @@ def load_test(runs: int) -> dict:
     first, last = rows[1:k + 1] or rows[:1], rows[-k:]
     start_s, end_s = edge("batch_s", first), edge("batch_s", last)
     return {
-        "runs": runs, "batches": len(rows), "wall_s": data["wall_s"],
+        "runs": points * LOAD_SEEDS, "batches": len(rows), "wall_s": data["wall_s"],
         "failed": data["failed"], "edge_batches": k,
         "batch_s": {"start": start_s, "end": end_s},
         "commit_s": {"start": edge("commit_s", first), "end": edge("commit_s", last)},
@@ -707,7 +713,8 @@ def memory_explanation(an: dict, mem: dict | None) -> str:
         f"What bounds memory: rnnlab stacks runs of equal shape into batches of at most "
         f"min(max_batch={an['max_batch']}, MEMORY_BUDGET // run_bytes = "
         f"{an['memory_budget'] // MiB} MiB // {an['run_bytes'] / MiB:.2f} MiB = {budget_cap}) "
-        f"runs (rnnlab/execute.py plan_batches); here {binding} sets the cap, {an['cap']} runs, "
+        f"runs (rnnlab/run/plan.py plan_batches); here {binding} sets the cap, "
+        f"{an['cap']} runs, "
         f"and batches are trained one after another, so one batch's arrays bound the peak.",
         f"In a batch of {an['largest_batch']} runs the largest measured part is {biggest}: "
         f"{mib(an['peaks_bytes'][biggest])} MiB traced (whole batch "
@@ -756,7 +763,7 @@ def profile_sweep(file: Path, sets: list[str], top: int = 30) -> str:
     with tempfile.TemporaryDirectory(prefix="rnnlab-e2e-") as tmp, blas_limits(1):
         prof.enable()
         exp = load_experiment(file, sets=sets)
-        rnnlab.sweep.run_sweep(exp, Path(tmp) / "out", workers=1, command=["e2e.py"])
+        rnnlab.run.sweep.run_sweep(exp, Path(tmp) / "out", workers=1, command=["e2e.py"])
         prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(top)

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def open(path, **options):  # noqa: A001 - rnnlab.open(DIR), as in a notebook
-    """A results folder as an ``rnnlab.results.Results`` (runs, norms, metrics, summary, plot)."""
-    from rnnlab.results import open as _open
+    """A results folder as an ``rnnlab.notebook.Results`` (runs, norms, metrics, summary, plot)."""
+    from rnnlab.notebook import open as _open
 
     return _open(path, **options)

@@ -17,7 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UserError, one_line
+from rnnlab.engine.bptt import LOSS_AT
+from rnnlab.engine.cells import ACTIVATIONS, CELLS
+from rnnlab.engine.gradcheck import CHECKED_ENGINES
+from rnnlab.engine.heads import LOSSES, OUTPUTS
+from rnnlab.engine.select import ENGINES
+from rnnlab.errors import UserError, one_line
+from rnnlab.run.executors import EXECUTORS
 
 app = typer.Typer(
     name="rnnlab",
@@ -56,12 +62,11 @@ def main():
 @app.command()
 @user_errors
 def gradcheck(
-    cell: Annotated[Literal["rnn", "lstm", "gru"], typer.Option(help="Recurrent cell.")] = "rnn",
-    activation: Annotated[Literal["tanh", "relu", "sigmoid", "identity"],
-                          typer.Option(help="phi of the rnn cell.")] = "tanh",
-    output: Annotated[Literal["softmax", "linear"], typer.Option(help="Output head.")] = "softmax",
-    loss: Annotated[Literal["mse", "ce"], typer.Option(help="Loss.")] = "mse",
-    loss_at: Annotated[Literal["last", "all"], typer.Option(help="Loss steps.")] = "last",
+    cell: Annotated[Literal[CELLS], typer.Option(help="Recurrent cell.")] = "rnn",
+    activation: Annotated[Literal[ACTIVATIONS], typer.Option(help="phi of the rnn cell.")] = "tanh",
+    output: Annotated[Literal[OUTPUTS], typer.Option(help="Output head.")] = "softmax",
+    loss: Annotated[Literal[LOSSES], typer.Option(help="Loss.")] = "mse",
+    loss_at: Annotated[Literal[LOSS_AT], typer.Option(help="Loss steps.")] = "last",
     seq_len: Annotated[int, typer.Option(min=1, max=200, help="Time steps T.")] = 6,
     hidden: Annotated[int, typer.Option(min=1, max=64, help="Hidden units H.")] = 4,
     batch: Annotated[int, typer.Option(min=1, max=64, help="Sequences per batch B.")] = 3,
@@ -71,7 +76,7 @@ def gradcheck(
     scale: Annotated[float, typer.Option(min=0.0, help="Recurrent weight scale.")] = 1.0,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Largest relative error.")] = 1e-6,
-    engine: Annotated[Literal["fast", "reference", "numpy", "compiled"], typer.Option(
+    engine: Annotated[Literal[("fast", *CHECKED_ENGINES)], typer.Option(
         help="Engine checked: fast (bptt on the engine chosen by $RNNLAB_ENGINE, else numpy), "
         "reference (the readable engine/reference.py), numpy or compiled.")] = "fast",
 ):
@@ -79,7 +84,7 @@ def gradcheck(
 
     Prints the worst relative error per parameter; exit status 1 if any exceeds the tolerance.
     """
-    from .gradcheck import check
+    from rnnlab.engine.gradcheck import check
 
     try:
         res = check(cell=cell, activation=activation, output=output, loss=loss, loss_at=loss_at,
@@ -123,14 +128,14 @@ ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
 
-EngineOpt = Annotated[Literal["numpy", "compiled", "auto"] | None, typer.Option(
+EngineOpt = Annotated[Literal[ENGINES] | None, typer.Option(
     help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab[fast]') or auto "
     "(compiled when numba is installed). Default: $RNNLAB_ENGINE, else numpy.")]
 
 
 def use_engine(engine: str | None) -> None:
     """Apply --engine (also to worker processes); check $RNNLAB_ENGINE when it is not given."""
-    from .engine.select import get_engine, set_engine
+    from rnnlab.engine.select import get_engine, set_engine
     try:
         set_engine(engine) if engine else get_engine()
     except ValueError as e:
@@ -145,7 +150,7 @@ def short_names(columns) -> dict:
 
 def df_table(df, title: str | None = None, hide=()) -> Table:
     """A rich table of a DataFrame, numbers formatted as in summary.md, without ``hide``."""
-    from .summarize import display_cells
+    from rnnlab.analysis.summarize import display_cells
 
     table = Table(title=title)
     keep = [i for i, c in enumerate(df.columns) if c not in hide]
@@ -167,7 +172,7 @@ def terminal_width() -> int:
 
 
 def view_table(view, title: str | None = None) -> Table:
-    """A rich table of a ``rnnlab.tables.View``."""
+    """A rich table of a ``rnnlab.report.tables.View``."""
     table = Table(title=title, caption=view.caption())
     for col in view.columns:
         table.add_column(col.name, justify="right" if col.numeric else "left")
@@ -178,11 +183,11 @@ def view_table(view, title: str | None = None) -> Table:
 
 def show_summary(df, fmt: str, title: str | None = None, wide: bool = False,
                  columns: str | None = None):
-    """A summary table: the terminal view of ``rnnlab.tables`` (fitted to the width unless
+    """A summary table: the terminal view of ``rnnlab.report.tables`` (fitted to the width unless
     ``wide`` or ``columns``), or every column in a machine format."""
     if fmt != "table":
         return show_table(df, fmt, title)
-    from .tables import summary_view
+    from rnnlab.report.tables import summary_view
 
     names = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     view = summary_view(df, width=terminal_width(), columns=names, wide=wide)
@@ -191,7 +196,7 @@ def show_summary(df, fmt: str, title: str | None = None, wide: bool = False,
 
 def check_columns(columns: str | None, keys: list[str]):
     """Refuse unknown ``--columns`` names before a sweep trains anything."""
-    from .tables import statistic_names
+    from rnnlab.report.tables import statistic_names
 
     allowed = list(keys) + statistic_names()
     for name in (c.strip() for c in (columns or "").split(",")):
@@ -204,13 +209,13 @@ def show_table(df, fmt: str, title: str | None = None):
     if fmt == "table":
         out.print(df_table(df, title))
     else:
-        from .summarize import render
+        from rnnlab.analysis.summarize import render
 
         sys.stdout.write(render(df, fmt))           # render ends every format with a newline
 
 
 def load(file, sets, sweeps, profile, yes=False, max_runs=None):
-    from .experiment import load_experiment
+    from rnnlab.experiment.load import load_experiment
 
     limit = {} if max_runs is None else {"max_runs": max_runs}   # None: the library's default
     return load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes,
@@ -280,7 +285,7 @@ def sweep(
     columns: ColumnsOpt = None,
     html: HtmlOpt = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
-    executor: Annotated[Literal["local", "dask"], typer.Option(
+    executor: Annotated[Literal[EXECUTORS], typer.Option(
         help="Where batches train: local (serial or --workers processes) or dask (a Dask "
              "cluster; needs pip install 'rnnlab[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
@@ -300,14 +305,14 @@ def sweep(
     use_engine(engine)
     import signal
 
-    from .sweep import default_out, run_sweep
+    from rnnlab.run.sweep import default_out, run_sweep
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     check_columns(columns, exp.swept_keys)
     if html:
-        from .page import _plotly
+        from rnnlab.report.page import require_plotly
 
-        _plotly()                           # refuse before training, not after
+        require_plotly()                           # refuse before training, not after
     out_path = Path(out_dir) if out_dir else default_out(exp)
     if dry_run:
         return _dry_run(exp, out_path, fmt)
@@ -342,7 +347,7 @@ def sweep(
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {one_line(error, 300)}", markup=False)
     if html and report.summary is not None and not o.interrupted:
-        from .page import write_page
+        from rnnlab.report.page import write_page
 
         page = write_page(report.out, note=lambda m: err.print(f"rnnlab: {m}", markup=False))
         err.print(f"rnnlab: results page {page}", markup=False)
@@ -357,7 +362,7 @@ def sweep(
 def _dry_run(exp, out_path: Path, fmt: str):
     import pandas as pd
 
-    from .store import is_results_dir, load_runs
+    from rnnlab.results.readers import is_results_dir, load_runs
 
     done = set()
     if is_results_dir(out_path):
@@ -384,7 +389,7 @@ def validate(
     """Check an experiment file and print its grid size and first runs."""
     import pandas as pd
 
-    from .execute import check_memory, plan_batches
+    from rnnlab.run.plan import check_memory, plan_batches
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()
@@ -400,7 +405,7 @@ def validate(
 
 def warn_folder(folder: str) -> None:
     """One line on stderr per thing wrong with a results folder that can still be read."""
-    from .readers import folder_notes
+    from rnnlab.results.readers import folder_notes
 
     for note in folder_notes(folder):
         err.print(f"rnnlab: warning: {one_line(note)}", markup=False)
@@ -423,7 +428,7 @@ def report(
 ):
     """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
     markdown and json hold every column), or write its results page (--html)."""
-    from .sweep import summary_of
+    from rnnlab.run.sweep import summary_of
 
     if out_file is not None and not html:
         fail("--out: only with --html (the table goes to stdout)")
@@ -431,7 +436,7 @@ def report(
         fail("--html writes the whole page; --by, --step, --format, --wide and --columns are "
              "options of the table")
     if html:
-        from .page import write_page
+        from rnnlab.report.page import write_page
 
         path = write_page(folder, out_file, note=lambda m: err.print(f"rnnlab: {m}",
                                                                      markup=False))
@@ -461,8 +466,8 @@ def limits(
     columns: ColumnsOpt = None,
 ):
     """The limit map of a results folder: solved within each training budget, and the longest
-    dependency solved with probability >= 1/2, with 95 % intervals (rnnlab.limits)."""
-    from .limits import limits_of
+    dependency solved with probability >= 1/2, with 95 % intervals (rnnlab.analysis.limits)."""
+    from rnnlab.analysis.limits import limits_of
 
     steps = None
     if budgets is not None:
@@ -483,8 +488,8 @@ def limits(
 def warn_stack(folder) -> None:
     """One line when the folder was made on another floating-point stack (nothing when its
     manifest cannot be read: warn_folder has said so)."""
-    from .store import load_manifest
-    from .sysinfo import stack_note
+    from rnnlab.results.readers import load_manifest
+    from rnnlab.results.sysinfo import stack_note
 
     try:
         note = stack_note(load_manifest(Path(folder)))
@@ -509,10 +514,10 @@ def compare(
 ):
     """Compare two results folders: both summaries side by side, a * where the intervals do not
     overlap (or, without an interval, the values differ), and how the manifests differ."""
-    from .compare import compare as compare_folders
-    from .compare import stacked
-    from .summarize import render
-    from .tables import summary_view
+    from rnnlab.analysis.summarize import render
+    from rnnlab.report.compare import compare as compare_folders
+    from rnnlab.report.compare import stacked
+    from rnnlab.report.tables import summary_view
 
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
     cmp = compare_folders(a, b, by=keys, step=step)
@@ -521,7 +526,7 @@ def compare(
         return
     manifest = pd_frame(cmp.manifest, ["key", "a", "b"])
     if fmt in ("csv", "markdown"):
-        from .compare import markdown_table
+        from rnnlab.report.compare import markdown_table
 
         sys.stdout.write(render(cmp.table if fmt == "csv" else markdown_table(cmp), fmt))
         if fmt == "markdown" and cmp.claims:
@@ -579,7 +584,7 @@ def check(
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""
-    from .sweep import check_folder
+    from rnnlab.run.sweep import check_folder
 
     warn_folder(folder)
     results = check_folder(Path(folder), file=file, profile=profile)
@@ -609,8 +614,9 @@ def run(
     use_engine(engine)
     import numpy as np
 
-    from .experiment import _parse_yaml, parse_experiment
-    from .train import Trainer
+    from rnnlab.experiment.load import parse_experiment
+    from rnnlab.experiment.yaml_io import parse_yaml
+    from rnnlab.run.train import Trainer
 
     data = {"name": "run"}
     source = "<run>"
@@ -622,7 +628,7 @@ def run(
             fail(f"{file}: no such experiment file")
         except (OSError, UnicodeDecodeError) as e:
             fail(f"{file}: cannot read: {e}")
-        loaded = _parse_yaml(text, file)
+        loaded = parse_yaml(text, file)
         data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
                 if isinstance(loaded, dict) else loaded)
         source = file
@@ -659,9 +665,9 @@ def run(
 @user_errors
 def warmup():
     """Compile the engine kernel ahead (e.g. once per machine of a cluster) into its cache."""
-    from .engine.compiled import cache_dir
-    from .engine.compiled import warmup as compile_all
-    from .engine.select import numba_available
+    from rnnlab.engine.compiled import cache_dir
+    from rnnlab.engine.compiled import warmup as compile_all
+    from rnnlab.engine.select import numba_available
     if not numba_available():
         fail("warmup: numba is not installed (pip install 'rnnlab[fast]'); the NumPy engine "
              "needs no warmup")
@@ -696,8 +702,8 @@ def plot_command(
         help="What the success plot shows.")] = "solved",
 ):
     """Draw a figure of a results folder; other swept keys become panels. Prints the file."""
-    from .plot import output_path
-    from .plot import plot as make_plot
+    from rnnlab.plot import output_path
+    from rnnlab.plot import plot as make_plot
 
     warn_folder(folder)
     make_plot(folder, kind, out_file, by=by, step=step, where=where or [], metric=metric,

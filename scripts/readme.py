@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnlab.summarize import display_cells, format_value
-from rnnlab.sweep import check_folder
+from rnnlab.analysis.summarize import display_cells, format_value
+from rnnlab.run.sweep import check_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

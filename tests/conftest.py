@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.experiment import Experiment, parse_experiment
+from rnnlab.experiment.load import Experiment, parse_experiment
 
 TINY: dict = {
     "name": "tiny",
@@ -92,6 +92,22 @@ def tree_paths(node, prefix=()):
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from tree_paths(v, (*prefix, i))
+
+
+def committed_runs(out: Path) -> int:
+    """Runs committed in the results folder ``out`` so far, from the files' footers: the runs
+    parts of the batches committed since the last finalize plus ``runs.parquet``. A file being
+    replaced may be missed for a moment; a count never includes an uncommitted batch."""
+    import pyarrow.parquet as pq
+
+    files = sorted((out / "runs").glob("part-*.parquet")) + [out / "runs.parquet"]
+    n = 0
+    for f in files:
+        try:
+            n += pq.read_metadata(f).num_rows
+        except OSError:
+            pass
+    return n
 
 
 def load_script(path: Path, name: str):

@@ -15,10 +15,11 @@ import pytest
 from conftest import load_script, tiny_data, write_yaml
 
 import rnnlab.engine
-import rnnlab.execute
-import rnnlab.sweep
-import rnnlab.train
-from rnnlab.store import ResultsStore
+import rnnlab.run.executors.base
+import rnnlab.run.plan
+import rnnlab.run.sweep
+import rnnlab.run.train
+from rnnlab.results.store import ResultsStore
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "e2e.py"
 
@@ -34,9 +35,10 @@ def tiny_file(tmp_path) -> Path:
 
 
 def originals() -> dict:
-    return {"train_batch": rnnlab.execute.train_batch, "plan": rnnlab.execute.plan_batches,
-            "bptt": rnnlab.train.bptt, "forward": rnnlab.train.forward,
-            "summary_of": rnnlab.sweep.summary_of, "open": vars(ResultsStore)["open"],
+    return {"train_batch": rnnlab.run.executors.base.train_batch,
+            "plan": rnnlab.run.plan.plan_batches,
+            "bptt": rnnlab.run.train.bptt, "forward": rnnlab.run.train.forward,
+            "summary_of": rnnlab.run.sweep.summary_of, "open": vars(ResultsStore)["open"],
             "write_batch": vars(ResultsStore)["write_batch"]}
 
 
@@ -44,7 +46,7 @@ def test_time_split_structure(e2e, tiny_file):
     before = originals()
     split = e2e.time_split(tiny_file, [], repeats=2)
     assert originals() == before                                   # every probe removed
-    assert rnnlab.train.bptt is rnnlab.engine.bptt
+    assert rnnlab.run.train.bptt is rnnlab.engine.bptt
     assert len(split["repeats"]) == 2 and split["runs"] == 8
     calls = split["calls"]
     assert calls["training"] == 2 and calls["commit"] == 2         # one per batch

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from conftest import invoke, ok, tiny_data, write_yaml
 
-from rnnlab.claims import ClaimError, evaluate
-from rnnlab.config import Claim
 from rnnlab.errors import UserError
-from rnnlab.experiment import parse_experiment
+from rnnlab.experiment.claims import ClaimError, evaluate
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.experiment.schema import Claim
 
 TABLE = pd.DataFrame({
     "task.seq_len": [2, 8, 20],

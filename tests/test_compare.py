@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import invoke, ok, tiny_exp
 
-from rnnlab.compare import compare, manifest_differences
-from rnnlab.sweep import run_sweep
+from rnnlab.report.compare import compare, manifest_differences
+from rnnlab.run.sweep import run_sweep
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_intervals_that_do_not_overlap_are_marked(folders):
 
 
 def test_overlapping_intervals_are_not_marked():
-    from rnnlab.compare import _overlap_differs
+    from rnnlab.report.compare import _overlap_differs
 
     assert not _overlap_differs(0.5, 0.1, 0.9, 0.8, 0.4, 0.95)
     assert _overlap_differs(0.2, 0.1, 0.3, 0.8, 0.4, 0.95)

@@ -1,6 +1,7 @@
-"""Sweeps on a Dask cluster (``--executor dask``, ``rnnlab.distributed``) on a real LocalCluster of
-two worker processes on the loopback interface: the results equal the local executor's, a worker
-killed mid-batch loses and duplicates nothing, a batch beyond its retries is recorded as failed.
+"""Sweeps on a Dask cluster (``--executor dask``, ``rnnlab.run.executors.dask``) on a real
+LocalCluster of two worker processes on the loopback interface: the results equal the local
+executor's, a worker killed mid-batch loses and duplicates nothing, a batch beyond its retries is
+recorded as failed.
 
 Skipped without the ``dask`` extra (``pip install -e '.[test,dask]'``).
 """
@@ -22,14 +23,14 @@ distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402  (a dependency of distributed)
 import dask  # noqa: E402
 import psutil  # noqa: E402  (a dependency of distributed)
-from conftest import tiny_data, tiny_exp, write_yaml  # noqa: E402
+from conftest import committed_runs, tiny_data, tiny_exp, write_yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-import rnnlab.distributed  # noqa: E402
-import rnnlab.execute  # noqa: E402
+import rnnlab.run.executors.base  # noqa: E402
+import rnnlab.run.executors.dask  # noqa: E402
 from rnnlab.cli import app  # noqa: E402
-from rnnlab.store import load_grad_norms, load_metrics, load_runs  # noqa: E402
-from rnnlab.sweep import run_sweep  # noqa: E402
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs  # noqa: E402
+from rnnlab.run.sweep import run_sweep  # noqa: E402
 
 # The batch functions below are shipped to the workers by value: they need not import this file.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -62,7 +63,8 @@ def cluster():
     # worker-saturation 1.0: a worker holds only the task it runs, so a batch that kills its
     # worker never takes a healthy batch queued behind it down too (which Dask would count as a
     # failed attempt of that batch as well, making the failure tests flaky)
-    with dask.config.set({"distributed.scheduler.allowed-failures": rnnlab.distributed.RETRIES,
+    retries = rnnlab.run.executors.dask.RETRIES
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries,
                           "distributed.scheduler.worker-saturation": 1.0}):
         cl = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
@@ -90,15 +92,15 @@ def test_dask_sweep_equals_the_local_sweep_with_bounded_submissions(tmp_path, cl
         events.append(+1)
         return real_submit(self, *args, **kwargs)
     monkeypatch.setattr(distributed.Client, "submit", submit)
-    monkeypatch.setattr(rnnlab.distributed, "window", lambda client: 3)
+    monkeypatch.setattr(rnnlab.run.executors.dask, "window", lambda client: 3)
     pid = os.getpid()
-    real_write = rnnlab.store.ResultsStore.write_batch
+    real_write = rnnlab.results.store.ResultsStore.write_batch
 
     def write(self, *args):
         assert os.getpid() == pid                   # only the client writes the folder
         events.append(-1)
         return real_write(self, *args)
-    monkeypatch.setattr(rnnlab.store.ResultsStore, "write_batch", write)
+    monkeypatch.setattr(rnnlab.results.store.ResultsStore, "write_batch", write)
 
     out = tmp_path / "out"
     report = run_sweep(small_exp(), out, max_batch=MAX_BATCH, executor="dask",
@@ -143,8 +145,9 @@ def _die_once(marker, real, specs):
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, cluster, reference,
                                                                 monkeypatch):
     marker = tmp_path / "died"
-    monkeypatch.setattr(rnnlab.execute, "_run_batch",
-                        functools.partial(_die_once, str(marker), rnnlab.execute._run_batch))
+    monkeypatch.setattr(rnnlab.run.executors.base, "run_batch",
+                        functools.partial(_die_once, str(marker),
+                                          rnnlab.run.executors.base.run_batch))
     out = tmp_path / "out"
     report = run_sweep(small_exp(), out, max_batch=MAX_BATCH, executor="dask",
                        scheduler=cluster.scheduler_address)
@@ -175,18 +178,19 @@ def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster,
                                                               monkeypatch, how, error):
     log = tmp_path / "attempts"
     log.mkdir()
-    monkeypatch.setattr(rnnlab.execute, "_run_batch",
-                        functools.partial(_always, str(log), how, rnnlab.execute._run_batch))
+    monkeypatch.setattr(rnnlab.run.executors.base, "run_batch",
+                        functools.partial(_always, str(log), how,
+                                          rnnlab.run.executors.base.run_batch))
     exp = small_exp(repeats=1)                      # 4 runs: one batch per seq_len
     out = tmp_path / "out"
     notes = []
     report = run_sweep(exp, out, max_batch=MAX_BATCH, executor="dask",
                        scheduler=cluster.scheduler_address, note=notes.append)
-    assert len(list(log.iterdir())) == 1 + rnnlab.distributed.RETRIES
+    assert len(list(log.iterdir())) == 1 + rnnlab.run.executors.dask.RETRIES
     if how == "die":                                # one line naming the lost batch
         note, = notes
         assert note.startswith("batch 2/2 (2 run(s), first run ") and "lost: the dask workers " \
-            f"training it died {1 + rnnlab.distributed.RETRIES} times" in note, note
+            f"training it died {1 + rnnlab.run.executors.dask.RETRIES} times" in note, note
     else:
         assert notes == []
     o = report.outcome
@@ -305,7 +309,6 @@ def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tm
     import subprocess
     import time
 
-    import pyarrow.parquet as pq
 
     env = dict(os.environ, NO_COLOR="1", DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s")
     info = tmp_path / "scheduler.json"
@@ -335,13 +338,13 @@ def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tm
         slow = tmp_path / "slow.py"
         slow.write_text(textwrap.dedent('''
             import sys, time
-            from rnnlab import execute
+            from rnnlab.run.executors import base
             from rnnlab.cli import app
-            real = execute._run_batch
+            real = base.run_batch
             def run_batch(specs):
                 time.sleep(0.5)
                 return real(specs)
-            execute._run_batch = run_batch
+            base.run_batch = run_batch
             sys.argv = ["rnnlab", *sys.argv[1:]]
             app()
         '''))
@@ -354,11 +357,8 @@ def test_a_lost_scheduler_stops_the_client_in_one_line_and_the_folder_resumes(tm
         procs.append(sweep)
         deadline = time.monotonic() + 120
         while True:
-            try:
-                if pq.read_metadata(out / "runs.parquet").num_rows >= 2:
-                    break
-            except OSError:
-                pass
+            if committed_runs(out) >= 2:
+                break
             assert sweep.poll() is None, sweep.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.02)

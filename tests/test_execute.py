@@ -1,5 +1,5 @@
-"""Batch planning and execution (``rnnlab.execute``): grouping by shape key, the caps on a batch,
-failure isolation, fail-fast, interruption and the worker pool."""
+"""Batch planning (``rnnlab.run.plan``) and execution (``rnnlab.run.execute``): grouping by shape
+key, the caps on a batch, failure isolation, fail-fast, interruption and the worker pool."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_exp
 
-import rnnlab.execute
-from rnnlab import execute
-from rnnlab.execute import plan_batches, run_bytes
+import rnnlab.run.executors.base
+from rnnlab.errors import UserError
+from rnnlab.run import execute, plan
+from rnnlab.run.plan import plan_batches, run_bytes
 
 
 def ids(batches):
@@ -41,14 +42,14 @@ def test_runs_are_grouped_by_shape_key_in_first_seen_order():
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_up_front():
     runs = tiny_exp().runs()
-    execute.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
-    with pytest.raises(rnnlab.execute.UserError) as err:
-        execute.check_memory(runs, "exp.yaml", limit=1000)
+    plan.check_memory(runs, "exp.yaml", limit=1 << 30)          # the tiny runs fit
+    with pytest.raises(UserError) as err:
+        plan.check_memory(runs, "exp.yaml", limit=1000)
     msg = str(err.value)
     assert msg.startswith("exp.yaml: task.seq_len=3, task.batch=")
     assert "more than this machine's" in msg and "allowed: sizes whose run fits" in msg
     assert "\n" not in msg
-    assert execute.physical_memory() > 1 << 28
+    assert plan.physical_memory() > 1 << 28
 
 
 def test_sweep_of_a_run_larger_than_the_machine_exits_2_before_creating_its_folder(tmp_path):
@@ -111,13 +112,13 @@ def test_serial_execution_commits_each_batch_then_reports_it():
 
 
 def test_a_raising_batch_becomes_failed_rows(monkeypatch):
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
 
     def flaky(specs, progress=None):
         if specs[0].config.task.seq_len == 5:
             raise ValueError("bad batch")
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert (outcome.done, outcome.ok, outcome.failed) == (8, 4, 4)
@@ -133,14 +134,14 @@ def test_a_raising_batch_becomes_failed_rows(monkeypatch):
 def test_fail_fast_stops_at_the_first_failure(monkeypatch):
     def always(specs, progress=None):
         raise RuntimeError("no")
-    monkeypatch.setattr(rnnlab.execute, "train_batch", always)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", always)
     got = []
     outcome = execute.execute(_batches(), got.append, fail_fast=True)
     assert len(got) == 1 and outcome.failed == 2 and outcome.done == 2
 
 
 def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
     calls = []
 
     def interrupt_third(specs, progress=None):
@@ -148,7 +149,7 @@ def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", interrupt_third)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt_third)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert outcome.interrupted and outcome.done == 4 and len(got) == 2
@@ -182,3 +183,63 @@ def test_worker_pool_gives_the_same_records_and_restores_the_environment(monkeyp
     gb = {res.runs[0]["run_id"]: res.grad_norms for res in pooled}
     for k in ga:
         np.testing.assert_array_equal(ga[k]["ds"].to_numpy(), gb[k]["ds"].to_numpy())
+
+
+class _FlakyExecutor:
+    """An executor whose workers die on batch 2 the first ``deaths`` times it is tried (the
+    others: rows of status ok, no training), and which records what was in flight."""
+
+    window = 2
+
+    def __init__(self, deaths: int, final: bool = False):
+        self.deaths, self.final = deaths, final
+        self.flight: list = []
+        self.submitted: list[int] = []
+        self.most = 0
+
+    def submit(self, number, specs):
+        self.submitted.append(number)
+        self.flight.append((number, specs))
+        self.most = max(self.most, len(self.flight))
+
+    def done(self):
+        from rnnlab.run.executors.base import Done, Lost
+        from rnnlab.run.train import BatchResult
+
+        number, specs = self.flight.pop(0)
+        if number == 2 and self.deaths:
+            self.deaths -= 1
+            return [Done(number, specs, Lost("its worker died", "WorkerDied: it died",
+                                              final=self.final))]
+        rows = [{"run_id": s.run_id, "status": "ok"} for s in specs]
+        return [Done(number, specs, BatchResult(rows, None, None))]
+
+
+@pytest.mark.parametrize("deaths, final", [(2, False), (3, False), (1, True)])
+def test_the_commit_loop_retries_a_lost_batch_first_then_records_it_failed(monkeypatch, deaths,
+                                                                          final):
+    """The one commit loop, whatever the backend: the window is kept, a lost batch goes back
+    first in line up to WORKER_RETRIES times with one note each, then (or at once when the
+    backend retried it itself) its runs are failed rows with the error and the attempts."""
+    import contextlib
+
+    fake = _FlakyExecutor(deaths, final)
+    monkeypatch.setattr(execute, "open_executor",
+                        lambda *args: contextlib.nullcontext(fake))
+    notes, got = [], []
+    outcome = execute.execute(_batches(), got.append, note=notes.append)
+    assert fake.most == 2                                 # the executor's window, no more
+    lost = [n for n in notes if " lost: its worker died" in n]
+    assert all(n.startswith("batch 2/4 (2 run(s), first run ") for n in lost)
+    if not final and deaths <= execute.WORKER_RETRIES:
+        assert outcome.failed == 0 and outcome.ok == 8
+        assert all(n.endswith(f"retrying it ({i} of 2)") for i, n in enumerate(lost, 1))
+        assert fake.submitted == [1, 2, 3, 2, 4, 2]          # a lost batch goes next
+    else:
+        attempts = 1 if final else execute.WORKER_RETRIES + 1
+        assert outcome.failed == 2 and outcome.ok == 6
+        tail = (f"{attempts} attempts failed, " if attempts > 1 else "") + \
+            "its runs are recorded as failed"
+        assert lost[-1].endswith(tail), lost[-1]
+        error = "WorkerDied: it died" + (f", {attempts} times" if attempts > 1 else "")
+        assert [e for _, e in outcome.errors] == [error, error]

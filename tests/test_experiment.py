@@ -1,4 +1,5 @@
-"""Tests of rnnlab.experiment and rnnlab.config: schema, sweeps, overrides, identities, errors."""
+"""Tests of rnnlab.experiment.load and rnnlab.experiment.schema: schema, sweeps, overrides,
+identities, errors."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from conftest import tree_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.config import ClipConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from rnnlab.errors import ConfigError, UserError
-from rnnlab.experiment import canonical_json, load_experiment, parse_experiment, run_id
+from rnnlab.experiment.identity import canonical_json, run_id
+from rnnlab.experiment.load import load_experiment, parse_experiment
+from rnnlab.experiment.schema import ClipConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 
 VALID = {
     "name": "demo-1",

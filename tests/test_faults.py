@@ -21,16 +21,16 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import invoke, ok, tiny_data, tiny_exp, write_yaml
+from conftest import committed_runs, invoke, ok, tiny_data, tiny_exp, write_yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 from test_reliability import SLOW, WAIT, assert_partial, assert_same, one_line_error, results
 
-import rnnlab.parquet_io
+import rnnlab.results.parquet_io
 from rnnlab.errors import EXIT_ENVIRONMENT, UserError, one_line
-from rnnlab.experiment import parse_experiment
-from rnnlab.store import ResultsStore
-from rnnlab.sweep import default_out
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.results.store import ResultsStore
+from rnnlab.run.sweep import default_out
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -151,7 +151,7 @@ def tiny_reference(tmp_path_factory):
 #: (file whose write fails, how many writes of it succeed first): every write site of a sweep.
 WRITE_SITES = [
     ("manifest.json", 0), (".lock", 0), ("grad_norms/", 0), ("grad_norms", 0), ("metrics", 0),
-    ("grad_norms", 2), ("metrics", 2), ("runs.parquet", 0), ("runs.parquet", 2),
+    ("grad_norms", 2), ("metrics", 2), ("runs", 0), ("runs", 2), ("runs.parquet", 0),
     ("summary.csv", 0), ("summary.md", 0), ("metrics.parquet", 0),
 ]
 
@@ -173,7 +173,7 @@ def inject_enospc(monkeypatch, target: str, after: int, error: OSError = ENOSPC)
     def tmp_target(tmp) -> str:
         p = Path(tmp)
         name = p.name.removeprefix(".tmp-").rsplit("-", 1)[0]
-        return f"{p.parent.name}" if p.parent.name in ("grad_norms", "metrics") else name
+        return f"{p.parent.name}" if p.parent.name in ("grad_norms", "metrics", "runs") else name
 
     def write_table(table, where, *args, **kwargs):
         if hit(tmp_target(where)):
@@ -198,7 +198,7 @@ def inject_enospc(monkeypatch, target: str, after: int, error: OSError = ENOSPC)
             raise error
         return real_ftruncate(fd, length)
 
-    monkeypatch.setattr(rnnlab.parquet_io.pq, "write_table", write_table)
+    monkeypatch.setattr(rnnlab.results.parquet_io.pq, "write_table", write_table)
     monkeypatch.setattr(pathlib.Path, "write_text", write_text)
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
     monkeypatch.setattr(os, "ftruncate", ftruncate)
@@ -269,7 +269,7 @@ def test_real_full_disk_on_a_tmpfs_then_rerun_after_freeing_space(tmp_path):
              "--no-progress", "--max-batch", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         deadline = time.monotonic() + WAIT
-        while not (out / "runs.parquet").exists():
+        while not committed_runs(out):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.002)
         filler = mnt / "filler"
@@ -299,9 +299,7 @@ import os
 import signal
 from pathlib import Path
 
-from rnnlab import execute
-
-
+from rnnlab.run.executors import base
 def run_batch(specs):
     """Kill this worker process (SIGKILL, as the OOM killer does) while it trains the batch
     holding run KILL_RUN, the first KILL_TIMES times; otherwise train it."""
@@ -311,15 +309,15 @@ def run_batch(specs):
         if deaths < int(os.environ["KILL_TIMES"]):
             mark.write_text(str(deaths + 1))
             os.kill(os.getpid(), signal.SIGKILL)
-    return execute._run_batch(specs)
+    return base.run_batch(specs)
 '''
 
 DRIVER = '''
 import sys
 import killer
-from rnnlab import execute
+from rnnlab.run.executors import base
 from rnnlab.cli import app
-execute._run_batch = killer.run_batch
+base.run_batch = killer.run_batch
 sys.argv = ["rnnlab", *sys.argv[1:]]
 app()
 '''
@@ -396,16 +394,16 @@ def test_killed_worker_of_pool_leaves_no_resource_tracker_noise(tiny_reference, 
     out = tmp_path / "out"
     script = textwrap.dedent('''
         import os, signal, sys, time
-        from rnnlab import execute
+        from rnnlab.run.executors import pool
         from rnnlab.cli import app
-        real = execute._Worker.give
-        def give(self, queue):
-            sent = real(self, queue)
+        real = pool.Worker.give
+        def give(self, job):
+            sent = real(self, job)
             if sent and not os.environ.get("KILLED"):
                 os.environ["KILLED"] = "1"
                 os.kill(self.proc.pid, signal.SIGKILL)
             return sent
-        execute._Worker.give = give
+        pool.Worker.give = give
         sys.argv = ["rnnlab", *sys.argv[1:]]
         app()
     ''')
@@ -523,27 +521,25 @@ def test_lock_of_another_host_says_how_to_clear_it(finished_tiny, monkeypatch):
 
 
 def test_estimate_of_disk_use_is_close_to_what_a_sweep_writes(tmp_path):
-    from rnnlab import execute
-
+    from rnnlab.run import plan
     exp = tiny_exp(train={"steps": 20, "log_every": 2}, sweep={"task.seq_len": [30, 60]})
     out = tmp_path / "out"
-    from rnnlab.sweep import run_sweep
+    from rnnlab.run.sweep import run_sweep
     run_sweep(exp, out)
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    estimate = sum(execute.disk_bytes(s.config) for s in exp.runs())
+    estimate = sum(plan.disk_bytes(s.config) for s in exp.runs())
     assert 0.8 * written < estimate < 2 * written, (estimate, written)
-    execute.check_disk(exp.runs(), out, "e.yaml", free=2 * written + (1 << 20))
+    plan.check_disk(exp.runs(), out, "e.yaml", free=2 * written + (1 << 20))
     with pytest.raises(UserError, match=r"e\.yaml: the results of 4 run\(s\) need about "
                                         r"[0-9.]+ MiB on disk, more than the 0\.1 MiB free"):
-        execute.check_disk(exp.runs(), out, "e.yaml", free=100_000)
+        plan.check_disk(exp.runs(), out, "e.yaml", free=100_000)
 
 
 def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeypatch):
-    from rnnlab import execute
-
+    from rnnlab.run import plan
     file = write_yaml(tmp_path / "e.yaml", tiny_data())
     out = tmp_path / "out"
-    monkeypatch.setattr(execute, "free_disk", lambda path: 300_000)
+    monkeypatch.setattr(plan, "free_disk", lambda path: 300_000)
     msg = one_line_error(invoke("sweep", file, "--out", out, "--no-progress"))
     assert "need about 1.0 MiB on disk, more than the 0.3 MiB free" in msg, msg
     assert "--out on a disk with room" in msg
@@ -551,7 +547,7 @@ def test_results_that_cannot_fit_the_disk_are_refused_up_front(tmp_path, monkeyp
     monkeypatch.undo()
     ok(invoke("sweep", file, "--out", out, "--no-progress"))
     # a finished folder needs no more room: its rerun is not refused
-    monkeypatch.setattr(execute, "free_disk", lambda path: 0)
+    monkeypatch.setattr(plan, "free_disk", lambda path: 0)
     ok(invoke("sweep", file, "--out", out, "--no-progress"))
 
 
@@ -585,11 +581,10 @@ def _rows(ids, axis_values, failed=False):
 
 @pytest.mark.parametrize("second", ["same types", "failed rows", "float after int",
                                     "new column", "null then value"])
-def test_appending_runs_gives_the_table_a_rebuild_gives(second):
-    """A commit appends its rows to the arrow table of the stored runs instead of rebuilding it
-    from Python rows; the table (and so runs.parquet) is the same."""
-    from rnnlab.parquet_io import _runs_table
-    from rnnlab.store import _append_runs
+def test_combining_runs_parts_gives_the_table_a_rebuild_gives(second):
+    """The runs parts of two batches read as one table (and compacted into runs.parquet) are
+    concatenated when they can be instead of rebuilt from Python rows; the table is the same."""
+    from rnnlab.results.parquet_io import combine_runs, runs_table
 
     first = _rows(["b3", "a1", "z9"], [0.5, 1.5, 2.5])
     if second == "float after int":
@@ -601,9 +596,9 @@ def test_appending_runs_gives_the_table_a_rebuild_gives(second):
             "float after int": _rows(["c4", "0a"], [0.25, 4.0]),
             "new column": [{**r, "train.lr": 0.1} for r in _rows(["c4", "0a"], [0.25, 4.0])],
             "null then value": _rows(["c4", "0a"], [0.25, 4.0])}[second]
-    old = _runs_table(first)
-    got = _append_runs(old, more)
-    want = _runs_table(old.to_pylist() + more)      # what every commit computed before
+    old = runs_table(first)
+    got = combine_runs([old, runs_table(more)])
+    want = runs_table(old.to_pylist() + more)      # the rows of both, rebuilt
     assert got.equals(want, check_metadata=True), (got.schema, want.schema)
     assert got.column("run_id").to_pylist() == sorted(r["run_id"] for r in first + more)
 
@@ -637,11 +632,8 @@ def test_ctrl_c_and_sigkill_of_a_pool_sweep(tmp_path):
                                 env=env, start_new_session=True, preexec_fn=_terminal_sigint)
         deadline = time.monotonic() + WAIT
         while True:
-            try:
-                if pq.read_metadata(out / "runs.parquet").num_rows >= at_least:
-                    return proc
-            except OSError:
-                pass
+            if committed_runs(out) >= at_least:
+                return proc
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.005)

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.errors import UserError
-from rnnlab.experiment import load_experiment
-from rnnlab.store import load_runs
+from rnnlab.experiment.load import load_experiment
+from rnnlab.results.readers import load_runs
 
 runner = CliRunner()
 

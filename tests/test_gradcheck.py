@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from rnnlab.gradcheck import check
+from rnnlab.engine.gradcheck import check
 
 HEADS = [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")]
 CONFIGS = [("rnn", a) for a in ("tanh", "relu", "sigmoid", "identity")] + [("lstm", "tanh"),
@@ -48,7 +48,7 @@ def test_clipping_is_active_in_the_clip_variants():
 
 def test_check_detects_a_wrong_gradient(monkeypatch):
     """The checker itself can fail: corrupt the engine's Ws gradient and it must say so."""
-    import rnnlab.gradcheck as gc
+    import rnnlab.engine.gradcheck as gc
 
     real = gc.bptt
 
@@ -83,7 +83,7 @@ def test_shapes_on_both_sides_of_the_term_norm_threshold_pass_finite_differences
 def test_gru_gradient_of_every_gate_is_checked(monkeypatch, block):
     """Each GRU gate's gradient block is checked on its own: corrupting one H-column block of
     Ws (or the reset bias b_hn) must fail the check."""
-    import rnnlab.gradcheck as gc
+    import rnnlab.engine.gradcheck as gc
 
     real = gc.bptt
     H = 4

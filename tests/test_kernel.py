@@ -26,7 +26,7 @@ from rnnlab.engine import (  # noqa: E402
     select,  # noqa: E402
 )
 from rnnlab.engine import compiled as comp  # noqa: E402
-from rnnlab.gradcheck import check  # noqa: E402
+from rnnlab.engine.gradcheck import check  # noqa: E402
 
 ACTS = ("tanh", "relu", "sigmoid", "identity")
 KWS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate": 3},
@@ -230,7 +230,7 @@ def test_trainer_on_the_kernel_matches_numpy(tiny_experiment):
     on the compiled engine stays within rounding of the NumPy engine."""
     from conftest import tiny_exp
 
-    from rnnlab.train import train_batch
+    from rnnlab.run.train import train_batch
     exp = tiny_exp(train={"steps": 6, "log_every": 3, "tbptt": 2, "clip": {"mode": "step",
                                                                             "threshold": 0.5}})
     specs = exp.runs()[:2]
@@ -283,7 +283,7 @@ def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsy
 
 def test_uncovered_cell_runs_on_numpy_and_says_so_once(monkeypatch, capsys):
     """A cell the kernel does not cover (as the LSTM is here made to be) runs on NumPy."""
-    monkeypatch.setattr(comp, "CELLS", ("rnn",))
+    monkeypatch.setattr(comp, "KERNEL_CELLS", ("rnn",))
     monkeypatch.setattr(comp, "_said", set())
     rng = np.random.default_rng(0)
     p = init_params(rng, cell="lstm", input_size=2, hidden=3, output_size=2, scale=1.0)
@@ -393,7 +393,7 @@ def _golden():
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in _golden().CASES.items()
-                                        if c["options"]["cell"] in comp.CELLS))
+                                        if c["options"]["cell"] in comp.KERNEL_CELLS))
 def test_kernel_matches_torch_golden_values(name):
     """The golden cases (PyTorch autograd, rtol 1e-10) on the compiled engine. In the explosion
     case (gradients grow ~4e3-fold) the kernel's step-by-step sums of the weight-gradient terms
@@ -411,7 +411,7 @@ def test_worker_processes_run_the_kernel_with_the_same_bits(tmp_path):
     import pandas as pd
     from conftest import tiny_exp
 
-    from rnnlab.sweep import run_sweep
+    from rnnlab.run.sweep import run_sweep
     exp = tiny_exp()
     with select.using_engine("compiled"):
         run_sweep(exp, tmp_path / "one", workers=1)

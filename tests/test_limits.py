@@ -1,4 +1,4 @@
-"""The limit map (rnnlab.limits): budgets, solved within a budget, the limit estimate on
+"""The limit map (rnnlab.analysis.limits): budgets, solved within a budget, the limit estimate on
 synthetic data with a known answer, claims on its tables, the command and the figures."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 from conftest import invoke, ok, tiny_exp
 
-from rnnlab.config import Claim
-from rnnlab.errors import UserError
-from rnnlab.limits import (
+from rnnlab.analysis.limits import (
     BUDGET_COLUMNS,
     LIMIT_COLUMNS,
     budget_table,
@@ -24,8 +22,10 @@ from rnnlab.limits import (
     limits_of,
     pool_adjacent_violators,
 )
-from rnnlab.readers import load_runs
-from rnnlab.sweep import check_folder, claims_table, run_sweep
+from rnnlab.errors import UserError
+from rnnlab.experiment.schema import Claim
+from rnnlab.results.readers import load_runs
+from rnnlab.run.sweep import check_folder, claims_table, run_sweep
 
 GRID = np.array([2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100.0])
 
@@ -183,7 +183,7 @@ def test_claims_read_the_limit_tables_live_and_from_committed_files(folder, tmp_
     copy = tmp_path / "committed"
     copy.mkdir()
     for table in ("budget", "limit"):
-        from rnnlab.summarize import render
+        from rnnlab.analysis.summarize import render
 
         (copy / f"{table}.csv").write_text(render(claims_table(folder, table), "csv"))
     (copy / "manifest.json").write_text((folder / "manifest.json").read_text())

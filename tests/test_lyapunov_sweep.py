@@ -11,14 +11,16 @@ import pandas as pd
 import pytest
 from conftest import invoke, ok, tiny_data, tiny_exp, write_yaml
 
+from rnnlab.analysis.lyapunov_stats import LN10, run_lyapunov_stats
+from rnnlab.analysis.stats import t_interval
+from rnnlab.analysis.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
 from rnnlab.engine.lyapunov import lyapunov
-from rnnlab.experiment import parse_experiment
-from rnnlab.lyapunov_stats import LN10, run_lyapunov_stats
-from rnnlab.stats import t_interval
-from rnnlab.store import LYAP_DIR, ResultsStore, load_lyapunov, load_runs
-from rnnlab.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
-from rnnlab.sweep import run_sweep, summary_of
-from rnnlab.train import Trainer, _sample, run_streams, train_batch
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.results.layout import LYAP_DIR
+from rnnlab.results.readers import load_lyapunov, load_runs
+from rnnlab.results.store import ResultsStore
+from rnnlab.run.sweep import run_sweep, summary_of
+from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
 ON = {"lyapunov": {"enabled": True, "window": 2}}
 
@@ -184,7 +186,7 @@ def test_run_statistics_from_a_hand_made_table():
 
 
 def test_gap_is_measured_decay_minus_lambda1_of_the_same_runs(folder):
-    from rnnlab.store import load_grad_norms
+    from rnnlab.results.readers import load_grad_norms
 
     g = run_gradient_stats(load_grad_norms(folder, step=0))
     s = run_lyapunov_stats(load_lyapunov(folder), g).set_index("run_id")
@@ -254,7 +256,7 @@ def test_decay_plot_draws_the_lambda1_line_for_every_cell(folder, tmp_path):
 def test_the_reference_experiment_sweeps_scale_and_cell_with_ten_seeds():
     from pathlib import Path
 
-    from rnnlab.experiment import load_experiment
+    from rnnlab.experiment.load import load_experiment
 
     path = Path(__file__).resolve().parent.parent / "experiments" / "lyapunov.yaml"
     for profile, seeds in ((None, 10), ("quick", 2)):
@@ -272,8 +274,8 @@ def test_the_reference_experiment_sweeps_scale_and_cell_with_ten_seeds():
 def test_analysis_in_chunks_of_runs_is_the_same_bit_for_bit(cell):
     """The trainer analyses a few runs at a time under a memory budget; any chunking gives the
     numbers of one call over all runs."""
+    from rnnlab.analysis.lyapunov_stats import analyse, analyse_bytes
     from rnnlab.engine import init_params
-    from rnnlab.lyapunov_stats import analyse, analyse_bytes
 
     rng = np.random.default_rng(3)
     ps = [init_params(rng, cell=cell, input_size=3, hidden=5, output_size=2, scale=s)

@@ -1,5 +1,5 @@
-"""Tests for rnnlab.optim: hand-computed updates, Adam vs Kingma & Ba, per-run hyper-parameters,
-the ``active`` mask and purity."""
+"""Tests for rnnlab.engine.optim: hand-computed updates, Adam vs Kingma & Ba, per-run
+hyper-parameters, the ``active`` mask and purity."""
 
 import copy
 import math
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnlab.optim import OPTIMIZERS, init_state, step
+from rnnlab.engine.optim import OPTIMIZERS, init_state, step
 
 
 def scalar_params(value=1.0, R=1):

@@ -20,8 +20,15 @@ import pytest
 from conftest import invoke, ok, tiny_exp
 
 import rnnlab
-from rnnlab.page import MAX_POINTS, MAX_RUN_POINTS, MAX_RUN_STEPS, build_page, thin, write_page
-from rnnlab.sweep import run_sweep, summary_of
+from rnnlab.report.page import (
+    MAX_POINTS,
+    MAX_RUN_POINTS,
+    MAX_RUN_STEPS,
+    build_page,
+    thin,
+    write_page,
+)
+from rnnlab.run.sweep import run_sweep, summary_of
 
 pytest.importorskip("plotly")
 
@@ -78,7 +85,7 @@ def test_long_series_are_thinned_for_display_only():
 
 
 def test_many_runs_get_fewer_points_per_curve():
-    from rnnlab.page import MIN_RUN_POINTS, RUN_BUDGET, run_points
+    from rnnlab.report.page import MIN_RUN_POINTS, RUN_BUDGET, run_points
 
     assert run_points(10) == MAX_RUN_POINTS
     assert MIN_RUN_POINTS < run_points(100) < MAX_RUN_POINTS
@@ -98,7 +105,7 @@ def test_long_runs_give_a_small_page(tmp_path):
     assert run["n"][0]["step"] == 0 and run["n"][-1]["step"] == 30
     heat = data["figures"][0]["steps"]["0"]["data"][0]
     assert len(heat["x"]) == MAX_POINTS and len(data["steps"]) <= 6
-    from rnnlab.readers import load_grad_norms
+    from rnnlab.results.readers import load_grad_norms
 
     assert len(load_grad_norms(out)) == 4 * 31 * 600              # the stored data is whole
 

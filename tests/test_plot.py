@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.errors import UserError
-from rnnlab.experiment import parse_experiment
+from rnnlab.experiment.load import parse_experiment
 from rnnlab.plot import MISSING_HINT, output_path, plot
-from rnnlab.sweep import run_sweep
+from rnnlab.run.sweep import run_sweep
 
 matplotlib = pytest.importorskip("matplotlib")
 image = pytest.importorskip("matplotlib.image")
@@ -133,7 +133,7 @@ def test_heatmap_one_row_per_scale_one_column_per_step(made):
 
 
 def test_heatmap_values_are_the_mean_of_log10_over_seeds(made, folders):
-    from rnnlab.store import load_grad_norms, load_runs
+    from rnnlab.results.readers import load_grad_norms, load_runs
 
     fig = made["heatmap"][0]
     runs = load_runs(folders["scale"])
@@ -157,7 +157,7 @@ def test_heatmap_by_seq_len_uses_the_lag_axis(made):
 
 
 def test_zero_and_nonfinite_norms_are_marked(scale_dir):
-    from rnnlab.store import load_runs
+    from rnnlab.results.readers import load_runs
 
     runs = load_runs(scale_dir)
     first = runs[runs["train.clip.threshold"].isna() & (runs["task.seq_len"] == 4)

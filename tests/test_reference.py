@@ -13,7 +13,7 @@ from test_golden import CASES, compare, engine_values
 from test_gradcheck import CONFIGS, HEADS, VARIANTS
 
 from rnnlab.engine import bptt, init_params, reference, using_engine
-from rnnlab.gradcheck import check
+from rnnlab.engine.gradcheck import check
 
 REL = 1e-12
 

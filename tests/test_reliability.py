@@ -1,7 +1,7 @@
 """Reliability (issue 7): nothing lost under interruption, bad input or numeric faults.
 
 * Interruption: real ``python -m rnnlab sweep`` subprocesses killed with SIGKILL, SIGINT and
-  SIGTERM at chosen points (chosen by polling the number of committed runs in runs.parquet, with
+  SIGTERM at chosen points (chosen by polling the number of committed runs in the runs files, with
   bounded waits), then resumed; the folder must end with exactly the numbers of an uninterrupted
   sweep (compared exactly: runs without wall_time, grad norms, metrics).
 * Locking: a second sweep into a folder held by a live sweep is refused; the lock left by a
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
-from conftest import invoke, ok, tiny_data, write_yaml
+from conftest import committed_runs, invoke, ok, tiny_data, write_yaml
 
 from rnnlab.cli import app
 from rnnlab.errors import UserError
-from rnnlab.store import ResultsStore, load_grad_norms, load_metrics, load_runs
-from rnnlab.sweep import summary_of
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
+from rnnlab.results.store import ResultsStore
+from rnnlab.run.sweep import summary_of
 
 #: 12 runs (3 scales x 2 learning rates x 2 repeats); seq_len 400 makes one run take ~0.08 s,
 #: so with --max-batch 1 there are 12 commit points far enough apart to aim a signal between them.
@@ -84,7 +84,7 @@ def assert_same(out: Path, reference: dict[str, pd.DataFrame]):
 
 def assert_partial(out: Path, reference: dict[str, pd.DataFrame]) -> int:
     """A killed sweep's folder reads cleanly and holds a subset of the reference, exactly."""
-    if not (out / "runs.parquet").exists():
+    if not committed_runs(out):
         return 0
     got = results(out)
     ids = set(got["runs"]["run_id"])
@@ -114,13 +114,10 @@ def start_sweep(file: Path, out: Path, *extra) -> subprocess.Popen:
 
 
 def committed(out: Path) -> int:
-    """Runs in runs.parquet (-1 while the folder has no manifest yet)."""
+    """Runs committed (-1 while the folder has no manifest yet)."""
     if not (out / "manifest.json").is_file():
         return -1
-    try:
-        return pq.read_metadata(out / "runs.parquet").num_rows
-    except (FileNotFoundError, OSError):
-        return 0
+    return committed_runs(out)
 
 
 def signal_when(proc: subprocess.Popen, out: Path, at_least: int, sig: int) -> None:
@@ -218,7 +215,7 @@ def test_ctrl_c_outside_training_also_exits_130_and_resumes(tmp_path, monkeypatc
     """Ctrl-C (or SIGTERM, which the sweep turns into the same KeyboardInterrupt) while the
     folder is opened, the summary written or the metrics compacted: these phases are short, so
     they are hit deterministically here by raising KeyboardInterrupt in them."""
-    import rnnlab.sweep
+    import rnnlab.run.sweep
 
     monkeypatch.chdir(tmp_path)
     file = write_yaml(tmp_path / "tiny.yaml", tiny_data())
@@ -226,7 +223,7 @@ def test_ctrl_c_outside_training_also_exits_130_and_resumes(tmp_path, monkeypatc
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
-    target = {"open": (ResultsStore, "_cleanup"), "summary": (rnnlab.sweep, "summary_of"),
+    target = {"open": (ResultsStore, "_cleanup"), "summary": (rnnlab.run.sweep, "summary_of"),
               "finalize": (ResultsStore, "finalize")}[where]
     monkeypatch.setattr(*target, ctrl_c)
     out = tmp_path / "out"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.experiment import load_experiment
-from rnnlab.store import load_manifest
-from rnnlab.summarize import render
-from rnnlab.sweep import check_folder, claims_table, run_sweep, table_file
-from rnnlab.sysinfo import stack_differences
+from rnnlab.analysis.summarize import render
+from rnnlab.experiment.load import load_experiment
+from rnnlab.results.readers import load_manifest
+from rnnlab.results.sysinfo import stack_differences
+from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov"]

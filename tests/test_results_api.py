@@ -14,8 +14,8 @@ from conftest import tiny_exp
 
 import rnnlab
 from rnnlab.errors import UserError
-from rnnlab.readers import load_grad_norms, load_metrics, load_runs
-from rnnlab.sweep import run_sweep, summary_of
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
+from rnnlab.run.sweep import run_sweep, summary_of
 
 
 class _CountingFile:

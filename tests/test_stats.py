@@ -1,11 +1,11 @@
-"""The intervals of rnnlab.stats against published values and their definitions."""
+"""The intervals of rnnlab.analysis.stats against published values and their definitions."""
 
 import math
 
 import numpy as np
 import pytest
 
-from rnnlab.stats import median_interval, median_rank, t975, t_interval, wilson
+from rnnlab.analysis.stats import median_interval, median_rank, t975, t_interval, wilson
 
 
 @pytest.mark.parametrize(

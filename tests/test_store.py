@@ -17,18 +17,19 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from rnnlab import store as store_mod
+from rnnlab.analysis.summarize import render
 from rnnlab.errors import UserError
-from rnnlab.store import (
-    ResultsStore,
+from rnnlab.results import lock, parquet_io
+from rnnlab.results.layout import part_name
+from rnnlab.results.readers import (
     is_results_dir,
     load_grad_norms,
     load_manifest,
     load_metrics,
     load_runs,
-    part_name,
-    system_info,
 )
+from rnnlab.results.store import ResultsStore
+from rnnlab.results.sysinfo import system_info
 
 FP = "f" * 40
 
@@ -185,12 +186,12 @@ def test_missing_fixed_columns_are_present_as_nulls(tmp_path):
     run = {"run_id": "x", "status": "failed", "error": "boom", "seq_len": 3, "seed": 1}
     store.write_batch([run], None, None)
     df = load_runs(tmp_path / "o")
-    for col in store_mod.RUN_FIELDS:
+    for col in parquet_io.RUN_FIELDS:
         assert col in df.columns
     assert df["solved"].tolist() == [False]
     assert np.isnan(df["rho_end"].iloc[0])
     assert load_grad_norms(tmp_path / "o").empty
-    assert list(load_grad_norms(tmp_path / "o").columns) == store_mod.GRAD_SCHEMA.names
+    assert list(load_grad_norms(tmp_path / "o").columns) == parquet_io.GRAD_SCHEMA.names
 
 
 def test_external_readers_see_grad_norms_dataset(tmp_path):
@@ -229,7 +230,7 @@ def test_part_name_is_deterministic():
 # crash safety
 
 
-def test_crash_before_runs_rewrite_leaves_orphans_that_reopen_removes(tmp_path, monkeypatch):
+def test_crash_before_the_runs_part_leaves_orphans_that_reopen_removes(tmp_path, monkeypatch):
     out = tmp_path / "o"
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
@@ -239,7 +240,7 @@ def test_crash_before_runs_rewrite_leaves_orphans_that_reopen_removes(tmp_path, 
         """The process dying here (an OSError would make write_batch remove its parts)."""
 
     def failing_replace(src, dst):
-        if Path(dst).name == "runs.parquet":
+        if Path(dst).parent.name == "runs":            # the batch's commit record
             raise Crash("simulated crash")
         return real_replace(src, dst)
 
@@ -299,7 +300,7 @@ def test_fresh_removes_only_rnnlab_files(tmp_path):
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
     store.finalize()
-    store.write_summary(pd.DataFrame({"x": [1.0]}), "| x |\n")
+    store.write_summary("x\n1.0\n", "| x |\n")
     (out / "notes.txt").write_text("mine")
     new = open_store(out, fingerprint="1" * 40, fresh=True)
     assert new.done_run_ids() == set()
@@ -411,7 +412,7 @@ def test_lock_without_flock_uses_pid_liveness(tmp_path, monkeypatch):
         raise OSError(37, "No locks available")  # ENOLCK, as on some network filesystems
 
     monkeypatch.setattr(fcntl, "flock", no_flock)
-    host = store_mod._host()
+    host = lock._host()
     (out / ".lock").write_text(f"{dead_pid()} {host}\n")
     with store.lock():
         pass
@@ -427,7 +428,7 @@ def test_lock_of_sigkilled_process_is_free(tmp_path):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from rnnlab.store import ResultsStore
+        from rnnlab.results.store import ResultsStore
         s = ResultsStore.open({str(out)!r}, fingerprint={FP!r}, manifest={{}},
                               experiment_name="exp")
         with s.lock():
@@ -470,10 +471,17 @@ def test_truncated_part_is_named(tmp_path):
     assert open_store(out).done_run_ids() == set()
 
 
-def test_truncated_runs_file_is_named(tmp_path):
+@pytest.mark.parametrize("compacted", [False, True])
+def test_truncated_runs_file_is_named(tmp_path, compacted):
+    """A damaged runs part (a batch committed since the last finalize) or runs.parquet (the runs
+    compacted by finalize) is named by every reader and by the next open."""
     out = tmp_path / "o"
-    open_store(out).write_batch(*make_batch(["a"]))
-    runs = out / "runs.parquet"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    if compacted:
+        store.finalize()
+    runs = out / "runs.parquet" if compacted else out / "runs" / part_name(["a"])
+    assert runs.is_file()
     runs.write_bytes(runs.read_bytes()[:20])
     for action in (lambda: load_runs(out), lambda: load_metrics(out), lambda: open_store(out)):
         with pytest.raises(UserError, match=str(runs)):
@@ -537,7 +545,7 @@ def test_write_summary(tmp_path):
     out = tmp_path / "o"
     store = open_store(out)
     table = pd.DataFrame({"task.seq_len": [10, 20], "loss": [0.123456, float("nan")]})
-    store.write_summary(table, "| a |\n|---|")
+    store.write_summary(render(table, "csv"), "| a |\n|---|")
     assert (out / "summary.csv").read_text() == "task.seq_len,loss\n10,0.1235\n20,\n"
     assert (out / "summary.md").read_text() == "| a |\n|---|\n"
     assert not [e for e in os.listdir(out) if e.startswith(".tmp-")]
@@ -553,15 +561,16 @@ def test_system_info_is_json_ready():
 
 @pytest.mark.parametrize("after", [False, True])
 def test_ctrl_c_during_a_commit_leaves_only_committed_parts(tmp_path, monkeypatch, after):
-    """A KeyboardInterrupt before runs.parquet is replaced removes the batch's parts at once (a
-    raw reader of grad_norms/ never sees them); one after it leaves the committed batch whole."""
+    """A KeyboardInterrupt before the batch's runs part is moved into place removes the batch's
+    parts at once (a raw reader of grad_norms/ never sees them); one after it leaves the
+    committed batch whole."""
     out = tmp_path / "o"
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
     real_replace = os.replace
 
     def interrupted_replace(src, dst):
-        if Path(dst).name == "runs.parquet":
+        if Path(dst).parent.name == "runs":
             if after:
                 real_replace(src, dst)
             raise KeyboardInterrupt
@@ -574,3 +583,69 @@ def test_ctrl_c_during_a_commit_leaves_only_committed_parts(tmp_path, monkeypatc
     raw = set(pd.read_parquet(out / "grad_norms")["run_id"])
     assert raw == set(load_grad_norms(out)["run_id"]) == ({"a", "b"} if after else {"a"})
     assert (out / "metrics" / part_name(["b"])).exists() == after
+
+
+# ---------------------------------------------------------------------------------------------
+# runs parts
+
+
+def test_a_commit_writes_new_files_only_and_finalize_compacts_the_runs(tmp_path):
+    """Each batch adds its own runs part (nothing written before is rewritten); readers see the
+    runs parts and runs.parquet as one table; finalize compacts them into runs.parquet."""
+    out = tmp_path / "o"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    stamp = (out / "runs" / part_name(["a"])).stat().st_mtime_ns
+    store.write_batch(*make_batch(["b", "c"]))
+    assert (out / "runs" / part_name(["a"])).stat().st_mtime_ns == stamp
+    assert not (out / "runs.parquet").exists()
+    before = load_runs(out)
+    assert list(before["run_id"]) == ["a", "b", "c"]
+    store.finalize()
+    assert not (out / "runs").exists() and (out / "runs.parquet").is_file()
+    pd.testing.assert_frame_equal(load_runs(out), before)
+    store.write_batch(*make_batch(["d"]))                # after a finalize: part + runs.parquet
+    assert list(load_runs(out)["run_id"]) == ["a", "b", "c", "d"]
+    assert open_store(out).done_run_ids() == {"a", "b", "c", "d"}
+
+
+def test_a_folder_with_one_runs_file_is_read_and_resumed(tmp_path):
+    """A folder whose runs are all in runs.parquet, with metrics parts not yet compacted (as a
+    sweep interrupted before runs parts existed leaves it), reads and resumes."""
+    from rnnlab.results.readers import read_runs
+
+    out = tmp_path / "o"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    store.write_batch(*make_batch(["b"]))
+    import pyarrow.parquet as pq
+
+    pq.write_table(read_runs(out), out / "runs.parquet")
+    for part in (out / "runs").iterdir():
+        part.unlink()
+    (out / "runs").rmdir()
+    metrics = load_metrics(out)
+    again = open_store(out)
+    assert again.done_run_ids() == {"a", "b"} and again.cleanup_notes == []
+    again.write_batch(*make_batch(["c"]))
+    again.finalize()
+    assert list(load_runs(out)["run_id"]) == ["a", "b", "c"]
+    pd.testing.assert_frame_equal(load_metrics(out)[lambda m: m.run_id != "c"]
+                                  .reset_index(drop=True), metrics)
+
+
+def test_finalize_killed_after_runs_parquet_leaves_parts_readers_ignore(tmp_path, monkeypatch):
+    """runs.parquet replaced but the runs parts it holds not yet deleted: no run is read twice,
+    and the next open deletes the leftovers."""
+    out = tmp_path / "o"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    store.write_batch(*make_batch(["b"]))
+    monkeypatch.setattr("rnnlab.results.store._remove_parts", lambda folder, parts: None)
+    store.finalize()
+    monkeypatch.undo()
+    assert (out / "runs.parquet").is_file() and len(list((out / "runs").iterdir())) == 2
+    assert list(load_runs(out)["run_id"]) == ["a", "b"]
+    again = open_store(out)
+    assert again.done_run_ids() == {"a", "b"}
+    assert not list((out / "runs").glob("part-*"))

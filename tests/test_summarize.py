@@ -13,10 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnlab.errors import UserError
-from rnnlab.stats import t975, wilson
-from rnnlab.store import ResultsStore, load_grad_norms, load_runs
-from rnnlab.summarize import (
+from rnnlab.analysis.stats import t975, wilson
+from rnnlab.analysis.summarize import (
     STAT_COLUMNS,
     SUMMARY_COLUMNS,
     format_value,
@@ -24,6 +22,9 @@ from rnnlab.summarize import (
     run_gradient_stats,
     summarize,
 )
+from rnnlab.errors import UserError
+from rnnlab.results.readers import load_grad_norms, load_runs
+from rnnlab.results.store import ResultsStore
 
 
 def decaying(run_id: str, T: int, rate: float = 0.1, step: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The sweep pipeline as a library: ``rnnlab.sweep.run_sweep`` on parsed tiny experiments.
+"""The sweep pipeline as a library: ``rnnlab.run.sweep.run_sweep`` on parsed tiny experiments.
 
 Resume, refusal of a changed experiment, bit-for-bit determinism across worker counts and batch
 sizes, failure isolation, fail-fast, memory-capped batching and interrupted sweeps.
@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from conftest import tiny_exp
 
-import rnnlab.execute
-from rnnlab import execute
+import rnnlab.run.executors.base
 from rnnlab.errors import UserError
-from rnnlab.store import ResultsStore, load_grad_norms, load_metrics, load_runs
-from rnnlab.sweep import run_sweep
+from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
+from rnnlab.results.store import ResultsStore
+from rnnlab.run import plan
+from rnnlab.run.sweep import run_sweep
 
 #: Run columns that legitimately differ between identical sweeps.
 VOLATILE = ["wall_time"]
@@ -50,7 +51,7 @@ def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
 
     def boom(specs, progress=None):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(rnnlab.execute, "train_batch", boom)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", boom)
     again = run_sweep(exp, tmp_path / "out")
     assert again.skipped == again.total == 8
     assert again.outcome.done == 0 and again.outcome.failed == 0
@@ -123,14 +124,14 @@ def test_results_do_not_depend_on_workers_or_batching(tmp_path, workers, max_bat
 
 def test_memory_budget_splits_batches_without_changing_numbers(tmp_path, monkeypatch):
     sizes = []
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
 
     def spy(specs, progress=None):
         sizes.append(len(specs))
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", spy)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", spy)
     runs = tiny_exp().runs()
-    short, long = (execute.run_bytes(runs[i].config) for i in (0, -1))     # T=3 and T=5
+    short, long = (plan.run_bytes(runs[i].config) for i in (0, -1))     # T=3 and T=5
     budget = 2 * long
     caps = [budget // short, budget // long]
     assert caps == [3, 2]                   # 4 runs of each group: batches of 3 + 1 and 2 + 2
@@ -143,7 +144,7 @@ def test_memory_budget_splits_batches_without_changing_numbers(tmp_path, monkeyp
 
 
 def _fail_seq_len(monkeypatch, seq_len, exc=RuntimeError("boom")):
-    real = rnnlab.execute.train_batch
+    real = rnnlab.run.executors.base.train_batch
     calls = []
 
     def flaky(specs, progress=None):
@@ -151,7 +152,7 @@ def _fail_seq_len(monkeypatch, seq_len, exc=RuntimeError("boom")):
         if specs[0].config.task.seq_len == seq_len:
             raise exc
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.execute, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
     return calls
 
 
@@ -224,7 +225,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_to_the_same_number
         tmp_path, monkeypatch, where):
     out = tmp_path / "out"
     if where == "train":
-        real = rnnlab.execute.train_batch
+        real = rnnlab.run.executors.base.train_batch
         calls = []
 
         def interrupt(specs, progress=None):
@@ -232,7 +233,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_to_the_same_number
             if len(calls) == 2:
                 raise KeyboardInterrupt
             return real(specs, progress)
-        monkeypatch.setattr(rnnlab.execute, "train_batch", interrupt)
+        monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt)
     else:
         real_write = ResultsStore.write_batch
         commits = []

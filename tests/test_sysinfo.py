@@ -7,7 +7,7 @@ import sys
 
 from conftest import invoke, ok, tiny_data, write_yaml
 
-from rnnlab.sysinfo import (
+from rnnlab.results.sysinfo import (
     ROUNDING_ENV,
     cpu_info,
     fp_stack,
@@ -45,7 +45,7 @@ def test_the_stack_of_a_child_with_numpy_simd_disabled_differs():
     if not found:
         return                            # nothing to disable on this CPU: nothing to compare
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found)}
-    code = "import json; from rnnlab.sysinfo import fp_stack; print(json.dumps(fp_stack()))"
+    code = "import json; from rnnlab.results.sysinfo import fp_stack; print(json.dumps(fp_stack()))"
     child = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                       capture_output=True, text=True).stdout)
     diffs = stack_differences(child, here)

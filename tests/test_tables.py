@@ -13,7 +13,7 @@ from conftest import invoke, ok
 from rich.console import Console
 
 from rnnlab.cli import view_table
-from rnnlab.tables import short, summary_view
+from rnnlab.report.tables import short, summary_view
 
 NEW = ["n", "failed", "solved", "solved_lo", "solved_hi", "diverged", "exploded", "loss",
        "loss_lo", "loss_hi", "acc", "acc_lo", "acc_hi", "clip_rate", "grad_ratio", "decay",

@@ -595,7 +595,7 @@ def test_copy_arjovsky_scoring_conversion():
 
 
 def test_every_option_is_one_definition():
-    from rnnlab.config import TaskConfig, describe_field
+    from rnnlab.experiment.schema import TaskConfig, describe_field
     from rnnlab.tasks import OPTIONS
 
     fields = set(TaskConfig.model_fields) - {"name", "seq_len", "batch", "eval_batch"}

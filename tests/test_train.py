@@ -1,5 +1,5 @@
-"""The training loop (``rnnlab.train``): batch independence, reproducibility, divergence, truncated
-BPTT, ``steps: 0``, clipping, and quick checks of issue 3's learning claims."""
+"""The training loop (``rnnlab.run.train``): batch independence, reproducibility, divergence,
+truncated BPTT, ``steps: 0``, clipping, and quick checks of issue 3's learning claims."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from rnnlab.engine import bptt, forward, global_norm
-from rnnlab.experiment import parse_experiment
-from rnnlab.train import Trainer, _sample, run_streams, train_batch
+from rnnlab.experiment.load import parse_experiment
+from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
 
 def experiment(sweep=None, repeats=1, seed=0, **sections):
@@ -340,7 +340,7 @@ def test_lstm_with_forget_bias_3_learns_recall_where_tanh_rnn_and_bias_0_lstm_fa
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers_bit_for_bit(monkeypatch):
     """The held-out batch is evaluated a few runs at a time under EVAL_BUDGET bytes; a budget
     that forces one run per chunk changes nothing in the results."""
-    import rnnlab.train as train
+    import rnnlab.run.train as train
     exp = experiment(repeats=3, sweep={"model.weight_scale": [0.5, 1.5]},
                      task={"seq_len": 6, "batch": 8, "eval_batch": 50})
     whole = train_batch(exp.runs()).runs
@@ -429,8 +429,8 @@ def test_the_bound_exists_only_where_the_loss_is_at_the_last_step():
 
 
 def test_adding_runs_record_the_published_criteria_on_the_held_out_set():
-    from rnnlab.summarize import summarize
-    from rnnlab.train import build_task, eval_seed
+    from rnnlab.analysis.summarize import summarize
+    from rnnlab.run.train import build_task, eval_seed
 
     exp = experiment(repeats=3, task={"name": "adding", "seq_len": 6})
     trainer = Trainer(exp.runs())

@@ -7,8 +7,8 @@ tested against it.
 """
 
 from . import reference
-from .bptt import CELLS, LOSS_AT, BPTTResult, bptt, forward, term_norms
-from .cells import ACTIVATIONS
+from .bptt import LOSS_AT, BPTTResult, bptt, forward, term_norms
+from .cells import ACTIVATIONS, CELLS
 from .clip import CLIP_MODES, clip_grads, global_norm
 from .heads import LOSSES, OUTPUTS
 from .init import INITS, init_params, spectral_stats

@@ -42,6 +42,8 @@ import numpy as np
 
 from .cells import (
     ACTIVATIONS,
+    CELLS,
+    GATES,
     dphi,
     gru_backward,
     gru_forward,
@@ -56,7 +58,6 @@ from .clip import clip_rows
 from .heads import LOSSES, OUTPUTS, head_forward, loss_backward
 from .select import active_engine
 
-CELLS = ("rnn", "lstm", "gru")
 LOSS_AT = ("last", "all")
 
 
@@ -106,7 +107,7 @@ def _prepare(params, x, d, s0, cell):
         _fail("Ws", f"shape {Ws.shape}", "(H, G) or (R, H, G)")
     pbatched = Ws.ndim == 3
     H = Ws.shape[-2]
-    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
+    G = GATES.get(cell, 1) * H
     if Ws.shape[-1] != G:
         _fail("Ws", f"shape {Ws.shape}", f"(..., {H}, {G}) for cell {cell!r}")
     lead = Ws.shape[:1] if pbatched else ()
@@ -314,14 +315,14 @@ def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
                          outputs=outputs, backward=_backward)
     cells = tr.C[:, 1:] if cell == "lstm" else None
     if not _backward:
-        return _result(a.batched, head.E, {}, tr.S[:, 1:], head.Y, {}, cells, {})
+        return package_result(a.batched, head.E, {}, tr.S[:, 1:], head.Y, {}, cells, {})
     back = backward_pass(tr, w, head.dE_ds, a, cell=cell, activation=activation, loss_at=loss_at,
                          norms=norms)
     grads, step_norms = weight_gradients(tr.S, a.x, back, w, cell=cell, norms=norms)
     grads.update(head.grads)
     grads = {key: grads[key] for key in params}            # same keys, same order as params
     extra = {} if back.clip_factors is None else {"clip_factors": back.clip_factors}
-    return _result(a.batched, head.E, grads, tr.S[:, 1:], head.Y, step_norms, cells, extra)
+    return package_result(a.batched, head.E, grads, tr.S[:, 1:], head.Y, step_norms, cells, extra)
 
 
 @dataclass
@@ -644,7 +645,7 @@ def weight_gradients(S, x, back: Backward, w: Weights, *, cell, norms):
     return grads, step_norms
 
 
-def _result(batched, E, grads, states, Y, norms, cells, extra) -> BPTTResult:
+def package_result(batched, E, grads, states, Y, norms, cells, extra) -> BPTTResult:
     """Package the run-axis arrays; without a run axis in the inputs, drop it again."""
     if not batched:
         E = float(E[0])

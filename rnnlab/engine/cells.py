@@ -36,6 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The recurrent cells, and the activations of the vanilla RNN: one step each, below.
+CELLS = ("rnn", "lstm", "gru")
+#: Gate blocks per cell: the recurrent and input weights have GATES[cell] * H columns.
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
 

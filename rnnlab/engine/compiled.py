@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 #: Cells the kernel covers (others run on the NumPy engine, said once).
-CELLS = ("rnn", "lstm")
+KERNEL_CELLS = ("rnn", "lstm")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 _said: set = set()
@@ -82,7 +82,7 @@ def kernel_info() -> dict:
                  "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
                  "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
                  "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",
-                 "cells": list(CELLS),
+                 "cells": list(KERNEL_CELLS),
                  "cache_dir": os.environ.get("NUMBA_CACHE_DIR")})
     return info
 
@@ -97,7 +97,7 @@ def _host_cpu() -> str:
 
 def supports(cell: str) -> bool:
     """Whether the kernel covers this configuration; if not, say so once."""
-    if cell in CELLS:
+    if cell in KERNEL_CELLS:
         return True
     announce_once(("cell", cell), f"the compiled engine does not cover cell {cell!r}; the NumPy "
                   "engine runs it")
@@ -144,7 +144,7 @@ def ensure_compiled(cell: str, dtype) -> float | None:
     return None
 
 
-def warmup(cells=CELLS, dtypes=DTYPES) -> dict:
+def warmup(cells=KERNEL_CELLS, dtypes=DTYPES) -> dict:
     """Compile ahead (for clusters: run once per machine or shared cache folder).
     Returns {(cell, dtype): seconds of compile, or None when loaded from the cache}."""
     return {(c, np.dtype(t).name): ensure_compiled(c, t) for c in cells for t in dtypes}
@@ -205,10 +205,10 @@ def run(p, x, d, s0, c0, c, k, *, R, batched, dtype, cell, activation, output, l
     if not supports(cell):
         return None
     ensure_compiled(cell, dtype)
-    from .bptt import _result
+    from .bptt import package_result
     E, g, S, C, Y, nrm, alpha = _call(p, x, d, s0, c0, c, cell=cell, activation=activation,
                                    output=output, loss=loss, loss_at=loss_at, norms=norms,
                                    outputs=outputs, backward=backward, R=R, dtype=dtype, k=k)
     grads = {key: g[key] for key in keys} if backward else {}
     extra = {} if alpha is None else {"clip_factors": alpha}
-    return _result(batched, E, grads, S, Y, nrm, C, extra)
+    return package_result(batched, E, grads, S, Y, nrm, C, extra)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cells import CELLS, GATES
+
 INITS = ("orthogonal", "gaussian", "identity")
-CELLS = ("rnn", "lstm", "gru")
 
 
 def orthogonal(rng: np.random.Generator, n: int, dtype=np.float64) -> np.ndarray:
@@ -62,7 +63,7 @@ def init_params(rng: np.random.Generator, *, cell: str = "rnn", input_size: int,
     for name, v in (("input_size", input_size), ("hidden", hidden), ("output_size", output_size)):
         if int(v) < 1:
             raise ValueError(f"{name}: got {v!r}; allowed: an integer >= 1")
-    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
+    gates = GATES[cell]
     H = hidden
     Ws = np.concatenate([recurrent_matrix(rng, H, init, scale, dtype) for _ in range(gates)],
                         axis=1)

@@ -61,8 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bptt import CELLS
-from .cells import ACTIVATIONS, dphi, phi, sigmoid
+from .cells import ACTIVATIONS, CELLS, GATES, dphi, phi, sigmoid
 
 LN10 = float(np.log(10.0))
 
@@ -224,7 +223,7 @@ def _prepare(cell, params, x, s0, c0):
         _fail("shapes", f"Ws {Ws.shape}, x {x.shape}", "Ws (H, G) or (R, H, G), x (T, B, I) or "
               "(R, T, B, I)")
     H = Ws.shape[-2]
-    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
+    G = GATES.get(cell, 1) * H
     if Ws.shape[-1] != G or p["Wx"].shape[-1] != G or p["Wx"].shape[-2] != x.shape[-1]:
         _fail("shapes", f"Ws {Ws.shape}, Wx {p['Wx'].shape}, x {x.shape}",
               f"Ws (..., {H}, {G}) and Wx (..., I, {G}) for cell {cell!r}, x (..., I)")

@@ -35,7 +35,7 @@ Six kinds, each drawn from the folder alone (manifest, runs, gradient norms, Lya
     the smallest to the largest seed), lambda = 0 dotted, the measured decay of ``||dE/ds_t||``
     as a hollow diamond at i = 0 (see :mod:`rnnlab.plot.lyapunov`).
 ``budget`` and ``limit``
-    The limit map (:mod:`rnnlab.limits`, needs ``task.seq_len`` swept): the fraction solved
+    The limit map (:mod:`rnnlab.analysis.limits`, needs ``task.seq_len`` swept): the fraction solved
     within each training budget against T, one line per budget and one panel per setting; and the
     limit (the largest T solved with probability >= 1/2) against the budget, one line per setting
     (see :mod:`rnnlab.plot.limits`).
@@ -72,14 +72,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rnnlab.errors import UserError
-from rnnlab.plot.data import MAX_PANELS, Note, _load
-from rnnlab.plot.decay import GAMMA, _decay
-from rnnlab.plot.figure import _SAVE_METADATA, DPI, MISSING_HINT, _matplotlib, save
-from rnnlab.plot.gradients import _gradient_panels
-from rnnlab.plot.heatmap import _heatmap
-from rnnlab.plot.limits import _budget, _limit
-from rnnlab.plot.lyapunov import _lyapunov
-from rnnlab.plot.success import _success
+from rnnlab.plot.data import MAX_PANELS, Note, load_plot_data
+from rnnlab.plot.decay import GAMMA, plot_decay
+from rnnlab.plot.figure import DPI, MISSING_HINT, SAVE_METADATA, require_matplotlib, save
+from rnnlab.plot.gradients import gradient_panels
+from rnnlab.plot.heatmap import plot_heatmap
+from rnnlab.plot.limits import plot_budget, plot_limit
+from rnnlab.plot.lyapunov import plot_lyapunov
+from rnnlab.plot.success import plot_success
 
 __all__ = ["DPI", "GAMMA", "KINDS", "MAX_PANELS", "METRICS", "MISSING_HINT", "figure",
            "output_path", "plot", "save"]
@@ -114,10 +114,10 @@ def plot(
     diagnostics (pooled axes, left-out runs, why a bound is not drawn).
     """
     path = output_path(folder, kind, out)
-    if path.suffix.lower() not in _SAVE_METADATA:
+    if path.suffix.lower() not in SAVE_METADATA:
         _check(kind, metric, step)
         raise UserError(f"{path}: unknown image format {path.suffix or '(none)'!r}; "
-                        f"allowed: {', '.join(_SAVE_METADATA)}")
+                        f"allowed: {', '.join(SAVE_METADATA)}")
     fig = figure(folder, kind, by=by, step=step, where=where, metric=metric, note=note)
     save(fig, path)
     return fig
@@ -144,24 +144,24 @@ def figure(
 ):
     """The Figure that :func:`plot` writes, without writing it (same arguments but ``out``)."""
     _check(kind, metric, step)
-    _matplotlib()
+    require_matplotlib()
     say = note or (lambda message: None)
-    res = _load(Path(folder), where, say)
+    res = load_plot_data(Path(folder), where, say)
     if kind == "success":
         if step:
             say("--step is ignored by the success plot (it shows the final evaluation)")
-        fig = _success(res, by, metric, say)
+        fig = plot_success(res, by, metric, say)
     elif kind == "lyapunov":
-        fig = _lyapunov(res, by, step, say)
+        fig = plot_lyapunov(res, by, step, say)
     elif kind in ("budget", "limit"):
         if step or by:
             say(f"--step and --by are ignored by the {kind} plot (it reads steps_to_solve)")
-        fig = (_budget if kind == "budget" else _limit)(res, say)
+        fig = (plot_budget if kind == "budget" else plot_limit)(res, say)
     else:
-        by_axis, by_values, facets, data = _gradient_panels(res, kind, by, step, say)
+        by_axis, by_values, facets, data = gradient_panels(res, kind, by, step, say)
         if kind == "heatmap":
-            fig = _heatmap(res, by_axis, by_values, facets, data, step)
+            fig = plot_heatmap(res, by_axis, by_values, facets, data, step)
         else:
-            fig = _decay(res, by_axis, by_values, facets, data, step, say)
+            fig = plot_decay(res, by_axis, by_values, facets, data, step, say)
     return fig
 

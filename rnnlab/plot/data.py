@@ -1,7 +1,7 @@
 """The results folder as plotting data: runs, swept axes, filters, the ``by`` axis and panels.
 
-:func:`_load` reads the manifest and runs of a folder into a :class:`_Results` (failed runs left
-out, ``where`` filters applied); the rest resolves key names, chooses the ``by`` axis and the
+:func:`load_plot_data` reads the manifest and runs of a folder into a :class:`PlotData` (failed runs
+left out, ``where`` filters applied); the rest resolves key names, chooses the ``by`` axis and the
 facet axes, checks the panel count and groups runs by swept values. No matplotlib here.
 """
 
@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import UserError
-from rnnlab.store import plain_value
+from rnnlab.results.parquet_io import plain_value
 
 MAX_PANELS = 12
 SEQ_LEN = "task.seq_len"
-_MIXED = object()
+MIXED = object()
 
 Note = Callable[[str], None]
 
 
 @dataclass
-class _Results:
+class PlotData:
     folder: Path
     name: str
     base: dict                   # the resolved experiment of the manifest
@@ -41,12 +41,13 @@ class _Results:
 
     def values(self, axis: tuple[str, ...], rows: pd.DataFrame | None = None) -> list[tuple]:
         rows = self.runs if rows is None else rows
-        return sorted({tuple(r) for r in rows[list(axis)].itertuples(index=False)}, key=_order)
+        return sorted({tuple(r) for r in rows[list(axis)].itertuples(index=False)}, key=value_order)
 
     def label(self, axis: tuple[str, ...], value: tuple, names: bool = True) -> str:
         if not names:
-            return ", ".join(_fmt(v) for v in value)
-        return ", ".join(f"{self.short[k]} = {_fmt(v)}" for k, v in zip(axis, value, strict=True))
+            return ", ".join(value_text(v) for v in value)
+        return ", ".join(f"{self.short[k]} = {value_text(v)}"
+                         for k, v in zip(axis, value, strict=True))
 
     def axis_name(self, axis: tuple[str, ...]) -> str:
         return ", ".join(self.short[k] for k in axis)
@@ -55,7 +56,7 @@ class _Results:
         """A configuration value of ``rows``: their swept value, else the experiment's base."""
         if key in rows.columns:
             vals = {plain_value(v) for v in rows[key]}
-            return vals.pop() if len(vals) == 1 else _MIXED
+            return vals.pop() if len(vals) == 1 else MIXED
         node = self.base
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -64,11 +65,11 @@ class _Results:
         return node
 
 
-def _order(value: tuple):
+def value_order(value: tuple):
     return tuple((0, 0) if v is None else (1, v) for v in value)
 
 
-def _fmt(v) -> str:
+def value_text(v) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -78,8 +79,8 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
-    from rnnlab.store import load_manifest, load_runs
+def load_plot_data(folder: Path, where: Iterable[str], say: Note) -> PlotData:
+    from rnnlab.results.readers import load_manifest, load_runs
 
     runs = load_runs(folder)
     try:
@@ -108,13 +109,13 @@ def _load(folder: Path, where: Iterable[str], say: Note) -> _Results:
         raise UserError(f"{folder} has no successful runs to plot")
     last = [str(k).rsplit(".", 1)[-1] for k in swept]
     short = {k: (s if last.count(s) == 1 else k) for k, s in zip(swept, last, strict=True)}
-    res = _Results(folder, name, exp, runs.reset_index(drop=True), axes, short, [])
+    res = PlotData(folder, name, exp, runs.reset_index(drop=True), axes, short, [])
     for item in where or ():
         res.runs = _filter(res, item)
     return res
 
 
-def _resolve(res: _Results, name: str, option: str) -> str:
+def _resolve(res: PlotData, name: str, option: str) -> str:
     keys = res.keys
     if name in keys:
         return name
@@ -127,26 +128,26 @@ def _resolve(res: _Results, name: str, option: str) -> str:
     return _not_swept(res, name, option, have)
 
 
-def _not_swept(res: _Results, name: str, option: str, have: str):
+def _not_swept(res: PlotData, name: str, option: str, have: str):
     key = name
     if "." not in name:
         sections = [s for s in ("model", "task", "train") if name in (res.base.get(s) or {})]
         key = f"{sections[0]}.{name}" if len(sections) == 1 else name
     value = res.setting(res.runs, key) if "." in key else None
-    if value is not None and value is not _MIXED:
+    if value is not None and value is not MIXED:
         raise UserError(f"{option} {name!r}: {key} is not swept in {res.folder} (every run has "
-                        f"{_fmt(value)}); swept keys: {have}")
+                        f"{value_text(value)}); swept keys: {have}")
     raise UserError(f"{option} {name!r}: no such swept key in {res.folder}; swept keys: {have}")
 
 
-def _filter(res: _Results, item: str) -> pd.DataFrame:
+def _filter(res: PlotData, item: str) -> pd.DataFrame:
     if "=" not in item:
         raise UserError(f"--where {item!r}: expected KEY=VALUE, e.g. model.weight_scale=1")
     name, text = (s.strip() for s in item.split("=", 1))
     key = _resolve(res, name, "--where")
     mask = np.array([_matches(v, text) for v in res.runs[key]], dtype=bool)
     if not mask.any():
-        have = ", ".join(_fmt(v[0]) for v in res.values((key,)))
+        have = ", ".join(value_text(v[0]) for v in res.values((key,)))
         raise UserError(f"--where {item!r} matches no run; {key} has: {have}")
     return res.runs[mask].reset_index(drop=True)
 
@@ -164,16 +165,16 @@ def _matches(value, text: str) -> bool:
     return str(value) == text
 
 
-def _axis_of(res: _Results, key: str) -> tuple[str, ...]:
+def _axis_of(res: PlotData, key: str) -> tuple[str, ...]:
     return next(axis for axis in res.axes if key in axis)
 
 
-def _varying(res: _Results) -> list[tuple[str, ...]]:
+def varying_axes(res: PlotData) -> list[tuple[str, ...]]:
     return [axis for axis in res.axes if len(res.values(axis)) > 1]
 
 
-def _default_by(res: _Results, kind: str) -> tuple[str, ...] | None:
-    varying = _varying(res)
+def _default_by(res: PlotData, kind: str) -> tuple[str, ...] | None:
+    varying = varying_axes(res)
     keys_of = {k: axis for axis in varying for k in axis}
     preferred = {"heatmap": ["model.weight_scale"], "decay": ["model.weight_scale"],
                  "lyapunov": ["model.weight_scale"],
@@ -189,7 +190,7 @@ def _default_by(res: _Results, kind: str) -> tuple[str, ...] | None:
     return None
 
 
-def _choose_by(res: _Results, kind: str, by: str | None) -> tuple[str, ...] | None:
+def choose_by(res: PlotData, kind: str, by: str | None) -> tuple[str, ...] | None:
     if by is None:
         axis = _default_by(res, kind)
         if axis is None and kind == "heatmap":
@@ -202,19 +203,19 @@ def _choose_by(res: _Results, kind: str, by: str | None) -> tuple[str, ...] | No
     n = len(res.values(axis))
     if kind == "heatmap" and n < 2:
         raise UserError(f"--by {key}: the heatmap needs an axis with more than one value; "
-                        f"{key} has one ({_fmt(res.runs[key].iloc[0])}) in the runs plotted")
+                        f"{key} has one ({value_text(res.runs[key].iloc[0])}) in the runs plotted")
     if kind == "success" and SEQ_LEN in axis:
         raise UserError(f"--by {key}: the success plot has {SEQ_LEN} on its x axis; choose "
                         "another --by")
     return axis
 
 
-def _facets(res: _Results, exclude: Iterable[tuple[str, ...] | None]) -> list[tuple[str, ...]]:
+def facet_axes(res: PlotData, exclude: Iterable[tuple[str, ...] | None]) -> list[tuple[str, ...]]:
     skip = {a for a in exclude if a is not None}
-    return [axis for axis in _varying(res) if axis not in skip]
+    return [axis for axis in varying_axes(res) if axis not in skip]
 
 
-def _check_panels(res: _Results, facets: list[tuple[str, ...]], n: int):
+def check_panels(res: PlotData, facets: list[tuple[str, ...]], n: int):
     if n > MAX_PANELS:
         names = ", ".join(res.axis_name(a) for a in facets)
         raise UserError(f"{n} panels (one per combination of {names}) are too many to read "
@@ -222,7 +223,7 @@ def _check_panels(res: _Results, facets: list[tuple[str, ...]], n: int):
                         "choose another --by")
 
 
-def _groups(res: _Results, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+def groups_by(res: PlotData, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     if not keys:
         return {(): res.runs}
     groups = {}
@@ -232,7 +233,7 @@ def _groups(res: _Results, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     return groups
 
 
-def _groups_rows(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+def groups_of_rows(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     out = {}
     for value, sub in rows.groupby(keys, sort=False, dropna=False):
         value = value if isinstance(value, tuple) else (value,)

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnlab.plot.data import _MIXED, Note, _fmt, _Results
-from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
-from rnnlab.plot.gradients import _step_text, _zero_cause
+from rnnlab.plot.data import MIXED, Note, PlotData, value_text
+from rnnlab.plot.figure import add_key, panel_figure, suptitle, value_colours
+from rnnlab.plot.gradients import step_text, zero_cause
 
 #: Largest |phi'| of each activation: the gamma of Pascanu et al.'s bound.
 GAMMA = {"tanh": 1.0, "relu": 1.0, "identity": 1.0, "sigmoid": 0.25}
@@ -31,25 +31,25 @@ def _default_loss_at(task: str | None) -> str | None:
         return None
 
 
-def _bound_factor(res: _Results, rows: pd.DataFrame, step: int) -> tuple[float | None, str]:
+def decay_bound_factor(res: PlotData, rows: pd.DataFrame, step: int) -> tuple[float | None, str]:
     """gamma * sigma_max for the bound and ``"gamma = ..."``, or None and why not."""
     cell = res.setting(rows, "model.cell")
     if cell != "rnn":
-        return None, f"no bound for cell {_fmt(cell) if cell is not _MIXED else 'mixed'}"
+        return None, f"no bound for cell {value_text(cell) if cell is not MIXED else 'mixed'}"
     act = res.setting(rows, "model.activation")
-    gamma = GAMMA.get(act) if act is not _MIXED else None
+    gamma = GAMMA.get(act) if act is not MIXED else None
     if gamma is None:
         return None, f"no bound for activation {act}"
     loss_at = res.setting(rows, "train.loss_at")
     if loss_at is None:
         task = res.setting(rows, "task.name")
-        loss_at = _default_loss_at(task) if task is not _MIXED else None
+        loss_at = _default_loss_at(task) if task is not MIXED else None
     if loss_at != "last":
         return None, "no bound: the loss is not at the last step only"
     steps = res.setting(rows, "train.steps")
     if step == 0:
         column = "sigma_start"
-    elif steps is not _MIXED and steps is not None and step == steps:
+    elif steps is not MIXED and steps is not None and step == steps:
         column = "sigma_end"
     else:
         return None, f"no bound at step {step}: the runs record sigma_max(Ws) only at the " \
@@ -62,16 +62,16 @@ def _bound_factor(res: _Results, rows: pd.DataFrame, step: int) -> tuple[float |
     return gamma * float(sigma.max()), f"gamma = {gamma:g}"
 
 
-def _decay(res, by_axis, by_values, facets, data, step, say: Note):
+def plot_decay(res, by_axis, by_values, facets, data, step, say: Note):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    colours, mappable = _colours(res, by_axis, by_values)
+    colours, mappable = value_colours(res, by_axis, by_values)
     lambda1 = _lambda1(res, step)
     any_lyap = False
     Lmax = max(L for _, groups in data for c, _ in groups.values() for L in c.lengths)
-    fig, axes, left, bottom, corner = _figure([pv for pv, _ in data], facets, (4.3, 3.3),
+    fig, axes, left, bottom, corner = panel_figure([pv for pv, _ in data], facets, (4.3, 3.3),
                                               (7.5, 4.8), sharey=True, extra_w=1.8, extra_h=0.6)
     any_bound = any_zero = any_bad = False
     reasons = set()
@@ -106,7 +106,7 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
                 b = lag[c.bad]
                 ax.plot(b, np.ones_like(b, dtype=float), "x", color=colour, ms=6, clip_on=False,
                         transform=ax.get_xaxis_transform(), gid="nonfinite")
-            factor, why = _bound_factor(res, rows, step)
+            factor, why = decay_bound_factor(res, rows, step)
             anchor = c.mean[0] if len(c.mean) else np.nan
             if factor is not None and np.isfinite(anchor):
                 (b,) = ax.plot(lag, 10.0 ** (anchor + lag * math.log10(factor)), "--",
@@ -160,21 +160,21 @@ def _decay(res, by_axis, by_values, facets, data, step, say: Note):
                                     "λ₁ the top\nLyapunov exponent (mean over seeds)"))
     if any_zero:
         handles.append(Line2D([], [], color="0.3", ls="none", marker="v",
-                              label=f"ds = 0 in a seed ({_zero_cause(res)})"))
+                              label=f"ds = 0 in a seed ({zero_cause(res)})"))
     if any_bad:
         handles.append(Line2D([], [], color="0.3", ls="none", marker="x",
                               label="ds not finite in a seed"))
-    _key(fig, res, by_axis, mappable, axes, corner, groups, handles)
-    _suptitle(fig, res, f"decay of ||dE/ds_t|| with lag at {_step_text(step)}", res.runs)
+    add_key(fig, res, by_axis, mappable, axes, corner, groups, handles)
+    suptitle(fig, res, f"decay of ||dE/ds_t|| with lag at {step_text(step)}", res.runs)
     return fig
 
 
 
-def _lambda1(res: _Results, step: int) -> pd.Series:
+def _lambda1(res: PlotData, step: int) -> pd.Series:
     """Each run's top Lyapunov exponent at ``step`` in decades per step (empty without the
     analysis), indexed by run_id."""
-    from rnnlab.lyapunov_stats import run_lyapunov_stats
-    from rnnlab.store import load_lyapunov
+    from rnnlab.analysis.lyapunov_stats import run_lyapunov_stats
+    from rnnlab.results.readers import load_lyapunov
 
     ids = res.runs["run_id"].astype(str).tolist()
     stats = run_lyapunov_stats(load_lyapunov(res.folder, run_ids=ids, step=step), step=step)

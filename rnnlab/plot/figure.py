@@ -1,8 +1,8 @@
 """Matplotlib setup, layout and output shared by the figures.
 
-The lazy matplotlib check, the panel grid (:func:`_figure`), the title, colours per ``by`` value,
-the legend or colour bar, and :func:`save` (no timestamps, atomic). matplotlib is imported only
-inside the functions, never when this module is imported.
+The lazy matplotlib check, the panel grid (:func:`panel_figure`), the title, colours per ``by``
+value, the legend or colour bar, and :func:`save` (no timestamps, atomic). matplotlib is imported
+only inside the functions, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.errors import EnvironmentFault, UserError
-from rnnlab.parquet_io import is_disk_full
-from rnnlab.plot.data import _MIXED, SEQ_LEN, _fmt, _order, _Results
+from rnnlab.plot.data import MIXED, SEQ_LEN, PlotData, value_order, value_text
+from rnnlab.results.parquet_io import is_disk_full
 
 DPI = 150
 MISSING_HINT = "matplotlib is not installed: pip install 'rnnlab[plot]'"
 
-_SAVE_METADATA = {
+SAVE_METADATA = {
     ".png": {"Software": None},
     ".pdf": {"Creator": None, "Producer": None, "CreationDate": None},
     ".svg": {"Creator": None, "Date": None},
@@ -32,13 +32,13 @@ def save(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) without timestamps, atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in _SAVE_METADATA:
+    if suffix not in SAVE_METADATA:
         raise UserError(f"{path}: unknown image format {suffix or '(none)'!r}; "
-                        f"allowed: {', '.join(_SAVE_METADATA)}")
+                        f"allowed: {', '.join(SAVE_METADATA)}")
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=_SAVE_METADATA[suffix])
+        fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=SAVE_METADATA[suffix])
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -49,7 +49,7 @@ def save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def _matplotlib():
+def require_matplotlib():
     try:
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure  # noqa: F401
@@ -57,7 +57,7 @@ def _matplotlib():
         raise UserError(MISSING_HINT) from None
 
 
-def _figure(panels: list[tuple], facets: list[tuple[str, ...]], panel: tuple[float, float],
+def panel_figure(panels: list[tuple], facets: list[tuple[str, ...]], panel: tuple[float, float],
             single: tuple[float, float], sharey: bool = False, extra_w: float = 0.0,
             extra_h: float = 0.0):
     """A figure with one axes per panel value: a rows x columns grid when exactly two axes are
@@ -71,8 +71,8 @@ def _figure(panels: list[tuple], facets: list[tuple[str, ...]], panel: tuple[flo
     n = len(panels)
     if len(facets) == 2:
         split = len(facets[0])
-        rows = sorted({pv[:split] for pv in panels}, key=_order)
-        cols = sorted({pv[split:] for pv in panels}, key=_order)
+        rows = sorted({pv[:split] for pv in panels}, key=value_order)
+        cols = sorted({pv[split:] for pv in panels}, key=value_order)
         place = {pv: (rows.index(pv[:split]), cols.index(pv[split:])) for pv in panels}
         nrows, ncols = len(rows), len(cols)
     if len(facets) != 2 or ncols > 4:
@@ -94,18 +94,18 @@ def _figure(panels: list[tuple], facets: list[tuple[str, ...]], panel: tuple[flo
     return fig, axes, left, bottom, corner
 
 
-def _suptitle(fig, res: _Results, what: str, rows: pd.DataFrame):
+def suptitle(fig, res: PlotData, what: str, rows: pd.DataFrame):
     extra = _context(res, rows)
     if res.pooled:
         extra = (extra + "; " if extra else "") + "same for " + "; ".join(res.pooled)
     fig.suptitle(f"{res.name}: {what}" + (f"\n{extra}" if extra else ""), fontsize=11)
 
 
-def _context(res: _Results, rows: pd.DataFrame) -> str:
+def _context(res: PlotData, rows: pd.DataFrame) -> str:
     """The fixed settings worth naming under the title (swept ones are on the figure)."""
     def val(key):
         v = res.setting(rows, key)
-        return None if v is _MIXED or key in res.keys else v
+        return None if v is MIXED or key in res.keys else v
 
     parts = []
     cell = val("model.cell")
@@ -115,7 +115,7 @@ def _context(res: _Results, rows: pd.DataFrame) -> str:
     if val("model.init") is not None:
         parts.append(f"{val('model.init')} init")
     if val("model.weight_scale") is not None:
-        parts.append(f"scale {_fmt(val('model.weight_scale'))}")
+        parts.append(f"scale {value_text(val('model.weight_scale'))}")
     if val("model.hidden") is not None:
         parts.append(f"H = {val('model.hidden')}")
     if val("task.name") is not None:
@@ -128,7 +128,7 @@ def _context(res: _Results, rows: pd.DataFrame) -> str:
 MANY = 8   # more numeric values than this get a colour bar instead of legend entries
 
 
-def _colours(res: _Results, by_axis, values: list[tuple]):
+def value_colours(res: PlotData, by_axis, values: list[tuple]):
     """A colour per value of ``by_axis``, and a ScalarMappable for a colour bar when the values
     are many numbers (ordered values get an ordered colour map; null is grey)."""
     import matplotlib
@@ -152,7 +152,7 @@ def _colours(res: _Results, by_axis, values: list[tuple]):
     return {v: cmap(i % cmap.N) for i, v in enumerate(values)}, None
 
 
-def _key(fig, res: _Results, by_axis, mappable, axes, corner, groups: list, extra: list,
+def add_key(fig, res: PlotData, by_axis, mappable, axes, corner, groups: list, extra: list,
          note: str = ""):
     """Legend (``groups``: one handle per line, then ``extra``) right of the top-right panel,
     below the title; with many numeric lines a colour bar replaces the group entries."""

@@ -1,6 +1,6 @@
 """Gradient norms per group of runs: the data of the heatmap and decay figures.
 
-:func:`_gradient_panels` loads ``||dE/ds_t||`` at one training step, pools facet axes that change
+:func:`gradient_panels` loads ``||dE/ds_t||`` at one training step, pools facet axes that change
 nothing, and returns per panel and per ``by`` value the seed statistics (:class:`_Curve`, in lag
 order) with their runs. No matplotlib here.
 """
@@ -15,15 +15,15 @@ import pandas as pd
 from rnnlab.errors import UserError
 from rnnlab.plot.data import (
     Note,
-    _check_panels,
-    _choose_by,
-    _facets,
-    _groups,
-    _groups_rows,
-    _order,
-    _Results,
+    PlotData,
+    check_panels,
+    choose_by,
+    facet_axes,
+    groups_by,
+    groups_of_rows,
+    value_order,
 )
-from rnnlab.store import plain_value
+from rnnlab.results.parquet_io import plain_value
 
 
 @dataclass
@@ -68,9 +68,9 @@ def _curve(arrays: list[np.ndarray]) -> _Curve:
     return _Curve(len(arrays), mean, lo, hi, zero, bad, cnt > 0, {len(a) for a in arrays})
 
 
-def _norms(res: _Results, step: int, say: Note) -> dict[str, np.ndarray]:
+def _norms(res: PlotData, step: int, say: Note) -> dict[str, np.ndarray]:
     """ds of every run at ``step``, in lag order; runs without a record there are left out."""
-    from rnnlab.store import load_grad_norms
+    from rnnlab.results.readers import load_grad_norms
 
     ids = res.runs["run_id"].astype(str).tolist()
     g = load_grad_norms(res.folder, run_ids=ids, step=step)
@@ -96,15 +96,15 @@ def _norms(res: _Results, step: int, say: Note) -> dict[str, np.ndarray]:
     return out
 
 
-def _pool_identical(res: _Results, by_axis, facets, curves_of, what: str, say: Note):
+def _pool_identical(res: PlotData, by_axis, facets, curves_of, what: str, say: Note):
     """Drop facet axes whose values give identical curves everywhere (and say so)."""
     kept = list(facets)
     for axis in list(facets):
         others = [k for a in kept if a != axis for k in a] + list(by_axis or ())
         compared = False
         same = True
-        for _, rows in _groups(res, others).items():
-            sub = _groups_rows(rows, list(axis))
+        for _, rows in groups_by(res, others).items():
+            sub = groups_of_rows(rows, list(axis))
             if len(sub) < 2:
                 continue
             compared = True
@@ -126,37 +126,37 @@ def _pool_identical(res: _Results, by_axis, facets, curves_of, what: str, say: N
     return kept
 
 
-def _zero_cause(res: _Results) -> str:
+def zero_cause(res: PlotData) -> str:
     """Why a norm can be exactly 0: float underflow, or truncated BPTT not reaching that far."""
     tbptt = res.setting(res.runs, "train.tbptt")
     return "float underflow" if tbptt is None else "truncated BPTT or float underflow"
 
 
-def _step_text(step: int) -> str:
+def step_text(step: int) -> str:
     return "initialisation (step 0)" if step == 0 else f"training step {step}"
 
 
-def _gradient_panels(res: _Results, kind: str, by: str | None, step: int, say: Note):
+def gradient_panels(res: PlotData, kind: str, by: str | None, step: int, say: Note):
     """The ``by`` axis, its values, the facet axes and, per panel value in order, the
-    curve and runs of each ``by`` value: what :func:`_heatmap` and :func:`_decay` draw."""
-    by_axis = _choose_by(res, kind, by)
+    curve and runs of each ``by`` value: what :func:`plot_heatmap` and :func:`plot_decay` draw."""
+    by_axis = choose_by(res, kind, by)
     norms = _norms(res, step, say)
 
     def curve_of(rows: pd.DataFrame) -> _Curve:
         return _curve([norms[str(r)] for r in rows["run_id"]])
 
-    facets = _facets(res, [by_axis])
+    facets = facet_axes(res, [by_axis])
     what = f"||dE/ds_t|| at step {step}"
     facets = _pool_identical(res, by_axis, facets, curve_of, what, say)
     facet_keys = [k for a in facets for k in a]
-    panels = _groups(res, facet_keys)
-    order = sorted(panels, key=_order)
-    _check_panels(res, facets, len(order))
+    panels = groups_by(res, facet_keys)
+    order = sorted(panels, key=value_order)
+    check_panels(res, facets, len(order))
     by_keys = list(by_axis or ())
     by_values = res.values(by_axis) if by_axis else [()]
     data = []
     for pv in order:
-        groups = _groups_rows(panels[pv], by_keys) if by_keys else {(): panels[pv]}
+        groups = groups_of_rows(panels[pv], by_keys) if by_keys else {(): panels[pv]}
         data.append((pv, {bv: (curve_of(rows), rows) for bv, rows in groups.items()}))
     return by_axis, by_values, facets, data
 

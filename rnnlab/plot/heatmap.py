@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnlab.plot.data import _Results
-from rnnlab.plot.figure import _figure, _suptitle
-from rnnlab.plot.gradients import _step_text, _zero_cause
+from rnnlab.plot.data import PlotData
+from rnnlab.plot.figure import panel_figure, suptitle
+from rnnlab.plot.gradients import step_text, zero_cause
 
 _ZERO_COLOUR = "#d0d0d0"
 _NONFINITE_COLOUR = "#d62728"
 
 
-def _heatmap(res: _Results, by_axis, by_values, facets, data, step):
+def plot_heatmap(res: PlotData, by_axis, by_values, facets, data, step):
     import matplotlib
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch
@@ -42,7 +42,7 @@ def _heatmap(res: _Results, by_axis, by_values, facets, data, step):
     panel_w = min(max(1.4 + 0.16 * Lmax, 3.4), 4.6)
     panel_h = min(max(1.4 + 0.4 * nrow, 2.6), 4.5)
     single = (7.5, min(max(2.6 + 0.5 * nrow, 3.8), 6.5))
-    fig, axes, left, _, _ = _figure([pv for pv, _ in data], facets, (panel_w, panel_h), single,
+    fig, axes, left, _, _ = panel_figure([pv for pv, _ in data], facets, (panel_w, panel_h), single,
                                  sharey=True, extra_w=1.2, extra_h=1.0)
     inner_w = (single[0] if len(data) == 1 else panel_w) - 1.4
     inner_h = (single[1] if len(data) == 1 else panel_h) - 1.2
@@ -100,7 +100,7 @@ def _heatmap(res: _Results, by_axis, by_values, facets, data, step):
     handles = []
     if flags["zero"]:
         handles.append(Patch(facecolor=_ZERO_COLOUR, edgecolor="0.5",
-                             label=f"ds = 0 in a seed ({_zero_cause(res)}, log10 = −∞)"))
+                             label=f"ds = 0 in a seed ({zero_cause(res)}, log10 = −∞)"))
     if flags["bad"]:
         handles.append(Patch(facecolor=_NONFINITE_COLOUR, edgecolor="0.5",
                              label="ds not finite in a seed (NaN/inf: diverged)"))
@@ -111,7 +111,7 @@ def _heatmap(res: _Results, by_axis, by_values, facets, data, step):
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
                    frameon=False)
     n = max(c.n for _, groups in data for c, _ in groups.values())
-    _suptitle(fig, res, f"log10 ||dE/ds_t|| at {_step_text(step)}, mean of "
+    suptitle(fig, res, f"log10 ||dE/ds_t|| at {step_text(step)}, mean of "
                         f"{n} seed{'s' if n != 1 else ''}", res.runs)
     return fig
 

@@ -1,4 +1,4 @@
-"""The limit map's two figures (:mod:`rnnlab.limits`).
+"""The limit map's two figures (:mod:`rnnlab.analysis.limits`).
 
 * ``budget``: the fraction solved within B steps against the sequence length T (log axis), one
   line per budget B (darker for more steps) with its Wilson 95 % band, one panel per setting
@@ -15,12 +15,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnlab.limits import OVER, budget_table, default_budgets, limit_table, limits_of
-from rnnlab.plot.data import _fmt, _Results
-from rnnlab.plot.figure import _figure, _suptitle
+from rnnlab.analysis.limits import OVER, budget_table, default_budgets, limit_table, limits_of
+from rnnlab.plot.data import PlotData, value_text
+from rnnlab.plot.figure import panel_figure, suptitle
 
 
-def _tables(res: _Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def _tables(res: PlotData) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     train = res.base.get("train") or {}
     budgets = default_budgets(int(train["steps"]), int(train["log_every"]))
     runs = res.runs.copy()
@@ -32,7 +32,7 @@ def _tables(res: _Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     return table, limit_table(table, OVER), setting
 
 
-def _horizons(res: _Results, setting: list[str]) -> dict[tuple, tuple[float, float]]:
+def _horizons(res: PlotData, setting: list[str]) -> dict[tuple, tuple[float, float]]:
     """Each setting's gradient horizon at initialisation (at its longest T) and the fraction of
     runs where the sequence cut it off, from the folder's gradient norms; empty without them."""
     from rnnlab.errors import UserError
@@ -48,19 +48,19 @@ def _horizons(res: _Results, setting: list[str]) -> dict[tuple, tuple[float, flo
     return out
 
 
-def _label(res: _Results, setting: list[str], key: tuple) -> str:
+def _label(res: PlotData, setting: list[str], key: tuple) -> str:
     if not setting:
         return "all runs"
-    return ", ".join(f"{res.short.get(k, k)} = {_fmt(v)}" for k, v in zip(setting, key,
+    return ", ".join(f"{res.short.get(k, k)} = {value_text(v)}" for k, v in zip(setting, key,
                                                                           strict=True))
 
 
-def _budget(res: _Results, say) -> object:
+def plot_budget(res: PlotData, say) -> object:
     import matplotlib as mpl
 
     table, _, setting = _tables(res)
     keys = sorted({tuple(r) for r in table[setting].itertuples(index=False)}) if setting else [()]
-    fig, axes, left, bottom, corner = _figure(keys, [tuple(setting)] if setting else [],
+    fig, axes, left, bottom, corner = panel_figure(keys, [tuple(setting)] if setting else [],
                                               (4.3, 3.3), (7.5, 4.8), sharey=True,
                                               extra_w=1.6, extra_h=0.6)
     budgets = sorted(table["budget"].unique())
@@ -100,11 +100,11 @@ def _budget(res: _Results, say) -> object:
                   title="budget", title_fontsize=8, frameon=False)
     corner.text(1.05, 0.28, f"bands: 95% Wilson\ninterval over\n{n} seeds\n\ndotted: 1/2\n"
                 "(the limit)", transform=corner.transAxes, fontsize=7, color="0.35", va="top")
-    _suptitle(fig, res, "solved within a training budget against sequence length", res.runs)
+    suptitle(fig, res, "solved within a training budget against sequence length", res.runs)
     return fig
 
 
-def _limit(res: _Results, say) -> object:
+def plot_limit(res: PlotData, say) -> object:
     from matplotlib.figure import Figure
 
     _, limits, setting = _tables(res)
@@ -165,7 +165,7 @@ def _limit(res: _Results, say) -> object:
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
               title="band: 95% interval\ntriangle: beyond the grid\ndotted: gradient horizon\n"
                     "at initialisation", title_fontsize=7)
-    _suptitle(fig, res, "the limit of learning against the training budget", res.runs)
+    suptitle(fig, res, "the limit of learning against the training budget", res.runs)
     if math.isfinite(top):
         ax.set_ylim(1.5, top * 1.3)
     return fig

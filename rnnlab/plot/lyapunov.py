@@ -14,23 +14,23 @@ import numpy as np
 from rnnlab.errors import UserError
 from rnnlab.plot.data import (
     Note,
-    _check_panels,
-    _choose_by,
-    _facets,
-    _groups,
-    _order,
-    _Results,
+    PlotData,
+    check_panels,
+    choose_by,
+    facet_axes,
+    groups_by,
+    value_order,
 )
-from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
-from rnnlab.store import plain_value
+from rnnlab.plot.figure import add_key, panel_figure, suptitle, value_colours
+from rnnlab.results.parquet_io import plain_value
 
 LN10 = float(np.log(10.0))
 
 
-def _lyapunov(res: _Results, by: str | None, step: int, say: Note):
-    from rnnlab.lyapunov_stats import run_lyapunov_stats
-    from rnnlab.store import load_grad_norms, load_lyapunov
-    from rnnlab.summarize import run_gradient_stats
+def plot_lyapunov(res: PlotData, by: str | None, step: int, say: Note):
+    from rnnlab.analysis.lyapunov_stats import run_lyapunov_stats
+    from rnnlab.analysis.summarize import run_gradient_stats
+    from rnnlab.results.readers import load_grad_norms, load_lyapunov
 
     ids = res.runs["run_id"].astype(str).tolist()
     lyap = load_lyapunov(res.folder, run_ids=ids, step=step)
@@ -41,15 +41,15 @@ def _lyapunov(res: _Results, by: str | None, step: int, say: Note):
     decay = run_gradient_stats(load_grad_norms(res.folder, run_ids=ids, step=step), step=step)
     stats = run_lyapunov_stats(lyap, decay, step=step).set_index("run_id")
     decay = decay.set_index("run_id")["decay"]
-    by_axis = _choose_by(res, "lyapunov", by)
-    facets = _facets(res, [by_axis])
-    panels = _groups(res, [k for a in facets for k in a])
-    order = sorted(panels, key=_order)
-    _check_panels(res, facets, len(order))
+    by_axis = choose_by(res, "lyapunov", by)
+    facets = facet_axes(res, [by_axis])
+    panels = groups_by(res, [k for a in facets for k in a])
+    order = sorted(panels, key=value_order)
+    check_panels(res, facets, len(order))
     by_values = res.values(by_axis) if by_axis else [()]
-    colours, mappable = _colours(res, by_axis, by_values)
+    colours, mappable = value_colours(res, by_axis, by_values)
     table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
-    fig, axes, left, bottom, corner = _figure(order, facets, (4.3, 3.3), (7.5, 4.8),
+    fig, axes, left, bottom, corner = panel_figure(order, facets, (4.3, 3.3), (7.5, 4.8),
                                               sharey=True, extra_w=1.6, extra_h=0.6)
     nseeds, m_max = set(), 1
     for ax, pv in zip(axes, order, strict=True):
@@ -100,11 +100,11 @@ def _lyapunov(res: _Results, by: str | None, step: int, say: Note):
              Line2D([], [], color="0.3", marker="D", mfc="none", ls="none",
                     label="measured decay (i = 0)")]
     n = max(nseeds) if nseeds else 0
-    _key(fig, res, by_axis, mappable, axes, corner, list(seen.values()), extra,
+    add_key(fig, res, by_axis, mappable, axes, corner, list(seen.values()), extra,
          note=f"mean, band min..max over {n} seed{'s' if n != 1 else ''}")
     gap = stats["decay_gap"].to_numpy(dtype=float)
     if np.isfinite(gap).any():
         say(f"decay - lambda_1 over the runs plotted: median {np.nanmedian(gap):+.3g} decades per "
             "step")
-    _suptitle(fig, res, f"Lyapunov spectrum at step {step}", res.runs)
+    suptitle(fig, res, f"Lyapunov spectrum at step {step}", res.runs)
     return fig

@@ -12,25 +12,25 @@ import pandas as pd
 
 from rnnlab.errors import UserError
 from rnnlab.plot.data import (
-    _MIXED,
+    MIXED,
     SEQ_LEN,
     Note,
-    _check_panels,
-    _choose_by,
-    _facets,
-    _fmt,
-    _groups,
-    _order,
-    _Results,
+    PlotData,
+    check_panels,
+    choose_by,
+    facet_axes,
+    groups_by,
+    value_order,
+    value_text,
 )
-from rnnlab.plot.figure import _colours, _figure, _key, _suptitle
-from rnnlab.store import plain_value
+from rnnlab.plot.figure import add_key, panel_figure, suptitle, value_colours
+from rnnlab.results.parquet_io import plain_value
 
 
-def _success(res: _Results, by: str | None, metric: str, say: Note):
+def plot_success(res: PlotData, by: str | None, metric: str, say: Note):
     from matplotlib.transforms import offset_copy
 
-    by_axis = _choose_by(res, "success", by)
+    by_axis = choose_by(res, "success", by)
     column = "solved" if metric == "solved" else "accuracy"
     if column not in res.runs.columns:
         raise UserError(f"{res.folder}: the runs have no {column!r} column")
@@ -50,19 +50,19 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
         runs["_y"] = pd.to_numeric(runs["accuracy"], errors="coerce").astype(float)
         if runs["_y"].isna().all():
             raise UserError(f"{res.folder}: no accuracy recorded for these runs (task "
-                            f"{_fmt(res.setting(runs, 'task.name'))}); use --metric solved")
+                            f"{value_text(res.setting(runs, 'task.name'))}); use --metric solved")
     res.runs = runs
     seq_axis = next((a for a in res.axes if SEQ_LEN in a), None)
-    facets = _facets(res, [by_axis, seq_axis])
-    panels = _groups(res, [k for a in facets for k in a])
-    order = sorted(panels, key=_order)
-    _check_panels(res, facets, len(order))
+    facets = facet_axes(res, [by_axis, seq_axis])
+    panels = groups_by(res, [k for a in facets for k in a])
+    order = sorted(panels, key=value_order)
+    check_panels(res, facets, len(order))
     by_values = res.values(by_axis) if by_axis else [()]
-    colours, mappable = _colours(res, by_axis, by_values)
+    colours, mappable = value_colours(res, by_axis, by_values)
     xs = sorted(runs["_x"].dropna().unique())
     if len(xs) == 1:
         say(f"task.seq_len has one value ({int(xs[0])}): points instead of lines")
-    fig, axes, left, bottom, corner = _figure(order, facets, (4.3, 3.3), (7.5, 4.8),
+    fig, axes, left, bottom, corner = panel_figure(order, facets, (4.3, 3.3), (7.5, 4.8),
                                               sharey=True, extra_w=1.6, extra_h=0.6)
     markers = "osD^vP*X"
     nseeds = set()
@@ -116,17 +116,17 @@ def _success(res: _Results, by: str | None, metric: str, say: Note):
     groups = [h for label, h in seen.items() if not label.startswith("chance")]
     extra = [h for label, h in seen.items() if label.startswith("chance")]
     n = max(nseeds) if nseeds else 0
-    _key(fig, res, by_axis, mappable, axes, corner, groups, extra,
+    add_key(fig, res, by_axis, mappable, axes, corner, groups, extra,
          note=f"bands: 95% {'Wilson' if metric == 'solved' else 't'} interval over {n} "
               f"seed{'s' if n != 1 else ''}")
     what = "solved fraction" if metric == "solved" else "held-out accuracy"
-    _suptitle(fig, res, f"{what} against sequence length", runs)
+    suptitle(fig, res, f"{what} against sequence length", runs)
     return fig
 
 
 def _interval(y: np.ndarray, metric: str) -> tuple[float, float]:
     """The 95 % interval of one point: Wilson for a solved fraction, t for a mean accuracy."""
-    from rnnlab.stats import t_interval, wilson
+    from rnnlab.analysis.stats import t_interval, wilson
 
     y = y[~np.isnan(y)]
     if metric == "solved":
@@ -134,16 +134,16 @@ def _interval(y: np.ndarray, metric: str) -> tuple[float, float]:
     return t_interval(y, bounds=(0.0, 1.0))[1:]
 
 
-def _chance(res: _Results, rows: pd.DataFrame) -> float | None:
+def _chance(res: PlotData, rows: pd.DataFrame) -> float | None:
     from rnnlab.tasks import TASK_OPTIONS, make_task
 
     name = res.setting(rows, "task.name")
-    if name is _MIXED or name not in TASK_OPTIONS:
+    if name is MIXED or name not in TASK_OPTIONS:
         return None
     options = {}
     for option in TASK_OPTIONS[name]:
         value = res.setting(rows, f"task.{option}")
-        if value is _MIXED:
+        if value is MIXED:
             return None
         if value is not None:
             options[option] = value

@@ -3,9 +3,9 @@ options each task accepts with their defaults, the smallest seq_len of each task
 of option values (every bad value raises ``ValueError`` naming the task, the option, what was seen
 and what is allowed).
 
-This module is the one definition of the options: :class:`rnnlab.config.TaskConfig` takes its
-option fields' bounds and allowed values from :data:`OPTIONS` and the options each task reads from
-:data:`TASK_OPTIONS` (and checks at import that it has a field for every option).
+This module is the one definition of the options: :class:`rnnlab.experiment.schema.TaskConfig` takes
+its option fields' bounds and allowed values from :data:`OPTIONS` and the options each task reads
+from :data:`TASK_OPTIONS` (and checks at import that it has a field for every option).
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Numbers derived from stored runs: per-run gradient statistics and the grouped summary table
+(``summarize``), intervals over seeds (``stats``), Lyapunov statistics (``lyapunov_stats``), the
+limit map (``limits``). Computation over tables; only ``limits.limits_of`` reads a folder."""

@@ -1,0 +1,275 @@
+"""Run a sweep's batches on a Dask cluster (``rnnlab sweep FILE --executor dask``).
+
+The interface is that of every executor (``base``): batches are submitted, and ``done()`` returns
+each as it finishes, to the commit loop in this process (``rnnlab.run.execute``). Workers only
+train: each task is ``base.run_batch(specs)`` and returns the batch's records (a
+``BatchResult``); this process stays the only writer of the results folder, so the folder layout,
+resume, the progress bar and the numbers are those of a local sweep.
+
+- **Where.** ``scheduler="tcp://host:port"`` (or ``tls://host:port`` with certificate files:
+  :func:`security`) connects to a running cluster (``dask scheduler`` and
+  ``dask worker``, dask-jobqueue, ...; the workers need rnnlab installed). Without an address a
+  ``LocalCluster`` of ``workers`` processes with one thread each is started on the loopback
+  interface, and closed again at the end.
+- **Bounded.** At most a window of ``2 x`` the cluster's threads (at least 4) batches is in flight;
+  the next batch is submitted when one finishes, so memory does not grow with the sweep.
+- **Retries.** Tasks are submitted with ``retries`` (exceptions that escape a task); a worker that
+  dies mid-batch makes the scheduler run the batch on another worker, up to the scheduler's
+  ``distributed.scheduler.allowed-failures`` deaths (set to ``retries`` for the LocalCluster
+  started here). A retried batch is one future and is committed once. A batch beyond its
+  retries becomes failed rows carrying the error text (``KilledWorker``: reported as a final
+  loss, named in one line; an exception that escaped the task). Exceptions inside training never
+  reach Dask: ``run_batch`` records them as failed rows.
+- **Ctrl-C.** ``KeyboardInterrupt`` cancels the batches in flight, closes the client (and the
+  LocalCluster) and propagates; the batches already handled are committed and kept.
+
+Dask is an optional extra (``pip install 'rnnlab[dask]'``) imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+
+from rnnlab.errors import EnvironmentFault, UserError
+from rnnlab.run.executors.base import THREAD_VARS, Done, Lost, failed_result
+from rnnlab.run.train import BatchResult
+
+#: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
+#: here, worker deaths (``allowed-failures``) before the batch is recorded as failed.
+RETRIES = 2
+MISSING = "--executor dask needs Dask: pip install 'rnnlab[dask]'"
+
+
+def require_dask():
+    """The ``distributed`` module, or a UserError saying how to install the extra."""
+    try:
+        import distributed
+    except ImportError as e:
+        raise UserError(f"{MISSING} ({e})") from None
+    return distributed
+
+
+def window(client) -> int:
+    """Batches kept in flight: two per worker thread (one running, one ready), at least 4."""
+    return max(4, 2 * sum(client.nthreads().values()))
+
+
+#: The certificate options of a ``tls://`` scheduler: rnnlab's name -> (CLI flag, the name of
+#: ``distributed.Security``'s argument).
+TLS_OPTIONS = {"ca_file": ("--tls-ca-file", "tls_ca_file"),
+               "cert": ("--tls-cert", "tls_client_cert"),
+               "key": ("--tls-key", "tls_client_key")}
+
+
+def security(tls: dict | None):
+    """A ``distributed.Security`` for the client from ``tls`` (``ca_file``: the certificate
+    authority that signed the scheduler's certificate; ``cert``, ``key``: this client's
+    certificate and private key, which may be one file), with encryption required; None
+    without ``tls`` (then Dask's configuration, ``distributed.comm.tls.*``, applies). A missing
+    or unreadable file is a UserError naming its option."""
+    tls = {k: v for k, v in (tls or {}).items() if v is not None}
+    if not tls:
+        return None
+    unknown = set(tls) - set(TLS_OPTIONS)
+    if unknown:
+        raise ValueError(f"tls: got {sorted(unknown)}; allowed: {', '.join(TLS_OPTIONS)}")
+    for name, path in tls.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise UserError(f"{TLS_OPTIONS[name][0]}: cannot read {path} ({e.strerror}); "
+                            "allowed: a readable PEM file") from None
+    if "ca_file" not in tls:
+        raise UserError("--tls-cert/--tls-key need --tls-ca-file (the certificate authority "
+                        "that signed the scheduler's certificate)")
+    if "cert" in tls and "key" not in tls and not _has_private_key(tls["cert"]):
+        raise UserError(f"--tls-cert {tls['cert']} holds no private key; pass --tls-key")
+    distributed = require_dask()
+    kwargs = {TLS_OPTIONS[k][1]: str(v) for k, v in tls.items()}
+    return distributed.Security(require_encryption=True, **kwargs)
+
+
+def _has_private_key(path) -> bool:
+    with open(path, "rb") as f:
+        return b"PRIVATE KEY-----" in f.read()
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 1, retries: int = RETRIES,
+            tls: dict | None = None) -> Iterator:
+    """A ``Client`` of the cluster at ``scheduler`` (``tls://`` with the certificate files of
+    ``tls``, see :func:`security`), or of a new loopback LocalCluster of ``workers``
+    single-threaded processes (BLAS limited to one thread) closed on exit."""
+    distributed = require_dask()
+    sec = security(tls)
+    with _quiet_client_logs(), _connect(distributed, sec, scheduler, workers, retries) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """Dask's client logs a traceback when it loses the scheduler (and on other comm errors);
+    rnnlab reports those faults in one line of its own, so the client's loggers are silenced
+    below CRITICAL while a sweep is connected."""
+    loggers = [logging.getLogger(n) for n in ("distributed.client", "distributed.comm",
+                                               "distributed.core", "distributed.batched",
+                                               "distributed.utils")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _connect(distributed, sec, scheduler, workers, retries) -> Iterator:
+    import dask
+
+    cluster = None
+    if scheduler is None:
+        # worker-saturation 1.0: a worker holds only the batch it trains, so a batch that kills
+        # its worker does not take a healthy batch queued behind it down too
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries,
+                              "distributed.scheduler.worker-saturation": 1.0}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+                env={k: "1" for k in THREAD_VARS})
+    aborted = False
+    try:
+        try:
+            extra = {"security": sec} if sec is not None else {}
+            client = _client_class(distributed)(
+                cluster if cluster is not None else scheduler, set_as_default=False, **extra)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            raise UserError(f"cannot connect to the dask scheduler {scheduler}: {e}") from None
+        try:
+            yield client
+        except BaseException:
+            aborted = True
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+    finally:
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                if aborted:                # Ctrl-C: do not wait for the batches being trained
+                    cluster.sync(_kill_workers, list(cluster.workers.values()))
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+
+def _client_class(distributed):
+    """``distributed.Client``, closed at once (1 s) when it fails to connect: otherwise its
+    ``__del__`` later waits 60 s to close and prints a traceback."""
+
+    class Client(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.close(timeout=1)
+                raise
+
+    return Client
+
+
+async def _kill_workers(nannies, timeout: float = 0.5):
+    """Close the LocalCluster's nannies, killing their busy worker processes after ``timeout``
+    instead of the default 4 s of waiting for the running batch."""
+    await asyncio.gather(*(n.close(timeout=timeout) for n in nannies), return_exceptions=True)
+
+
+class DaskExecutor:
+    """Batches as futures on a Dask cluster; ``done()`` waits for the next one to finish."""
+
+    def __init__(self, client, distributed, task: Callable, retries: int, window: int,
+                 scheduler: str | None):
+        self.client = client
+        self.task = task
+        self.retries = retries
+        self.window = window
+        self.scheduler = scheduler
+        self.killed_worker = distributed.KilledWorker
+        self.finished = distributed.as_completed(loop=client.loop)
+        self.pending: dict = {}                    # key -> (future, number, specs), not yet done
+        self.tag = uuid.uuid4().hex[:8]
+        self.count = 0
+
+    def submit(self, number: int, specs: list) -> None:
+        key = f"rnnlab-batch-{self.tag}-{self.count}"
+        self.count += 1
+        with self.cluster_faults():
+            fut = self.client.submit(self.task, specs, key=key, retries=self.retries, pure=False)
+        self.pending[key] = (fut, number, specs)
+        self.finished.add(fut)
+
+    def done(self) -> list[Done]:
+        with self.cluster_faults():
+            for fut in self.finished:
+                entry = self.pending.pop(fut.key, None)
+                if entry is None:                  # yielded twice: already done
+                    continue
+                _, number, specs = entry
+                value = self.outcome(fut, specs)
+                fut.release()
+                return [Done(number, specs, value)]
+        raise RuntimeError("done() with no batch in flight")
+
+    def outcome(self, future, specs) -> BatchResult | Lost:
+        """The result of a finished future; a batch that failed beyond its retries becomes a
+        final loss (the worker died each time: ``KilledWorker``) or failed rows (an exception
+        escaped the task)."""
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise                  # lost scheduler or cancelled: not a failure of the runs
+        except self.killed_worker as e:
+            return Lost(f"the dask workers training it died {self.retries + 1} times",
+                        f"{type(e).__name__}: {e}", final=True)
+        except Exception as e:     # noqa: BLE001 - recorded per run, reported at the end
+            return failed_result(specs, f"{type(e).__name__}: {e}")
+
+    @contextlib.contextmanager
+    def cluster_faults(self) -> Iterator[None]:
+        """A lost scheduler (or one that cancelled the batches) as one line."""
+        try:
+            yield
+        except (concurrent.futures.CancelledError, OSError, TimeoutError) as e:
+            why = getattr(e, "reason", None) or (str(e).splitlines() or [type(e).__name__])[0]
+            where = f" at {self.scheduler}" if self.scheduler else ""
+            raise EnvironmentFault(
+                f"lost the dask scheduler{where} or it cancelled the sweep's batches ({why}); "
+                "finished runs are kept: rerun the same command (with a scheduler running) to "
+                "resume") from None
+
+    def cancel(self) -> None:
+        if self.pending:
+            with contextlib.suppress(Exception):
+                self.client.cancel([entry[0] for entry in self.pending.values()])
+            self.pending.clear()
+
+
+@contextlib.contextmanager
+def open_dask(task: Callable, *, scheduler: str | None = None, workers: int = 1,
+              retries: int = RETRIES, tls: dict | None = None) -> Iterator[DaskExecutor]:
+    """An executor on the cluster at ``scheduler`` or on a new LocalCluster (:func:`connect`);
+    batches still in flight on exit are cancelled."""
+    distributed = require_dask()
+    with connect(scheduler, workers, retries, tls) as client:
+        ex = DaskExecutor(client, distributed, task, retries, window(client), scheduler)
+        try:
+            yield ex
+        finally:
+            ex.cancel()

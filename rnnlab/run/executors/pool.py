@@ -1,0 +1,171 @@
+"""The process-pool executor: batches trained in spawned worker processes, one at a time each.
+
+Each worker has its own pipe, so this process knows which batch a worker that dies was training
+and reports it as :class:`~rnnlab.run.executors.base.Lost` (the commit loop retries it). Pipes
+only (no queues, locks or shared memory): a killed worker leaves nothing behind for
+multiprocessing's resource tracker to complain of. Workers are limited to one BLAS thread, so N
+workers do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import pickle
+import signal
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import wait as mp_wait
+
+from rnnlab.errors import UserError
+from rnnlab.run.executors.base import THREAD_VARS, Done, Lost
+
+
+def worker_main(conn, task) -> None:
+    """A pool worker: train the batches received on ``conn`` one at a time, send each result
+    back; stop at ``None`` or when the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent handles Ctrl-C
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # a pending one is dropped
+    while True:
+        try:
+            specs = conn.recv()
+        except (EOFError, OSError):
+            return
+        if specs is None:
+            return
+        result = task(specs)
+        try:
+            conn.send(result)
+        except OSError:                                # the parent is gone (killed): stop
+            return
+
+
+def death_cause(exitcode: int | None) -> str:
+    """How a worker process ended, in words."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{why}"
+    return f"exited with status {exitcode}"
+
+
+class Worker:
+    """One worker process of the pool, the parent's end of its pipe, and the batch it trains."""
+
+    def __init__(self, ctx, task):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker_main, args=(child, task), daemon=True)
+        # started with SIGINT blocked (the mask is kept across fork and exec): a Ctrl-C sent to
+        # the whole process group while the worker is still importing stays pending there and is
+        # dropped when the worker ignores SIGINT, so it cannot print a traceback; in this process
+        # it is only deferred (not ignored, which would lose the user's Ctrl-C) until the start
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        child.close()
+        self.job: tuple[int, list] | None = None
+
+    def give(self, job: tuple[int, list]) -> bool:
+        """Send ``job`` (number, specs); False if the process is gone."""
+        try:
+            self.conn.send(job[1])
+        except OSError:
+            return False
+        self.job = job
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the process: ask an idle one to stop, kill a busy one (its batch is dropped)."""
+        if self.proc.is_alive():
+            if self.job is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.conn.send(None)
+                self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+        with contextlib.suppress(AttributeError, ValueError):
+            self.proc.close()
+
+
+class Pool:
+    """``workers`` spawned processes, started as batches are submitted, one batch each."""
+
+    def __init__(self, workers: int, task: Callable, retries: int):
+        self.window = workers
+        self.task = task
+        self.retries = retries
+        self.ctx = mp.get_context("spawn")
+        self.workers: list[Worker] = []
+        self.stillborn = 0
+
+    def submit(self, number: int, specs: list) -> None:
+        """Give the batch to an idle worker, or to a new one; a worker found dead is replaced
+        (more than ``retries`` that die as they start: UserError)."""
+        while True:
+            w = next((w for w in self.workers if w.job is None), None)
+            new = w is None
+            if new:
+                w = Worker(self.ctx, self.task)
+                self.workers.append(w)
+            if w.give((number, specs)):
+                return
+            w.stop()
+            self.workers.remove(w)
+            if new:
+                self.stillborn += 1
+                if self.stillborn > self.retries:
+                    raise UserError(f"worker processes die as they start "
+                                    f"({self.stillborn} of them); try --workers 1")
+
+    def done(self) -> list[Done]:
+        """Wait until a busy worker sends its result or dies; the batches of all such."""
+        busy = [w for w in self.workers if w.job is not None]
+        ready = set(mp_wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+        finished = []
+        for w in busy:
+            if w.conn not in ready and w.proc.sentinel not in ready:
+                continue
+            result = None
+            if w.conn in ready:
+                try:
+                    result = w.conn.recv()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    result = None
+            number, specs = w.job
+            w.job = None
+            if result is not None:
+                finished.append(Done(number, specs, result))
+                continue
+            w.proc.join()
+            died = death_cause(w.proc.exitcode)
+            lost = Lost(f"its worker process (pid {w.proc.pid}) {died}",
+                        f"WorkerDied: the worker process training this batch {died}")
+            w.stop()
+            self.workers.remove(w)
+            finished.append(Done(number, specs, lost))
+        return finished
+
+
+@contextlib.contextmanager
+def open_pool(workers: int, task: Callable, retries: int) -> Iterator[Pool]:
+    """A pool of ``workers`` processes training ``task``, ended on exit (busy ones killed)."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})       # inherited by the spawned workers
+    pool = Pool(workers, task, retries)
+    try:
+        yield pool
+    finally:
+        for w in pool.workers:
+            w.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

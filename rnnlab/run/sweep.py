@@ -1,0 +1,200 @@
+"""A sweep from start to finish: experiment -> results folder -> batches -> store -> summary.
+
+This is the library behind ``rnnlab sweep``; the CLI only parses arguments and renders. Data
+flows one way: the Experiment expands into RunSpecs, the runs already in the results folder are
+skipped (resume), the rest are planned into batches and executed, every finished batch is
+committed by the store, and the summary is recomputed from what the folder holds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rnnlab.analysis.summarize import render, summarize
+from rnnlab.errors import UserError
+from rnnlab.experiment.load import Experiment
+from rnnlab.results.readers import load_grad_norms, load_lyapunov, load_runs
+from rnnlab.results.store import ResultsStore
+from rnnlab.results.sysinfo import system_info
+from rnnlab.run import execute, plan
+
+
+def default_out(exp: Experiment) -> Path:
+    """Where results go unless ``--out`` says otherwise: results/<name>/ (profile appended)."""
+    name = exp.name if not exp.profile else f"{exp.name}-{exp.profile}"
+    out = os.path.normpath(os.path.join("results", name))
+    if os.path.dirname(out) != "results":       # ".", "..", a profile name with a "/"
+        raise UserError(f"{exp.source}: name: results/{name} is not a folder inside results/; "
+                        "rename the experiment (or its profile), or pass --out")
+    return Path(out)
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did and the summary it left in the folder."""
+
+    out: Path
+    total: int
+    skipped: int
+    outcome: execute.Outcome
+    summary: pd.DataFrame | None
+    notes: list
+
+
+def manifest_for(exp: Experiment, command: list[str] | None) -> dict:
+    info = system_info()
+    info["experiment"] = exp.to_dict()
+    info["command"] = command if command is not None else sys.argv
+    return info
+
+
+def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
+              max_batch: int = plan.MAX_BATCH, memory_budget: int = plan.MEMORY_BUDGET,
+              fresh: bool = False, fail_fast: bool = False, progress=None,
+              command: list[str] | None = None, executor: str = "local",
+              scheduler: str | None = None, retry_failed: bool = False,
+              note=None, tls: dict | None = None) -> SweepReport:
+    """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
+
+    ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
+    ``executor="dask"`` trains the batches on the Dask cluster at ``scheduler`` (or a LocalCluster
+    of ``workers`` processes); the folder is written here either way (see
+    ``rnnlab.run.executors.dask``). Runs recorded as failed by an earlier sweep count as done,
+    unless ``retry_failed``: then they are forgotten and trained again. ``note``, if given, receives
+    one-line messages while the sweep runs (a batch lost with its worker process and retried).
+    ``tls`` (``ca_file``, ``cert``, ``key``: file paths) secures the connection to a ``tls://``
+    scheduler.
+    """
+    tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
+    execute.check_executor(executor, scheduler, tls)
+    if executor == "dask":
+        from rnnlab.run.executors.dask import require_dask, security
+
+        require_dask()                      # before the folder is created
+        security(tls)                       # certificate files checked before it too
+    out = Path(out) if out is not None else default_out(exp)
+    runs = exp.runs()
+    if executor == "local":                 # a Dask worker's memory is its own business
+        plan.check_memory(runs, exp.source)
+    stored = set() if fresh else _committed(out)
+    plan.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
+                       max_batch=max_batch)
+    store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
+                              manifest=manifest_for(exp, command), fresh=fresh,
+                              experiment_name=exp.name)
+    with store.lock():
+        kept_failed = store.failed_run_ids() & {r.run_id for r in runs}
+        if retry_failed:
+            store.drop_runs(kept_failed)
+            kept_failed = set()
+        done = store.done_run_ids()
+        todo = [r for r in runs if r.run_id not in done]
+        if progress:
+            progress.start(len(runs), len(runs) - len(todo))
+        batches = plan.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
+        outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
+                                                                          res.metrics,
+                                                                          **_extra_tables(res)),
+                                  workers=workers, fail_fast=fail_fast,
+                                  on_batch=progress.advance if progress else None,
+                                  executor=executor, scheduler=scheduler, note=note,
+                                  tls=tls)
+        table = None
+        if store.done_run_ids():
+            table = summary_of(out, by=exp.swept_keys)
+            store.write_summary(render(table, "csv"), render(table, "markdown"))
+        if not outcome.interrupted:
+            store.finalize()
+    notes = list(getattr(store, "cleanup_notes", []))
+    if kept_failed:
+        notes.append(f"{len(kept_failed)} run(s) that failed in an earlier sweep were not rerun; "
+                     "--retry-failed trains them again")
+    return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
+
+
+def _extra_tables(res) -> dict:
+    """The optional tables of a batch result, as keywords of ``ResultsStore.write_batch`` (none
+    when the analysis was off, so the call is the plain three-table one)."""
+    lyap = getattr(res, "lyapunov", None)
+    return {} if lyap is None else {"lyapunov": lyap}
+
+
+def _committed(out: Path) -> set[str]:
+    """Ids of the runs already in ``out`` (empty if it holds none or cannot say)."""
+    from rnnlab.results.readers import read_runs
+
+    try:
+        table = read_runs(out)
+    except (UserError, OSError, KeyError):
+        return set()
+    return set() if table is None else set(table.column("run_id").to_pylist())
+
+
+def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
+    """The summary table of a results folder (gradient statistics at the first logged step,
+    i.e. at initialisation, unless ``step`` says otherwise)."""
+    runs = load_runs(out)
+    ok = runs[runs["status"] != "failed"]["run_id"].tolist()
+    norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
+    lyap = load_lyapunov(out, step=0 if step is None else step) if ok else None
+    return summarize(runs, norms, by=by, step=step, lyapunov=lyap)
+
+
+def check_folder(out: Path, file: str | Path | None = None,
+                 profile: str | None = None) -> list:
+    """Evaluate the claims of a results folder (:mod:`rnnlab.experiment.claims`) on its summary
+    table.
+
+    The claims come from ``file`` (an experiment file, with ``profile``) when given, else from
+    the resolved experiment recorded in the folder's manifest. Returns ``ClaimResult``s; a
+    malformed claim raises ``ClaimError`` naming the file and the claim.
+    """
+    from rnnlab.experiment.claims import evaluate
+    from rnnlab.experiment.load import load_experiment
+    from rnnlab.experiment.schema import Claim
+    from rnnlab.results.readers import load_manifest
+
+    out = Path(out)
+    if file is not None:
+        exp = load_experiment(file, profile=profile)
+        claims, source = exp.claims, str(file)
+        prefix = f"profiles.{profile}.claims" if profile else "claims"
+    else:
+        recorded = load_manifest(out).get("experiment") or {}
+        claims = [Claim.model_validate(c) for c in recorded.get("claims") or []]
+        source, prefix = f"{out / 'manifest.json'}", "experiment.claims"
+    return evaluate(claims, lambda table, step: claims_table(out, table, step), source, prefix)
+
+
+def claims_table(out: Path, table: str = "summary", step: int | None = None) -> pd.DataFrame:
+    """The table a claim is checked on, recomputed from the runs when the folder holds them,
+    else read from the file a committed reference folder keeps (:func:`table_file`)."""
+    from rnnlab.errors import UserError
+    from rnnlab.results.layout import RUNS
+    from rnnlab.results.readers import has_runs
+
+    if has_runs(out):
+        if table == "summary":
+            return summary_of(out, step=step)
+        from rnnlab.analysis.limits import limits_of
+
+        by_budget, by_setting = limits_of(out, gradients=table == "limit")
+        return by_budget if table == "budget" else by_setting
+    csv = out / table_file(table, step)
+    if csv.exists():
+        return pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    what = f"the {table} table" + (f" at step {step}" if step is not None else "")
+    raise UserError(f"{out}: {RUNS} is missing, so {what} cannot be made; rerun the sweep")
+
+
+def table_file(table: str = "summary", step: int | None = None) -> str:
+    """The file name of a table in a committed folder: ``summary.csv``, ``summary-step-N.csv``
+    for the summary at training step N, ``budget.csv`` and ``limit.csv`` for the limit map."""
+    if table == "summary":
+        return "summary.csv" if step is None else f"summary-step-{step}.csv"
+    return f"{table}.csv"
