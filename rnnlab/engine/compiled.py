@@ -132,7 +132,8 @@ def ensure_compiled(cell: str, dtype) -> float | None:
     t0 = time.perf_counter()
     _ready.add(key)
     try:
-        _tiny_call(cell, dtype)
+        with kernel.slp_compiles():
+            _tiny_call(cell, dtype)
     except BaseException:
         _ready.discard(key)
         raise

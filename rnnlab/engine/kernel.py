@@ -47,6 +47,7 @@ LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -63,12 +64,35 @@ from numba import njit  # noqa: E402
 # module by name: this file imported under another name (benchmarks/ab.py imports the working
 # tree as rnnlab_ab_new) must not share entries with ``rnnlab``. One subfolder per top-level name;
 # the locator reads CACHE_DIR when the functions below are decorated.
-numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0])
+#: Whether the kernels are compiled with LLVM's SLP vectoriser (``slp_compiles``); only
+#: RNNLAB_KERNEL_SLP=0 turns it off (a check and a fallback: the same bits, ~2x slower products),
+#: and such compiles are cached in a folder of their own.
+SLP = os.environ.get("RNNLAB_KERNEL_SLP", "1") != "0"
+numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
+                                      + ("" if SLP else "-noslp"))
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+
+
+@contextlib.contextmanager
+def slp_compiles():
+    """Numba compiles inside this block with LLVM's SLP vectoriser on (``SLP``). Numba turns it
+    off by default since LLVM miscompiled some code with it (numba PR 8852); the register tiles
+    of ``_mm`` and ``_mm_tn`` need it to become vector code. It packs isomorphic scalar
+    operations into vector lanes and never reorders a floating-point operation (no fastmath),
+    so it changes no bit: tests/test_kernel.py compares compiles with and without it. Numba's
+    compiler lock is held so that no other thread's compile sees the setting."""
+    from numba.core.compiler_lock import global_compiler_lock
+    with global_compiler_lock:
+        before = numba.config.SLP_VECTORIZE
+        numba.config.SLP_VECTORIZE = int(SLP)
+        try:
+            yield
+        finally:
+            numba.config.SLP_VECTORIZE = before
 
 
 #: 2^n for n = -1022..1023 (exact), the scaling step of ``_exp``.
@@ -172,59 +196,195 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
 
 
 @njit(**FLAGS)
-def _mm(A, Bm, C, zero):
-    """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
-    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
-    enter each pass over a row of C together: the loop over its columns vectorises with
-    eight multiply-adds per load and store of C (four times faster than one at a time)."""
-    M, K = A.shape
-    N = Bm.shape[1]
+def _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, j):
+    """sum_q a_q b_q[j] over eight k, in the fixed order of every product here."""
+    return ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
+            + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+
+
+@njit(**FLAGS)
+def _row8(c, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7):
+    """One tile row: eight accumulators c (a tuple, kept in registers) plus eight k of products
+    with the 8-column slices b0..b7 (constant indices: no index wrap-around, so the eight
+    columns become one vector operation)."""
+    return (c[0] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 0),
+            c[1] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 1),
+            c[2] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 2),
+            c[3] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 3),
+            c[4] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 4),
+            c[5] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 5),
+            c[6] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 6),
+            c[7] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 7))
+
+
+@njit(**FLAGS)
+def _row1(c, a, b):
+    """One tile row plus one k (the k % 8 remainder)."""
+    return (c[0] + a * b[0], c[1] + a * b[1], c[2] + a * b[2], c[3] + a * b[3],
+            c[4] + a * b[4], c[5] + a * b[5], c[6] + a * b[6], c[7] + a * b[7])
+
+
+@njit(**FLAGS)
+def _put8(c, C, i, j):
+    """C[i, j:j+8] = the tile row c."""
+    Ci = C[i, j:j + 8]
+    Ci[0], Ci[1], Ci[2], Ci[3] = c[0], c[1], c[2], c[3]
+    Ci[4], Ci[5], Ci[6], Ci[7] = c[4], c[5], c[6], c[7]
+
+
+@njit(**FLAGS)
+def _mm_part(A, Bm, C, zero, i0, i1, j0, j1):
+    """C[i0:i1, j0:j1] of C = A Bm, one row at a time (the remainder of ``_mm``'s tiles): the
+    loop over the columns vectorises, with eight multiply-adds per load and store of C."""
+    K = Bm.shape[0]
     K8 = K - K % 8
-    for i in range(M):
+    for i in range(i0, i1):
         c = C[i]
-        for j in range(N):
+        for j in range(j0, j1):
             c[j] = zero
         for k in range(0, K8, 8):
             a0, a1, a2, a3 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
             a4, a5, a6, a7 = A[i, k + 4], A[i, k + 5], A[i, k + 6], A[i, k + 7]
             b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
             b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
                          + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
         for k in range(K8, K):
             a = A[i, k]
             b = Bm[k]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += a * b[j]
 
 
 @njit(**FLAGS)
-def _mm_tn(A, Bm, C, zero):
-    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
-    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
-    enter each pass over a row of C together: the loop over its columns vectorises with
-    eight multiply-adds per load and store of C (four times faster than one at a time)."""
-    K, M = A.shape
+def _mm(A, Bm, C, zero):
+    """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Every entry is the same sum in the same order
+    whatever the shapes: zero, plus ((a0 b0 + a1 b1 + a2 b2 + a3 b3) + (a4 b4 + .. + a7 b7)) for
+    each eight k, then plus a_k b_k for each remaining k.
+
+    Register tiles: 4 rows x 8 columns of C are held in 32 accumulators (four 8-tuples) across
+    the whole k loop; each 8-column slice of a row of Bm, loaded once, serves four rows of A. The
+    columns of a tile row are eight isomorphic scalar expressions on consecutive elements, which
+    LLVM's SLP vectoriser turns into one vector (``slp_compiles``): one AVX-512 register per tile
+    row in float64. Rows past the last multiple of 4 and columns past the last multiple of 8 go
+    through ``_mm_part`` (the same sums, one row at a time)."""
+    M, K = A.shape
     N = Bm.shape[1]
     K8 = K - K % 8
-    for i in range(M):
+    N8 = N - N % 8
+    M4 = M - M % 4
+    if M == 0 or N == 0:
+        return
+    C[0, 0] = zero
+    z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
+    z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
+    for i in range(0, M4, 4):
+        p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+        for j in range(0, N8, 8):
+            c0, c1, c2, c3 = z8, z8, z8, z8
+            for k in range(0, K8, 8):
+                b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+                    Bm[k + 3, j:j + 8]
+                b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+                    Bm[k + 7, j:j + 8]
+                c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                           p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+                c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                           p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+                c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                           p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+                c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                           p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+            for k in range(K8, K):
+                b = Bm[k, j:j + 8]
+                c0 = _row1(c0, p0[k], b)
+                c1 = _row1(c1, p1[k], b)
+                c2 = _row1(c2, p2[k], b)
+                c3 = _row1(c3, p3[k], b)
+            _put8(c0, C, i, j)
+            _put8(c1, C, i + 1, j)
+            _put8(c2, C, i + 2, j)
+            _put8(c3, C, i + 3, j)
+        if N8 < N:
+            _mm_part(A, Bm, C, zero, i, i + 4, N8, N)
+    if M4 < M:
+        _mm_part(A, Bm, C, zero, M4, M, 0, N)
+
+
+@njit(**FLAGS)
+def _mm_tn_part(A, Bm, C, zero, i0, i1, j0, j1):
+    """C[i0:i1, j0:j1] of C = A^T Bm, one row at a time (the remainder of ``_mm_tn``'s tiles)."""
+    K = Bm.shape[0]
+    K8 = K - K % 8
+    for i in range(i0, i1):
         c = C[i]
-        for j in range(N):
+        for j in range(j0, j1):
             c[j] = zero
         for k in range(0, K8, 8):
             a0, a1, a2, a3 = A[k, i], A[k + 1, i], A[k + 2, i], A[k + 3, i]
             a4, a5, a6, a7 = A[k + 4, i], A[k + 5, i], A[k + 6, i], A[k + 7, i]
             b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
             b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
                          + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
         for k in range(K8, K):
             a = A[k, i]
             b = Bm[k]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += a * b[j]
+
+
+@njit(**FLAGS)
+def _mm_tn(A, Bm, C, zero):
+    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N): ``_mm``'s tiles and sums with A read down
+    its columns (row i of A^T is column i of A)."""
+    K, M = A.shape
+    N = Bm.shape[1]
+    K8 = K - K % 8
+    N8 = N - N % 8
+    M4 = M - M % 4
+    if M == 0 or N == 0:
+        return
+    C[0, 0] = zero
+    z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
+    z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
+    for i in range(0, M4, 4):
+        for j in range(0, N8, 8):
+            c0, c1, c2, c3 = z8, z8, z8, z8
+            for k in range(0, K8, 8):
+                b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+                    Bm[k + 3, j:j + 8]
+                b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+                    Bm[k + 7, j:j + 8]
+                q0, q1, q2, q3 = A[k, i:i + 4], A[k + 1, i:i + 4], A[k + 2, i:i + 4], \
+                    A[k + 3, i:i + 4]
+                q4, q5, q6, q7 = A[k + 4, i:i + 4], A[k + 5, i:i + 4], A[k + 6, i:i + 4], \
+                    A[k + 7, i:i + 4]
+                c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
+                           b0, b1, b2, b3, b4, b5, b6, b7)
+                c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
+                           b0, b1, b2, b3, b4, b5, b6, b7)
+                c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
+                           b0, b1, b2, b3, b4, b5, b6, b7)
+                c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
+                           b0, b1, b2, b3, b4, b5, b6, b7)
+            for k in range(K8, K):
+                b = Bm[k, j:j + 8]
+                q = A[k, i:i + 4]
+                c0 = _row1(c0, q[0], b)
+                c1 = _row1(c1, q[1], b)
+                c2 = _row1(c2, q[2], b)
+                c3 = _row1(c3, q[3], b)
+            _put8(c0, C, i, j)
+            _put8(c1, C, i + 1, j)
+            _put8(c2, C, i + 2, j)
+            _put8(c3, C, i + 3, j)
+        if N8 < N:
+            _mm_tn_part(A, Bm, C, zero, i, i + 4, N8, N)
+    if M4 < M:
+        _mm_tn_part(A, Bm, C, zero, M4, M, 0, N)
 
 
 @njit(**FLAGS)
