@@ -257,57 +257,119 @@ def _mm_part(A, Bm, C, zero, i0, i1, j0, j1):
                 c[j] += a * b[j]
 
 
+@njit(inline="always", **FLAGS)
+def _tile_nn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+4, j:j+8] = (A Bm)[i:i+4, j:j+8] in four tile rows (``_mm``)."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    c0, c1, c2, c3 = z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        c0 = _row1(c0, p0[k], b)
+        c1 = _row1(c1, p1[k], b)
+        c2 = _row1(c2, p2[k], b)
+        c3 = _row1(c3, p3[k], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+
+
+@njit(inline="always", **FLAGS)
+def _tile8_nn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+8, j:j+8] = (A Bm)[i:i+8, j:j+8] in eight tile rows (``_mm``): each slice of Bm
+    serves eight rows, half the loads per product of four (what the larger shapes need)."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    p4, p5, p6, p7 = A[i + 4], A[i + 5], A[i + 6], A[i + 7]
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c4 = _row8(c4, p4[k], p4[k + 1], p4[k + 2], p4[k + 3], p4[k + 4], p4[k + 5],
+                   p4[k + 6], p4[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c5 = _row8(c5, p5[k], p5[k + 1], p5[k + 2], p5[k + 3], p5[k + 4], p5[k + 5],
+                   p5[k + 6], p5[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c6 = _row8(c6, p6[k], p6[k + 1], p6[k + 2], p6[k + 3], p6[k + 4], p6[k + 5],
+                   p6[k + 6], p6[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c7 = _row8(c7, p7[k], p7[k + 1], p7[k + 2], p7[k + 3], p7[k + 4], p7[k + 5],
+                   p7[k + 6], p7[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        c0 = _row1(c0, p0[k], b)
+        c1 = _row1(c1, p1[k], b)
+        c2 = _row1(c2, p2[k], b)
+        c3 = _row1(c3, p3[k], b)
+        c4 = _row1(c4, p4[k], b)
+        c5 = _row1(c5, p5[k], b)
+        c6 = _row1(c6, p6[k], b)
+        c7 = _row1(c7, p7[k], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    _put8(c4, C, i + 4, j)
+    _put8(c5, C, i + 5, j)
+    _put8(c6, C, i + 6, j)
+    _put8(c7, C, i + 7, j)
+
+
 @njit(**FLAGS)
 def _mm(A, Bm, C, zero):
     """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Every entry is the same sum in the same order
     whatever the shapes: zero, plus ((a0 b0 + a1 b1 + a2 b2 + a3 b3) + (a4 b4 + .. + a7 b7)) for
     each eight k, then plus a_k b_k for each remaining k.
 
-    Register tiles: 4 rows x 8 columns of C are held in 32 accumulators (four 8-tuples) across
-    the whole k loop; each 8-column slice of a row of Bm, loaded once, serves four rows of A. The
-    columns of a tile row are eight isomorphic scalar expressions on consecutive elements, which
-    LLVM's SLP vectoriser turns into one vector (``slp_compiles``): one AVX-512 register per tile
-    row in float64. Rows past the last multiple of 4 and columns past the last multiple of 8 go
-    through ``_mm_part`` (the same sums, one row at a time)."""
+    Register tiles: 8 (or 4) rows x 8 columns of C are held in accumulators (8-tuples, one per
+    tile row) across the whole k loop; each 8-column slice of a row of Bm, loaded once, serves
+    all rows of the tile. The columns of a tile row are eight isomorphic scalar expressions on
+    consecutive elements, which LLVM's SLP vectoriser turns into one vector operation
+    (``slp_compiles``): one AVX-512 register per tile row in float64. Rows are taken eight at a
+    time, then four; the rows past the last multiple of 4 and the columns past the last
+    multiple of 8 go through ``_mm_part`` (the same sums, one row at a time). Compiled once for
+    every shape (no per-shape code)."""
     M, K = A.shape
     N = Bm.shape[1]
-    K8 = K - K % 8
-    N8 = N - N % 8
-    M4 = M - M % 4
     if M == 0 or N == 0:
         return
+    K8 = K - K % 8
+    N8 = N - N % 8
+    M8 = M - M % 8
+    M4 = M - M % 4
     C[0, 0] = zero
     z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
     z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
-    for i in range(0, M4, 4):
-        p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    for i in range(0, M8, 8):
         for j in range(0, N8, 8):
-            c0, c1, c2, c3 = z8, z8, z8, z8
-            for k in range(0, K8, 8):
-                b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-                    Bm[k + 3, j:j + 8]
-                b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-                    Bm[k + 7, j:j + 8]
-                c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
-                           p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-                c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
-                           p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-                c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
-                           p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-                c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
-                           p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-            for k in range(K8, K):
-                b = Bm[k, j:j + 8]
-                c0 = _row1(c0, p0[k], b)
-                c1 = _row1(c1, p1[k], b)
-                c2 = _row1(c2, p2[k], b)
-                c3 = _row1(c3, p3[k], b)
-            _put8(c0, C, i, j)
-            _put8(c1, C, i + 1, j)
-            _put8(c2, C, i + 2, j)
-            _put8(c3, C, i + 3, j)
+            _tile8_nn(A, Bm, C, i, j, K8, K, z8)
         if N8 < N:
-            _mm_part(A, Bm, C, zero, i, i + 4, N8, N)
+            _mm_part(A, Bm, C, zero, i, i + 8, N8, N)
+    if M8 < M4:
+        for j in range(0, N8, 8):
+            _tile_nn(A, Bm, C, M8, j, K8, K, z8)
+        if N8 < N:
+            _mm_part(A, Bm, C, zero, M8, M4, N8, N)
     if M4 < M:
         _mm_part(A, Bm, C, zero, M4, M, 0, N)
 
@@ -336,53 +398,113 @@ def _mm_tn_part(A, Bm, C, zero, i0, i1, j0, j1):
                 c[j] += a * b[j]
 
 
+@njit(inline="always", **FLAGS)
+def _tile_tn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+4, j:j+8] = (A^T Bm)[i:i+4, j:j+8] in four tile rows (``_mm_tn``)."""
+    c0, c1, c2, c3 = z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        q0, q1, q2, q3 = A[k, i:i + 4], A[k + 1, i:i + 4], A[k + 2, i:i + 4], A[k + 3, i:i + 4]
+        q4, q5, q6, q7 = A[k + 4, i:i + 4], A[k + 5, i:i + 4], A[k + 6, i:i + 4], \
+            A[k + 7, i:i + 4]
+        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        q = A[k, i:i + 4]
+        c0 = _row1(c0, q[0], b)
+        c1 = _row1(c1, q[1], b)
+        c2 = _row1(c2, q[2], b)
+        c3 = _row1(c3, q[3], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+
+
+@njit(inline="always", **FLAGS)
+def _tile8_tn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+8, j:j+8] = (A^T Bm)[i:i+8, j:j+8] in eight tile rows (``_mm_tn``)."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        q0, q1, q2, q3 = A[k, i:i + 8], A[k + 1, i:i + 8], A[k + 2, i:i + 8], A[k + 3, i:i + 8]
+        q4, q5, q6, q7 = A[k + 4, i:i + 8], A[k + 5, i:i + 8], A[k + 6, i:i + 8], \
+            A[k + 7, i:i + 8]
+        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c4 = _row8(c4, q0[4], q1[4], q2[4], q3[4], q4[4], q5[4], q6[4], q7[4],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c5 = _row8(c5, q0[5], q1[5], q2[5], q3[5], q4[5], q5[5], q6[5], q7[5],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c6 = _row8(c6, q0[6], q1[6], q2[6], q3[6], q4[6], q5[6], q6[6], q7[6],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c7 = _row8(c7, q0[7], q1[7], q2[7], q3[7], q4[7], q5[7], q6[7], q7[7],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        q = A[k, i:i + 8]
+        c0 = _row1(c0, q[0], b)
+        c1 = _row1(c1, q[1], b)
+        c2 = _row1(c2, q[2], b)
+        c3 = _row1(c3, q[3], b)
+        c4 = _row1(c4, q[4], b)
+        c5 = _row1(c5, q[5], b)
+        c6 = _row1(c6, q[6], b)
+        c7 = _row1(c7, q[7], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    _put8(c4, C, i + 4, j)
+    _put8(c5, C, i + 5, j)
+    _put8(c6, C, i + 6, j)
+    _put8(c7, C, i + 7, j)
+
+
 @njit(**FLAGS)
 def _mm_tn(A, Bm, C, zero):
     """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N): ``_mm``'s tiles and sums with A read down
     its columns (row i of A^T is column i of A)."""
     K, M = A.shape
     N = Bm.shape[1]
-    K8 = K - K % 8
-    N8 = N - N % 8
-    M4 = M - M % 4
     if M == 0 or N == 0:
         return
+    K8 = K - K % 8
+    N8 = N - N % 8
+    M8 = M - M % 8
+    M4 = M - M % 4
     C[0, 0] = zero
-    z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
-    z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
-    for i in range(0, M4, 4):
+    z = C[0, 0]
+    z8 = (z, z, z, z, z, z, z, z)
+    for i in range(0, M8, 8):
         for j in range(0, N8, 8):
-            c0, c1, c2, c3 = z8, z8, z8, z8
-            for k in range(0, K8, 8):
-                b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-                    Bm[k + 3, j:j + 8]
-                b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-                    Bm[k + 7, j:j + 8]
-                q0, q1, q2, q3 = A[k, i:i + 4], A[k + 1, i:i + 4], A[k + 2, i:i + 4], \
-                    A[k + 3, i:i + 4]
-                q4, q5, q6, q7 = A[k + 4, i:i + 4], A[k + 5, i:i + 4], A[k + 6, i:i + 4], \
-                    A[k + 7, i:i + 4]
-                c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
-                           b0, b1, b2, b3, b4, b5, b6, b7)
-                c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
-                           b0, b1, b2, b3, b4, b5, b6, b7)
-                c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
-                           b0, b1, b2, b3, b4, b5, b6, b7)
-                c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
-                           b0, b1, b2, b3, b4, b5, b6, b7)
-            for k in range(K8, K):
-                b = Bm[k, j:j + 8]
-                q = A[k, i:i + 4]
-                c0 = _row1(c0, q[0], b)
-                c1 = _row1(c1, q[1], b)
-                c2 = _row1(c2, q[2], b)
-                c3 = _row1(c3, q[3], b)
-            _put8(c0, C, i, j)
-            _put8(c1, C, i + 1, j)
-            _put8(c2, C, i + 2, j)
-            _put8(c3, C, i + 3, j)
+            _tile8_tn(A, Bm, C, i, j, K8, K, z8)
         if N8 < N:
-            _mm_tn_part(A, Bm, C, zero, i, i + 4, N8, N)
+            _mm_tn_part(A, Bm, C, zero, i, i + 8, N8, N)
+    if M8 < M4:
+        for j in range(0, N8, 8):
+            _tile_tn(A, Bm, C, M8, j, K8, K, z8)
+        if N8 < N:
+            _mm_tn_part(A, Bm, C, zero, M8, M4, N8, N)
     if M4 < M:
         _mm_tn_part(A, Bm, C, zero, M4, M, 0, N)
 
