@@ -77,8 +77,9 @@ def kernel_info() -> dict:
     import numba
     import numba.core.config as cfg
 
-    from .kernel import FLAGS
+    from .kernel import FLAGS, SLP
     info.update({"version": numba.__version__, "flags": {k: v for k, v in FLAGS.items()},
+                 "slp_vectorize": SLP,
                  "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
                  "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
                  "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",
