@@ -376,6 +376,19 @@ def test_cached_and_fresh_compiles_give_identical_bits(tmp_path):
     assert any((tmp_path / "cache").rglob("*.nbi"))
 
 
+def test_tanh_exp_without_table_is_exp_bit_for_bit():
+    """``_exp_t`` (tanh's exp, no table) equals ``_exp`` on |x| <= 40, and beyond gives tanh
+    the same bits (+-1)."""
+    from rnnlab.engine import kernel
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([np.linspace(-40, 40, 4001), rng.uniform(-40, 40, 4000),
+                         rng.standard_normal(2000) * 1e-3, [0.0, -0.0, 40.0, -40.0, 5e-324]])
+    for x in xs:
+        assert kernel._exp_t(x) == kernel._exp(x), x
+    for x in np.concatenate([np.linspace(-800, 800, 3201), [39.99, 40.01, -40.01, 1e300]]):
+        assert 2.0 / (1.0 + kernel._exp_t(x)) - 1.0 == 2.0 / (1.0 + kernel._exp(x)) - 1.0, x
+
+
 def test_slp_vectoriser_changes_no_bit(tmp_path):
     """The kernel is compiled with LLVM's SLP vectoriser (its register tiles need it; Numba
     leaves it off by default after miscompilations elsewhere). It packs scalar operations into

@@ -137,6 +137,39 @@ def _exp(x):
     return e
 
 
+_TWO_M29 = 2.0 ** -29
+
+
+@njit(**FLAGS)
+def _exp_t(x):
+    """``_exp(x)`` for |x| <= 40, bit for bit, without its table: the scale 2^n (|n| <= 58) is
+    2^a 2^b with a = n >> 1, b = n - a, each an exact int-to-float conversion of 1 << (a + 29)
+    times 2^-29, and multiplying by a power of two rounds nothing. Beyond +-40, the value at
+    +-40: only for tanh, where 2 / (1 + e) - 1 is then +-1 exactly with either value (e^40 >
+    2^57; 1 + e^-40 == 1). Saves the table's gather (~0.4 ns of ~2 ns per tanh here)."""
+    xc = min(max(x, -40.0), 40.0)
+    n = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    ni = int(n)
+    a = ni >> 1
+    b = ni - a
+    return (p * (float(1 << (a + 29)) * _TWO_M29)) * (float(1 << (b + 29)) * _TWO_M29)
+
+
 @njit(**FLAGS)
 def _sigmoid(z, one):
     """1 / (1 + exp(-z)), as ``cells.sigmoid``."""
@@ -146,13 +179,13 @@ def _sigmoid(z, one):
 @njit(**FLAGS)
 def _tanh(z, one, two):
     """tanh(z) = 2 / (1 + exp(-2 z)) - 1, the NumPy engine's tanh cell (``rnn_forward_tanh``)."""
-    return two / (one + _exp(-two * z)) - one
+    return two / (one + _exp_t(-two * z)) - one
 
 
 @njit(**FLAGS)
 def _tanh_abs(z, one, two):
     """tanh(z) = sign(z) (2 / (1 + exp(-2|z|)) - 1), the NumPy engine's ``tanh_exp``."""
-    e = two / (one + _exp(-two * abs(z))) - one
+    e = two / (one + _exp_t(-two * abs(z))) - one
     return e if z >= 0 else -e
 
 
