@@ -32,9 +32,12 @@ alpha without clipping) may be any array of the right dtype and rank; they are n
 Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
 different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
 sum runs in an order fixed by the code and the per-run sizes (never by R): products eight terms
-at a time (``_mm``), norms per column then across columns. exp is ``_exp`` (within 1 ulp of
-NumPy's, vectorisable), so tanh and sigmoid are the NumPy engine's formulas on it. Numba compiles
-once per cell and dtype (activation, loss, flags and shapes are run-time values).
+at a time (``_mm``), norms per column then across columns. The products are register-tiled
+(``_mm``) and compiled with LLVM's SLP vectoriser on (``slp_compiles``), which packs operations
+into vector lanes but never reorders one. exp is ``_exp`` (within 1 ulp of NumPy's,
+vectorisable; tanh uses ``_exp_t``, the same bits without a table), so tanh and sigmoid are the
+NumPy engine's formulas on it. Numba compiles once per cell and dtype (activation, loss, flags
+and shapes are run-time values).
 
 LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_t):
 
