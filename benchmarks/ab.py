@@ -1,14 +1,18 @@
 """A/B timing of rnnlab's engine at two revisions, interleaved in one process.
 
     python benchmarks/ab.py OLD [NEW] [--only sweep,t1000,h256] [--repeats 5] [--dtype float64]
+                            [--cell rnn|lstm] [--clock wall|cpu]
 
 OLD and NEW are git revisions of this repository (NEW defaults to the working tree). Each side's
 ``rnnlab`` package is exported with ``git archive`` into a temporary folder and imported under
 its own name, so both engines live in this process; every repeat calls OLD then NEW on the same
 problem (benchmarks/bench.py's workloads and problem data, 1 BLAS thread), so a busy machine
 slows both alike. Prints the median time of each and old / new, and checks that both return the
-same loss to 1e-12 (a numerics change shows up as a larger difference, not as an error).
-Ratios from one run of this script, not absolute times, are what to quote.
+same loss to 1e-12 (a numerics change shows up as a larger difference, not as an error) and
+says whether the gradients are equal bit for bit. Ratios from one run of this script, not
+absolute times, are what to quote. ``RNNLAB_ENGINE=compiled`` compares the compiled kernels;
+``--cell lstm`` times the LSTM on the workloads' shapes (its own parameters); ``--clock cpu``
+times with the process's CPU time (a shared machine).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="sweep,t1000,h256", help="comma-separated workloads")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm"])
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
     args = ap.parse_args(argv)
 
     import bench
@@ -62,27 +68,37 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         engines = {"old": export(args.old, Path(tmp), "rnnlab_ab_old"),
                    "new": export(args.new, Path(tmp), "rnnlab_ab_new")}
-        kw = dict(cell="rnn", activation="tanh", output="softmax", loss="mse", loss_at="last")
-        print(f"old = {args.old}, new = {args.new or 'working tree'}, {args.dtype}, "
-              f"{args.repeats} interleaved calls each, 1 BLAS thread")
+        kw = dict(cell=args.cell, activation="tanh", output="softmax", loss="mse",
+                  loss_at="last")
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        print(f"old = {args.old}, new = {args.new or 'working tree'}, {args.cell}, {args.dtype}, "
+              f"{args.repeats} interleaved calls each, 1 BLAS thread, {args.clock} clock")
         for name in args.only.split(","):
             w = bench.WORKLOADS[name]
             params, x, d = bench.make_problem(w)
+            if args.cell == "lstm":
+                rng = np.random.default_rng(0)
+                runs = [engines["new"].init_params(rng, cell="lstm", input_size=w.I, hidden=w.H,
+                                                   output_size=w.O) for _ in range(w.R)]
+                params = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
             p, xx, dd = bench.engine_args(w, params, x, d, np.dtype(args.dtype))
             times: dict = {"old": [], "new": []}
             loss = {}
             with threadpool_limits(1):
+                grads = {}
                 for tag, eng in engines.items():              # warm-up, and the losses
-                    loss[tag] = np.asarray(eng.bptt(p, xx, dd, **kw).loss)
+                    res = eng.bptt(p, xx, dd, **kw)
+                    loss[tag], grads[tag] = np.asarray(res.loss), res.grads
                 for _ in range(args.repeats):
                     for tag, eng in engines.items():
-                        t0 = time.perf_counter()
+                        t0 = clock()
                         eng.bptt(p, xx, dd, **kw)
-                        times[tag].append(time.perf_counter() - t0)
+                        times[tag].append(clock() - t0)
             o, n = np.median(times["old"]), np.median(times["new"])
             diff = float(np.max(np.abs(loss["old"] - loss["new"]) / np.abs(loss["old"])))
             print(f"{name:6s} old {o * 1e3:8.1f} ms   new {n * 1e3:8.1f} ms   old/new {o / n:5.2f}"
-                  f"   loss rel. diff {diff:.1e}")
+                  f"   loss rel. diff {diff:.1e}   grads bit-identical "
+                  f"{all(np.array_equal(grads['old'][k], grads['new'][k]) for k in grads['old'])}")
     return 0
 
 

@@ -301,6 +301,7 @@ def test_kernel_info_for_the_manifest():
     assert info["name"] == "numba" and info["available"] is True
     assert info["version"] == numba.__version__
     assert info["flags"]["fastmath"] is False and info["flags"]["error_model"] == "numpy"
+    assert info["slp_vectorize"] is True
     json.dumps(info)                                         # manifest-ready
 
 
@@ -342,13 +343,16 @@ from test_kernel import problem, values
 select.set_engine("compiled")
 h = hashlib.sha256()
 for kw in ({}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}, {"loss": "ce"}):
-    for act in ("tanh", "sigmoid"):
-        res = bptt(*problem(11, R=3, T=20, B=4, H=16), activation=act, **kw)
-        for k, v in sorted(values(res).items()):
-            h.update(k.encode()); h.update(np.ascontiguousarray(v).tobytes())
+    for act in ("tanh", "sigmoid", "lstm"):
+        for shape in ({"R": 3, "T": 20, "B": 4, "H": 16}, {"R": 2, "T": 7, "B": 19, "H": 13}):
+            cell = "lstm" if act == "lstm" else "rnn"
+            res = bptt(*problem(11, cell=cell, **shape), cell=cell,
+                       activation="tanh" if cell == "lstm" else act, **kw)
+            for k, v in sorted(values(res).items()):
+                h.update(k.encode()); h.update(np.ascontiguousarray(v).tobytes())
 st = kernel.rnn_kernel.stats
 print(json.dumps({"hash": h.hexdigest(), "hits": sum(st.cache_hits.values()),
-                  "misses": sum(st.cache_misses.values())}))
+                  "misses": sum(st.cache_misses.values()), "slp": kernel.SLP}))
 """
 
 
@@ -370,6 +374,39 @@ def test_cached_and_fresh_compiles_give_identical_bits(tmp_path):
     assert cached["misses"] == 0 and cached["hits"] >= 1 and err_cached == ""
     assert fresh["hash"] == cached["hash"]
     assert any((tmp_path / "cache").rglob("*.nbi"))
+
+
+def test_tanh_exp_without_table_is_exp_bit_for_bit():
+    """``_exp_t`` (tanh's exp, no table) equals ``_exp`` on |x| <= 40, and beyond gives tanh
+    the same bits (+-1)."""
+    from rnnlab.engine import kernel
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([np.linspace(-40, 40, 4001), rng.uniform(-40, 40, 4000),
+                         rng.standard_normal(2000) * 1e-3, [0.0, -0.0, 40.0, -40.0, 5e-324]])
+    for x in xs:
+        assert kernel._exp_t(x) == kernel._exp(x), x
+    for x in np.concatenate([np.linspace(-800, 800, 3201), [39.99, 40.01, -40.01, 1e300]]):
+        assert 2.0 / (1.0 + kernel._exp_t(x)) - 1.0 == 2.0 / (1.0 + kernel._exp(x)) - 1.0, x
+
+
+def test_slp_vectoriser_changes_no_bit(tmp_path):
+    """The kernel is compiled with LLVM's SLP vectoriser (its register tiles need it; Numba
+    leaves it off by default after miscompilations elsewhere). It packs scalar operations into
+    vector lanes without reordering any, so a compile without it (RNNLAB_KERNEL_SLP=0, cached
+    in a folder of its own) computes the same bits: tile shapes with and without remainders,
+    the vanilla cell and the LSTM, float64."""
+    here = str(Path(__file__).parent)
+    out = {}
+    for slp in ("1", "0"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), RNNLAB_ENGINE="compiled",
+                   RNNLAB_KERNEL_SLP=slp)
+        res = subprocess.run([sys.executable, "-c", CHILD, here], env=env, capture_output=True,
+                             text=True, check=True)
+        out[slp] = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["1"]["slp"] is True and out["0"]["slp"] is False
+    assert out["0"]["misses"] >= 1                 # compiled afresh, not loaded from SLP's cache
+    assert out["1"]["hash"] == out["0"]["hash"]
+    assert (tmp_path / "cache" / "rnnlab-noslp").is_dir()
 
 
 def test_cli_engine_option_and_warmup(tiny_experiment, tmp_path):

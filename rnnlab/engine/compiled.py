@@ -77,8 +77,9 @@ def kernel_info() -> dict:
     import numba
     import numba.core.config as cfg
 
-    from .kernel import FLAGS
+    from .kernel import FLAGS, SLP
     info.update({"version": numba.__version__, "flags": {k: v for k, v in FLAGS.items()},
+                 "slp_vectorize": SLP,
                  "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
                  "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
                  "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",
@@ -132,7 +133,8 @@ def ensure_compiled(cell: str, dtype) -> float | None:
     t0 = time.perf_counter()
     _ready.add(key)
     try:
-        _tiny_call(cell, dtype)
+        with kernel.slp_compiles():
+            _tiny_call(cell, dtype)
     except BaseException:
         _ready.discard(key)
         raise

@@ -32,9 +32,12 @@ alpha without clipping) may be any array of the right dtype and rank; they are n
 Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
 different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
 sum runs in an order fixed by the code and the per-run sizes (never by R): products eight terms
-at a time (``_mm``), norms per column then across columns. exp is ``_exp`` (within 1 ulp of
-NumPy's, vectorisable), so tanh and sigmoid are the NumPy engine's formulas on it. Numba compiles
-once per cell and dtype (activation, loss, flags and shapes are run-time values).
+at a time (``_mm``), norms per column then across columns. The products are register-tiled
+(``_mm``) and compiled with LLVM's SLP vectoriser on (``slp_compiles``), which packs operations
+into vector lanes but never reorders one. exp is ``_exp`` (within 1 ulp of NumPy's,
+vectorisable; tanh uses ``_exp_t``, the same bits without a table), so tanh and sigmoid are the
+NumPy engine's formulas on it. Numba compiles once per cell and dtype (activation, loss, flags
+and shapes are run-time values).
 
 LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_t):
 
@@ -47,6 +50,7 @@ LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -63,12 +67,35 @@ from numba import njit  # noqa: E402
 # module by name: this file imported under another name (benchmarks/ab.py imports the working
 # tree as rnnlab_ab_new) must not share entries with ``rnnlab``. One subfolder per top-level name;
 # the locator reads CACHE_DIR when the functions below are decorated.
-numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0])
+#: Whether the kernels are compiled with LLVM's SLP vectoriser (``slp_compiles``); only
+#: RNNLAB_KERNEL_SLP=0 turns it off (a check and a fallback: the same bits, ~2x slower products),
+#: and such compiles are cached in a folder of their own.
+SLP = os.environ.get("RNNLAB_KERNEL_SLP", "1") != "0"
+numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
+                                      + ("" if SLP else "-noslp"))
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+
+
+@contextlib.contextmanager
+def slp_compiles():
+    """Numba compiles inside this block with LLVM's SLP vectoriser on (``SLP``). Numba turns it
+    off by default since LLVM miscompiled some code with it (numba PR 8852); the register tiles
+    of ``_mm`` and ``_mm_tn`` need it to become vector code. It packs isomorphic scalar
+    operations into vector lanes and never reorders a floating-point operation (no fastmath),
+    so it changes no bit: tests/test_kernel.py compares compiles with and without it. Numba's
+    compiler lock is held so that no other thread's compile sees the setting."""
+    from numba.core.compiler_lock import global_compiler_lock
+    with global_compiler_lock:
+        before = numba.config.SLP_VECTORIZE
+        numba.config.SLP_VECTORIZE = int(SLP)
+        try:
+            yield
+        finally:
+            numba.config.SLP_VECTORIZE = before
 
 
 #: 2^n for n = -1022..1023 (exact), the scaling step of ``_exp``.
@@ -113,6 +140,39 @@ def _exp(x):
     return e
 
 
+_TWO_M29 = 2.0 ** -29
+
+
+@njit(**FLAGS)
+def _exp_t(x):
+    """``_exp(x)`` for |x| <= 40, bit for bit, without its table: the scale 2^n (|n| <= 58) is
+    2^a 2^b with a = n >> 1, b = n - a, each an exact int-to-float conversion of 1 << (a + 29)
+    times 2^-29, and multiplying by a power of two rounds nothing. Beyond +-40, the value at
+    +-40: only for tanh, where 2 / (1 + e) - 1 is then +-1 exactly with either value (e^40 >
+    2^57; 1 + e^-40 == 1). Saves the table's gather (~0.4 ns of ~2 ns per tanh here)."""
+    xc = min(max(x, -40.0), 40.0)
+    n = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    ni = int(n)
+    a = ni >> 1
+    b = ni - a
+    return (p * (float(1 << (a + 29)) * _TWO_M29)) * (float(1 << (b + 29)) * _TWO_M29)
+
+
 @njit(**FLAGS)
 def _sigmoid(z, one):
     """1 / (1 + exp(-z)), as ``cells.sigmoid``."""
@@ -122,13 +182,13 @@ def _sigmoid(z, one):
 @njit(**FLAGS)
 def _tanh(z, one, two):
     """tanh(z) = 2 / (1 + exp(-2 z)) - 1, the NumPy engine's tanh cell (``rnn_forward_tanh``)."""
-    return two / (one + _exp(-two * z)) - one
+    return two / (one + _exp_t(-two * z)) - one
 
 
 @njit(**FLAGS)
 def _tanh_abs(z, one, two):
     """tanh(z) = sign(z) (2 / (1 + exp(-2|z|)) - 1), the NumPy engine's ``tanh_exp``."""
-    e = two / (one + _exp(-two * abs(z))) - one
+    e = two / (one + _exp_t(-two * abs(z))) - one
     return e if z >= 0 else -e
 
 
@@ -172,59 +232,317 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
 
 
 @njit(**FLAGS)
-def _mm(A, Bm, C, zero):
-    """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
-    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
-    enter each pass over a row of C together: the loop over its columns vectorises with
-    eight multiply-adds per load and store of C (four times faster than one at a time)."""
-    M, K = A.shape
-    N = Bm.shape[1]
+def _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, j):
+    """sum_q a_q b_q[j] over eight k, in the fixed order of every product here."""
+    return ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
+            + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+
+
+@njit(**FLAGS)
+def _row8(c, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7):
+    """One tile row: eight accumulators c (a tuple, kept in registers) plus eight k of products
+    with the 8-column slices b0..b7 (constant indices: no index wrap-around, so the eight
+    columns become one vector operation)."""
+    return (c[0] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 0),
+            c[1] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 1),
+            c[2] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 2),
+            c[3] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 3),
+            c[4] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 4),
+            c[5] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 5),
+            c[6] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 6),
+            c[7] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 7))
+
+
+@njit(**FLAGS)
+def _row1(c, a, b):
+    """One tile row plus one k (the k % 8 remainder)."""
+    return (c[0] + a * b[0], c[1] + a * b[1], c[2] + a * b[2], c[3] + a * b[3],
+            c[4] + a * b[4], c[5] + a * b[5], c[6] + a * b[6], c[7] + a * b[7])
+
+
+@njit(**FLAGS)
+def _put8(c, C, i, j):
+    """C[i, j:j+8] = the tile row c."""
+    Ci = C[i, j:j + 8]
+    Ci[0], Ci[1], Ci[2], Ci[3] = c[0], c[1], c[2], c[3]
+    Ci[4], Ci[5], Ci[6], Ci[7] = c[4], c[5], c[6], c[7]
+
+
+@njit(**FLAGS)
+def _mm_part(A, Bm, C, zero, i0, i1, j0, j1):
+    """C[i0:i1, j0:j1] of C = A Bm, one row at a time (the remainder of ``_mm``'s tiles): the
+    loop over the columns vectorises, with eight multiply-adds per load and store of C."""
+    K = Bm.shape[0]
     K8 = K - K % 8
-    for i in range(M):
+    for i in range(i0, i1):
         c = C[i]
-        for j in range(N):
+        for j in range(j0, j1):
             c[j] = zero
         for k in range(0, K8, 8):
             a0, a1, a2, a3 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
             a4, a5, a6, a7 = A[i, k + 4], A[i, k + 5], A[i, k + 6], A[i, k + 7]
             b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
             b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
                          + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
         for k in range(K8, K):
             a = A[i, k]
             b = Bm[k]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += a * b[j]
 
 
+@njit(inline="always", **FLAGS)
+def _tile_nn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+4, j:j+8] = (A Bm)[i:i+4, j:j+8] in four tile rows (``_mm``)."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    c0, c1, c2, c3 = z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        c0 = _row1(c0, p0[k], b)
+        c1 = _row1(c1, p1[k], b)
+        c2 = _row1(c2, p2[k], b)
+        c3 = _row1(c3, p3[k], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+
+
+@njit(inline="always", **FLAGS)
+def _tile8_nn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+8, j:j+8] = (A Bm)[i:i+8, j:j+8] in eight tile rows (``_mm``): each slice of Bm
+    serves eight rows, half the loads per product of four (what the larger shapes need)."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    p4, p5, p6, p7 = A[i + 4], A[i + 5], A[i + 6], A[i + 7]
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c4 = _row8(c4, p4[k], p4[k + 1], p4[k + 2], p4[k + 3], p4[k + 4], p4[k + 5],
+                   p4[k + 6], p4[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c5 = _row8(c5, p5[k], p5[k + 1], p5[k + 2], p5[k + 3], p5[k + 4], p5[k + 5],
+                   p5[k + 6], p5[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c6 = _row8(c6, p6[k], p6[k + 1], p6[k + 2], p6[k + 3], p6[k + 4], p6[k + 5],
+                   p6[k + 6], p6[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c7 = _row8(c7, p7[k], p7[k + 1], p7[k + 2], p7[k + 3], p7[k + 4], p7[k + 5],
+                   p7[k + 6], p7[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        c0 = _row1(c0, p0[k], b)
+        c1 = _row1(c1, p1[k], b)
+        c2 = _row1(c2, p2[k], b)
+        c3 = _row1(c3, p3[k], b)
+        c4 = _row1(c4, p4[k], b)
+        c5 = _row1(c5, p5[k], b)
+        c6 = _row1(c6, p6[k], b)
+        c7 = _row1(c7, p7[k], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    _put8(c4, C, i + 4, j)
+    _put8(c5, C, i + 5, j)
+    _put8(c6, C, i + 6, j)
+    _put8(c7, C, i + 7, j)
+
+
 @njit(**FLAGS)
-def _mm_tn(A, Bm, C, zero):
-    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N). Each entry sums the products in a fixed order
-    (eight k at a time, then the rest), whatever the shapes' sizes. The eight rows of Bm
-    enter each pass over a row of C together: the loop over its columns vectorises with
-    eight multiply-adds per load and store of C (four times faster than one at a time)."""
-    K, M = A.shape
+def _mm(A, Bm, C, zero):
+    """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Every entry is the same sum in the same order
+    whatever the shapes: zero, plus ((a0 b0 + a1 b1 + a2 b2 + a3 b3) + (a4 b4 + .. + a7 b7)) for
+    each eight k, then plus a_k b_k for each remaining k.
+
+    Register tiles: 8 (or 4) rows x 8 columns of C are held in accumulators (8-tuples, one per
+    tile row) across the whole k loop; each 8-column slice of a row of Bm, loaded once, serves
+    all rows of the tile. The columns of a tile row are eight isomorphic scalar expressions on
+    consecutive elements, which LLVM's SLP vectoriser turns into one vector operation
+    (``slp_compiles``): one AVX-512 register per tile row in float64. Rows are taken eight at a
+    time, then four; the rows past the last multiple of 4 and the columns past the last
+    multiple of 8 go through ``_mm_part`` (the same sums, one row at a time). Compiled once for
+    every shape (no per-shape code)."""
+    M, K = A.shape
     N = Bm.shape[1]
+    if M == 0 or N == 0:
+        return
     K8 = K - K % 8
-    for i in range(M):
+    N8 = N - N % 8
+    M8 = M - M % 8
+    M4 = M - M % 4
+    C[0, 0] = zero
+    z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
+    z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
+    for i in range(0, M8, 8):
+        for j in range(0, N8, 8):
+            _tile8_nn(A, Bm, C, i, j, K8, K, z8)
+        if N8 < N:
+            _mm_part(A, Bm, C, zero, i, i + 8, N8, N)
+    if M8 < M4:
+        for j in range(0, N8, 8):
+            _tile_nn(A, Bm, C, M8, j, K8, K, z8)
+        if N8 < N:
+            _mm_part(A, Bm, C, zero, M8, M4, N8, N)
+    if M4 < M:
+        _mm_part(A, Bm, C, zero, M4, M, 0, N)
+
+
+@njit(**FLAGS)
+def _mm_tn_part(A, Bm, C, zero, i0, i1, j0, j1):
+    """C[i0:i1, j0:j1] of C = A^T Bm, one row at a time (the remainder of ``_mm_tn``'s tiles)."""
+    K = Bm.shape[0]
+    K8 = K - K % 8
+    for i in range(i0, i1):
         c = C[i]
-        for j in range(N):
+        for j in range(j0, j1):
             c[j] = zero
         for k in range(0, K8, 8):
             a0, a1, a2, a3 = A[k, i], A[k + 1, i], A[k + 2, i], A[k + 3, i]
             a4, a5, a6, a7 = A[k + 4, i], A[k + 5, i], A[k + 6, i], A[k + 7, i]
             b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
             b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
                          + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
         for k in range(K8, K):
             a = A[k, i]
             b = Bm[k]
-            for j in range(N):
+            for j in range(j0, j1):
                 c[j] += a * b[j]
+
+
+@njit(inline="always", **FLAGS)
+def _tile_tn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+4, j:j+8] = (A^T Bm)[i:i+4, j:j+8] in four tile rows (``_mm_tn``)."""
+    c0, c1, c2, c3 = z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        q0, q1, q2, q3 = A[k, i:i + 4], A[k + 1, i:i + 4], A[k + 2, i:i + 4], A[k + 3, i:i + 4]
+        q4, q5, q6, q7 = A[k + 4, i:i + 4], A[k + 5, i:i + 4], A[k + 6, i:i + 4], \
+            A[k + 7, i:i + 4]
+        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        q = A[k, i:i + 4]
+        c0 = _row1(c0, q[0], b)
+        c1 = _row1(c1, q[1], b)
+        c2 = _row1(c2, q[2], b)
+        c3 = _row1(c3, q[3], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+
+
+@njit(inline="always", **FLAGS)
+def _tile8_tn(A, Bm, C, i, j, K8, K, z8):
+    """C[i:i+8, j:j+8] = (A^T Bm)[i:i+8, j:j+8] in eight tile rows (``_mm_tn``)."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
+            Bm[k + 3, j:j + 8]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
+            Bm[k + 7, j:j + 8]
+        q0, q1, q2, q3 = A[k, i:i + 8], A[k + 1, i:i + 8], A[k + 2, i:i + 8], A[k + 3, i:i + 8]
+        q4, q5, q6, q7 = A[k + 4, i:i + 8], A[k + 5, i:i + 8], A[k + 6, i:i + 8], \
+            A[k + 7, i:i + 8]
+        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c4 = _row8(c4, q0[4], q1[4], q2[4], q3[4], q4[4], q5[4], q6[4], q7[4],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c5 = _row8(c5, q0[5], q1[5], q2[5], q3[5], q4[5], q5[5], q6[5], q7[5],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c6 = _row8(c6, q0[6], q1[6], q2[6], q3[6], q4[6], q5[6], q6[6], q7[6],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+        c7 = _row8(c7, q0[7], q1[7], q2[7], q3[7], q4[7], q5[7], q6[7], q7[7],
+                   b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        q = A[k, i:i + 8]
+        c0 = _row1(c0, q[0], b)
+        c1 = _row1(c1, q[1], b)
+        c2 = _row1(c2, q[2], b)
+        c3 = _row1(c3, q[3], b)
+        c4 = _row1(c4, q[4], b)
+        c5 = _row1(c5, q[5], b)
+        c6 = _row1(c6, q[6], b)
+        c7 = _row1(c7, q[7], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    _put8(c4, C, i + 4, j)
+    _put8(c5, C, i + 5, j)
+    _put8(c6, C, i + 6, j)
+    _put8(c7, C, i + 7, j)
+
+
+@njit(**FLAGS)
+def _mm_tn(A, Bm, C, zero):
+    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N): ``_mm``'s tiles and sums with A read down
+    its columns (row i of A^T is column i of A)."""
+    K, M = A.shape
+    N = Bm.shape[1]
+    if M == 0 or N == 0:
+        return
+    K8 = K - K % 8
+    N8 = N - N % 8
+    M8 = M - M % 8
+    M4 = M - M % 4
+    C[0, 0] = zero
+    z = C[0, 0]
+    z8 = (z, z, z, z, z, z, z, z)
+    for i in range(0, M8, 8):
+        for j in range(0, N8, 8):
+            _tile8_tn(A, Bm, C, i, j, K8, K, z8)
+        if N8 < N:
+            _mm_tn_part(A, Bm, C, zero, i, i + 8, N8, N)
+    if M8 < M4:
+        for j in range(0, N8, 8):
+            _tile_tn(A, Bm, C, M8, j, K8, K, z8)
+        if N8 < N:
+            _mm_tn_part(A, Bm, C, zero, M8, M4, N8, N)
+    if M4 < M:
+        _mm_tn_part(A, Bm, C, zero, M4, M, 0, N)
 
 
 @njit(**FLAGS)
