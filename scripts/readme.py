@@ -89,8 +89,8 @@ def limits_block(name: str) -> str:
             elif r["censored"] == "below":
                 cells.append(f"< {format_value(r['limit'])}")
             else:
-                hi = "inf" if not math.isfinite(r["limit_hi"]) else f"{r['limit_hi']:.0f}"
-                cells.append(f"{r['limit']:.1f} [{r['limit_lo']:.0f}, {hi}]")
+                hi = "inf" if not math.isfinite(r["limit_hi"]) else f"{r['limit_hi']:.1f}"
+                cells.append(f"{r['limit']:.1f} [{r['limit_lo']:.1f}, {hi}]")
         lines.append("| " + ", ".join(format_value(v) for v in key) + " | " + " | ".join(cells)
                      + " |")
     return "\n".join(lines) + "\n"
