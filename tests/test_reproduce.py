@@ -23,7 +23,8 @@ from rnnlab.results.sysinfo import stack_differences
 from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits", "limits-lstm"]
+NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",
+         "limits-lstm"]
 
 
 def _failures(results) -> list[str]:

@@ -39,48 +39,32 @@ rounding of the float64 data).
 The package: :mod:`rnnlab.tasks.options` (task names, options and their defaults, minimum lengths,
 checking of option values), :mod:`rnnlab.tasks.task` (the :class:`Task` class, success thresholds,
 each task's metadata and baseline) and :mod:`rnnlab.tasks.samplers` (each task's data). This
-module holds :func:`make_task` and re-exports the names of the three (all of them, so that every
-name ``rnnlab.tasks`` defined as a single module stays importable from it).
+module holds :func:`make_task` and the public names of the three (``__all__``).
 """
 
 from __future__ import annotations
 
-# The private names are re-exported too, so everything rnnlab.tasks defined stays importable.
-from rnnlab.tasks.options import (  # noqa: F401
+from rnnlab.tasks.options import (
     ADDING_TARGETS,
     COPY_SCORINGS,
     MIN_SEQ_LEN,
     OPTIONS,
-    PASCANU_MIN_SEQ_LEN,
     PLACEMENTS,
     TASK_OPTIONS,
     TASKS,
     WINDOWS,
     Option,
-    _check_options,
-    _float_option,
-    _int_option,
-    _is_int,
+    check_options,
+    is_int,
     min_seq_len,
 )
-from rnnlab.tasks.samplers import (  # noqa: F401
-    _SAMPLERS,
-    TEMPORAL_ORDER_CLASSES,
-    _one_hot,
-    _sample_adding,
-    _sample_copy,
-    _sample_random,
-    _sample_recall,
-    _sample_temporal_order,
-    adding_windows,
-    temporal_order_windows,
-)
-from rnnlab.tasks.task import (  # noqa: F401
-    _BUILDERS,
+from rnnlab.tasks.samplers import TEMPORAL_ORDER_CLASSES, adding_windows, temporal_order_windows
+from rnnlab.tasks.task import (
     ACCURACY_CRITERIA,
     ADDING_SOLVED_FRACTION,
     ADDING_SOLVED_MSE,
     ADDING_SOLVED_MSE_MEAN,
+    BUILDERS,
     COPY_SOLVED_ACCURACY,
     EXPLODED_FACTOR,
     HS_TOLERANCE,
@@ -88,12 +72,6 @@ from rnnlab.tasks.task import (  # noqa: F401
     RECALL_SOLVED_ACCURACY,
     TEMPORAL_ORDER_SOLVED_ACCURACY,
     Task,
-    _argmax_hits,
-    _build_adding,
-    _build_copy,
-    _build_random,
-    _build_recall,
-    _build_temporal_order,
 )
 
 __all__ = [
@@ -151,11 +129,11 @@ def make_task(name: str, seq_len: int, **options) -> Task:
             names = ", ".join(allowed) if allowed else "none"
             raise ValueError(f"task {name!r}: unknown option {key!r}; allowed options: {names}")
     opts = {k: (v if options.get(k) is None else options[k]) for k, v in allowed.items()}
-    opts = _check_options(name, opts)
+    opts = check_options(name, opts)
     least = min_seq_len(name, opts)
-    if not _is_int(seq_len) or seq_len < least:
+    if not is_int(seq_len) or seq_len < least:
         extra = " with placement pascanu" if least > MIN_SEQ_LEN[name] else ""
         raise ValueError(f"seq_len: got {seq_len!r}; allowed: an integer >= {least} "
                          f"for task {name!r}{extra}")
     T = int(seq_len)
-    return _BUILDERS[name](T, opts)
+    return BUILDERS[name](T, opts)

@@ -113,12 +113,12 @@ def min_seq_len(name: str, options: dict | None = None) -> int:
     return MIN_SEQ_LEN[name]
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
 
 def _int_option(name: str, key: str, v, minimum: int) -> int:
-    if not _is_int(v) or v < minimum:
+    if not is_int(v) or v < minimum:
         raise ValueError(f"task {name!r}: option {key}: got {v!r}; allowed: an integer >= "
                          f"{minimum}")
     return int(v)
@@ -134,7 +134,7 @@ def _float_option(name: str, key: str, v, *, positive: bool) -> float:
     return float(v)
 
 
-def _check_options(name: str, opts: dict) -> dict:
+def check_options(name: str, opts: dict) -> dict:
     """The options with checked values (ints as int, floats as float), in the same order."""
     out = dict(opts)
     for key, value in opts.items():

@@ -271,7 +271,7 @@ def _sample_random(task: Task, rng: np.random.Generator, B: int):
     return x, _one_hot(c, K)
 
 
-_SAMPLERS = {
+SAMPLERS = {
     "recall": _sample_recall, "adding": _sample_adding, "copy": _sample_copy,
     "temporal_order": _sample_temporal_order, "random": _sample_random,
 }

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnlab.tasks.options import _is_int
-from rnnlab.tasks.samplers import _SAMPLERS
+from rnnlab.tasks.options import is_int
+from rnnlab.tasks.samplers import SAMPLERS
 
 #: Success thresholds (see ``Task.solved``).
 RECALL_SOLVED_ACCURACY = 0.95
@@ -107,12 +107,12 @@ class Task:
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: got {type(rng).__name__}; allowed: numpy.random.Generator")
-        if not _is_int(batch) or batch < 1:
+        if not is_int(batch) or batch < 1:
             raise ValueError(f"batch: got {batch!r}; allowed: an integer >= 1")
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise ValueError(f"dtype: got {dt}; allowed: a floating dtype")
-        x, d = _SAMPLERS[self.name](self, rng, int(batch))
+        x, d = SAMPLERS[self.name](self, rng, int(batch))
         return x.astype(dt, copy=False), d.astype(dt, copy=False)
 
     def accuracy(self, y: np.ndarray, d: np.ndarray) -> float | np.ndarray | None:
@@ -327,7 +327,7 @@ def _build_random(T: int, opts: dict) -> Task:
                 "none (targets are independent of the inputs)")
 
 
-_BUILDERS = {
+BUILDERS = {
     "recall": _build_recall, "adding": _build_adding, "copy": _build_copy,
     "temporal_order": _build_temporal_order, "random": _build_random,
 }
