@@ -3,7 +3,7 @@
     python benchmarks/bench.py [--quick] [--repeats N] [--json out.json] [--blas-threads N]
                                [--no-torch] [--only sweep,h256,t1000] [--profile]
 
-Workloads (issue 8): forward + backward + per-step error norms ||dE/ds_t||, vanilla tanh RNN,
+Workloads: forward + backward + per-step error norms ||dE/ds_t||, vanilla tanh RNN,
 softmax head, mse loss at the last step, orthogonal init (scale 1), float64 unless noted:
 
     sweep   256 independent runs, T=50  B=16 I=4 H=32  O=4  (rnnlab: ONE call over the run axis;
@@ -105,7 +105,7 @@ WORKLOADS = {
     "t1000": Workload("t1000", 1, 1000, 8, 8, 32, 8, "1 run, T=1000 B=8 I=8 H=32 O=8"),
 }
 
-# (workload, numerator impl, denominator impl, threshold, description) -- issue 8's targets
+# (workload, numerator impl, denominator impl, threshold, description) -- the targets
 SPEED_TARGETS = [
     ("sweep", "torch", "rnnlab-f64", 15.0, "sweep: torch (one run at a time) / rnnlab f64 >= 15x"),
     ("sweep", "rnnlab-f64", "rnnlab-f32", 2.0, "sweep: rnnlab f64 / rnnlab f32 >= 2x"),
@@ -594,7 +594,7 @@ def render(result: dict, console_print) -> None:
     trows = [[t["target"], "-" if t["value"] is None else f"{t['value']:.2f}",
               "" if t.get("ceiling") is None else f"{t['ceiling']:.2f}",
               {True: "met", False: "NOT met", None: "n/a"}[t["met"]]] for t in result["targets"]]
-    console_print(table(["target (issue 8)", "measured", "ceiling (x / numpy-floor)", ""], trows,
+    console_print(table(["target", "measured", "ceiling (x / numpy-floor)", ""], trows,
                         "Targets"))
 
 

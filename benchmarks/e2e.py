@@ -114,7 +114,7 @@ import rnnlab.run.train  # noqa: E402
 from rnnlab.experiment.load import load_experiment  # noqa: E402
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("e2e.yaml")
-TRAIN_TARGET = 0.80            # issue 8: >= 80 % of the wall time in the engine + training loop
+TRAIN_TARGET = 0.80            # target: >= 80 % of the wall time in the engine + training loop
 MEMORY_TOLERANCE = 1.25        # largest / smallest peak RSS (see the module docstring)
 SCALES = (1, 4, 8, 32)         # repeats for the memory measurement
 QUICK_SCALES = (1, 8)
@@ -701,7 +701,7 @@ def render(result: dict, say) -> None:
               (pct(t["value"]) if t["fmt"] == "pct" else f"{t['value']:.2f}"),
               {True: "met", False: "NOT met", None: "n/a"}[t["met"]]]
              for t in result["targets"]]
-    say(table(["target (issue 8)", "measured", ""], trows, "Targets"))
+    say(table(["target", "measured", ""], trows, "Targets"))
 
 
 def memory_explanation(an: dict, mem: dict | None) -> str:

@@ -1,4 +1,4 @@
-"""Property-based test of the command line on mutated experiment files (issue 7).
+"""Property-based test of the command line on mutated experiment files.
 
 Start from a valid tiny experiment and mutate it: delete or rename keys, change types, put in
 random strings, negative, huge or non-finite numbers and nested garbage, truncate the YAML text,

@@ -1,4 +1,4 @@
-"""Reliability (issue 7): nothing lost under interruption, bad input or numeric faults.
+"""Reliability: nothing lost under interruption, bad input or numeric faults.
 
 * Interruption: real ``python -m rnnlab sweep`` subprocesses killed with SIGKILL, SIGINT and
   SIGTERM at chosen points (chosen by polling the number of committed runs in the runs files, with

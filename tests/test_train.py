@@ -1,5 +1,5 @@
 """The training loop (``rnnlab.run.train``): batch independence, reproducibility, divergence,
-truncated BPTT, ``steps: 0``, clipping, and quick checks of issue 3's learning claims."""
+truncated BPTT, ``steps: 0``, clipping, and quick checks of the learning claims."""
 
 from __future__ import annotations
 
@@ -264,7 +264,7 @@ def test_mode_none_ignores_the_threshold():
                                    check_names=False)
 
 
-# ------------------------------------------------------------------- issue 3: learning claims
+# ---------------------------------------------------------------------------- learning claims
 
 
 @pytest.mark.rounding
