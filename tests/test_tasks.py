@@ -631,3 +631,31 @@ def test_readme_states_the_constants():
         f"i.e. {2 * hs:g} on the sum",
     ):
         assert phrase in text, phrase
+
+
+# ------------------------------------------------------------------------------------------
+# adding: Pascanu et al.'s length jitter
+
+
+def test_jitter_lengthens_training_batches_as_pascanus_randint():
+    """k uniform on 0..floor(0.1 T) - 1 (numpy's ``randint(int(.1 * L))``), every value drawn,
+    the same k at a step for every caller; no jitter below T = 20 (randint(1) = 0)."""
+    for T in (20, 30, 50, 100):
+        task = make_task("adding", T, jitter=0.1)
+        n = int(0.1 * T + 1e-9)
+        lengths = [task.training_length(step) for step in range(3000)]
+        assert set(lengths) == set(range(T, T + n))
+        assert task.max_length == T + n - 1
+        counts = np.bincount(np.array(lengths) - T)
+        assert counts.min() > 3000 / n * 0.8                  # roughly uniform
+        again = make_task("adding", T, jitter=0.1)
+        assert [again.training_length(s) for s in range(50)] == lengths[:50]
+    for T in (10, 15):
+        short = make_task("adding", T, jitter=0.1)
+        assert {short.training_length(s) for s in range(100)} == {T} and short.max_length == T
+    plain = make_task("adding", 50)
+    assert plain.training_length(7) == 50 and plain.max_length == 50
+    with pytest.raises(ValueError, match="jitter"):
+        make_task("adding", 50, jitter=-0.1)
+    with pytest.raises(ValueError, match="unknown option 'jitter'"):
+        make_task("recall", 50, jitter=0.1)

@@ -476,3 +476,28 @@ def test_copy_scored_as_arjovsky_is_the_summed_loss_over_the_steps():
                                                          rel=1e-10)
     # accuracy over all steps is at least the blank-dominated share, above the copied symbols'
     assert theirs.runs[0]["accuracy"] >= ours.runs[0]["accuracy"]
+
+
+def test_length_jitter_trains_on_each_steps_length_and_batching_changes_no_bit():
+    exp = experiment(repeats=3, task={"name": "adding", "seq_len": 30, "batch": 8,
+                                      "eval_batch": 50, "jitter": 0.1, "placement": "pascanu",
+                                      "target": "mean"},
+                     model={"hidden": 8}, train={"steps": 12, "log_every": 1})
+    specs = exp.runs()
+    together = train_batch(specs)
+    task = Trainer(specs).task
+    lengths = {step: task.training_length(step) for step in range(13)}
+    assert set(lengths.values()) == {30, 31, 32}
+    g = together.grad_norms
+    got = g.groupby(["run_id", "step"])["t"].max()
+    for (_, step), T in got.items():
+        assert T == lengths[step]                          # each logged step at its own length
+    for spec in specs:                                      # alone: the same numbers, bit for bit
+        alone = train_batch([spec])
+        row = next(r for r in together.runs if r["run_id"] == spec.run_id)
+        assert alone.runs[0]["final_loss"] == row["final_loss"]
+        mine = g[g["run_id"] == spec.run_id].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone.grad_norms.reset_index(drop=True), mine)
+    plain = experiment(task={"name": "adding", "seq_len": 30})
+    assert plain.runs()[0].run_id != experiment(
+        task={"name": "adding", "seq_len": 30, "jitter": 0.1}).runs()[0].run_id

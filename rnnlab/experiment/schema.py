@@ -75,7 +75,8 @@ ALL_TASK_OPTIONS: tuple[str, ...] = tuple(OPTIONS)
 #: fingerprints) while null, so configurations that do not set them keep their ids.
 #: ``windows`` is the exception for temporal_order: its default data changed (floor windows), so
 #: it is always dumped there and every temporal_order id differs from those of the ceil data.
-LATER_TASK_OPTIONS: tuple[str, ...] = ("target", "tolerance", "scoring", "distractors", "windows")
+LATER_TASK_OPTIONS: tuple[str, ...] = ("target", "tolerance", "scoring", "distractors", "windows",
+                                       "jitter")
 
 
 def _option_bounds(name: str) -> dict[str, Any]:
@@ -155,6 +156,10 @@ class TaskConfig(_Strict):
     """Number of distractor symbols (temporal_order); null = the task default (4)."""
     windows: _WINDOWS | None = None
     """Marker windows of temporal_order: floor (Pascanu et al. 2013) or ceil; null = floor."""
+    jitter: Float | None = Field(None, **_option_bounds("jitter"))
+    """Length jitter of adding's training batches: T + k steps, k uniform on
+    0..floor(jitter T) - 1, shared by the runs at each step (Pascanu et al. 2013: 0.1); null =
+    the task default (0)."""
 
     @model_serializer(mode="wrap")
     def _omit_later_options(self, handler):

@@ -28,7 +28,7 @@ def run_bytes(cfg) -> int:
     task = build_task(cfg)
     gates = GATES[cfg.model.cell]
     item = 4 if cfg.model.dtype == "float32" else 8
-    T, B, H = task.length, cfg.task.batch, cfg.model.hidden
+    T, B, H = task.max_length, cfg.task.batch, cfg.model.hidden
     per_step = B * (3 * gates * H + 2 * H) + 3 * B * task.output_size + B * task.input_size
     return item * (T + 1) * per_step
 
@@ -92,7 +92,7 @@ def disk_bytes(cfg) -> int:
     """Estimated bytes one run adds to its results folder: its grad norms (a row per logged step
     and time step), metrics (a row per logged step) and its row of ``runs.parquet``."""
     k = logged_steps(cfg)
-    return k * build_task(cfg).length * GRAD_ROW_BYTES + k * METRICS_ROW_BYTES + RUN_ROW_BYTES
+    return k * build_task(cfg).max_length * GRAD_ROW_BYTES + k * METRICS_ROW_BYTES + RUN_ROW_BYTES
 
 
 def free_disk(path) -> int | None:

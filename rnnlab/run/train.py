@@ -58,12 +58,13 @@ class BatchResult:
     lyapunov: pd.DataFrame | None = None   # run_id, step, kind, index, value (train.lyapunov)
 
 
-def build_task(cfg):
-    """The Task of a run config (task options left None take the task's defaults)."""
+def build_task(cfg, seq_len: int | None = None):
+    """The Task of a run config (task options left None take the task's defaults), at
+    ``seq_len`` instead of the config's when given (a jittered training length)."""
     tc = cfg.task
     opts = {k: getattr(tc, k) for k in TASK_OPTIONS[tc.name]
             if getattr(tc, k, None) is not None}
-    return make_task(tc.name, tc.seq_len, **opts)
+    return make_task(tc.name, tc.seq_len if seq_len is None else seq_len, **opts)
 
 
 def run_streams(seed: int):
@@ -103,6 +104,8 @@ class Trainer:
         cfg = self.specs[0].config
         self.cfg = cfg
         self.task = build_task(cfg)
+        self._tasks = {self.task.length: self.task}   # the task at each jittered length
+        self.current_step = 0
         m, tr = cfg.model, cfg.train
         self.dtype = np.dtype(m.dtype)
         self.R = R = len(self.specs)
@@ -145,7 +148,8 @@ class Trainer:
 
         Without ``log`` the engine skips the per-step norms and the outputs (the step's
         ``norms`` and ``accuracy`` are None): loss, gradients and the update are the same."""
-        x, d = _sample(self.task, self.data_rngs, self.cfg.task.batch, self.dtype)
+        task = self.task_at(self.current_step)
+        x, d = _sample(task, self.data_rngs, self.cfg.task.batch, self.dtype)
         params = self.params                # the weights of this step (before its updates)
         T = x.shape[1]
         N = self.cfg.train.tbptt or T
@@ -199,10 +203,19 @@ class Trainer:
         norms = acc = None
         if log:
             norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
-            acc = self.task.accuracy(np.concatenate(outs, axis=1), d)
+            acc = task.accuracy(np.concatenate(outs, axis=1), d)
         return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
                     clipped=clipped, norms=norms,
                     lyapunov=self._lyapunov(x, params) if log else None)
+
+    def task_at(self, step: int):
+        """The task of training step ``step``: the run's task, or with a length jitter the same
+        task at that step's length (``Task.training_length``). Held-out data keep ``self.task``."""
+        T = self.task.training_length(step)
+        if T not in self._tasks:
+            tc = self.cfg.task
+            self._tasks[T] = build_task(self.cfg, seq_len=tc.seq_len + T - self.task.length)
+        return self._tasks[T]
 
     def _lyapunov(self, x, params):
         """The Lyapunov analysis of this step's batch with the weights its gradient was taken at

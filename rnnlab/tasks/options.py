@@ -79,6 +79,10 @@ OPTIONS: dict[str, Option] = {
         "the copied symbols) or arjovsky (Arjovsky et al. 2016: cross-entropy averaged over the "
         "T + 2 copy_len steps, accuracy over all of them).", choices=COPY_SCORINGS),
     "distractors": Option("int", "Number of distractor symbols (temporal_order).", minimum=1),
+    "jitter": Option(
+        "float", "Length jitter of the training batches (adding): each step's batch has T + k "
+        "steps, k uniform on 0..floor(jitter T) - 1, the same k for every run at that step "
+        "(Pascanu et al. 2013 use 0.1); held-out sequences keep T.", minimum=0),
     "windows": Option(
         "choice", "Marker windows of temporal_order: floor (Pascanu et al. 2013: [floor(T/10), "
         "floor(2T/10)) and [floor(5T/10), floor(6T/10))) or ceil (the rule rnnlab used first: the "
@@ -88,7 +92,7 @@ OPTIONS: dict[str, Option] = {
 #: Allowed options per task, with their defaults. ``make_task`` rejects any other option name.
 TASK_OPTIONS: dict[str, dict[str, object]] = {
     "recall": {"symbols": 4, "noise": 1.0},
-    "adding": {"placement": "halves", "tolerance": 0.04, "target": "sum"},
+    "adding": {"placement": "halves", "tolerance": 0.04, "target": "sum", "jitter": 0.0},
     "copy": {"copy_len": 10, "symbols": 8, "scoring": "rnnlab"},
     "temporal_order": {"distractors": 4, "windows": "floor"},
     "random": {"input_size": 4, "symbols": 4},

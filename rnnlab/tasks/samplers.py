@@ -102,10 +102,10 @@ def _sample_adding(task: Task, rng: np.random.Generator, B: int):
     - ``placement="anywhere"``: (i, j) uniform over ordered pairs of distinct positions;
     - ``placement="pascanu"``: i ~ U{0..a-1}, j ~ U{a..a+b-1} with a = floor(T/10),
       b = floor(4T/10) (:func:`adding_windows`): both markers in the first half. Pascanu et al.
-      also draw each batch's length from L to L + 10 % (``randint(int(.1 L))`` extra steps);
-      rnnlab keeps the length at T: the engine stacks runs and steps on fixed-shape arrays, the
-      gradient statistics are per time step t = 1..T of one length, and a fixed T is what the
-      length axis of a sweep means. Set seq_len to the mean length (1.05 L) to compare.
+      also lengthen each training batch by ``randint(int(.1 L))`` steps: the option
+      ``jitter: 0.1`` does the same (:meth:`Task.training_length`: one extra length per training
+      step, shared by the runs of the step; the markers are placed in the batch's own length;
+      held-out sequences keep T).
 
     Baseline: predicting the mean E[d_T] gives MSE Var(c (U1 + U2)) = c^2 / 6: 1/6 ~ 0.167 for
     the sum, 1/24 ~ 0.0417 for the mean (Pascanu et al.'s baseline).

@@ -39,6 +39,8 @@ ACCURACY_CRITERIA = ("accuracy_hs", "accuracy_pascanu")
 #: A run whose final loss is finite but above this many times its task's baseline loss has
 #: exploded (it is counted apart from "ok" and never solved), beside runs that diverged to inf/NaN.
 EXPLODED_FACTOR = 1e6
+#: Seed of the length-jitter schedule (:meth:`Task.training_length`), apart from every run's own.
+JITTER_STREAM = 0x6A17
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,29 @@ class Task:
     baseline: dict
     criterion: str
     loss_scale: float = 1.0
+
+    @property
+    def max_length(self) -> int:
+        """The longest training sequence: ``length``, plus floor(jitter T) - 1 with a length
+        jitter (adding's ``jitter``)."""
+        return self.length + max(self._jitter_span() - 1, 0)
+
+    def _jitter_span(self) -> int:
+        """n = floor(jitter T): a jittered batch is T + k steps with k uniform on 0..n-1, as
+        Pascanu et al.'s ``randint(int(.1 * L))``. 1e-9 absorbs the rounding of jitter * T
+        (0.1 * 30 = 3.0000000000000004)."""
+        return int(math.floor(float(self.options.get("jitter") or 0.0) * self.seq_len + 1e-9))
+
+    def training_length(self, step: int) -> int:
+        """The length of training step ``step``'s batch: ``length`` without jitter, else
+        ``length + k``, k uniform on 0..floor(jitter T) - 1, drawn from a stream of its own keyed
+        by (T, step). Every run of every batch gets the same k at a step, so a run's numbers do
+        not depend on which runs share its call; the runs' data streams are not touched."""
+        n = self._jitter_span()
+        if n <= 1:
+            return self.length
+        k = np.random.default_rng([JITTER_STREAM, self.seq_len, int(step)]).integers(0, n)
+        return self.length + int(k)
 
     def sample(self, rng: np.random.Generator, batch: int,
                dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
