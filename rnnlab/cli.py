@@ -124,6 +124,8 @@ WideOpt = Annotated[bool, typer.Option(
 HtmlOpt = Annotated[bool, typer.Option(
     "--html", help="Write the results page, one self-contained HTML file (needs "
     "pip install 'rnnlab\\[html]').")]
+StepOpt = Annotated[int | None, typer.Option(
+    min=0, help="Training step of the gradient statistics (default: initialisation).")]
 ColumnsOpt = Annotated[str | None, typer.Option(
     "--columns", metavar="A,B,C", help="Terminal table: these summary columns after the keys, "
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
@@ -417,8 +419,7 @@ def report(
     folder: Annotated[str, typer.Argument(help="A results folder made by rnnlab sweep.")],
     by: Annotated[str | None, typer.Option(help="Comma-separated columns to group by "
                                            "(default: the swept keys).")] = None,
-    step: Annotated[int | None, typer.Option(min=0, help="Training step of the gradient "
-                                             "statistics (default: initialisation).")] = None,
+    step: StepOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
     wide: WideOpt = False,
     columns: ColumnsOpt = None,
@@ -506,8 +507,7 @@ def compare(
     b: Annotated[str, typer.Argument(help="Another results folder (e.g. a reproduction).")],
     by: Annotated[str | None, typer.Option(help="Comma-separated columns to join on "
                                            "(default: the keys swept in both).")] = None,
-    step: Annotated[int | None, typer.Option(min=0, help="Training step of the gradient "
-                                             "statistics (default: initialisation).")] = None,
+    step: StepOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
     wide: WideOpt = False,
     columns: ColumnsOpt = None,

@@ -267,13 +267,15 @@ def folder_budgets(out: Path) -> list[int]:
 
 
 def limits_of(out: Path, budgets: Sequence[int] | None = None, over: str = OVER,
-              gradients: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(budget table, limit table) of the results folder ``out``."""
+              gradients: bool = True,
+              runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(budget table, limit table) of the results folder ``out``, over its runs or over
+    ``runs``, a subset of them (e.g. a figure's filtered runs)."""
     from rnnlab.analysis.summarize import run_gradient_stats
     from rnnlab.results.readers import load_grad_norms, load_runs
 
     out = Path(out)
-    runs = load_runs(out)
+    runs = load_runs(out) if runs is None else runs
     if budgets is None:
         budgets = folder_budgets(out)
     if "train.steps" in runs.columns:

@@ -15,37 +15,21 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnlab.analysis.limits import OVER, budget_table, default_budgets, limit_table, limits_of
+from rnnlab.analysis.limits import LIMIT_COLUMNS, OVER, default_budgets, limits_of
 from rnnlab.plot.data import PlotData, value_text
 from rnnlab.plot.figure import panel_figure, suptitle
 
 
-def _tables(res: PlotData) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def _tables(res: PlotData, gradients: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The figure's runs as the limit map's (budget table, limit table, setting keys)."""
     train = res.base.get("train") or {}
     budgets = default_budgets(int(train["steps"]), int(train["log_every"]))
     runs = res.runs.copy()
     for key in res.keys:                 # plot data holds python values; the tables want dtypes
         runs[key] = pd.Series([v for v in runs[key]], dtype=object).infer_objects()
-    table = budget_table(runs, budgets, OVER)
-    setting = [c for c in table.columns if c not in (OVER, "budget", "n", "solved", "solved_lo",
-                                                      "solved_hi")]
-    return table, limit_table(table, OVER), setting
-
-
-def _horizons(res: PlotData, setting: list[str]) -> dict[tuple, tuple[float, float]]:
-    """Each setting's gradient horizon at initialisation (at its longest T) and the fraction of
-    runs where the sequence cut it off, from the folder's gradient norms; empty without them."""
-    from rnnlab.errors import UserError
-
-    try:
-        _, table = limits_of(res.folder)
-    except (UserError, OSError, ValueError):
-        return {}
-    out = {}
-    for key, g in (table.groupby(setting, sort=False) if setting else [((), table)]):
-        key = key if isinstance(key, tuple) else (key,)
-        out[key] = (float(g["horizon_0"].iloc[0]), float(g["horizon_0_censored"].iloc[0]))
-    return out
+    table, limits = limits_of(res.folder, budgets, OVER, gradients=gradients, runs=runs)
+    setting = [c for c in limits.columns if c not in LIMIT_COLUMNS]
+    return table, limits, setting
 
 
 def _label(res: PlotData, setting: list[str], key: tuple) -> str:
@@ -58,7 +42,7 @@ def _label(res: PlotData, setting: list[str], key: tuple) -> str:
 def plot_budget(res: PlotData, say) -> object:
     import matplotlib as mpl
 
-    table, _, setting = _tables(res)
+    table, _, setting = _tables(res, gradients=False)
     keys = sorted({tuple(r) for r in table[setting].itertuples(index=False)}) if setting else [()]
     fig, axes, left, bottom, corner = panel_figure(keys, [tuple(setting)] if setting else [],
                                               (4.3, 3.3), (7.5, 4.8), sharey=True,
@@ -107,9 +91,8 @@ def plot_budget(res: PlotData, say) -> object:
 def plot_limit(res: PlotData, say) -> object:
     from matplotlib.figure import Figure
 
-    _, limits, setting = _tables(res)
+    _, limits, setting = _tables(res, gradients=True)
     keys = sorted({tuple(r) for r in limits[setting].itertuples(index=False)}) if setting else [()]
-    horizons = _horizons(res, setting)
     fig = Figure(figsize=(8.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     import matplotlib as mpl
@@ -134,8 +117,8 @@ def plot_limit(res: PlotData, say) -> object:
         (line,) = ax.plot(b, shown, color=c, marker="o", ms=4, lw=1.6,
                           label=_label(res, setting, key))
         line.set_gid("mean")
-        h = horizons.get(key)
-        if h is not None and np.isfinite(h[0]):
+        h = (float(rows["horizon_0"].iloc[0]), float(rows["horizon_0_censored"].iloc[0]))
+        if np.isfinite(h[0]):
             (hline,) = ax.plot([b[0], b[-1]], [h[0], h[0]], color=c, ls=":", lw=1.2)
             hline.set_gid("horizon")
             if h[1] > 0:
