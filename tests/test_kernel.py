@@ -16,7 +16,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from rnnlab.engine import (  # noqa: E402
@@ -76,15 +76,16 @@ def values(res) -> dict:
     return out
 
 
-def assert_agree(a: dict, b: dict, rel: float):
-    """Same keys, shapes and dtypes; |a - b| <= rel * max|a| for every array."""
+def assert_agree(a: dict, b: dict, rel: float, atol: float = 0.0):
+    """Same keys, shapes and dtypes; |a - b| <= rel * max|a| + atol for every array."""
     assert a.keys() == b.keys()
     for key in a:
         x, y = np.asarray(a[key]), np.asarray(b[key])
         assert x.shape == y.shape and x.dtype == y.dtype, key
         scale = max(float(np.max(np.abs(x))), 1e-300)
-        err = float(np.max(np.abs(x - y))) / scale
-        assert err <= rel, f"{key}: relative difference {err:.2e} > {rel:.0e}"
+        err = float(np.max(np.abs(x - y)))
+        assert err <= rel * scale + atol, \
+            f"{key}: difference {err:.2e} > {rel:.0e} * max|a| ({scale:.2e}) + {atol:.1e}"
 
 
 def assert_bits(a: dict, b: dict):
@@ -187,11 +188,18 @@ def test_kernel_finite_differences(act, head, loss_at, variant):
 
 
 @settings(max_examples=40, deadline=None)
+@example(R=1, T=9, B=3, I=4, H=4, O=3, act="identity", kw={}, seed=0)
 @given(R=st.integers(1, 3), T=st.integers(1, 12), B=st.integers(1, 5), I=st.integers(1, 4),
        H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS + ("lstm",)),
        kw=st.sampled_from(KWS), seed=st.integers(0, 2 ** 16))
 def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
-    """Random shapes (sizes below, at and above the kernel's blocks of eight)."""
+    """Random shapes (sizes below, at and above the kernel's blocks of eight).
+
+    The absolute floor: with the identity activation the states can grow to tens and saturate
+    the softmax, and then a gradient of 1e-4 is the difference of O(1) terms. Two valid
+    summation orders then differ by the rounding of those terms, about eps * |s| per step, not
+    of the gradient (in the pinned example the readable reference agrees with the kernel to
+    1e-14 of max|grad| and with the NumPy engine to 3e-11)."""
     if kw.get("loss") == "ce" and O < 2:
         O = 2
     cell = "lstm" if act == "lstm" else "rnn"
@@ -199,7 +207,8 @@ def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
     P, x, d = problem(seed, R=R, T=T, B=B, I=I, H=H, O=O, cell=cell)
     ref = with_engine("numpy", bptt, P, x, d, **kw)
     got = with_engine("compiled", bptt, P, x, d, **kw)
-    assert_agree(values(ref), values(got), 1e-12)
+    atol = 64 * T * np.finfo(np.float64).eps * max(1.0, float(np.max(np.abs(ref.states))))
+    assert_agree(values(ref), values(got), 1e-12, atol)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])

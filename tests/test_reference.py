@@ -29,15 +29,16 @@ def values(res) -> dict:
     return out
 
 
-def assert_agree(want: dict, got: dict, rel: float = REL):
-    """Same keys, shapes and dtypes; |want - got| <= rel * max|want| for every array."""
+def assert_agree(want: dict, got: dict, rel: float = REL, atol: float = 0.0):
+    """Same keys, shapes and dtypes; |want - got| <= rel * max|want| + atol for every array."""
     assert want.keys() == got.keys()
     for key in want:
         a, b = np.asarray(want[key]), np.asarray(got[key])
         assert a.shape == b.shape and a.dtype == b.dtype, key
-        err = float(np.max(np.abs(a - b), initial=0)) / max(float(np.max(np.abs(a), initial=0)),
-                                                            1e-300)
-        assert err <= rel, f"{key}: relative difference {err:.2e} > {rel:.0e}"
+        scale = max(float(np.max(np.abs(a), initial=0)), 1e-300)
+        err = float(np.max(np.abs(a - b), initial=0))
+        assert err <= rel * scale + atol, \
+            f"{key}: difference {err:.2e} > {rel:.0e} * max|want| ({scale:.2e}) + {atol:.1e}"
 
 
 def problem(seed, *, cell="rnn", R=None, T=6, B=3, I=3, H=4, O=3, scale=1.3, output="softmax"):
@@ -111,7 +112,10 @@ OPTIONS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate
 def test_fast_engine_agrees_with_reference_on_random_shapes(R, T, B, I, H, O, net, kw, flags,
                                                              init, biases, seed):
     """Random sizes, run axis or none, every cell and option, initial states, with and without
-    biases, norms and outputs on or off."""
+    biases, norms and outputs on or off. An absolute floor of the rounding of the states (about
+    eps * |s| per step): with the identity activation the states can saturate the softmax, and
+    a gradient of 1e-4 is then the difference of O(1) terms (tests/test_kernel.py pins such a
+    case, where two engines differ by 3e-11 of max|grad| and 3e-15 absolutely)."""
     cell, activation = net
     P, x, d = problem(seed, cell=cell, R=R, T=T, B=B, I=I, H=H, O=O,
                       output=kw.get("output", "softmax"))
@@ -127,7 +131,8 @@ def test_fast_engine_agrees_with_reference_on_random_shapes(R, T, B, I, H, O, ne
     with using_engine("numpy"):
         fast = bptt(P, x, d, **kw)
     ref = reference.bptt(P, x, d, **kw)
-    assert_agree(values(ref), values(fast))
+    atol = 64 * T * np.finfo(np.float64).eps * max(1.0, float(np.max(np.abs(ref.states))))
+    assert_agree(values(ref), values(fast), REL, atol)
     assert list(ref.grads) == list(P)
 
 
