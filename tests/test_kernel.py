@@ -154,6 +154,30 @@ def test_kernel_without_run_axis_and_shared_operands():
         assert_agree(values(ref), values(got), 1e-12)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_read_only_inputs_compile_nothing_outside_ensure_compiled(cell):
+    """Read-only arrays (np.broadcast_to, frozen parameters, a frozen clip vector) reach the
+    kernel as the one array type ``ensure_compiled`` compiled, and the kernel refuses any other:
+    a signature compiled by a plain call would miss the SLP setting and be cached without it."""
+    from rnnlab.engine import kernel
+    P, x, d = problem(5, cell=cell)
+    frozen = {k: v.copy() for k, v in P.items()}
+    for v in frozen.values():
+        v.setflags(write=False)
+    clip = np.linspace(0.01, 0.1, 4)
+    clip.setflags(write=False)
+    xb = np.broadcast_to(x[:1], x.shape)
+    ref = with_engine("numpy", bptt, P, xb.copy(), d, cell=cell, clip_step=clip.copy())
+    comp.ensure_compiled(cell, np.float64)
+    fn = kernel.KERNELS[cell]
+    before = list(fn.signatures)
+    got = with_engine("compiled", bptt, frozen, xb, d, cell=cell, clip_step=clip)
+    assert list(fn.signatures) == before
+    assert_agree(values(ref), values(got), 1e-12)
+    with pytest.raises(TypeError, match="No matching definition"):
+        fn(*([np.zeros((1, 1, 1), np.float16)] * fn.py_func.__code__.co_argcount))
+
+
 @pytest.mark.parametrize("act", ACTS + ("lstm",))
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}])
@@ -339,7 +363,7 @@ def test_cache_entries_are_kept_per_package_name():
     from rnnlab.engine import kernel
     comp.ensure_compiled("rnn", np.float64)
     path = Path(kernel.rnn_kernel.stats.cache_path)
-    assert path.is_relative_to(Path(os.environ["NUMBA_CACHE_DIR"]) / "rnnlab")
+    assert path.is_relative_to(Path(os.environ["NUMBA_CACHE_DIR"]) / "rnnlab-slp")
 
 
 CHILD = r"""

@@ -134,7 +134,13 @@ def ensure_compiled(cell: str, dtype) -> float | None:
     _ready.add(key)
     try:
         with kernel.slp_compiles():
-            _tiny_call(cell, dtype)
+            # Compiles happen here only: a signature compiled lazily by a later call would miss
+            # the SLP setting and be cached without it, for every later process to load.
+            fn.disable_compile(False)
+            try:
+                _tiny_call(cell, dtype)
+            finally:
+                fn.disable_compile(True)
     except BaseException:
         _ready.discard(key)
         raise
@@ -153,7 +159,11 @@ def warmup(cells=KERNEL_CELLS, dtypes=DTYPES) -> dict:
 
 
 def _c(a, dtype):
-    return np.ascontiguousarray(a, dtype=dtype)
+    """C order, ``dtype`` and writeable: the one array type the kernel is compiled for (a
+    read-only array, e.g. from ``np.broadcast_to``, is another Numba type and would need a
+    compile of its own)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.writeable else a.copy()
 
 
 def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms, outputs,

@@ -72,7 +72,7 @@ from numba import njit  # noqa: E402
 #: and such compiles are cached in a folder of their own.
 SLP = os.environ.get("RNNLAB_KERNEL_SLP", "1") != "0"
 numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
-                                      + ("" if SLP else "-noslp"))
+                                      + ("-slp" if SLP else "-noslp"))
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
