@@ -367,10 +367,13 @@ def test_cache_entries_are_kept_per_package_name():
 
 
 CHILD = r"""
-import hashlib, json, sys
+import hashlib, json, os, sys
 import numpy as np
 from rnnlab.engine import bptt, select
 from rnnlab.engine import kernel
+# A NUMBA_ variable changed after numba's import makes its compiler reload the whole config from
+# the environment (pytest and user code do this): the kernel's compile must keep SLP anyway.
+os.environ["NUMBA_DEBUG_CACHE"] = "0"
 sys.path.insert(0, sys.argv[1])
 from test_kernel import problem, values
 select.set_engine("compiled")
@@ -384,8 +387,12 @@ for kw in ({}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}, {"loss": "ce
             for k, v in sorted(values(res).items()):
                 h.update(k.encode()); h.update(np.ascontiguousarray(v).tobytes())
 st = kernel.rnn_kernel.stats
+asm = ""                                # machine code of a fresh compile (a cached load has none)
+if sum(st.cache_misses.values()):
+    asm = kernel.rnn_kernel.inspect_asm(kernel.rnn_kernel.signatures[0])
 print(json.dumps({"hash": h.hexdigest(), "hits": sum(st.cache_hits.values()),
-                  "misses": sum(st.cache_misses.values()), "slp": kernel.SLP}))
+                  "misses": sum(st.cache_misses.values()), "slp": kernel.SLP,
+                  "asm": hashlib.sha256(asm.encode()).hexdigest() if asm else ""}))
 """
 
 
@@ -427,7 +434,8 @@ def test_slp_vectoriser_changes_no_bit(tmp_path):
     leaves it off by default after miscompilations elsewhere). It packs scalar operations into
     vector lanes without reordering any, so a compile without it (RNNLAB_KERNEL_SLP=0, cached
     in a folder of its own) computes the same bits: tile shapes with and without remainders,
-    the vanilla cell and the LSTM, float64."""
+    the vanilla cell and the LSTM, float64. The two compiles differ in machine code: SLP was on,
+    even with a NUMBA_ variable changed after numba's import (see CHILD)."""
     here = str(Path(__file__).parent)
     out = {}
     for slp in ("1", "0"):
@@ -439,6 +447,8 @@ def test_slp_vectoriser_changes_no_bit(tmp_path):
     assert out["1"]["slp"] is True and out["0"]["slp"] is False
     assert out["0"]["misses"] >= 1                 # compiled afresh, not loaded from SLP's cache
     assert out["1"]["hash"] == out["0"]["hash"]
+    assert out["1"]["asm"] and out["0"]["asm"]
+    assert out["1"]["asm"] != out["0"]["asm"]         # SLP really was on for the first compile
     assert (tmp_path / "cache" / "rnnlab-noslp").is_dir()
 
 

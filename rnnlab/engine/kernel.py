@@ -87,14 +87,24 @@ def slp_compiles():
     of ``_mm`` and ``_mm_tn`` need it to become vector code. It packs isomorphic scalar
     operations into vector lanes and never reorders a floating-point operation (no fastmath),
     so it changes no bit: tests/test_kernel.py compares compiles with and without it. Numba's
-    compiler lock is held so that no other thread's compile sees the setting."""
+    compiler lock is held so that no other thread's compile sees the setting.
+
+    Numba's compiler reloads its whole config from the environment whenever a NUMBA_ variable
+    changed since the last reload, which would silently undo a setting made on ``numba.config``
+    alone; so the environment says it too, for the block's duration."""
     from numba.core.compiler_lock import global_compiler_lock
     with global_compiler_lock:
+        env_before = os.environ.get("NUMBA_SLP_VECTORIZE")
         before = numba.config.SLP_VECTORIZE
+        os.environ["NUMBA_SLP_VECTORIZE"] = str(int(SLP))
         numba.config.SLP_VECTORIZE = int(SLP)
         try:
             yield
         finally:
+            if env_before is None:
+                os.environ.pop("NUMBA_SLP_VECTORIZE", None)
+            else:
+                os.environ["NUMBA_SLP_VECTORIZE"] = env_before
             numba.config.SLP_VECTORIZE = before
 
 
