@@ -12,32 +12,31 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
 
 1. Time split, in this process. Each repeat loads the experiment and calls
    ``rnnlab.run.sweep.run_sweep`` on a fresh temporary folder (workers=1, local serial executor,
-   BLAS limited to one thread with threadpoolctl, modules already imported). rnnlab's code is not
-   changed: timing wrappers are set on the names its modules look up at call time and removed
-   afterwards. Buckets (a bucket counts only its outermost call, so nesting never counts twice):
+   BLAS limited to one thread with threadpoolctl, modules already imported), inside
+   ``rnnlab.timing.record()``: the stages rnnlab itself marks (``rnnlab.timing.SECTIONS``; the
+   same split ``rnnlab sweep --timings`` prints). Nothing of rnnlab is replaced or wrapped here.
+   A stage counts only its outermost call, so nesting never counts twice:
 
-       load + validate + expand   rnnlab.experiment.load.load_experiment (called here)
-       open folder + manifest     rnnlab.run.sweep.manifest_for, ResultsStore.open
-       plan batches               rnnlab.run.plan.plan_batches (as sweep.py calls it)
-       training loop              rnnlab.run.executors.base.train_batch (in run_batch):
-         engine                   rnnlab.run.train.bptt, rnnlab.run.train.forward (its globals)
-         data sampling            rnnlab.run.train._sample (training and held-out batches)
-         result tables            rnnlab.run.train.Trainer._package (rows, norm and metric frames)
-       commit (parquet)           ResultsStore.write_batch (the batch's part files)
-       summary                    rnnlab.run.sweep.summary_of, rnnlab.run.sweep.render,
-                                  ResultsStore.write_summary
-       finalize                   ResultsStore.finalize (runs and metrics compaction)
-       other                      the wall total minus the buckets (lock, resume check, bookkeeping)
+       load + validate + expand   load       (rnnlab.experiment.load.load_experiment)
+       open folder + manifest     open       (results folder opened, manifest written)
+       plan batches               plan       (rnnlab.run.plan.plan_batches)
+       training loop              training   (rnnlab.run.train.train_batch):
+         engine                   engine     (bptt; forward calls it)
+         data sampling            data       (training and held-out batches)
+         result tables            package    (rows, norm and metric frames)
+       commit (parquet)           commit     (ResultsStore.write_batch: the batch's part files)
+       summary                    summary    (summary table computed, rendered, written)
+       finalize                   finalize   (ResultsStore.finalize: runs and metrics compaction)
+       other                      the wall total minus the stages (lock, resume check, bookkeeping)
 
    Each bucket is reported as the median over repeats, its share as the median of its share of
    each repeat's wall (so the shares need not add up to exactly 100 %). The same buckets are then
    measured in the command users run, ``python -m rnnlab sweep FILE --out TMP``, in a fresh
-   process per repeat: the child is ``python -c CLI_CHILD``, which installs the same probes (plus
-   ``rnnlab.experiment.load.load_experiment``, which the CLI imports when it runs) and runs the
-   ``rnnlab`` package as ``-m`` does. Its wall time comes from a small launcher process (see
-   ``LAUNCHER``), so it includes interpreter start and imports: "interpreter start + imports" is
-   the time from the launcher's fork to the first ``load_experiment`` call (argument parsing
-   included), "CLI rest" the time after ``run_sweep`` returns (summary table, messages, exit).
+   process per repeat: the child is ``python -c CLI_CHILD``, which runs the ``rnnlab`` package as
+   ``-m`` does inside ``rnnlab.timing.record()``. Its wall time comes from a small launcher process
+   (see ``LAUNCHER``), so it includes interpreter start and imports: "interpreter start + imports"
+   is the time from the launcher's fork to the start of ``load`` (argument parsing included), "CLI
+   rest" the time after the sweep returns (summary table, messages, exit).
 
 2. Peak memory vs number of runs. ``python -m rnnlab sweep FILE --set repeats=N --set
    train.steps=S`` runs in a fresh process per N (default N = 1, 4, 8, 32: 24 to 768 runs), and
@@ -47,10 +46,11 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
    number of steps, only the logged norms do, and those are small. For each N the batches are
    planned here exactly as the sweep plans them (``plan.plan_batches`` with its defaults), and
    a process that only imports rnnlab gives the baseline. To show what bounds the peak, one batch
-   of the largest plan is trained here under tracemalloc (NumPy reports its allocations to it):
-   the peak of a training step (``bptt``), of the evaluation (``forward`` on ``task.eval_batch``
-   sequences) and of data sampling, next to rnnlab's own estimate of a batch's training arrays
-   (``plan.run_bytes`` x runs, which the memory budget uses).
+   of the largest plan is trained here under tracemalloc (NumPy reports its allocations to it),
+   inside ``rnnlab.timing.record(memory=True)``: the peak above its start of the engine's calls
+   (training steps and evaluation), of the held-out evaluation (``task.eval_batch`` sequences,
+   its sampling included) and of data sampling, next to rnnlab's own estimate of a batch's
+   training arrays (``plan.run_bytes`` x runs, which the memory budget uses).
 
 3. Targets. Training-loop share of the in-process wall >= 80 % (the issue's split: the rest is
    config, scheduling, parquet and summary; the CLI's share including interpreter start is shown
@@ -81,9 +81,7 @@ import argparse
 import contextlib
 import cProfile
 import datetime as _dt
-import functools
 import gc
-import importlib
 import io
 import json
 import os
@@ -106,11 +104,10 @@ from _common import cpu_busy, cpu_model, make_printer  # noqa: E402
 from _common import table as _table  # noqa: E402
 
 import rnnlab  # noqa: E402
-import rnnlab.results.store  # noqa: E402
-import rnnlab.run.executors.base  # noqa: E402
 import rnnlab.run.plan  # noqa: E402
 import rnnlab.run.sweep  # noqa: E402
 import rnnlab.run.train  # noqa: E402
+from rnnlab import timing  # noqa: E402
 from rnnlab.experiment.load import load_experiment  # noqa: E402
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("e2e.yaml")
@@ -122,26 +119,6 @@ MEM_STEPS = 5
 MiB = 2 ** 20
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-# (bucket, "module" or "module:Class", attribute): where rnnlab looks each function up at call time
-PROBES = [
-    ("open", "rnnlab.run.sweep", "manifest_for"),
-    ("open", "rnnlab.results.store:ResultsStore", "open"),
-    ("plan", "rnnlab.run.plan", "plan_batches"),
-    ("training", "rnnlab.run.executors.base", "train_batch"),
-    ("engine", "rnnlab.run.train", "bptt"),
-    ("engine", "rnnlab.run.train", "forward"),
-    ("data", "rnnlab.run.train", "_sample"),
-    ("package", "rnnlab.run.train:Trainer", "_package"),
-    ("commit", "rnnlab.results.store:ResultsStore", "write_batch"),
-    ("summary", "rnnlab.run.sweep", "summary_of"),
-    ("summary", "rnnlab.run.sweep", "render"),
-    ("summary", "rnnlab.results.store:ResultsStore", "write_summary"),
-    ("finalize", "rnnlab.results.store:ResultsStore", "finalize"),
-    ("run_sweep", "rnnlab.run.sweep", "run_sweep"),
-]
-#: In the CLI process the experiment is loaded by rnnlab.cli.load, which imports load_experiment
-#: from rnnlab.experiment.load when it runs.
-CLI_PROBES = [*PROBES, ("load", "rnnlab.experiment.load", "load_experiment")]
 #: Top-level buckets of the command path (their sum plus "other" is the wall total), in order.
 TOP = ("load", "open", "plan", "training", "commit", "summary", "finalize")
 #: Buckets inside the training loop.
@@ -152,79 +129,16 @@ LABELS = {
     "open": "open results folder + manifest",
     "plan": "plan batches",
     "training": "training loop (train_batch)",
-    "engine": "  engine (bptt + forward)",
-    "data": "  data sampling (_sample)",
-    "package": "  result tables (Trainer._package)",
+    "engine": "  engine (bptt, forward)",
+    "data": "  data sampling",
+    "package": "  result tables",
     "training_rest": "  rest of loop (clip, optimiser, bookkeeping)",
     "commit": "commit parquet (write_batch)",
-    "summary": "summary (summary_of, render, write)",
+    "summary": "summary (compute, render, write)",
     "finalize": "finalize (runs, metrics compaction)",
     "other": "other (lock, resume check, execute)",
     "cli_rest": "CLI rest (summary table, messages, exit; CLI only)",
 }
-
-
-# ------------------------------------------------------------------------- instrumentation
-
-class Timers:
-    """Seconds and calls per bucket; only the outermost active call of a bucket is counted."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._depth: dict[str, int] = {}
-        self.first: dict[str, float] = {}          # time.time() of a bucket's first call
-
-    def wrap(self, fn, bucket: str):
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            depth = self._depth.get(bucket, 0)
-            self._depth[bucket] = depth + 1
-            self.calls[bucket] = self.calls.get(bucket, 0) + 1
-            self.first.setdefault(bucket, time.time())
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                if depth == 0:
-                    self.seconds[bucket] = (self.seconds.get(bucket, 0.0)
-                                            + time.perf_counter() - t0)
-                self._depth[bucket] = depth
-
-        return timed
-
-    def add(self, bucket: str, seconds: float) -> None:
-        self.seconds[bucket] = self.seconds.get(bucket, 0.0) + seconds
-        self.calls[bucket] = self.calls.get(bucket, 0) + 1
-
-
-def _owner(spec: str):
-    module, _, cls = spec.partition(":")
-    owner = importlib.import_module(module)
-    return getattr(owner, cls) if cls else owner
-
-
-@contextlib.contextmanager
-def patched(wrappers):
-    """Replace attributes for the block: ``wrappers`` is [(spec, name, make(fn) -> fn)]; class
-    methods stay class methods. Everything is restored on exit, also after an error."""
-    saved = []
-    try:
-        for spec, name, make in wrappers:
-            owner = _owner(spec)
-            raw = vars(owner)[name]
-            new = classmethod(make(raw.__func__)) if isinstance(raw, classmethod) else make(raw)
-            setattr(owner, name, new)
-            saved.append((owner, name, raw))
-        yield
-    finally:
-        for owner, name, raw in reversed(saved):
-            setattr(owner, name, raw)
-
-
-def instrumented(timers: Timers, probes=PROBES):
-    return patched([(spec, name, functools.partial(timers.wrap, bucket=bucket))
-                    for bucket, spec, name in probes])
 
 
 def blas_limits(n: int | None):
@@ -240,13 +154,11 @@ def blas_limits(n: int | None):
 
 def sweep_once(file: Path, sets: list[str]) -> dict:
     """One in-process sweep on a fresh folder: wall total and seconds/calls per bucket."""
-    timers = Timers()
     with tempfile.TemporaryDirectory(prefix="rnnlab-e2e-") as tmp:
         gc.collect()
-        with instrumented(timers), blas_limits(1):
+        with timing.record() as timers, blas_limits(1):
             t0 = time.perf_counter()
             exp = load_experiment(file, sets=sets)
-            timers.add("load", time.perf_counter() - t0)
             report = rnnlab.run.sweep.run_sweep(exp, Path(tmp) / "out", workers=1, executor="local",
                                             command=["e2e.py"])
             wall = time.perf_counter() - t0
@@ -266,8 +178,8 @@ def time_split(file: Path, sets: list[str], repeats: int) -> dict:
     for r in reps:
         for b in ("training", "engine"):
             if not r["calls"].get(b):
-                raise RuntimeError(f"instrumentation saw no {b} call: rnnlab no longer calls "
-                                   "the probed names (see PROBES in benchmarks/e2e.py)")
+                raise RuntimeError(f"no {b} stage was recorded: rnnlab no longer marks it "
+                                   "(see rnnlab.timing.SECTIONS)")
     return {**summarize_reps(reps), "runs": reps[0]["runs"]}
 
 
@@ -333,8 +245,8 @@ def startup_cost(tmp: Path) -> dict:
     return run_child([sys.executable, "-c", "import rnnlab.cli, rnnlab.run.sweep"], cwd=tmp)
 
 
-#: ``python -c CLI_CHILD REPORT E2E_PY ARGS...`` is ``python -m rnnlab ARGS...`` with this script's
-#: probes installed (see :func:`cli_child`).
+#: ``python -c CLI_CHILD REPORT E2E_PY ARGS...`` is ``python -m rnnlab ARGS...`` inside
+#: ``rnnlab.timing.record()`` (see :func:`cli_child`).
 CLI_CHILD = r"""
 import importlib.util, sys
 report, script = sys.argv[1], sys.argv[2]
@@ -348,13 +260,12 @@ sys.exit(module.cli_child(report))
 
 
 def cli_child(report: str) -> int:
-    """In the CLI child: run ``rnnlab`` as ``python -m rnnlab`` does, with the probes, and write
-    the buckets to ``report``."""
+    """In the CLI child: run ``rnnlab`` as ``python -m rnnlab`` does, recording its stages, and
+    write them to ``report``."""
     import runpy
 
-    timers = Timers()
     code = 0
-    with instrumented(timers, CLI_PROBES):
+    with timing.record() as timers:
         try:
             runpy.run_module("rnnlab", run_name="__main__", alter_sys=True)
         except SystemExit as e:
@@ -365,14 +276,15 @@ def cli_child(report: str) -> int:
 
 
 def cli_once(file: Path, sets: list[str], tmp: Path, name: str) -> dict:
-    """The sweep command in a fresh process with the probes: buckets of its whole wall time."""
+    """The sweep command in a fresh process, its stages recorded: buckets of its whole wall
+    time."""
     report = tmp / f"{name}.json"
     args = ["sweep", str(file), "--out", str(tmp / name), *[a for s in sets for a in ("--set", s)]]
     res = run_child([sys.executable, "-c", CLI_CHILD, str(report), str(Path(__file__).resolve()),
                      *args], cwd=tmp)
     child = json.loads(report.read_text())
     sec = {b: child["seconds"].get(b, 0.0) for b in (*TOP, *INNER)}
-    path = sec["load"] + child["seconds"].get("run_sweep", 0.0)
+    path = sec["load"] + child["seconds"].get("sweep", 0.0)
     sec["startup"] = child["first"]["load"] - res["start"]
     sec["training_rest"] = sec["training"] - sum(sec[b] for b in INNER)
     sec["other"] = path - sum(sec[b] for b in TOP)
@@ -451,40 +363,21 @@ def memory_anatomy(file: Path, sets: list[str], steps: int) -> dict:
     part (training step, evaluation, data sampling) against rnnlab's budget estimate."""
     p = plan(file, [*sets, f"train.steps={steps}"])
     specs = p.pop("_specs")
-    peaks: dict[str, int] = {}
-    overall = [0]
-
-    def probe(fn, key):
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            cur, peak = tracemalloc.get_traced_memory()
-            overall[0] = max(overall[0], peak)
-            tracemalloc.reset_peak()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                after, peak = tracemalloc.get_traced_memory()
-                overall[0] = max(overall[0], peak)
-                peaks[key] = max(peaks.get(key, 0), peak - cur)
-        return wrapped
-
-    # Trainer.evaluate samples its held-out batch too: _sample's peak covers both streams
-    wrappers = [("rnnlab.run.train", "bptt", functools.partial(probe, key="training step (bptt)")),
-                ("rnnlab.run.train", "forward",
-                 functools.partial(probe, key=f"evaluation (forward, {p['eval_batch']} seqs)")),
-                ("rnnlab.run.train", "_sample", functools.partial(probe, key="data sampling"))]
+    labels = {"engine": "engine (bptt, forward: training and evaluation)",
+              "evaluate": f"evaluation ({p['eval_batch']} held-out seqs, sampling included)",
+              "data": "data sampling (training and held-out)"}
     gc.collect()
-    with patched(wrappers), blas_limits(1):
+    with blas_limits(1):
         tracemalloc.start()
         try:
-            start = tracemalloc.get_traced_memory()[0]
-            result = rnnlab.run.train.train_batch(specs)
-            overall[0] = max(overall[0], tracemalloc.get_traced_memory()[1])
+            with timing.record(memory=True) as rec:
+                result = rnnlab.run.train.train_batch(specs)
         finally:
             tracemalloc.stop()
     del result
+    peaks = {label: rec.peak_bytes.get(name, 0) for name, label in labels.items()}
     estimate = p["run_bytes"] * p["largest_batch"]
-    return {**p, "steps": steps, "peaks_bytes": peaks, "batch_peak_bytes": overall[0] - start,
+    return {**p, "steps": steps, "peaks_bytes": peaks, "batch_peak_bytes": rec.peak_bytes["training"],
             "budget_estimate_bytes": estimate, "memory_budget": rnnlab.run.plan.MEMORY_BUDGET,
             "max_batch": rnnlab.run.plan.MAX_BATCH}
 
@@ -510,34 +403,30 @@ LOAD_GROWTH = 1.5              # target: end / start time per batch
 LOAD_CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
+from rnnlab import timing
 from rnnlab.experiment.load import load_experiment
-from rnnlab.results.store import ResultsStore
 from rnnlab.run.sweep import run_sweep
 
 file, out, report = sys.argv[1:4]
-commits = []
-real = ResultsStore.write_batch
-def write_batch(self, *args):
-    t = time.perf_counter()
-    real(self, *args)
-    commits.append(time.perf_counter() - t)
-ResultsStore.write_batch = write_batch
 page = os.sysconf("SC_PAGE_SIZE")
 rows = []
-class Progress:
+class Progress:                 # advance() follows each batch's commit
     last = None
+    committed = 0.0
     def start(self, total, skipped):
         self.last = time.perf_counter()
     def advance(self, res):
         now = time.perf_counter()
         with open("/proc/self/statm") as f:
             rss = int(f.read().split()[1]) * page
-        rows.append({"batch_s": now - self.last, "commit_s": commits[-1], "rss": rss,
+        commit = clock.seconds.get("commit", 0.0)
+        rows.append({"batch_s": now - self.last, "commit_s": commit - self.committed, "rss": rss,
                      "fds": len(os.listdir("/proc/self/fd")), "runs": len(res.runs)})
-        self.last = now
+        self.last, self.committed = now, commit
 exp = load_experiment(file, yes=True, max_runs=10**9)
 t0 = time.perf_counter()
-rep = run_sweep(exp, Path(out), progress=Progress())
+with timing.record() as clock:
+    rep = run_sweep(exp, Path(out), progress=Progress())
 Path(report).write_text(json.dumps({"rows": rows, "wall_s": time.perf_counter() - t0,
                                     "failed": rep.outcome.failed}))
 """

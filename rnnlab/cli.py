@@ -302,13 +302,21 @@ def sweep(
     tls_key: Annotated[str | None, typer.Option(
         metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
     engine: EngineOpt = None,
+    timings: Annotated[bool, typer.Option(help="Print where the time went, by stage "
+                                          "(this process's stages).")] = False,
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     use_engine(engine)
+    import contextlib
     import signal
+    import time
 
+    from rnnlab import timing
     from rnnlab.run.sweep import default_out, run_sweep
 
+    recording = contextlib.ExitStack()
+    clock = recording.enter_context(timing.record()) if timings else None
+    t0 = time.perf_counter()
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     check_columns(columns, exp.swept_keys)
     if html:
@@ -337,6 +345,8 @@ def sweep(
     finally:
         bar.stop()
         signal.signal(signal.SIGTERM, old)
+        recording.close()
+    wall = time.perf_counter() - t0
     for note in report.notes:
         err.print(f"rnnlab: {one_line(note)}", markup=False)
     o = report.outcome
@@ -348,6 +358,8 @@ def sweep(
               markup=False)
     for run_id, error in o.errors[:5]:
         err.print(f"rnnlab: run {run_id} failed: {one_line(error, 300)}", markup=False)
+    if clock is not None:
+        show_timings(clock, wall, workers=workers if executor == "local" else None)
     if html and report.summary is not None and not o.interrupted:
         from rnnlab.report.page import write_page
 
@@ -359,6 +371,23 @@ def sweep(
         raise typer.Exit(130)
     if o.failed:
         raise typer.Exit(1)
+
+
+def show_timings(clock, wall: float, workers: int | None) -> None:
+    """The stages' seconds, share of the command's time and calls, on stderr."""
+    from rnnlab.timing import SECTIONS
+
+    err.print(f"rnnlab: where the time went ({wall:.2f} s from loading the experiment to the "
+              "end of the sweep; stages overlap, e.g. engine lies inside training):",
+              markup=False)
+    for name, what in SECTIONS.items():
+        if name in clock.seconds:
+            sec = clock.seconds[name]
+            err.print(f"  {name:<9} {sec:9.3f} s {100 * sec / max(wall, 1e-12):6.1f} %  "
+                      f"{clock.calls[name]:>6} call(s)  {what}", markup=False)
+    if workers != 1:
+        err.print("  (batches trained in other processes show inside sweep, not as training, "
+                  "engine or data)", markup=False)
 
 
 def _dry_run(exp, out_path: Path, fmt: str):

@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rnnlab"
 
 #: The layers, top to bottom; a module may import its own layer or any layer below it.
 LAYERS = ["cli", "report", "notebook", "plot", "run", "experiment", "analysis", "results",
-          "engine", "tasks", "errors"]
+          "engine", "tasks", "timing", "errors"]
 #: Layers on the same level that must not import each other.
-SIBLINGS = {("engine", "tasks"), ("tasks", "engine")}
+SIBLINGS = {("engine", "tasks"), ("tasks", "engine"), ("timing", "errors"), ("errors", "timing")}
 
 
 def _layer(module: str) -> str | None:

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnlab.timing import timed
+
 from .cells import (
     ACTIVATIONS,
     CELLS,
@@ -276,6 +278,7 @@ def forward(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
                 loss_at=loss_at, s0=s0, c0=c0, outputs=outputs, _backward=False)
 
 
+@timed("engine")
 def bptt(params: dict, x, d, *, cell: str = "rnn", activation: str = "tanh",
          output: str = "softmax", loss: str = "mse", loss_at: str = "last",
          truncate: int | None = None, clip_step=None, s0=None, c0=None, norms: bool = True,

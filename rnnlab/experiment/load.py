@@ -73,6 +73,7 @@ from rnnlab.experiment.yaml_io import (
     parse_yaml,
     parse_yaml_value,
 )
+from rnnlab.timing import timed
 
 # --------------------------------------------------------------------------- public types
 
@@ -211,6 +212,7 @@ def _combination_error(exc: ValidationError, swept: dict, origin: dict, source: 
 # --------------------------------------------------------------------------- loading
 
 
+@timed("load")
 def load_experiment(
     path: str | Path,
     *,

@@ -97,6 +97,7 @@ from rnnlab.results.readers import (
     read_runs_parts,
     runs_parts,
 )
+from rnnlab.timing import timed
 
 # --------------------------------------------------------------------------------------------
 # the store
@@ -394,6 +395,7 @@ class ResultsStore:
             write_parquet_atomic(target, table)
         return self._forget(drop)
 
+    @timed("commit")
     def write_batch(
         self, runs: list[dict], grad_norms: pd.DataFrame | None, metrics: pd.DataFrame | None,
         lyapunov: pd.DataFrame | None = None,
@@ -464,6 +466,7 @@ class ResultsStore:
             self.path / SUMMARY_MD, markdown if markdown.endswith("\n") else markdown + "\n"
         )
 
+    @timed("finalize")
     def finalize(self) -> None:
         """Compact the runs parts into ``runs.parquet`` and the metrics parts of committed runs
         into ``metrics.parquet``.

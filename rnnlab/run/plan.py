@@ -16,6 +16,7 @@ import os
 from rnnlab.engine.cells import GATES
 from rnnlab.errors import UserError
 from rnnlab.run.train import build_task, eval_run_bytes
+from rnnlab.timing import timed
 
 #: Default cap on runs per batch, and memory budget (bytes) for one batch's training arrays.
 MAX_BATCH = 64
@@ -134,6 +135,7 @@ def check_disk(specs, out, source: str, max_batch: int = MAX_BATCH,
             "--out on a disk with room)")
 
 
+@timed("plan")
 def plan_batches(specs, max_batch: int = MAX_BATCH, memory_budget: int = MEMORY_BUDGET):
     """Group runs by shape key (first-seen order) and cut each group into capped batches."""
     order: dict = {}

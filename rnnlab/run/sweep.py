@@ -22,6 +22,7 @@ from rnnlab.results.readers import load_grad_norms, load_lyapunov, load_runs
 from rnnlab.results.store import ResultsStore
 from rnnlab.results.sysinfo import system_info
 from rnnlab.run import execute, plan
+from rnnlab.timing import section, timed
 
 
 def default_out(exp: Experiment) -> Path:
@@ -53,6 +54,7 @@ def manifest_for(exp: Experiment, command: list[str] | None) -> dict:
     return info
 
 
+@timed("sweep")
 def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               max_batch: int = plan.MAX_BATCH, memory_budget: int = plan.MEMORY_BUDGET,
               fresh: bool = False, fail_fast: bool = False, progress=None,
@@ -84,9 +86,10 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     stored = set() if fresh else _committed(out)
     plan.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
                        max_batch=max_batch)
-    store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
-                              manifest=manifest_for(exp, command), fresh=fresh,
-                              experiment_name=exp.name)
+    with section("open"):
+        store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
+                                  manifest=manifest_for(exp, command), fresh=fresh,
+                                  experiment_name=exp.name)
     with store.lock():
         kept_failed = store.failed_run_ids() & {r.run_id for r in runs}
         if retry_failed:
@@ -106,8 +109,9 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
                                   tls=tls)
         table = None
         if store.done_run_ids():
-            table = summary_of(out, by=exp.swept_keys)
-            store.write_summary(render(table, "csv"), render(table, "markdown"))
+            with section("summary"):
+                table = summary_of(out, by=exp.swept_keys)
+                store.write_summary(render(table, "csv"), render(table, "markdown"))
         if not outcome.interrupted:
             store.finalize()
     notes = list(getattr(store, "cleanup_notes", []))

@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from rnnlab.analysis.lyapunov_stats import analyse, lyapunov_table
 from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, optim, spectral_stats
 from rnnlab.tasks import ACCURACY_CRITERIA, EXPLODED_FACTOR, TASK_OPTIONS, make_task
+from rnnlab.timing import timed
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
@@ -83,6 +84,7 @@ def _stack(dicts):
     return {k: np.stack([p[k] for p in dicts]) for k in dicts[0]}
 
 
+@timed("data")
 def _sample(task, rngs, batch, dtype):
     """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O)."""
     xs, ds = zip(*(task.sample(rng, batch, dtype=dtype) for rng in rngs), strict=True)
@@ -304,6 +306,7 @@ class Trainer:
             if self.task.solved(float(loss[j]), None if held is None else float(held[j])):
                 solved_at[r] = step
 
+    @timed("evaluate")
     def evaluate(self, runs=None, criteria: bool = False):
         """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
         from the run's eval seed: the same sequences at every call), for the runs at the
@@ -339,6 +342,7 @@ class Trainer:
                     extra.setdefault(name, np.empty(len(idx)))[a:a + chunk] = v
         return (loss, acc, extra) if criteria else (loss, acc)
 
+    @timed("package")
     def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall,
                  criteria=None) -> BatchResult:
         rho0, sigma0, rho1, sigma1 = spectra
@@ -439,6 +443,7 @@ def _select_state(keep, new, old):
     return np.where(_bc(keep, new), new, old) if new.ndim else new
 
 
+@timed("training")
 def train_batch(specs, progress=None) -> BatchResult:
     """Train runs that share shapes together; see the module docstring."""
     return Trainer(specs).run(progress=progress)
