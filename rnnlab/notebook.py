@@ -86,7 +86,7 @@ class Results:
     def summary(self, by: Iterable[str] | None = None, step: int | None = None) -> pd.DataFrame:
         """The summary table of ``rnnlab report`` (grouped by ``by``, default the swept keys;
         gradient statistics at training ``step``, default initialisation)."""
-        from rnnlab.run.sweep import summary_of
+        from rnnlab.analysis.summarize import summary_of
 
         return summary_of(self.path, by=None if by is None else list(by), step=step)
 
@@ -95,7 +95,7 @@ class Results:
         with ``says``, ``expect``, ``where``, ``holds_on``, ``holds``, ``observed``, ``rows``."""
         from dataclasses import asdict
 
-        from rnnlab.run.sweep import check_folder
+        from rnnlab.experiment.check import check_folder
 
         columns = ["says", "expect", "where", "holds_on", "holds", "observed", "rows"]
         return pd.DataFrame([asdict(r) for r in check_folder(self.path)], columns=columns)

@@ -7,9 +7,9 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
   the runs' training time), and every machine and software fact of the manifest;
 * claims: each claim of the experiment, whether it holds on this folder (``rnnlab check``) and
   the values it rests on, where the experiment states claims (:func:`claims_html`);
-* the summary table (``rnnlab.run.sweep.summary_of``), every column, an interval as one cell;
-  sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or text);
-  a click on a row shows its first run below;
+* the summary table (``rnnlab.analysis.summarize.summary_of``), every column, an interval as one
+  cell; sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or
+  text); a click on a row shows its first run below;
 * figures drawn with plotly (hover shows the runs and the value, drag zooms): the heatmap of the
   mean over seeds of ``log10 ||dE/ds_t||`` over lag and the ``by`` axis, the decay of
   ``||dE/ds_t||`` with the lag and the Pascanu et al. bound where it applies, both at a training
@@ -262,7 +262,7 @@ def claims_html(folder: Path, manifest: dict) -> str:
     """The claims section: each claim of the experiment recorded in the manifest, whether it
     holds on this folder's summary (``rnnlab check``) and the values it rests on; empty when
     the experiment states none."""
-    from rnnlab.run.sweep import check_folder
+    from rnnlab.experiment.check import check_folder
 
     if not (manifest.get("experiment") or {}).get("claims"):
         return ""
