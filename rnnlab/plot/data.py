@@ -70,6 +70,11 @@ def value_order(value: tuple):
 
 
 def value_text(v) -> str:
+    """A setting as a figure labels it: spelt as in the experiment file (``null``, ``true``), a
+    float to 6 significant digits. Not :func:`rnnlab.analysis.summarize.format_value`, which
+    rounds measured numbers to 4 digits so that tables read the same on every machine: settings
+    are not measured, and two swept values alike to 4 digits (0.12345, 0.12346) would share a
+    label."""
     if v is None:
         return "null"
     if isinstance(v, bool):

@@ -604,6 +604,7 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from rnnlab.analysis.summarize import format_value
     from rnnlab.plot.data import (
         SEQ_LEN,
         check_panels,
@@ -661,8 +662,8 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
                                          showlegend=False, legendgroup=group), row=row, col=col)
             lo = sub["solved_lo"] if band else [None] * len(sub)
             hi = sub["solved_hi"] if band else [None] * len(sub)
-            hover = [f"{_esc(label)}<br>T = {t}<br>solved {_fmt_num(v)} "
-                     f"[{_fmt_num(a)}, {_fmt_num(b)}] of {n} runs"
+            hover = [f"{_esc(label)}<br>T = {t}<br>solved {format_value(v)} "
+                     f"[{format_value(a)}, {format_value(b)}] of {n} runs"
                      for t, v, a, b, n in zip(x, sub["solved"], lo, hi, sub["n"], strict=True)]
             fig.add_trace(go.Scatter(x=x, y=_nums(sub["solved"]), mode="lines+markers",
                                      name=label, line={"color": colour, "width": 2},
@@ -676,12 +677,6 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
                       margin={"l": 60, "r": 20, "t": 70, "b": 50},
                       legend={"title": {"text": res.axis_name(by_axis) if by_axis else ""}})
     return fig.to_plotly_json()
-
-
-def _fmt_num(v) -> str:
-    from rnnlab.analysis.summarize import format_value
-
-    return format_value(v)
 
 
 def _figures_html(figures, steps, problems) -> str:
