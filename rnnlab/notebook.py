@@ -30,8 +30,8 @@ from rnnlab.results.readers import (
     load_manifest,
     load_metrics,
     load_runs,
+    parts_of_runs,
     results_dir,
-    runs_table_of,
 )
 
 NORM_COLUMNS = [f.name for f in GRAD_SCHEMA if f.name not in ("run_id", "step", "t")]
@@ -103,15 +103,8 @@ class Results:
     # ------------------------------------------------------------------ gradient norms
     def norm_files(self, runs=None) -> list[str]:
         """The part files of ``grad_norms/`` that hold ``runs`` (all committed runs if None)."""
-        ids = self._run_ids(runs)
-        table = runs_table_of(self.path)
-        part_of = dict(zip(table.column("run_id").to_pylist(), table.column("part").to_pylist(),
-                           strict=True))
-        wanted = sorted(part_of) if ids is None else ids
-        unknown = [r for r in wanted if r not in part_of]
-        if unknown:
-            raise UserError(f"{self.path}: no run with id {unknown[0]!r}")
-        return [str(self.path / GRAD_DIR / p) for p in sorted({part_of[r] for r in wanted})]
+        part_of = parts_of_runs(self.path, self._run_ids(runs))
+        return [str(self.path / GRAD_DIR / p) for p in sorted(set(part_of.values()))]
 
     def dataset(self, runs=None):
         """A ``pyarrow.dataset`` over the part files that hold ``runs`` only."""
