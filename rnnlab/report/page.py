@@ -515,16 +515,8 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
     from plotly.subplots import make_subplots
 
     from rnnlab.analysis.summarize import run_gradient_stats
-    from rnnlab.plot.data import (
-        check_panels,
-        choose_by,
-        facet_axes,
-        groups_by,
-        load_plot_data,
-        value_order,
-    )
-    from rnnlab.plot.lyapunov import LN10
-    from rnnlab.results.parquet_io import plain_value
+    from rnnlab.plot.data import choose_by, facet_axes, load_plot_data, panels_of
+    from rnnlab.plot.lyapunov import spectra, spectrum_table
     from rnnlab.results.readers import load_grad_norms, load_lyapunov
 
     res = load_plot_data(folder, (), lambda m: None)
@@ -535,13 +527,11 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
         raise UserError(f"no Lyapunov exponents stored at step {step}")
     decay = run_gradient_stats(load_grad_norms(folder, run_ids=ids, step=step), step=step)
     decay = decay.set_index("run_id")["decay"]
-    table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
+    table = spectrum_table(lam)
     by_axis = choose_by(res, "lyapunov", None)
     facets = facet_axes(res, [by_axis])
     facet_keys = tuple(k for a in facets for k in a)
-    panels = groups_by(res, list(facet_keys))
-    order = sorted(panels, key=value_order)
-    check_panels(res, facets, len(order))
+    panels, order = panels_of(res, facets)
     by_values = res.values(by_axis) if by_axis else [()]
     colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
     nrow, ncol = _grid(len(order))
@@ -551,15 +541,7 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
                                         for pv in order])
     for i, pv in enumerate(order):
         row, col = i // ncol + 1, i % ncol + 1
-        rows_panel = panels[pv]
-        for bv in by_values:
-            rows = (rows_panel if not by_axis else
-                    rows_panel[[tuple(plain_value(v) for v in r) == bv
-                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
-            have = [r for r in rows["run_id"].astype(str) if r in table.index]
-            if not have:
-                continue
-            vals = table.loc[have].dropna(axis=1, how="all")
+        for bv, have, vals in spectra(panels[pv], by_axis, by_values, table):
             x = [int(c) for c in vals.columns]
             v = vals.to_numpy(dtype=float)
             label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
