@@ -377,7 +377,8 @@ def memory_anatomy(file: Path, sets: list[str], steps: int) -> dict:
     del result
     peaks = {label: rec.peak_bytes.get(name, 0) for name, label in labels.items()}
     estimate = p["run_bytes"] * p["largest_batch"]
-    return {**p, "steps": steps, "peaks_bytes": peaks, "batch_peak_bytes": rec.peak_bytes["training"],
+    return {**p, "steps": steps, "peaks_bytes": peaks,
+            "batch_peak_bytes": rec.peak_bytes["training"],
             "budget_estimate_bytes": estimate, "memory_budget": rnnlab.run.plan.MEMORY_BUDGET,
             "max_batch": rnnlab.run.plan.MAX_BATCH}
 

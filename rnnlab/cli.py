@@ -458,7 +458,7 @@ def report(
 ):
     """Reprint the summary table of a results folder (the terminal table fits 80 columns; csv,
     markdown and json hold every column), or write its results page (--html)."""
-    from rnnlab.run.sweep import summary_of
+    from rnnlab.analysis.summarize import summary_of
 
     if out_file is not None and not html:
         fail("--out: only with --html (the table goes to stdout)")
@@ -613,7 +613,7 @@ def check(
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""
-    from rnnlab.run.sweep import check_folder
+    from rnnlab.experiment.check import check_folder
 
     warn_folder(folder)
     results = check_folder(Path(folder), file=file, profile=profile)

@@ -30,8 +30,8 @@ from rnnlab.results.readers import (
     load_manifest,
     load_metrics,
     load_runs,
+    parts_of_runs,
     results_dir,
-    runs_table_of,
 )
 
 NORM_COLUMNS = [f.name for f in GRAD_SCHEMA if f.name not in ("run_id", "step", "t")]
@@ -86,7 +86,7 @@ class Results:
     def summary(self, by: Iterable[str] | None = None, step: int | None = None) -> pd.DataFrame:
         """The summary table of ``rnnlab report`` (grouped by ``by``, default the swept keys;
         gradient statistics at training ``step``, default initialisation)."""
-        from rnnlab.run.sweep import summary_of
+        from rnnlab.analysis.summarize import summary_of
 
         return summary_of(self.path, by=None if by is None else list(by), step=step)
 
@@ -95,7 +95,7 @@ class Results:
         with ``says``, ``expect``, ``where``, ``holds_on``, ``holds``, ``observed``, ``rows``."""
         from dataclasses import asdict
 
-        from rnnlab.run.sweep import check_folder
+        from rnnlab.experiment.check import check_folder
 
         columns = ["says", "expect", "where", "holds_on", "holds", "observed", "rows"]
         return pd.DataFrame([asdict(r) for r in check_folder(self.path)], columns=columns)
@@ -103,15 +103,8 @@ class Results:
     # ------------------------------------------------------------------ gradient norms
     def norm_files(self, runs=None) -> list[str]:
         """The part files of ``grad_norms/`` that hold ``runs`` (all committed runs if None)."""
-        ids = self._run_ids(runs)
-        table = runs_table_of(self.path)
-        part_of = dict(zip(table.column("run_id").to_pylist(), table.column("part").to_pylist(),
-                           strict=True))
-        wanted = sorted(part_of) if ids is None else ids
-        unknown = [r for r in wanted if r not in part_of]
-        if unknown:
-            raise UserError(f"{self.path}: no run with id {unknown[0]!r}")
-        return [str(self.path / GRAD_DIR / p) for p in sorted({part_of[r] for r in wanted})]
+        part_of = parts_of_runs(self.path, self._run_ids(runs))
+        return [str(self.path / GRAD_DIR / p) for p in sorted(set(part_of.values()))]
 
     def dataset(self, runs=None):
         """A ``pyarrow.dataset`` over the part files that hold ``runs`` only."""

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from rnnlab.analysis.summarize import display_cells, format_value
-from rnnlab.run.sweep import check_folder
+from rnnlab.experiment.check import check_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

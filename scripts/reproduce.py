@@ -25,9 +25,10 @@ from pathlib import Path
 
 import rnnlab
 from rnnlab.analysis.summarize import render
+from rnnlab.experiment.check import check_folder, claims_table, table_file
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.sysinfo import cpu_info, fp_stack
-from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
+from rnnlab.run.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",
@@ -59,7 +60,7 @@ def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
 def write_tables(exp, out: Path) -> None:
     """The committed folder keeps tables, not runs: each table a claim reads beside the summary
     (the summary at a later step, the limit map's tables) is written as the file
-    ``rnnlab.run.sweep.claims_table`` reads."""
+    ``rnnlab.experiment.check.claims_table`` reads."""
     for table, step in sorted({(c.table, c.step) for c in exp.claims} - {("summary", None)},
                               key=str):
         (out / table_file(table, step)).write_text(render(claims_table(out, table, step), "csv"))

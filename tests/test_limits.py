@@ -23,9 +23,10 @@ from rnnlab.analysis.limits import (
     pool_adjacent_violators,
 )
 from rnnlab.errors import UserError
+from rnnlab.experiment.check import check_folder, claims_table
 from rnnlab.experiment.schema import Claim
 from rnnlab.results.readers import load_runs
-from rnnlab.run.sweep import check_folder, claims_table, run_sweep
+from rnnlab.run.sweep import run_sweep
 
 GRID = np.array([2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100.0])
 

@@ -13,13 +13,18 @@ from conftest import invoke, ok, tiny_data, tiny_exp, write_yaml
 
 from rnnlab.analysis.lyapunov_stats import LN10, run_lyapunov_stats
 from rnnlab.analysis.stats import t_interval
-from rnnlab.analysis.summarize import SUMMARY_COLUMNS, run_gradient_stats, summarize
+from rnnlab.analysis.summarize import (
+    SUMMARY_COLUMNS,
+    run_gradient_stats,
+    summarize,
+    summary_of,
+)
 from rnnlab.engine.lyapunov import lyapunov
 from rnnlab.experiment.load import parse_experiment
 from rnnlab.results.layout import LYAP_DIR
 from rnnlab.results.readers import load_lyapunov, load_runs
 from rnnlab.results.store import ResultsStore
-from rnnlab.run.sweep import run_sweep, summary_of
+from rnnlab.run.sweep import run_sweep
 from rnnlab.run.train import Trainer, _sample, run_streams, train_batch
 
 ON = {"lyapunov": {"enabled": True, "window": 2}}

@@ -20,6 +20,7 @@ import pytest
 from conftest import invoke, ok, tiny_exp
 
 import rnnlab
+from rnnlab.analysis.summarize import summary_of
 from rnnlab.report.page import (
     MAX_POINTS,
     MAX_RUN_POINTS,
@@ -28,7 +29,7 @@ from rnnlab.report.page import (
     thin,
     write_page,
 )
-from rnnlab.run.sweep import run_sweep, summary_of
+from rnnlab.run.sweep import run_sweep
 
 pytest.importorskip("plotly")
 

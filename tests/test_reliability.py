@@ -33,11 +33,11 @@ import pandas as pd
 import pytest
 from conftest import committed_runs, invoke, ok, tiny_data, write_yaml
 
+from rnnlab.analysis.summarize import summary_of
 from rnnlab.cli import app
 from rnnlab.errors import UserError
 from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
 from rnnlab.results.store import ResultsStore
-from rnnlab.run.sweep import summary_of
 
 #: 12 runs (3 scales x 2 learning rates x 2 repeats); seq_len 400 makes one run take ~0.08 s,
 #: so with --max-batch 1 there are 12 commit points far enough apart to aim a signal between them.

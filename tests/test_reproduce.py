@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from rnnlab.analysis.summarize import render
+from rnnlab.experiment.check import check_folder, claims_table, table_file
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.readers import load_manifest
 from rnnlab.results.sysinfo import stack_differences
-from rnnlab.run.sweep import check_folder, claims_table, run_sweep, table_file
+from rnnlab.run.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["vanishing", "spectrum", "clipping", "lstm", "truncation", "lyapunov", "limits",

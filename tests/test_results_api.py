@@ -13,9 +13,10 @@ import pytest
 from conftest import tiny_exp
 
 import rnnlab
+from rnnlab.analysis.summarize import summary_of
 from rnnlab.errors import UserError
 from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
-from rnnlab.run.sweep import run_sweep, summary_of
+from rnnlab.run.sweep import run_sweep
 
 
 class _CountingFile:

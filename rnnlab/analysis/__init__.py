@@ -1,3 +1,4 @@
 """Numbers derived from stored runs: per-run gradient statistics and the grouped summary table
 (``summarize``), intervals over seeds (``stats``), Lyapunov statistics (``lyapunov_stats``), the
-limit map (``limits``). Computation over tables; only ``limits.limits_of`` reads a folder."""
+limit map (``limits``). Computation over tables; only ``summarize.summary_of`` and
+``limits.limits_of`` read a folder."""

@@ -1,4 +1,5 @@
-"""Per-run gradient statistics, the grouped summary table and its text renderings.
+"""Per-run gradient statistics, the grouped summary table (of a results folder: ``summary_of``)
+and its text renderings.
 
 Gradient statistics of a run come from ``ds``, the norm of dLoss/ds_t at time step ``t`` (1..T),
 recorded at one training step. With ``lag = T - t`` (how far the gradient travelled back):
@@ -32,6 +33,7 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -316,6 +318,18 @@ def _bounds_at(runs, stats, ids, step, failed) -> np.ndarray:
         out = np.where(at == 0, start, np.where((at == last) & (at > 0), end, np.nan))
     out[failed] = np.nan
     return out
+
+
+def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
+    """The summary table of a results folder (gradient statistics at the first logged step,
+    i.e. at initialisation, unless ``step`` says otherwise)."""
+    from rnnlab.results.readers import load_grad_norms, load_lyapunov, load_runs
+
+    runs = load_runs(out)
+    ok = runs[runs["status"] != "failed"]["run_id"].tolist()
+    norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
+    lyap = load_lyapunov(out, step=0 if step is None else step) if ok else None
+    return summarize(runs, norms, by=by, step=step, lyapunov=lyap)
 
 
 def format_value(x: object, missing: str = "-") -> str:

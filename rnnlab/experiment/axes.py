@@ -26,6 +26,7 @@ from rnnlab.experiment.schema import (
     shown,
     sweepable_keys,
 )
+from rnnlab.tasks.options import is_int
 
 VALUES_ALLOWED = (
     "a non-empty list, {linspace: [a, b, n]}, {logspace: [a, b, n]} or {range: [start, stop, step]}"
@@ -134,10 +135,6 @@ def _axis_values(key: Any, value: Any, file: str, where: str, limit: int | None)
     return out
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _check_length(n: int, file: str, where: str, limit: int | None) -> None:
     if limit is not None and n > limit:
         raise ConfigError(
@@ -151,7 +148,7 @@ def _check_length(n: int, file: str, where: str, limit: int | None) -> None:
 
 def _space(args: Any, file: str, where: str, limit: int | None, log: bool) -> list[float]:
     allowed = "[a, b, n] with numbers a, b and an integer n >= 1"
-    ok = isinstance(args, list) and len(args) == 3 and _is_int(args[2]) and args[2] >= 1
+    ok = isinstance(args, list) and len(args) == 3 and is_int(args[2]) and args[2] >= 1
     try:
         a, b = (float(x) for x in args[:2]) if ok else (0.0, 0.0)
     except (TypeError, ValueError, OverflowError):
@@ -167,7 +164,7 @@ def _space(args: Any, file: str, where: str, limit: int | None, log: bool) -> li
 
 
 def _range(args: Any, file: str, where: str, limit: int | None) -> list[int]:
-    ok = isinstance(args, list) and 1 <= len(args) <= 3 and all(_is_int(x) for x in args)
+    ok = isinstance(args, list) and 1 <= len(args) <= 3 and all(is_int(x) for x in args)
     if not ok or (len(args) == 3 and args[2] == 0):
         raise ConfigError(file, where, shown(args), "[start, stop, step] of integers, step not 0")
     r = range(*args)

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from rnnlab.analysis.summarize import format_value
 from rnnlab.errors import ConfigError
 
 EXPR_ALLOWED = ("an expression over summary columns with numbers, strings, comparisons, "
@@ -193,12 +194,6 @@ class ClaimResult:
                 f"{self.observed}]")
 
 
-def _fmt(v: Any) -> str:
-    from rnnlab.analysis.summarize import format_value
-
-    return format_value(v)
-
-
 def evaluate(claims, table_of: Callable[[str, int | None], pd.DataFrame], source: str,
              prefix: str = "claims") -> list[ClaimResult]:
     """Evaluate ``claims`` on the tables ``table_of(claim.table, claim.step)`` (called once per
@@ -234,9 +229,9 @@ def evaluate(claims, table_of: Callable[[str, int | None], pd.DataFrame], source
                 continue
             ok = bool(_eval(expect, row))
             verdicts.append(ok)
-            label = ",".join(f"{c.rsplit('.', 1)[-1]}={_fmt(rec[c])}" for c in keys
+            label = ",".join(f"{c.rsplit('.', 1)[-1]}={format_value(rec[c])}" for c in keys
                              if c not in shown_cols)
-            vals = " ".join(f"{c.rsplit('.', 1)[-1]}={_fmt(rec[c])}" for c in shown_cols)
+            vals = " ".join(f"{c.rsplit('.', 1)[-1]}={format_value(rec[c])}" for c in shown_cols)
             notes.append((ok, f"{label + ': ' if label else ''}{vals}"))
         if not verdicts:
             holds, observed = False, "no row matches"

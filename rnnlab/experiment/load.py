@@ -213,16 +213,9 @@ def _combination_error(exc: ValidationError, swept: dict, origin: dict, source: 
 
 
 @timed("load")
-def load_experiment(
-    path: str | Path,
-    *,
-    sets: list[str] | tuple[str, ...] = (),
-    sweeps: list[str] | tuple[str, ...] = (),
-    profile: str | None = None,
-    max_runs: int = 10_000,
-    yes: bool = False,
-) -> Experiment:
-    """Read an experiment YAML file and apply the profile, ``--set`` and ``--sweep`` overrides."""
+def load_experiment(path: str | Path, **options: Any) -> Experiment:
+    """Read an experiment YAML file and apply the profile, ``--set`` and ``--sweep`` overrides:
+    ``options`` are the keywords of :func:`parse_experiment` after ``source``."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -230,10 +223,7 @@ def load_experiment(
         raise UserError(f"{file}: no such experiment file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: cannot read: {exc}") from None
-    data = parse_yaml(text, file)
-    return parse_experiment(
-        data, source=file, sets=sets, sweeps=sweeps, profile=profile, max_runs=max_runs, yes=yes
-    )
+    return parse_experiment(parse_yaml(text, file), source=file, **options)
 
 
 def parse_experiment(

@@ -70,6 +70,11 @@ def value_order(value: tuple):
 
 
 def value_text(v) -> str:
+    """A setting as a figure labels it: spelt as in the experiment file (``null``, ``true``), a
+    float to 6 significant digits. Not :func:`rnnlab.analysis.summarize.format_value`, which
+    rounds measured numbers to 4 digits so that tables read the same on every machine: settings
+    are not measured, and two swept values alike to 4 digits (0.12345, 0.12346) would share a
+    label."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -224,13 +229,7 @@ def check_panels(res: PlotData, facets: list[tuple[str, ...]], n: int):
 
 
 def groups_by(res: PlotData, keys: list[str]) -> dict[tuple, pd.DataFrame]:
-    if not keys:
-        return {(): res.runs}
-    groups = {}
-    for value, rows in res.runs.groupby(keys, sort=False, dropna=False):
-        value = value if isinstance(value, tuple) else (value,)
-        groups[tuple(plain_value(v) for v in value)] = rows
-    return groups
+    return groups_of_rows(res.runs, keys) if keys else {(): res.runs}
 
 
 def groups_of_rows(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
@@ -240,3 +239,20 @@ def groups_of_rows(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFr
         out[tuple(plain_value(v) for v in value)] = sub
     return out
 
+
+def panels_of(res: PlotData,
+              facets: list[tuple[str, ...]]) -> tuple[dict[tuple, pd.DataFrame], list[tuple]]:
+    """The runs of each panel (one per combination of the facet axes' values) and the panels'
+    values in order; a UserError when they are too many (:func:`check_panels`)."""
+    panels = groups_by(res, [k for a in facets for k in a])
+    order = sorted(panels, key=value_order)
+    check_panels(res, facets, len(order))
+    return panels, order
+
+
+def rows_at(rows: pd.DataFrame, axis: tuple[str, ...] | None, value: tuple) -> pd.DataFrame:
+    """The rows whose values of ``axis`` are ``value`` (all of them when there is no axis)."""
+    if not axis:
+        return rows
+    return rows[[tuple(plain_value(v) for v in r) == value
+                 for r in rows[list(axis)].itertuples(index=False)]]

@@ -16,14 +16,13 @@ from rnnlab.errors import UserError
 from rnnlab.plot.data import (
     Note,
     PlotData,
-    check_panels,
     choose_by,
     facet_axes,
     groups_by,
     groups_of_rows,
-    value_order,
+    panels_of,
+    rows_at,
 )
-from rnnlab.results.parquet_io import plain_value
 
 
 @dataclass
@@ -120,9 +119,7 @@ def _pool_identical(res: PlotData, by_axis, facets, curves_of, what: str, say: N
             res.pooled.append(text)
             say(f"{text} does not change {what}: one panel shows all its values (the runs of "
                 f"{res.label(axis, values[0])})")
-            first = np.array([tuple(plain_value(v) for v in r) == values[0]
-                              for r in res.runs[list(axis)].itertuples(index=False)], dtype=bool)
-            res.runs = res.runs[first].reset_index(drop=True)
+            res.runs = rows_at(res.runs, axis, values[0]).reset_index(drop=True)
     return kept
 
 
@@ -148,10 +145,7 @@ def gradient_panels(res: PlotData, kind: str, by: str | None, step: int, say: No
     facets = facet_axes(res, [by_axis])
     what = f"||dE/ds_t|| at step {step}"
     facets = _pool_identical(res, by_axis, facets, curve_of, what, say)
-    facet_keys = [k for a in facets for k in a]
-    panels = groups_by(res, facet_keys)
-    order = sorted(panels, key=value_order)
-    check_panels(res, facets, len(order))
+    panels, order = panels_of(res, facets)
     by_keys = list(by_axis or ())
     by_values = res.values(by_axis) if by_axis else [()]
     data = []

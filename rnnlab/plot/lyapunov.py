@@ -9,22 +9,33 @@ line's colour) when the gradient norms of that step are stored.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+import pandas as pd
 
 from rnnlab.errors import UserError
-from rnnlab.plot.data import (
-    Note,
-    PlotData,
-    check_panels,
-    choose_by,
-    facet_axes,
-    groups_by,
-    value_order,
-)
+from rnnlab.plot.data import Note, PlotData, choose_by, facet_axes, panels_of, rows_at
 from rnnlab.plot.figure import add_key, panel_figure, suptitle, value_colours
-from rnnlab.results.parquet_io import plain_value
 
 LN10 = float(np.log(10.0))
+
+
+def spectrum_table(lam: pd.DataFrame) -> pd.DataFrame:
+    """The exponents (the rows of kind ``lambda`` of ``load_lyapunov``) in decades per step: a row
+    per run, a column per index i."""
+    return lam.pivot_table(index="run_id", columns="index", values="value") / LN10
+
+
+def spectra(rows: pd.DataFrame, by_axis: tuple[str, ...] | None, by_values: list[tuple],
+            table: pd.DataFrame) -> Iterator[tuple[tuple, list[str], pd.DataFrame]]:
+    """Per ``by`` value whose runs among ``rows`` have exponents in ``table``
+    (:func:`spectrum_table`): the value, the ids of those runs and their exponents (the indices
+    none of them has left out)."""
+    for bv in by_values:
+        have = [r for r in rows_at(rows, by_axis, bv)["run_id"].astype(str) if r in table.index]
+        if have:
+            yield bv, have, table.loc[have].dropna(axis=1, how="all")
 
 
 def plot_lyapunov(res: PlotData, by: str | None, step: int, say: Note):
@@ -43,25 +54,15 @@ def plot_lyapunov(res: PlotData, by: str | None, step: int, say: Note):
     decay = decay.set_index("run_id")["decay"]
     by_axis = choose_by(res, "lyapunov", by)
     facets = facet_axes(res, [by_axis])
-    panels = groups_by(res, [k for a in facets for k in a])
-    order = sorted(panels, key=value_order)
-    check_panels(res, facets, len(order))
+    panels, order = panels_of(res, facets)
     by_values = res.values(by_axis) if by_axis else [()]
     colours, mappable = value_colours(res, by_axis, by_values)
-    table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
+    table = spectrum_table(lam)
     fig, axes, left, bottom, corner = panel_figure(order, facets, (4.3, 3.3), (7.5, 4.8),
                                               sharey=True, extra_w=1.6, extra_h=0.6)
     nseeds, m_max = set(), 1
     for ax, pv in zip(axes, order, strict=True):
-        rows_panel = panels[pv]
-        for bv in by_values:
-            rows = (rows_panel if not by_axis else
-                    rows_panel[[tuple(plain_value(v) for v in r) == bv
-                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
-            have = [r for r in rows["run_id"].astype(str) if r in table.index]
-            if not have:
-                continue
-            vals = table.loc[have].dropna(axis=1, how="all")
+        for bv, have, vals in spectra(panels[pv], by_axis, by_values, table):
             idx = vals.columns.to_numpy(dtype=float)
             m_max = max(m_max, len(idx))
             v = vals.to_numpy(dtype=float)

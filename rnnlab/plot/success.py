@@ -16,11 +16,10 @@ from rnnlab.plot.data import (
     SEQ_LEN,
     Note,
     PlotData,
-    check_panels,
     choose_by,
     facet_axes,
-    groups_by,
-    value_order,
+    panels_of,
+    rows_at,
     value_text,
 )
 from rnnlab.plot.figure import add_key, panel_figure, suptitle, value_colours
@@ -54,9 +53,7 @@ def plot_success(res: PlotData, by: str | None, metric: str, say: Note):
     res.runs = runs
     seq_axis = next((a for a in res.axes if SEQ_LEN in a), None)
     facets = facet_axes(res, [by_axis, seq_axis])
-    panels = groups_by(res, [k for a in facets for k in a])
-    order = sorted(panels, key=value_order)
-    check_panels(res, facets, len(order))
+    panels, order = panels_of(res, facets)
     by_values = res.values(by_axis) if by_axis else [()]
     colours, mappable = value_colours(res, by_axis, by_values)
     xs = sorted(runs["_x"].dropna().unique())
@@ -70,9 +67,7 @@ def plot_success(res: PlotData, by: str | None, metric: str, say: Note):
         rows_panel = panels[pv]
         k = len(by_values)
         for i, bv in enumerate(by_values):
-            rows = (rows_panel if not by_axis else
-                    rows_panel[[tuple(plain_value(v) for v in r) == bv
-                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
+            rows = rows_at(rows_panel, by_axis, bv)
             if len(rows) == 0:
                 continue
             stats = rows.groupby("_x")["_y"].agg(["mean", "count", "std"]).sort_index()

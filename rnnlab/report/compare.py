@@ -1,8 +1,9 @@
 """Two results folders side by side: ``rnnlab compare A B``.
 
-The summaries of both folders (``rnnlab.run.sweep.summary_of``) are joined on their grouping keys
-(``by``, default the keys swept in both). For every statistic a row holds A's and B's value, with
-their bounds where the summary has them (``solved_lo``/``solved_hi``, ...), and a mark:
+The summaries of both folders (``rnnlab.analysis.summarize.summary_of``) are joined on their
+grouping keys (``by``, default the keys swept in both). For every statistic a row holds A's and
+B's value, with their bounds where the summary has them (``solved_lo``/``solved_hi``, ...), and a
+mark:
 
 * a statistic with an interval on both sides is marked when the two intervals do not overlap
   (``hi_A < lo_B`` or ``hi_B < lo_A``);
@@ -167,7 +168,7 @@ def compare(a: str | os.PathLike, b: str | os.PathLike, by: list[str] | None = N
 def claim_verdicts(ra, rb, notes: list[str]) -> list[dict]:
     """Each side's verdict on the claims its own experiment states (``rnnlab check``), joined on
     the claim's words; None where a side does not state the claim."""
-    from rnnlab.run.sweep import check_folder
+    from rnnlab.experiment.check import check_folder
 
     verdicts: dict[str, dict] = {}
     for side, r in zip(SIDES, (ra, rb), strict=True):

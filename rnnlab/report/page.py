@@ -7,9 +7,9 @@ and can be mailed or attached to a supplement. Sections, top to bottom:
   the runs' training time), and every machine and software fact of the manifest;
 * claims: each claim of the experiment, whether it holds on this folder (``rnnlab check``) and
   the values it rests on, where the experiment states claims (:func:`claims_html`);
-* the summary table (``rnnlab.run.sweep.summary_of``), every column, an interval as one cell;
-  sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or text);
-  a click on a row shows its first run below;
+* the summary table (``rnnlab.analysis.summarize.summary_of``), every column, an interval as one
+  cell; sortable by a click on a header, filterable per column (``>0.5``, ``<=3``, ``=1`` or
+  text); a click on a row shows its first run below;
 * figures drawn with plotly (hover shows the runs and the value, drag zooms): the heatmap of the
   mean over seeds of ``log10 ||dE/ds_t||`` over lag and the ``by`` axis, the decay of
   ``||dE/ds_t||`` with the lag and the Pascanu et al. bound where it applies, both at a training
@@ -262,7 +262,7 @@ def claims_html(folder: Path, manifest: dict) -> str:
     """The claims section: each claim of the experiment recorded in the manifest, whether it
     holds on this folder's summary (``rnnlab check``) and the values it rests on; empty when
     the experiment states none."""
-    from rnnlab.run.sweep import check_folder
+    from rnnlab.experiment.check import check_folder
 
     if not (manifest.get("experiment") or {}).get("claims"):
         return ""
@@ -515,16 +515,8 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
     from plotly.subplots import make_subplots
 
     from rnnlab.analysis.summarize import run_gradient_stats
-    from rnnlab.plot.data import (
-        check_panels,
-        choose_by,
-        facet_axes,
-        groups_by,
-        load_plot_data,
-        value_order,
-    )
-    from rnnlab.plot.lyapunov import LN10
-    from rnnlab.results.parquet_io import plain_value
+    from rnnlab.plot.data import choose_by, facet_axes, load_plot_data, panels_of
+    from rnnlab.plot.lyapunov import spectra, spectrum_table
     from rnnlab.results.readers import load_grad_norms, load_lyapunov
 
     res = load_plot_data(folder, (), lambda m: None)
@@ -535,13 +527,11 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
         raise UserError(f"no Lyapunov exponents stored at step {step}")
     decay = run_gradient_stats(load_grad_norms(folder, run_ids=ids, step=step), step=step)
     decay = decay.set_index("run_id")["decay"]
-    table = lam.pivot_table(index="run_id", columns="index", values="value") / LN10
+    table = spectrum_table(lam)
     by_axis = choose_by(res, "lyapunov", None)
     facets = facet_axes(res, [by_axis])
     facet_keys = tuple(k for a in facets for k in a)
-    panels = groups_by(res, list(facet_keys))
-    order = sorted(panels, key=value_order)
-    check_panels(res, facets, len(order))
+    panels, order = panels_of(res, facets)
     by_values = res.values(by_axis) if by_axis else [()]
     colours = dict(zip(by_values, _palette(len(by_values)), strict=True))
     nrow, ncol = _grid(len(order))
@@ -551,15 +541,7 @@ def _lyapunov_figure(folder: Path, step: int) -> dict:
                                         for pv in order])
     for i, pv in enumerate(order):
         row, col = i // ncol + 1, i % ncol + 1
-        rows_panel = panels[pv]
-        for bv in by_values:
-            rows = (rows_panel if not by_axis else
-                    rows_panel[[tuple(plain_value(v) for v in r) == bv
-                                for r in rows_panel[list(by_axis)].itertuples(index=False)]])
-            have = [r for r in rows["run_id"].astype(str) if r in table.index]
-            if not have:
-                continue
-            vals = table.loc[have].dropna(axis=1, how="all")
+        for bv, have, vals in spectra(panels[pv], by_axis, by_values, table):
             x = [int(c) for c in vals.columns]
             v = vals.to_numpy(dtype=float)
             label = res.label(by_axis, bv, names=False) if by_axis else "all runs"
@@ -604,6 +586,7 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from rnnlab.analysis.summarize import format_value
     from rnnlab.plot.data import (
         SEQ_LEN,
         check_panels,
@@ -661,8 +644,8 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
                                          showlegend=False, legendgroup=group), row=row, col=col)
             lo = sub["solved_lo"] if band else [None] * len(sub)
             hi = sub["solved_hi"] if band else [None] * len(sub)
-            hover = [f"{_esc(label)}<br>T = {t}<br>solved {_fmt_num(v)} "
-                     f"[{_fmt_num(a)}, {_fmt_num(b)}] of {n} runs"
+            hover = [f"{_esc(label)}<br>T = {t}<br>solved {format_value(v)} "
+                     f"[{format_value(a)}, {format_value(b)}] of {n} runs"
                      for t, v, a, b, n in zip(x, sub["solved"], lo, hi, sub["n"], strict=True)]
             fig.add_trace(go.Scatter(x=x, y=_nums(sub["solved"]), mode="lines+markers",
                                      name=label, line={"color": colour, "width": 2},
@@ -676,12 +659,6 @@ def _success_figure(folder: Path, summary: pd.DataFrame) -> dict | None:
                       margin={"l": 60, "r": 20, "t": 70, "b": 50},
                       legend={"title": {"text": res.axis_name(by_axis) if by_axis else ""}})
     return fig.to_plotly_json()
-
-
-def _fmt_num(v) -> str:
-    from rnnlab.analysis.summarize import format_value
-
-    return format_value(v)
 
 
 def _figures_html(figures, steps, problems) -> str:

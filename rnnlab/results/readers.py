@@ -192,6 +192,23 @@ def load_runs(path: str | os.PathLike) -> pd.DataFrame:
     return runs_to_pandas(table.sort_by([("run_id", "ascending")]))
 
 
+def parts_of_runs(p: Path, run_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """run_id -> the name of its batch's part files, for the committed runs ``run_ids`` (every
+    committed run if None) of the folder ``p``, in run_id order; an id of no committed run is a
+    UserError."""
+    runs = runs_table_of(p)
+    part_of = dict(
+        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
+    )
+    if run_ids is None:
+        return dict(sorted(part_of.items()))
+    wanted = sorted(set(run_ids))
+    unknown = [r for r in wanted if r not in part_of]
+    if unknown:
+        raise UserError(f"{p}: no run with id {unknown[0]!r}")
+    return {r: part_of[r] for r in wanted}
+
+
 def load_grad_norms(
     path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
 ) -> pd.DataFrame:
@@ -201,28 +218,7 @@ def load_grad_norms(
     step. Only the part files holding the requested runs are read.
     """
     p = results_dir(path)
-    runs = runs_table_of(p)
-    part_of = dict(
-        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
-    )
-    if run_ids is None:
-        wanted = sorted(part_of)
-    else:
-        wanted = sorted(set(run_ids))
-        unknown = [r for r in wanted if r not in part_of]
-        if unknown:
-            raise UserError(f"{p}: no run with id {unknown[0]!r}")
-    flt = pc.field("run_id").isin(wanted)
-    if step is not None:
-        flt = flt & (pc.field("step") == int(step))
-    tables = [
-        read_parquet(p / GRAD_DIR / part, filters=flt, need=GRAD_SCHEMA)
-        for part in sorted({part_of[r] for r in wanted})
-    ]
-    table = (
-        pa.concat_tables(tables, promote_options="default") if tables else GRAD_SCHEMA.empty_table()
-    )
-    return table.sort_by(GRAD_SORT).to_pandas()
+    return _read_batch_parts(p / GRAD_DIR, GRAD_SCHEMA, GRAD_SORT, parts_of_runs(p, run_ids), step)
 
 
 def load_lyapunov(
@@ -234,23 +230,28 @@ def load_lyapunov(
     :func:`load_grad_norms`.
     """
     p = results_dir(path)
-    runs = runs_table_of(p)
-    part_of = dict(
-        zip(runs.column("run_id").to_pylist(), runs.column("part").to_pylist(), strict=True)
-    )
-    wanted = sorted(part_of) if run_ids is None else sorted(set(run_ids) & set(part_of))
-    flt = pc.field("run_id").isin(wanted)
+    part_of = parts_of_runs(p)
+    if run_ids is not None:
+        part_of = {r: part_of[r] for r in sorted(set(run_ids) & set(part_of))}
+    return _read_batch_parts(p / LYAP_DIR, LYAP_SCHEMA, LYAP_SORT, part_of, step, optional=True)
+
+
+def _read_batch_parts(folder: Path, schema: pa.Schema, order: list, part_of: dict[str, str],
+                      step: int | None, optional: bool = False) -> pd.DataFrame:
+    """The rows of the runs of ``part_of`` (run_id -> part, :func:`parts_of_runs`), at training
+    ``step`` if given, from a dataset of one part file per batch (``folder``), sorted by
+    ``order``; only the parts of those runs are read. ``optional``: a batch may have written no
+    part there, which reads as no rows."""
+    flt = pc.field("run_id").isin(list(part_of))
     if step is not None:
         flt = flt & (pc.field("step") == int(step))
     tables = [
-        read_parquet(p / LYAP_DIR / part, filters=flt, need=LYAP_SCHEMA)
-        for part in sorted({part_of[r] for r in wanted})
-        if (p / LYAP_DIR / part).is_file()
+        read_parquet(folder / part, filters=flt, need=schema)
+        for part in sorted(set(part_of.values()))
+        if not optional or (folder / part).is_file()
     ]
-    table = (
-        pa.concat_tables(tables, promote_options="default") if tables else LYAP_SCHEMA.empty_table()
-    )
-    return table.sort_by(LYAP_SORT).to_pandas()
+    table = pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table()
+    return table.sort_by(order).to_pandas()
 
 
 def load_metrics(path: str | os.PathLike) -> pd.DataFrame:
