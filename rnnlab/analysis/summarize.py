@@ -212,6 +212,28 @@ def summarize(
         raise UserError(f"cannot group by {missing[0]!r}: no such run column; have: {available}")
     by = list(dict.fromkeys(by))
     runs = runs.reset_index(drop=True)
+    vals, criteria, lyap = _run_values(runs, grad_norms, step, lyapunov)
+    keys = by if by else ["_all"]
+    frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
+    frame = frame.sort_values(keys, na_position="first", kind="mergesort")
+    rows = [(*(key if isinstance(key, tuple) else (key,)), *_group_row(g, criteria, lyap))
+            for key, g in frame.groupby(keys, sort=False, dropna=False)]
+    extra_columns = [CRITERIA_COLUMNS[name] + suffix for name in criteria
+                     for suffix in ("", "_lo", "_hi")]
+    extra_columns += [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
+    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + extra_columns)
+    for col in by:
+        out[col] = out[col].astype(runs[col].dtype)
+    if not by:
+        out = out.drop(columns="_all")
+    out["n"] = out["n"].astype(np.int64)
+    out["failed"] = out["failed"].astype(np.int64)
+    return out[by + SUMMARY_COLUMNS + extra_columns].reset_index(drop=True)
+
+
+def _run_values(runs: pd.DataFrame, grad_norms, step, lyapunov):
+    """One row per run of the values the groups aggregate (failed runs NaN everywhere but
+    ``_failed``), the accuracy criteria the runs hold and the Lyapunov columns' names."""
     stats = run_gradient_stats(grad_norms, step=step).set_index("run_id")
     ids = runs["run_id"].astype(str)
 
@@ -252,48 +274,35 @@ def summarize(
             "_censored": stat("horizon_censored"),
         }
     )
-    # ---- the published accuracy criteria, when the runs hold them (adding) ----
+    # the published accuracy criteria, when the runs hold them (adding)
     criteria = [name for name in CRITERIA_COLUMNS
                 if name in runs.columns and not np.isnan(column(name)).all()]
     for name in criteria:
         vals["_crit_" + name] = column(name)
-    # ---- the Lyapunov analysis, when the folder has it (rnnlab.analysis.lyapunov_stats) ----
+    # the Lyapunov analysis, when the folder has it (rnnlab.analysis.lyapunov_stats)
     from rnnlab.analysis.lyapunov_stats import summary_values
 
     lyap = summary_values(lyapunov, run_gradient_stats(grad_norms, step=step), ids, failed, step)
     for name, v in lyap.items():
         vals["_lyap_" + name] = v
-    # ----
-    keys = by if by else ["_all"]
-    frame = pd.concat([runs[by], vals], axis=1) if by else vals.assign(_all=0)
-    frame = frame.sort_values(keys, na_position="first", kind="mergesort")
-    rows = []
-    for key, g in frame.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        solved = g["_solved"].dropna()
-        lo, hi = wilson(float(solved.sum()), len(solved))
-        loss_mid, loss_lo, loss_hi = median_interval(g["_loss"])
-        acc, acc_lo, acc_hi = t_interval(g["_acc"], bounds=(0.0, 1.0))
-        rows.append((*key, len(g), int(g["_failed"].sum()),
-                     _mean(solved), lo, hi, _mean(g["_diverged"]), _mean(g["_exploded"]),
-                     loss_mid, loss_lo, loss_hi, acc, acc_lo, acc_hi,
-                     _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
-                     g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
-                     _mean(g["_censored"]),
-                     *(x for name in criteria
-                       for x in t_interval(g["_crit_" + name], bounds=(0.0, 1.0))),
-                     *(x for name in lyap for x in t_interval(g["_lyap_" + name]))))
-    extra_columns = [CRITERIA_COLUMNS[name] + suffix for name in criteria
-                    for suffix in ("", "_lo", "_hi")]
-    extra_columns += [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
-    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + extra_columns)
-    for col in by:
-        out[col] = out[col].astype(runs[col].dtype)
-    if not by:
-        out = out.drop(columns="_all")
-    out["n"] = out["n"].astype(np.int64)
-    out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS + extra_columns].reset_index(drop=True)
+    return vals, criteria, list(lyap)
+
+
+def _group_row(g: pd.DataFrame, criteria: list[str], lyap: list[str]) -> tuple:
+    """The summary columns of one group of runs, in ``SUMMARY_COLUMNS`` order, then each
+    criterion's and each Lyapunov column's mean and interval."""
+    solved = g["_solved"].dropna()
+    lo, hi = wilson(float(solved.sum()), len(solved))
+    loss_mid, loss_lo, loss_hi = median_interval(g["_loss"])
+    acc, acc_lo, acc_hi = t_interval(g["_acc"], bounds=(0.0, 1.0))
+    return (len(g), int(g["_failed"].sum()),
+            _mean(solved), lo, hi, _mean(g["_diverged"]), _mean(g["_exploded"]),
+            loss_mid, loss_lo, loss_hi, acc, acc_lo, acc_hi,
+            _mean(g["_clip"]), _mean(g["_ratio"]), _mean(g["_decay"]),
+            g["_decay"].std(), _mean(g["_bound"]), _mean(g["_horizon"]),
+            _mean(g["_censored"]),
+            *(x for name in criteria for x in t_interval(g["_crit_" + name], bounds=(0.0, 1.0))),
+            *(x for name in lyap for x in t_interval(g["_lyap_" + name])))
 
 
 def _mean(values) -> float:
