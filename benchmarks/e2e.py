@@ -4,10 +4,10 @@
                              [--set KEY=VALUE ...] [--scales 1,4,8,32] [--mem-steps N] [--profile]
                              [--load 20000]
 
-Issue 8's end-to-end target, which benchmarks/bench.py (the engine alone) does not measure:
-"`rnnlab sweep` on a benchmark experiment spends at least 80% of its wall time in the engine and
-training loop (the rest: config, scheduling, parquet, summary), and its peak memory does not grow
-with the number of runs." The workload is benchmarks/e2e.yaml: a tanh RNN on recall, seq_len (3) x
+What benchmarks/bench.py (the engine alone) does not measure: whether `rnnlab sweep` on a
+benchmark experiment spends at least 80% of its wall time in the engine and training loop (the
+rest: config, scheduling, parquet, summary), and whether its peak memory stays flat as the number
+of runs grows. The workload is benchmarks/e2e.yaml: a tanh RNN on recall, seq_len (3) x
 weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Adam steps.
 
 1. Time split, in this process. Each repeat loads the experiment and calls
@@ -52,8 +52,8 @@ weight_scale (4) x clip threshold (2) x 2 repeats = 48 runs in 3 batches, 200 Ad
    its sampling included) and of data sampling, next to rnnlab's own estimate of a batch's
    training arrays (``plan.run_bytes`` x runs, which the memory budget uses).
 
-3. Targets. Training-loop share of the in-process wall >= 80 % (the issue's split: the rest is
-   config, scheduling, parquet and summary; the CLI's share including interpreter start is shown
+3. Targets. Training-loop share of the in-process wall >= 80 % (the rest is config, scheduling,
+   parquet and summary; the CLI's share including interpreter start is shown
    as a second row). Peak memory: largest / smallest peak RSS over the scales <= 1.25. Why 1.25:
    the default scales differ 32x in runs, so a memory term proportional to the number of runs
    (per-run state kept, tables that accumulate) that is only 1 % of the smallest peak becomes +31 %
