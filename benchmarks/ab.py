@@ -1,7 +1,7 @@
 """A/B timing of rnnlab's engine at two revisions, interleaved in one process.
 
     python benchmarks/ab.py OLD [NEW] [--only sweep,t1000,h256] [--repeats 5] [--dtype float64]
-                            [--cell rnn|lstm] [--clock wall|cpu]
+                            [--cell rnn|lstm|gru] [--clock wall|cpu]
 
 OLD and NEW are git revisions of this repository (NEW defaults to the working tree). Each side's
 ``rnnlab`` package is exported with ``git archive`` into a temporary folder and imported under
@@ -11,8 +11,10 @@ slows both alike. Prints the median time of each and old / new, and checks that 
 same loss to 1e-12 (a numerics change shows up as a larger difference, not as an error) and
 says whether the gradients are equal bit for bit. Ratios from one run of this script, not
 absolute times, are what to quote. ``RNNLAB_ENGINE=compiled`` compares the compiled kernels;
-``--cell lstm`` times the LSTM on the workloads' shapes (its own parameters); ``--clock cpu``
-times with the process's CPU time (a shared machine).
+``--cell lstm`` (or ``gru``) times that cell on the workloads' shapes (its own parameters);
+``--clock cpu`` times with the process's CPU time (a shared machine). With
+``RNNLAB_ENGINE=compiled``, an OLD whose kernel does not cover the cell runs it on NumPy (and says
+so), which compares the NumPy engine with the kernel in one run.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="sweep,t1000,h256", help="comma-separated workloads")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm"])
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
     args = ap.parse_args(argv)
 
@@ -76,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only.split(","):
             w = bench.WORKLOADS[name]
             params, x, d = bench.make_problem(w)
-            if args.cell == "lstm":
+            if args.cell != "rnn":
                 rng = np.random.default_rng(0)
-                runs = [engines["new"].init_params(rng, cell="lstm", input_size=w.I, hidden=w.H,
+                runs = [engines["new"].init_params(rng, cell=args.cell, input_size=w.I, hidden=w.H,
                                                    output_size=w.O) for _ in range(w.R)]
                 params = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
             p, xx, dd = bench.engine_args(w, params, x, d, np.dtype(args.dtype))

@@ -29,6 +29,7 @@ from rnnlab.engine import compiled as comp  # noqa: E402
 from rnnlab.engine.gradcheck import check  # noqa: E402
 
 ACTS = ("tanh", "relu", "sigmoid", "identity")
+GATED = ("lstm", "gru")
 KWS = [{}, {"loss_at": "all"}, {"truncate": 3}, {"loss_at": "all", "truncate": 3},
        {"clip_step": 0.05}, {"loss_at": "all", "truncate": 2, "clip_step": 0.1},
        {"loss": "ce"}, {"loss": "ce", "loss_at": "all", "clip_step": 0.02},
@@ -106,14 +107,24 @@ def test_kernel_agrees_with_numpy_engine(act, kw):
 
 
 @pytest.mark.parametrize("kw", KWS, ids=lambda k: ",".join(f"{a}={v}" for a, v in k.items()))
-def test_kernel_agrees_with_numpy_engine_lstm(kw):
-    P, x, d = problem(8, cell="lstm")
+@pytest.mark.parametrize("cell", GATED)
+def test_kernel_agrees_with_numpy_engine_gated(cell, kw):
+    """The LSTM (with its cell norms dc) and the GRU (with and without its bias b_hn)."""
+    P, x, d = problem(8, cell=cell)
     rng = np.random.default_rng(1)
-    for extra in ({}, {"s0": rng.standard_normal((4, 3, 5)) * 0.5,
-                       "c0": rng.standard_normal((3, 5))}):
-        ref = with_engine("numpy", bptt, P, x, d, cell="lstm", **kw, **extra)
-        got = with_engine("compiled", bptt, P, x, d, cell="lstm", **kw, **extra)
-        assert "dc" in got.step_norms
+    starts = [{}, {"s0": rng.standard_normal((4, 3, 5)) * 0.5}]
+    if cell == "lstm":
+        starts[1]["c0"] = rng.standard_normal((3, 5))
+    for extra in starts:
+        ref = with_engine("numpy", bptt, P, x, d, cell=cell, **kw, **extra)
+        got = with_engine("compiled", bptt, P, x, d, cell=cell, **kw, **extra)
+        assert ("dc" in got.step_norms) == (cell == "lstm")
+        assert_agree(values(ref), values(got), 1e-12)
+    if cell == "gru":
+        no_bn = {k: v for k, v in P.items() if k != "bn"}
+        ref = with_engine("numpy", bptt, no_bn, x, d, cell=cell, **kw)
+        got = with_engine("compiled", bptt, no_bn, x, d, cell=cell, **kw)
+        assert "bn" not in got.grads
         assert_agree(values(ref), values(got), 1e-12)
 
 
@@ -154,7 +165,7 @@ def test_kernel_without_run_axis_and_shared_operands():
         assert_agree(values(ref), values(got), 1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", *GATED])
 def test_read_only_inputs_compile_nothing_outside_ensure_compiled(cell):
     """Read-only arrays (np.broadcast_to, frozen parameters, a frozen clip vector) reach the
     kernel as the one array type ``ensure_compiled`` compiled, and the kernel refuses any other:
@@ -178,13 +189,13 @@ def test_read_only_inputs_compile_nothing_outside_ensure_compiled(cell):
         fn(*([np.zeros((1, 1, 1), np.float16)] * fn.py_func.__code__.co_argcount))
 
 
-@pytest.mark.parametrize("act", ACTS + ("lstm",))
+@pytest.mark.parametrize("act", ACTS + GATED)
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}])
 def test_kernel_float32(act, kw):
     """float32 end to end, close to the NumPy engine's float32 numbers."""
-    cell = "lstm" if act == "lstm" else "rnn"
-    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    cell = act if act in GATED else "rnn"
+    kw = dict(kw, cell=cell) if cell in GATED else dict(kw, activation=act)
     P, x, d = problem(5, dtype=np.float32, cell=cell)
     ref = with_engine("numpy", bptt, P, x, d, **kw)
     got = with_engine("compiled", bptt, P, x, d, **kw)
@@ -200,11 +211,11 @@ VARIANTS = [(None, None, None), (3, None, None), (None, 0.05, None), (2, 0.05, 3
 @pytest.mark.parametrize("loss_at", ["last", "all"])
 @pytest.mark.parametrize("head", [("softmax", "mse"), ("softmax", "ce"), ("linear", "mse")],
                          ids="/".join)
-@pytest.mark.parametrize("act", ACTS + ("lstm",))
+@pytest.mark.parametrize("act", ACTS + GATED)
 def test_kernel_finite_differences(act, head, loss_at, variant):
     truncate, clip_step, runs = variant
-    cell = "lstm" if act == "lstm" else "rnn"
-    res = with_engine("compiled", check, cell=cell, activation="tanh" if cell == "lstm" else act,
+    cell = act if act in GATED else "rnn"
+    res = with_engine("compiled", check, cell=cell, activation="tanh" if cell in GATED else act,
                       output=head[0], loss=head[1],
                       loss_at=loss_at, truncate=truncate, clip_step=clip_step, runs=runs,
                       seq_len=6, scale=1.3)
@@ -214,7 +225,7 @@ def test_kernel_finite_differences(act, head, loss_at, variant):
 @settings(max_examples=40, deadline=None)
 @example(R=1, T=9, B=3, I=4, H=4, O=3, act="identity", kw={}, seed=0)
 @given(R=st.integers(1, 3), T=st.integers(1, 12), B=st.integers(1, 5), I=st.integers(1, 4),
-       H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS + ("lstm",)),
+       H=st.integers(1, 9), O=st.integers(1, 5), act=st.sampled_from(ACTS + GATED),
        kw=st.sampled_from(KWS), seed=st.integers(0, 2 ** 16))
 def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
     """Random shapes (sizes below, at and above the kernel's blocks of eight).
@@ -226,8 +237,8 @@ def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
     1e-14 of max|grad| and with the NumPy engine to 3e-11)."""
     if kw.get("loss") == "ce" and O < 2:
         O = 2
-    cell = "lstm" if act == "lstm" else "rnn"
-    kw = dict(kw, cell=cell) if cell == "lstm" else dict(kw, activation=act)
+    cell = act if act in GATED else "rnn"
+    kw = dict(kw, cell=cell) if cell in GATED else dict(kw, activation=act)
     P, x, d = problem(seed, R=R, T=T, B=B, I=I, H=H, O=O, cell=cell)
     ref = with_engine("numpy", bptt, P, x, d, **kw)
     got = with_engine("compiled", bptt, P, x, d, **kw)
@@ -235,7 +246,7 @@ def test_kernel_random_shapes(R, T, B, I, H, O, act, kw, seed):
     assert_agree(values(ref), values(got), 1e-12, atol)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", *GATED])
 @pytest.mark.parametrize("kw", [{}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1},
                                 {"loss": "ce", "clip_step": 0.05}, {"loss_at": "all"}])
 def test_kernel_batching_changes_no_bit(kw, cell):
@@ -379,11 +390,11 @@ from test_kernel import problem, values
 select.set_engine("compiled")
 h = hashlib.sha256()
 for kw in ({}, {"loss_at": "all", "truncate": 3, "clip_step": 0.1}, {"loss": "ce"}):
-    for act in ("tanh", "sigmoid", "lstm"):
+    for act in ("tanh", "sigmoid", "lstm", "gru"):
         for shape in ({"R": 3, "T": 20, "B": 4, "H": 16}, {"R": 2, "T": 7, "B": 19, "H": 13}):
-            cell = "lstm" if act == "lstm" else "rnn"
+            cell = act if act in ("lstm", "gru") else "rnn"
             res = bptt(*problem(11, cell=cell, **shape), cell=cell,
-                       activation="tanh" if cell == "lstm" else act, **kw)
+                       activation="tanh" if cell != "rnn" else act, **kw)
             for k, v in sorted(values(res).items()):
                 h.update(k.encode()); h.update(np.ascontiguousarray(v).tobytes())
 st = kernel.rnn_kernel.stats

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 #: Cells the kernel covers (others run on the NumPy engine, said once).
-KERNEL_CELLS = ("rnn", "lstm")
+KERNEL_CELLS = ("rnn", "lstm", "gru")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 _said: set = set()
@@ -110,7 +110,7 @@ def _tiny_call(cell: str, dtype) -> None:
     every real call: C-contiguous, same ranks)."""
     rng = np.random.default_rng(0)
     R, T, B, I, H, O = 1, 3, 2, 2, 3, 2
-    G = 4 * H if cell == "lstm" else H
+    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
     p = {"Wx": rng.standard_normal((R, I, G)), "Ws": rng.standard_normal((R, H, G)),
          "b": np.zeros((R, G)), "Wy": rng.standard_normal((R, H, O)), "by": np.zeros((R, O))}
     p = {k: v.astype(dtype) for k, v in p.items()}
@@ -197,7 +197,15 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     head = (Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0)
     grads = (lossv, g["Wx"], g["Ws"], g["b"], g["Wy"], g["by"])
     C = None
-    if cell == "lstm":
+    if cell == "gru":
+        bn = _c(p["bn"], dtype) if "bn" in p else np.zeros((1, H), dtype)
+        if bn.shape[0] != Rp:
+            bn = _c(np.broadcast_to(bn, (Rp, H)), dtype)
+        g["bn"] = zeros((R, H), dtype)
+        kernel.gru_kernel(Wx, Ws, b, bn, Wy, by, _c(x, dtype), _c(d, dtype), s0, clip, *flags,
+                          lossv, g["Wx"], g["Ws"], g["b"], g["bn"], g["Wy"], g["by"], S, Y,
+                          nrm["ds"], nrm["dWs"], nrm["dWx"], alpha)
+    elif cell == "lstm":
         c0 = np.zeros((1, B, H), dtype) if c0 is None else _c(c0 if c0.ndim == 3 else c0[None],
                                                               dtype)
         C = np.empty((R, T, B, H), dtype)

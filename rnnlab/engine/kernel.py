@@ -46,6 +46,8 @@ LSTM (gate order i, f, g, o as at the API; columns 0:H, H:2H, 2H:3H, 3H:4H of a_
     backward: dc_t = dc_{t+1} f_{t+1} + delta_t o (1 - tanh^2 c_t);
               da_i = dc_t g i (1 - i), da_f = dc_t c_{t-1} f (1 - f),
               da_o = delta_t tanh(c_t) o (1 - o), da_g = dc_t i (1 - g^2);  delta_{t-1} = da_t Ws^T
+
+GRU (gate order r, z, n): ``gru_kernel``'s docstring.
 """
 
 from __future__ import annotations
@@ -950,3 +952,150 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
 
 #: The kernel of each cell the compiled engine covers.
 KERNELS = {"rnn": rnn_kernel, "lstm": lstm_kernel}
+
+
+@njit(**FLAGS)
+def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, backward,
+               norms, outputs, use_clip, loss, gWx, gWs, gb, gbn, gWy, gby, S, Y, ds, dWs, dWx,
+               alpha):
+    """The GRU over R runs (gate order r, z, n as at the API; columns 0:H, H:2H, 2H:3H):
+
+        a_t = x_t Wx + b,  u_t = s_{t-1} Ws,  r, z = sigmoid(a_rz + u_rz),
+        q_t = u_n + b_hn,  n = tanh(a_n + r q_t),  s_t = (s_{t-1} - n) z + n
+        backward: da_n = delta_t (1 - z)(1 - n^2),  da_r = da_n q_t r (1 - r),
+                  da_z = delta_t (s_{t-1} - n) z (1 - z),  dq = da_n r;
+                  delta_{t-1} = [da_r, da_z, dq] Ws^T + delta_t z
+        dWs = sum_t s_{t-1}^T [da_r, da_z, dq],  dWx = sum_t x_t^T [da_r, da_z, da_n],
+        db = sum_{t,b} [da_r, da_z, da_n],  db_hn = sum_{t,b} dq
+
+    bn: (Rp, H) the bias b_hn inside the reset product (zeros when the params have none); gbn:
+    (R, H) its gradient. The other arguments as ``rnn_kernel``'s."""
+    R, T, B, H = S.shape
+    G = 3 * H
+    I = x.shape[3]
+    Rp, Rx, Rd, Rs = Ws.shape[0], x.shape[0], d.shape[0], s0.shape[0]
+    dt = S.dtype
+    one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
+    two = one + one
+    zero = one - one
+    W = k if (k > 0 and loss_all) else 1
+    stop = T - k if (k > 0 and not loss_all) else 0
+    nL = T if loss_all else 1
+    A = np.empty((T, B, G), dt)             # gate activations r, z, n; then [da_r, da_z, dq]
+    Q = np.empty((T, B, H), dt)             # q_t; then da_n
+    tmp = np.empty((B, G), dt)
+    lanes = np.empty(G, dt)
+    D = np.zeros((W, B, H), dt)             # errors dE/ds_t in flight
+    Dn = np.zeros((W, B, H), dt)
+    da = np.empty((B, G), dt)
+    dan = np.empty((B, H), dt)
+    dag = np.empty((B, G), dt)
+    dagn = np.empty((B, H), dt)
+    DX = np.empty((B, G), dt)               # the input side's [da_r, da_z, da_n]
+    tot = np.empty((B, H), dt)
+    direct = np.zeros((nL, B, H), dt)
+    WsT = np.empty((G, H), dt)
+    M = np.empty((H, G), dt)
+    Mx = np.empty((I, G), dt)
+    for r in range(R):
+        rp = r if Rp > 1 else 0
+        rx = r if Rx > 1 else 0
+        rs = r if Rs > 1 else 0
+        rd = r if Rd > 1 else 0
+        # ---- forward ----------------------------------------------------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            At = A[t]
+            _mm(x[rx, t], Wx[rp], At, zero)                 # x_t Wx
+            for bb in range(B):
+                for j in range(G):
+                    At[bb, j] += b[rp, j]
+            _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
+            for bb in range(B):
+                a = At[bb]
+                ta = tmp[bb]
+                for j in range(2 * H):                      # r, z
+                    a[j] = _sigmoid(a[j] + ta[j], one)
+                for j in range(H):
+                    qj = ta[2 * H + j] + bn[rp, j]
+                    Q[t, bb, j] = qj
+                    nj = _tanh_abs(a[j] * qj + a[2 * H + j], one, two)
+                    a[2 * H + j] = nj
+                    S[r, t, bb, j] = (sprev[bb, j] - nj) * a[H + j] + nj
+        loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
+                             backward, Y, gWy, gby, direct, zero)
+        if not backward:
+            continue
+        # ---- backward through time -----------------------------------------------------------
+        for i in range(H):
+            for j in range(G):
+                WsT[j, i] = Ws[rp, i, j]
+        D[:] = 0
+        for t in range(T - 1, stop - 1, -1):
+            if loss_all:
+                if k == 0:
+                    for bb in range(B):
+                        for j in range(H):
+                            D[0, bb, j] += direct[t, bb, j]
+                else:
+                    D[t % W] = direct[t]
+            elif t == T - 1:
+                D[0] = direct[0]
+            sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
+            if norms:
+                ds[r, t] = math.sqrt(sq)
+            for w in range(W):
+                for bb in range(B):
+                    a = A[t, bb]
+                    sprev = s0[rs, bb] if t == 0 else S[r, t - 1, bb]
+                    for j in range(H):
+                        r_, z_, n_ = a[j], a[H + j], a[2 * H + j]
+                        dl = D[w, bb, j]
+                        dn = dl * ((one - z_) * (one - n_ * n_))
+                        dan[bb, j] = dn
+                        da[bb, j] = dn * (Q[t, bb, j] * r_ * (one - r_))
+                        da[bb, H + j] = dl * ((sprev[j] - n_) * z_ * (one - z_))
+                        da[bb, 2 * H + j] = dn * r_
+                _mm(da, WsT, Dn[w], zero)                   # [da_r, da_z, dq] Ws^T
+                for bb in range(B):
+                    for j in range(H):
+                        Dn[w, bb, j] += D[w, bb, j] * A[t, bb, H + j]     # + delta_t z
+                    if w == 0:
+                        for j in range(G):
+                            dag[bb, j] = da[bb, j]
+                        for j in range(H):
+                            dagn[bb, j] = dan[bb, j]
+                    else:
+                        for j in range(G):
+                            dag[bb, j] += da[bb, j]
+                        for j in range(H):
+                            dagn[bb, j] += dan[bb, j]
+            A[t] = dag
+            Q[t] = dagn
+            D, Dn = Dn, D
+        for t in range(stop):
+            A[t] = 0
+            Q[t] = 0
+        # ---- weight gradients: the per-step terms, summed in step order --------------------------
+        for t in range(T):
+            sprev = s0[rs] if t == 0 else S[r, t - 1]
+            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T [da_r, da_z, dq]
+            sq = _term_acc(M, gWs[r], lanes, zero)
+            for bb in range(B):
+                for j in range(2 * H):
+                    DX[bb, j] = A[t, bb, j]
+                for j in range(H):
+                    DX[bb, 2 * H + j] = Q[t, bb, j]
+            _mm_tn(x[rx, t], DX, Mx, zero)                  # x_t^T [da_r, da_z, da_n]
+            sqx = _term_acc(Mx, gWx[r], lanes, zero)
+            if norms:
+                dWs[r, t] = math.sqrt(sq)
+                dWx[r, t] = math.sqrt(sqx)
+            for bb in range(B):
+                for j in range(G):
+                    gb[r, j] += DX[bb, j]
+                for j in range(H):
+                    gbn[r, j] += A[t, bb, 2 * H + j]
+
+
+KERNELS["gru"] = gru_kernel
