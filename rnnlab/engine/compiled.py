@@ -191,7 +191,7 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     Y = np.empty((R, T, B, O) if outputs else (1, 1, 1, O), dtype)
     keys = ("ds", "dWs", "dWx", "dc") if cell == "lstm" else ("ds", "dWs", "dWx")
     nrm = {key: zeros((R, T), dtype) for key in keys}
-    alpha = np.ones((R, T, B), dtype)
+    alpha = np.ones((R, T, B) if c is not None else (R, T, 0), dtype)    # (R, T, 0): not touched
     flags = (output == "softmax", loss == "ce", loss_at == "all", int(k or 0), bool(backward),
              bool(norms), bool(outputs), c is not None)
     head = (Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0)

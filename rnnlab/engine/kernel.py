@@ -26,8 +26,9 @@ Shapes (leading axes of size 1 broadcast over the R runs): Wx (Rp, I, H), Ws (Rp
 b (Rp, H), Wy (Rp, H, O), by (Rp, O), x (Rx, T, B, I), d (Rd, T, B, O), s0 (Rs, B, H),
 clip (R,) (inf: no clipping). Outputs: loss (R,), gWx, gWs, gb, gWy, gby like the params with R
 runs, S (R, T, B, H) states s_1..s_T, Y (R, T, B, O) outputs, ds, dWs, dWx (R, T) norms,
-alpha (R, T, B) clip factors. Arrays not asked for (Y without outputs, norms without norms,
-alpha without clipping) may be any array of the right dtype and rank; they are not touched.
+alpha (R, T, B) clip factors. Arrays not asked for (Y without outputs, norms without norms) may
+be any array of the right dtype and rank, and alpha without clipping any (R, T, n) array (its
+rows are indexed, never touched).
 
 Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
 different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
@@ -208,12 +209,15 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
     norm exceeds c (all W terms by the same factor, so the total is clipped exactly), writing the
     factors into alpha_t (B,). Returns ||tot||^2 after clipping (0 without ``norms``)."""
     B, H = tot.shape
-    for bb in range(B):
-        for j in range(H):
-            tot[bb, j] = D[0, bb, j]
-        for w in range(1, W):
+    if W == 1:
+        tot = D[0]                          # the total is the one term (scaled once below)
+    else:
+        for bb in range(B):
             for j in range(H):
-                tot[bb, j] += D[w, bb, j]
+                tot[bb, j] = D[0, bb, j]
+            for w in range(1, W):
+                for j in range(H):
+                    tot[bb, j] += D[w, bb, j]
     if clip:
         for bb in range(B):
             sq = tot[bb, 0] * 0
@@ -226,8 +230,9 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
                 for w in range(W):
                     for j in range(H):
                         D[w, bb, j] *= f
-                for j in range(H):
-                    tot[bb, j] *= f
+                if W > 1:
+                    for j in range(H):
+                        tot[bb, j] *= f
             alpha_t[bb] = f
     sq = tot[0, 0] * 0
     if norms:
@@ -421,6 +426,99 @@ def _mm(A, Bm, C, zero):
 
 
 @njit(**FLAGS)
+def _row8_4(c, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7):
+    """``_row8`` for a tile row of four columns."""
+    return (c[0] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 0),
+            c[1] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 1),
+            c[2] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 2),
+            c[3] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 3))
+
+
+@njit(**FLAGS)
+def _row1_4(c, a, b):
+    """``_row1`` for a tile row of four columns."""
+    return c[0] + a * b[0], c[1] + a * b[1], c[2] + a * b[2], c[3] + a * b[3]
+
+
+@njit(**FLAGS)
+def _put4(c, C, i, j):
+    """C[i, j:j+4] = the tile row c."""
+    Ci = C[i, j:j + 4]
+    Ci[0], Ci[1], Ci[2], Ci[3] = c[0], c[1], c[2], c[3]
+
+
+@njit(inline="always", **FLAGS)
+def _tile8_n4(A, Bm, C, i, j, K8, K, z4):
+    """C[i:i+8, j:j+4] = (A Bm)[i:i+8, j:j+4] in eight tile rows of four columns
+    (``_mm_narrow``)."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    p4, p5, p6, p7 = A[i + 4], A[i + 5], A[i + 6], A[i + 7]
+    c0, c1, c2, c3, c4, c5, c6, c7 = z4, z4, z4, z4, z4, z4, z4, z4
+    for k in range(0, K8, 8):
+        b0, b1, b2, b3 = Bm[k, j:j + 4], Bm[k + 1, j:j + 4], Bm[k + 2, j:j + 4], \
+            Bm[k + 3, j:j + 4]
+        b4, b5, b6, b7 = Bm[k + 4, j:j + 4], Bm[k + 5, j:j + 4], Bm[k + 6, j:j + 4], \
+            Bm[k + 7, j:j + 4]
+        c0 = _row8_4(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
+                     p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c1 = _row8_4(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
+                     p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c2 = _row8_4(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
+                     p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c3 = _row8_4(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
+                     p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c4 = _row8_4(c4, p4[k], p4[k + 1], p4[k + 2], p4[k + 3], p4[k + 4], p4[k + 5],
+                     p4[k + 6], p4[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c5 = _row8_4(c5, p5[k], p5[k + 1], p5[k + 2], p5[k + 3], p5[k + 4], p5[k + 5],
+                     p5[k + 6], p5[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c6 = _row8_4(c6, p6[k], p6[k + 1], p6[k + 2], p6[k + 3], p6[k + 4], p6[k + 5],
+                     p6[k + 6], p6[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+        c7 = _row8_4(c7, p7[k], p7[k + 1], p7[k + 2], p7[k + 3], p7[k + 4], p7[k + 5],
+                     p7[k + 6], p7[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 4]
+        c0 = _row1_4(c0, p0[k], b)
+        c1 = _row1_4(c1, p1[k], b)
+        c2 = _row1_4(c2, p2[k], b)
+        c3 = _row1_4(c3, p3[k], b)
+        c4 = _row1_4(c4, p4[k], b)
+        c5 = _row1_4(c5, p5[k], b)
+        c6 = _row1_4(c6, p6[k], b)
+        c7 = _row1_4(c7, p7[k], b)
+    _put4(c0, C, i, j)
+    _put4(c1, C, i + 1, j)
+    _put4(c2, C, i + 2, j)
+    _put4(c3, C, i + 3, j)
+    _put4(c4, C, i + 4, j)
+    _put4(c5, C, i + 5, j)
+    _put4(c6, C, i + 6, j)
+    _put4(c7, C, i + 7, j)
+
+
+@njit(**FLAGS)
+def _mm_narrow(A, Bm, C, zero):
+    """C = A Bm for fewer than eight columns (the head's logits, (T B, O)): ``_mm``'s sums, in
+    tiles of 8 rows x 4 columns; the remaining rows and columns go through ``_mm_part``."""
+    M, K = A.shape
+    N = Bm.shape[1]
+    if M == 0 or N == 0:
+        return
+    K8 = K - K % 8
+    M8 = M - M % 8
+    N4 = N - N % 4
+    C[0, 0] = zero
+    z = C[0, 0]
+    z4 = (z, z, z, z)
+    for i in range(0, M8, 8):
+        for j in range(0, N4, 4):
+            _tile8_n4(A, Bm, C, i, j, K8, K, z4)
+    if N4 < N:
+        _mm_part(A, Bm, C, zero, 0, M8, N4, N)
+    if M8 < M:
+        _mm_part(A, Bm, C, zero, M8, M, 0, N)
+
+
+@njit(**FLAGS)
 def _mm_tn_part(A, Bm, C, zero, i0, i1, j0, j1):
     """C[i0:i1, j0:j1] of C = A^T Bm, one row at a time (the remainder of ``_mm_tn``'s tiles)."""
     K = Bm.shape[0]
@@ -574,100 +672,105 @@ def _term_acc(M, acc, lanes, zero):
 
 
 @njit(**FLAGS)
+def _head_scratch(T, B, H, O, like):
+    """The work arrays of ``_head_loss``, allocated once per kernel call."""
+    dt = like.dtype
+    n = T * B
+    return (np.empty((n, O), dt), np.empty((O, n), dt), np.empty((O, n), dt), np.empty(n, dt),
+            np.empty(n, dt), np.empty((O, B), dt), np.empty((O, H), dt), np.empty((O, H), dt),
+            np.empty((O, H), dt), np.empty(B, dt))
+
+
+@njit(**FLAGS)
 def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backward, Y, gWy, gby,
-               direct, zero):
+               direct, zero, hs):
     """Head at every step that needs it, loss at the loss steps, dWy, dby and dE/ds_t.
 
-    Per step, sequences along the last axis (O, B) so the loops over b vectorise:
-    logits^T = Wy^T s_t^T + by;  y = softmax over o (max-shifted) or the logits;
+    The logits of all needed steps (every step with ``outputs`` or a loss at every step, else
+    the last) are one product (T B, H) (H, O) into (T B, O), no per-step transpose of the
+    states; they are then laid out (O, T B) so that the softmax's loops over the T B rows
+    vectorise: logits = s Wy + by;  y = softmax over o (max-shifted) or the logits. Per loss step:
     mse: E += sum (y - d)^2, dl = 2 (y - d) / B, softmax: dl = y (dl - <dl, y>);
     ce: E -= sum d (l - max - log sum exp), dl = (y sum d - d) / B;
     dWy += s_t^T dl, dby += sum_b dl, direct[t] = dl Wy^T (B, H). Returns E / B.
     """
     T, B, H = Sr.shape
     O = Wy.shape[2]
-    dt = Sr.dtype
-    ST = np.empty((H, B), dt)
-    L = np.empty((O, B), dt)
-    Yt = np.empty((O, B), dt)
-    DL = np.empty((O, B), dt)
-    GO = np.empty((O, H), dt)
-    WyT = np.empty((O, H), dt)
-    gWyT = np.zeros((O, H), dt)
-    mB = np.empty(B, dt)
-    sB = np.empty(B, dt)
-    inner = np.empty(B, dt)
+    LB, L, Yt, mQ, sQ, DL, GO, WyT, gWyT, inner = hs
+    t0 = 0 if (loss_all or outputs) else T - 1
+    n = (T - t0) * B
+    Sf = Sr[t0:].reshape((n, H))
+    if O < 8:
+        _mm_narrow(Sf, Wy[rp], LB, zero)                    # logits (n, O)
+    else:
+        _mm(Sf, Wy[rp], LB, zero)
+    for q in range(n):
+        for o in range(O):
+            L[o, q] = LB[q, o] + by[rp, o]
+    if softmax:
+        for q in range(n):
+            mQ[q] = L[0, q]
+        for o in range(1, O):
+            for q in range(n):
+                mQ[q] = max(mQ[q], L[o, q])
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] = _exp(L[o, q] - mQ[q])
+        for q in range(n):
+            sQ[q] = Yt[0, q]
+        for o in range(1, O):
+            for q in range(n):
+                sQ[q] += Yt[o, q]
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] /= sQ[q]
+    else:
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] = L[o, q]
+    if outputs:
+        Yf = Y[r].reshape((T * B, O))
+        for q in range(n):
+            for o in range(O):
+                Yf[q, o] = Yt[o, q]
     for h in range(H):
         for o in range(O):
             WyT[o, h] = Wy[rp, h, o]
+    gWyT[:] = 0
     E = zero
     Bv = zero + B
     scale = (zero + 2) / Bv
-    for t in range(T):
-        is_loss = loss_all or t == T - 1
-        if not (is_loss or outputs):
-            continue
+    for t in range(T - 1 if not loss_all else t0, T):
         li = t if loss_all else 0
-        St = Sr[t]
-        for bb in range(B):
-            for h in range(H):
-                ST[h, bb] = St[bb, h]
-        _mm_tn(Wy[rp], ST, L, zero)                         # logits^T (O, B)
-        for o in range(O):
-            for bb in range(B):
-                L[o, bb] += by[rp, o]
-        if softmax:
-            for bb in range(B):
-                mB[bb] = L[0, bb]
-            for o in range(1, O):
-                for bb in range(B):
-                    mB[bb] = max(mB[bb], L[o, bb])
-            for o in range(O):
-                for bb in range(B):
-                    Yt[o, bb] = _exp(L[o, bb] - mB[bb])
-            for bb in range(B):
-                sB[bb] = Yt[0, bb]
-            for o in range(1, O):
-                for bb in range(B):
-                    sB[bb] += Yt[o, bb]
-            for o in range(O):
-                for bb in range(B):
-                    Yt[o, bb] /= sB[bb]
-        else:
-            Yt[:] = L
-        if outputs:
-            for bb in range(B):
-                for o in range(O):
-                    Y[r, t, bb, o] = Yt[o, bb]
-        if not is_loss:
-            continue
+        q0 = (t - t0) * B
         if not ce:
             for bb in range(B):
                 inner[bb] = zero
             for o in range(O):
                 for bb in range(B):
-                    diff = Yt[o, bb] - d[rd, t, bb, o]
+                    y = Yt[o, q0 + bb]
+                    diff = y - d[rd, t, bb, o]
                     E += diff * diff
                     DL[o, bb] = diff * scale
-                    inner[bb] += DL[o, bb] * Yt[o, bb]
+                    inner[bb] += DL[o, bb] * y
             if softmax:
                 for o in range(O):
                     for bb in range(B):
-                        DL[o, bb] = Yt[o, bb] * (DL[o, bb] - inner[bb])
+                        DL[o, bb] = Yt[o, q0 + bb] * (DL[o, bb] - inner[bb])
         else:                                               # with a softmax head (checked)
             for bb in range(B):
                 inner[bb] = zero                            # sum_k d_k
-                sB[bb] = math.log(sB[bb])                   # log sum exp(l - max)
+                sQ[q0 + bb] = math.log(sQ[q0 + bb])         # log sum exp(l - max)
             for o in range(O):
                 for bb in range(B):
                     dv = d[rd, t, bb, o]
-                    E -= dv * ((L[o, bb] - mB[bb]) - sB[bb])
+                    E -= dv * ((L[o, q0 + bb] - mQ[q0 + bb]) - sQ[q0 + bb])
                     inner[bb] += dv
             for o in range(O):
                 for bb in range(B):
-                    DL[o, bb] = (Yt[o, bb] * inner[bb] - d[rd, t, bb, o]) / Bv
+                    DL[o, bb] = (Yt[o, q0 + bb] * inner[bb] - d[rd, t, bb, o]) / Bv
         if backward:
-            _mm(DL, St, GO, zero)                           # dl^T s_t (O, H)
+            _mm(DL, Sr[t], GO, zero)                        # dl^T s_t (O, H)
             for o in range(O):
                 for h in range(H):
                     gWyT[o, h] += GO[o, h]
@@ -708,6 +811,7 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
     WsT = np.empty((H, H), dt)
     M = np.empty((H, H), dt)
     Mx = np.empty((I, H), dt)
+    hs = _head_scratch(T, B, H, Wy.shape[2], S)
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
@@ -747,7 +851,7 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
                         s[j] = z[j] + tz[j]
                         z[j] = one
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
-                             backward, Y, gWy, gby, direct, zero)
+                             backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
             continue
         # ---- backward through time -----------------------------------------------------------
@@ -768,19 +872,26 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
             sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
             if norms:
                 ds[r, t] = math.sqrt(sq)
-            for w in range(W):
+            At = A[t]
+            if W == 1:                                      # dz_t in place of phi'(z_t)
                 for bb in range(B):
                     for j in range(H):
-                        dz[bb, j] = D[w, bb, j] * A[t, bb, j]
-                _mm(dz, WsT, Dn[w], zero)                   # dz_t Ws^T
-                for bb in range(B):
-                    if w == 0:
+                        At[bb, j] = D[0, bb, j] * At[bb, j]
+                _mm(At, WsT, Dn[0], zero)                   # dz_t Ws^T
+            else:
+                for w in range(W):
+                    for bb in range(B):
                         for j in range(H):
-                            tot[bb, j] = dz[bb, j]
-                    else:
-                        for j in range(H):
-                            tot[bb, j] += dz[bb, j]
-            A[t] = tot
+                            dz[bb, j] = D[w, bb, j] * At[bb, j]
+                    _mm(dz, WsT, Dn[w], zero)               # dz_t Ws^T
+                    for bb in range(B):
+                        if w == 0:
+                            for j in range(H):
+                                tot[bb, j] = dz[bb, j]
+                        else:
+                            for j in range(H):
+                                tot[bb, j] += dz[bb, j]
+                At[:] = tot
             D, Dn = Dn, D
         for t in range(stop):
             A[t] = 0
@@ -832,6 +943,7 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
     WsT = np.empty((G, H), dt)
     M = np.empty((H, G), dt)
     Mx = np.empty((I, G), dt)
+    hs = _head_scratch(T, B, H, Wy.shape[2], S)
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
@@ -867,7 +979,7 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
                     TC[t, bb, j] = tcj
                     S[r, t, bb, j] = a[3 * H + j] * tcj
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
-                             backward, Y, gWy, gby, direct, zero)
+                             backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
             continue
         # ---- backward through time -----------------------------------------------------------
