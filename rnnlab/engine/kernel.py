@@ -370,13 +370,15 @@ def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
 
 
 @njit(**FLAGS)
-def _part(A, tn, Bm, C, zero, i0, i1, j0, j1):
-    """C[i0:i1, j0:j1] of C = A Bm, or of A^T Bm with ``tn``, one row at a time (the remainder
-    of the tiles): the loop over the columns vectorises, with eight multiply-adds per load and
-    store of C."""
+def _part(A, tn, Bm, C, zero, M4, N8):
+    """What the tiles of C = A Bm (or A^T Bm with ``tn``) leave: columns N8.. of rows ..M4 and
+    rows M4.., one row at a time; the loop over the columns vectorises, with eight
+    multiply-adds per load and store of C."""
+    M, N = C.shape
     K = Bm.shape[0]
     K8 = K - K % 8
-    for i in range(i0, i1):
+    for i in range(0 if N8 < N else M4, M):
+        j0, j1 = (N8 if i < M4 else 0), N
         c = C[i]
         for j in range(j0, j1):
             c[j] = zero
@@ -425,10 +427,7 @@ def _mm(A, Bm, C, zero):
     if M8 < M4:
         for j in range(0, N8, 8):
             _tile_nn(A, Bm, C, M8, j, K8, K, z8, False)
-    if N8 < N:
-        _part(A, False, Bm, C, zero, 0, M4, N8, N)
-    if M4 < M:
-        _part(A, False, Bm, C, zero, M4, M, 0, N)
+    _part(A, False, Bm, C, zero, M4, N8)
 
 
 @njit(**FLAGS)
@@ -448,10 +447,7 @@ def _mm_tn(A, Bm, C, zero):
     if M8 < M4:
         for j in range(0, N8, 8):
             _tile_tn(A, Bm, C, M8, j, K8, K, z8, False)
-    if N8 < N:
-        _part(A, True, Bm, C, zero, 0, M4, N8, N)
-    if M4 < M:
-        _part(A, True, Bm, C, zero, M4, M, 0, N)
+    _part(A, True, Bm, C, zero, M4, N8)
 
 
 @njit(**FLAGS)
