@@ -269,6 +269,27 @@ def test_kernel_batching_changes_no_bit(kw, cell):
     np.testing.assert_array_equal(pair.grads["Ws"], batch.grads["Ws"][2:4])
 
 
+def test_result_arrays_are_reused_only_once_unreferenced():
+    """Large result arrays are recycled (no page faults for fresh memory), but never while
+    anything refers to one: a result the caller keeps, or a view of it, never changes."""
+    comp.release_arrays()
+    shape = (64, 50, 16, 32)                                # 13 MB: recycled
+    a = comp.result_array(shape, np.float64)
+    view, addr = a[1:3], a.ctypes.data
+    del a
+    assert comp.result_array(shape, np.float64).ctypes.data != addr    # the view holds it
+    del view
+    assert comp.result_array(shape, np.float64).ctypes.data == addr    # now free: reused
+    assert comp.result_array(shape, np.float32).ctypes.data != addr    # another dtype
+    P, x, d = problem(0, R=64, T=50, B=16, I=2, H=32, O=3)
+    first = with_engine("compiled", bptt, P, x, d)
+    kept = {k: v.copy() for k, v in values(first).items()}
+    for scale in (0.5, 2.0, 3.0):                           # other states, same shapes
+        with_engine("compiled", bptt, P, scale * x, d)
+    assert_bits(values(first), kept)
+    comp.release_arrays()
+
+
 def test_trainer_on_the_kernel_matches_numpy(tiny_experiment):
     """A whole training batch (tbptt windows with s0 carried, forward-only windows, evaluation)
     on the compiled engine stays within rounding of the NumPy engine."""

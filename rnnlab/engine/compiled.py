@@ -9,6 +9,12 @@ install and Dask workers work too:
     else ~/.cache/rnnlab/numba; if that folder cannot be written, <tmp>/rnnlab-numba-<uid>.
 
 A compile (not a load from the cache) is announced in one line on stderr with its duration.
+
+The large result arrays (states, cells, outputs) come from ``result_array``: memory that an
+earlier call returned and that nothing references any more, else new memory. New memory of that
+size comes from the system as zeroed pages, and faulting them in costs about as much as a tenth
+of the sweep call; recycled memory is already mapped. A caller never sees its array change:
+memory is reused only once no object (array, view, memoryview) refers to it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +34,48 @@ DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 _said: set = set()
 _ready: set = set()
+
+#: ``result_array`` recycles arrays of at least this many bytes (smaller ones come from malloc's
+#: heap, whose pages stay mapped) and keeps at most ``_POOL_ARRAYS`` of the last it handed out,
+#: so at most that many unreferenced arrays stay allocated between calls (``release_arrays``).
+_POOL_MIN_BYTES = 4 << 20
+_POOL_ARRAYS = 6
+_pool: list = []
+_pool_lock = threading.Lock()
+
+
+def _only_pool_refers(a_list: list, i: int) -> bool:
+    """Whether the list is the one holder of its item i (CPython reference count: the list's
+    reference and getrefcount's argument)."""
+    return sys.getrefcount(a_list[i]) <= 2
+
+
+def result_array(shape, dtype) -> np.ndarray:
+    """An uninitialised C-order array for a result: one this function handed out before if
+    nothing else refers to it any more (module docstring), else ``np.empty``."""
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape)) * dtype.itemsize < _POOL_MIN_BYTES:
+        return np.empty(shape, dtype)
+    shape = tuple(int(n) for n in shape)
+    with _pool_lock:
+        for i in range(len(_pool)):
+            cand = _pool[i]
+            if cand.shape == shape and cand.dtype == dtype:
+                del cand
+                if _only_pool_refers(_pool, i):
+                    a = _pool.pop(i)
+                    _pool.append(a)
+                    return a
+        a = np.empty(shape, dtype)
+        _pool.append(a)
+        del _pool[:-_POOL_ARRAYS]
+        return a
+
+
+def release_arrays() -> None:
+    """Forget the arrays kept for reuse (``result_array``); the unreferenced ones are freed."""
+    with _pool_lock:
+        _pool.clear()
 
 
 def announce_once(key, message: str) -> None:
@@ -187,11 +236,11 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     lossv = np.empty(R, dtype)
     g = {"Wx": zeros((R, I, G), dtype), "Ws": zeros((R, H, G), dtype), "b": zeros((R, G), dtype),
          "Wy": zeros((R, H, O), dtype), "by": zeros((R, O), dtype)}
-    S = np.empty((R, T, B, H), dtype)
-    Y = np.empty((R, T, B, O) if outputs else (1, 1, 1, O), dtype)
+    S = result_array((R, T, B, H), dtype)
+    Y = result_array((R, T, B, O), dtype) if outputs else np.empty((1, 1, 1, O), dtype)
     keys = ("ds", "dWs", "dWx", "dc") if cell == "lstm" else ("ds", "dWs", "dWx")
     nrm = {key: zeros((R, T), dtype) for key in keys}
-    alpha = np.ones((R, T, B), dtype)
+    alpha = np.ones((R, T, B) if c is not None else (R, T, 0), dtype)    # (R, T, 0): not touched
     flags = (output == "softmax", loss == "ce", loss_at == "all", int(k or 0), bool(backward),
              bool(norms), bool(outputs), c is not None)
     head = (Wx, Ws, b, Wy, by, _c(x, dtype), _c(d, dtype), s0)
@@ -208,7 +257,7 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     elif cell == "lstm":
         c0 = np.zeros((1, B, H), dtype) if c0 is None else _c(c0 if c0.ndim == 3 else c0[None],
                                                               dtype)
-        C = np.empty((R, T, B, H), dtype)
+        C = result_array((R, T, B, H), dtype)
         kernel.lstm_kernel(*head, c0, clip, *flags, *grads, S, C, Y, nrm["ds"], nrm["dWs"],
                            nrm["dWx"], nrm["dc"], alpha)
     else:

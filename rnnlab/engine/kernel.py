@@ -25,9 +25,10 @@ the NumPy engine does; otherwise W = 1.
 Shapes (leading axes of size 1 broadcast over the R runs): Wx (Rp, I, H), Ws (Rp, H, H),
 b (Rp, H), Wy (Rp, H, O), by (Rp, O), x (Rx, T, B, I), d (Rd, T, B, O), s0 (Rs, B, H),
 clip (R,) (inf: no clipping). Outputs: loss (R,), gWx, gWs, gb, gWy, gby like the params with R
-runs, S (R, T, B, H) states s_1..s_T, Y (R, T, B, O) outputs, ds, dWs, dWx (R, T) norms,
-alpha (R, T, B) clip factors. Arrays not asked for (Y without outputs, norms without norms,
-alpha without clipping) may be any array of the right dtype and rank; they are not touched.
+runs, S (R, T, B, H) states s_1..s_T, Y (R, T, B, O) outputs, ds, dWs, dWx (R, T) norms (zero
+on entry: steps a truncation cuts off keep 0), alpha (R, T, B) clip factors. Arrays not asked
+for (Y without outputs, norms without norms) may be any array of the right dtype and rank, and
+alpha without clipping any (R, T, n) array (its rows are indexed, never touched).
 
 Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
 different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
@@ -35,7 +36,7 @@ sum runs in an order fixed by the code and the per-run sizes (never by R): produ
 at a time (``_mm``), norms per column then across columns. The products are register-tiled
 (``_mm``) and compiled with LLVM's SLP vectoriser on (``slp_compiles``), which packs operations
 into vector lanes but never reorders one. exp is ``_exp`` (within 1 ulp of NumPy's,
-vectorisable; tanh uses ``_exp_t``, the same bits without a table), so tanh and sigmoid are the
+vectorisable; tanh uses ``_exp_t``, the same bits without range checks), so tanh and sigmoid are the
 NumPy engine's formulas on it. Numba compiles once per cell and dtype (activation, loss, flags
 and shapes are run-time values).
 
@@ -63,7 +64,9 @@ from .compiled import cache_dir
 _CACHE = cache_dir()            # NUMBA_CACHE_DIR must be set before numba is imported
 
 import numba  # noqa: E402
-from numba import njit  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 # Numba keys its cache by source file, not by module name, and a cached kernel refers to its
 # module by name: this file imported under another name (benchmarks/ab.py imports the working
@@ -110,24 +113,15 @@ def slp_compiles():
             numba.config.SLP_VECTORIZE = before
 
 
-#: 2^n for n = -1022..1023 (exact), the scaling step of ``_exp``.
-_POW2 = np.ldexp(1.0, np.arange(-1022, 1024))
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01        # ln 2 split so n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
 
 
 @njit(**FLAGS)
-def _exp(x):
-    """exp(x) in float64 within 1 ulp of NumPy's exp, in plain arithmetic so that loops calling
-    it vectorise (libm's exp is a scalar call, ~5 ns; this ~1.8 ns per element here):
-
-        n = round(x log2 e),  r = x - n ln 2 (|r| <= ln2 / 2, two-part ln 2),
-        exp(x) = 2^n * sum_{k <= 13} r^k / k!   (Horner; truncation error < 2e-17)
-
-    x < -708.3 gives 0 (the true value is a subnormal below 3e-308), x > 709.7 gives inf.
-    """
-    xc = min(max(x, -708.0), 709.0)
+def _exp_parts(xc):
+    """(n, p) with exp(xc) = 2^n p: n = round(xc log2 e), r = xc - n ln 2 (|r| <= ln2 / 2,
+    two-part ln 2), p = sum_{k <= 13} r^k / k! (Horner; truncation error < 2e-17)."""
     n = math.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
     p = 1.0 / 6227020800.0
@@ -144,7 +138,34 @@ def _exp(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    e = p * _POW2[int(n) + 1022]
+    return n, p
+
+
+@intrinsic
+def _f64_bits(typingctx, bits):
+    """The float64 whose IEEE 754 bit pattern is the int64 ``bits`` (an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(**FLAGS)
+def _pow2_times(p, n):
+    """p 2^n for an integral n in -1022..1023: 2^n built from its bits, (n + 1023) << 52, so the
+    product rounds nothing (p 2^n may still overflow to inf)."""
+    return p * _f64_bits((int(n) + 1023) << 52)
+
+
+@njit(**FLAGS)
+def _exp(x):
+    """exp(x) in float64 within 1 ulp of NumPy's exp, in plain arithmetic so that loops calling
+    it vectorise (libm's exp is a scalar call, ~5 ns; this ~1.5 ns per element here): 2^n p
+    (``_exp_parts``, ``_pow2_times``).
+
+    x < -708.3 gives 0 (the true value is a subnormal below 3e-308), x > 709.7 gives inf.
+    """
+    n, p = _exp_parts(min(max(x, -708.0), 709.0))
+    e = _pow2_times(p, n)
     if x < -708.3:
         e = 0.0
     if x > 709.7:
@@ -152,37 +173,13 @@ def _exp(x):
     return e
 
 
-_TWO_M29 = 2.0 ** -29
-
-
 @njit(**FLAGS)
 def _exp_t(x):
-    """``_exp(x)`` for |x| <= 40, bit for bit, without its table: the scale 2^n (|n| <= 58) is
-    2^a 2^b with a = n >> 1, b = n - a, each an exact int-to-float conversion of 1 << (a + 29)
-    times 2^-29, and multiplying by a power of two rounds nothing. Beyond +-40, the value at
-    +-40: only for tanh, where 2 / (1 + e) - 1 is then +-1 exactly with either value (e^40 >
-    2^57; 1 + e^-40 == 1). Saves the table's gather (~0.4 ns of ~2 ns per tanh here)."""
-    xc = min(max(x, -40.0), 40.0)
-    n = math.floor(xc * _LOG2E + 0.5)
-    r = (xc - n * _LN2_HI) - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    ni = int(n)
-    a = ni >> 1
-    b = ni - a
-    return (p * (float(1 << (a + 29)) * _TWO_M29)) * (float(1 << (b + 29)) * _TWO_M29)
+    """``_exp(x)`` for |x| <= 40, bit for bit, without its two range checks; beyond +-40 the
+    value at +-40: only for tanh, where 2 / (1 + e) - 1 is then +-1 exactly with either value
+    (e^40 > 2^57; 1 + e^-40 == 1)."""
+    n, p = _exp_parts(min(max(x, -40.0), 40.0))
+    return _pow2_times(p, n)
 
 
 @njit(**FLAGS)
@@ -210,12 +207,15 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
     norm exceeds c (all W terms by the same factor, so the total is clipped exactly), writing the
     factors into alpha_t (B,). Returns ||tot||^2 after clipping (0 without ``norms``)."""
     B, H = tot.shape
-    for bb in range(B):
-        for j in range(H):
-            tot[bb, j] = D[0, bb, j]
-        for w in range(1, W):
+    if W == 1:
+        tot = D[0]                          # the total is the one term (scaled once below)
+    else:
+        for bb in range(B):
             for j in range(H):
-                tot[bb, j] += D[w, bb, j]
+                tot[bb, j] = D[0, bb, j]
+            for w in range(1, W):
+                for j in range(H):
+                    tot[bb, j] += D[w, bb, j]
     if clip:
         for bb in range(B):
             sq = tot[bb, 0] * 0
@@ -228,8 +228,9 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
                 for w in range(W):
                     for j in range(H):
                         D[w, bb, j] *= f
-                for j in range(H):
-                    tot[bb, j] *= f
+                if W > 1:
+                    for j in range(H):
+                        tot[bb, j] *= f
             alpha_t[bb] = f
     sq = tot[0, 0] * 0
     if norms:
@@ -243,26 +244,32 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
     return sq
 
 
-@njit(**FLAGS)
-def _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, j):
-    """sum_q a_q b_q[j] over eight k, in the fixed order of every product here."""
-    return ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
-            + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+@njit(inline="always", **FLAGS)
+def _seg8(p, k):
+    """p[k], .., p[k+7]: a row of A at eight k (``_tile_nn``)."""
+    return (p[k], p[k + 1], p[k + 2], p[k + 3], p[k + 4], p[k + 5], p[k + 6], p[k + 7])
+
+
+@njit(inline="always", **FLAGS)
+def _col8(q, r):
+    """Element r of each of the eight rows q: a row of A^T at eight k (``_tile_tn``)."""
+    return (q[0][r], q[1][r], q[2][r], q[3][r], q[4][r], q[5][r], q[6][r], q[7][r])
 
 
 @njit(**FLAGS)
-def _row8(c, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7):
+def _g8(a, b, j):
+    """sum_q a[q] b[q][j] over eight k, in the fixed order of every product here."""
+    return ((a[0] * b[0][j] + a[1] * b[1][j] + a[2] * b[2][j] + a[3] * b[3][j])
+            + (a[4] * b[4][j] + a[5] * b[5][j] + a[6] * b[6][j] + a[7] * b[7][j]))
+
+
+@njit(**FLAGS)
+def _row8(c, a, b):
     """One tile row: eight accumulators c (a tuple, kept in registers) plus eight k of products
-    with the 8-column slices b0..b7 (constant indices: no index wrap-around, so the eight
-    columns become one vector operation)."""
-    return (c[0] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 0),
-            c[1] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 1),
-            c[2] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 2),
-            c[3] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 3),
-            c[4] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 4),
-            c[5] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 5),
-            c[6] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 6),
-            c[7] + _g8(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, 7))
+    of the row's values a with the 8-column slices b of Bm (constant indices: no index
+    wrap-around, so the eight columns become one vector operation)."""
+    return (c[0] + _g8(a, b, 0), c[1] + _g8(a, b, 1), c[2] + _g8(a, b, 2), c[3] + _g8(a, b, 3),
+            c[4] + _g8(a, b, 4), c[5] + _g8(a, b, 5), c[6] + _g8(a, b, 6), c[7] + _g8(a, b, 7))
 
 
 @njit(**FLAGS)
@@ -280,107 +287,118 @@ def _put8(c, C, i, j):
     Ci[4], Ci[5], Ci[6], Ci[7] = c[4], c[5], c[6], c[7]
 
 
+@njit(inline="always", **FLAGS)
+def _tile_nn(A, Bm, C, i, j, K8, K, z8, eight):
+    """C[i:i+8, j:j+8] (``eight``; else C[i:i+4, j:j+8]) of C = A Bm (``_mm``), held in
+    registers across the whole k loop: each 8-column slice of a row of Bm, loaded once, serves
+    every row of the tile."""
+    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    p4, p5, p6, p7 = (A[i + 4], A[i + 5], A[i + 6], A[i + 7]) if eight else (p0, p1, p2, p3)
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b = (Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], Bm[k + 3, j:j + 8],
+             Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], Bm[k + 7, j:j + 8])
+        c0 = _row8(c0, _seg8(p0, k), b)
+        c1 = _row8(c1, _seg8(p1, k), b)
+        c2 = _row8(c2, _seg8(p2, k), b)
+        c3 = _row8(c3, _seg8(p3, k), b)
+        if eight:
+            c4 = _row8(c4, _seg8(p4, k), b)
+            c5 = _row8(c5, _seg8(p5, k), b)
+            c6 = _row8(c6, _seg8(p6, k), b)
+            c7 = _row8(c7, _seg8(p7, k), b)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        c0 = _row1(c0, p0[k], b)
+        c1 = _row1(c1, p1[k], b)
+        c2 = _row1(c2, p2[k], b)
+        c3 = _row1(c3, p3[k], b)
+        if eight:
+            c4 = _row1(c4, p4[k], b)
+            c5 = _row1(c5, p5[k], b)
+            c6 = _row1(c6, p6[k], b)
+            c7 = _row1(c7, p7[k], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    if eight:
+        _put8(c4, C, i + 4, j)
+        _put8(c5, C, i + 5, j)
+        _put8(c6, C, i + 6, j)
+        _put8(c7, C, i + 7, j)
+
+
+@njit(inline="always", **FLAGS)
+def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
+    """``_tile_nn`` for C = A^T Bm (``_mm_tn``): the tile's values of A come from slices of its
+    rows, A[k, i:i+8], tile row r reading element r of each."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
+    for k in range(0, K8, 8):
+        b = (Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], Bm[k + 3, j:j + 8],
+             Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], Bm[k + 7, j:j + 8])
+        q = (A[k, i:i + 8], A[k + 1, i:i + 8], A[k + 2, i:i + 8], A[k + 3, i:i + 8],
+             A[k + 4, i:i + 8], A[k + 5, i:i + 8], A[k + 6, i:i + 8], A[k + 7, i:i + 8])
+        c0 = _row8(c0, _col8(q, 0), b)
+        c1 = _row8(c1, _col8(q, 1), b)
+        c2 = _row8(c2, _col8(q, 2), b)
+        c3 = _row8(c3, _col8(q, 3), b)
+        if eight:
+            c4 = _row8(c4, _col8(q, 4), b)
+            c5 = _row8(c5, _col8(q, 5), b)
+            c6 = _row8(c6, _col8(q, 6), b)
+            c7 = _row8(c7, _col8(q, 7), b)
+    for k in range(K8, K):
+        b = Bm[k, j:j + 8]
+        q = A[k, i:i + 8]
+        c0 = _row1(c0, q[0], b)
+        c1 = _row1(c1, q[1], b)
+        c2 = _row1(c2, q[2], b)
+        c3 = _row1(c3, q[3], b)
+        if eight:
+            c4 = _row1(c4, q[4], b)
+            c5 = _row1(c5, q[5], b)
+            c6 = _row1(c6, q[6], b)
+            c7 = _row1(c7, q[7], b)
+    _put8(c0, C, i, j)
+    _put8(c1, C, i + 1, j)
+    _put8(c2, C, i + 2, j)
+    _put8(c3, C, i + 3, j)
+    if eight:
+        _put8(c4, C, i + 4, j)
+        _put8(c5, C, i + 5, j)
+        _put8(c6, C, i + 6, j)
+        _put8(c7, C, i + 7, j)
+
+
 @njit(**FLAGS)
-def _mm_part(A, Bm, C, zero, i0, i1, j0, j1):
-    """C[i0:i1, j0:j1] of C = A Bm, one row at a time (the remainder of ``_mm``'s tiles): the
-    loop over the columns vectorises, with eight multiply-adds per load and store of C."""
+def _part(A, tn, Bm, C, zero, M4, N8):
+    """What the tiles of C = A Bm (or A^T Bm with ``tn``) leave: columns N8.. of rows ..M4 and
+    rows M4.., one row at a time; the loop over the columns vectorises, with eight
+    multiply-adds per load and store of C."""
+    M, N = C.shape
     K = Bm.shape[0]
     K8 = K - K % 8
-    for i in range(i0, i1):
+    for i in range(0 if N8 < N else M4, M):
+        j0, j1 = (N8 if i < M4 else 0), N
         c = C[i]
         for j in range(j0, j1):
             c[j] = zero
         for k in range(0, K8, 8):
-            a0, a1, a2, a3 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
-            a4, a5, a6, a7 = A[i, k + 4], A[i, k + 5], A[i, k + 6], A[i, k + 7]
-            b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
-            b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
+            b = (Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3], Bm[k + 4], Bm[k + 5], Bm[k + 6],
+                 Bm[k + 7])
+            if tn:
+                a = _col8((A[k], A[k + 1], A[k + 2], A[k + 3], A[k + 4], A[k + 5], A[k + 6],
+                           A[k + 7]), i)
+            else:
+                a = _seg8(A[i], k)
             for j in range(j0, j1):
-                c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
-                         + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
+                c[j] += _g8(a, b, j)
         for k in range(K8, K):
-            a = A[i, k]
+            a = A[k, i] if tn else A[i, k]
             b = Bm[k]
             for j in range(j0, j1):
                 c[j] += a * b[j]
-
-
-@njit(inline="always", **FLAGS)
-def _tile_nn(A, Bm, C, i, j, K8, K, z8):
-    """C[i:i+4, j:j+8] = (A Bm)[i:i+4, j:j+8] in four tile rows (``_mm``)."""
-    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
-    c0, c1, c2, c3 = z8, z8, z8, z8
-    for k in range(0, K8, 8):
-        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-            Bm[k + 3, j:j + 8]
-        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-            Bm[k + 7, j:j + 8]
-        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
-                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
-                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
-                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
-                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-    for k in range(K8, K):
-        b = Bm[k, j:j + 8]
-        c0 = _row1(c0, p0[k], b)
-        c1 = _row1(c1, p1[k], b)
-        c2 = _row1(c2, p2[k], b)
-        c3 = _row1(c3, p3[k], b)
-    _put8(c0, C, i, j)
-    _put8(c1, C, i + 1, j)
-    _put8(c2, C, i + 2, j)
-    _put8(c3, C, i + 3, j)
-
-
-@njit(inline="always", **FLAGS)
-def _tile8_nn(A, Bm, C, i, j, K8, K, z8):
-    """C[i:i+8, j:j+8] = (A Bm)[i:i+8, j:j+8] in eight tile rows (``_mm``): each slice of Bm
-    serves eight rows, half the loads per product of four (what the larger shapes need)."""
-    p0, p1, p2, p3 = A[i], A[i + 1], A[i + 2], A[i + 3]
-    p4, p5, p6, p7 = A[i + 4], A[i + 5], A[i + 6], A[i + 7]
-    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
-    for k in range(0, K8, 8):
-        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-            Bm[k + 3, j:j + 8]
-        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-            Bm[k + 7, j:j + 8]
-        c0 = _row8(c0, p0[k], p0[k + 1], p0[k + 2], p0[k + 3], p0[k + 4], p0[k + 5],
-                   p0[k + 6], p0[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c1 = _row8(c1, p1[k], p1[k + 1], p1[k + 2], p1[k + 3], p1[k + 4], p1[k + 5],
-                   p1[k + 6], p1[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c2 = _row8(c2, p2[k], p2[k + 1], p2[k + 2], p2[k + 3], p2[k + 4], p2[k + 5],
-                   p2[k + 6], p2[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c3 = _row8(c3, p3[k], p3[k + 1], p3[k + 2], p3[k + 3], p3[k + 4], p3[k + 5],
-                   p3[k + 6], p3[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c4 = _row8(c4, p4[k], p4[k + 1], p4[k + 2], p4[k + 3], p4[k + 4], p4[k + 5],
-                   p4[k + 6], p4[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c5 = _row8(c5, p5[k], p5[k + 1], p5[k + 2], p5[k + 3], p5[k + 4], p5[k + 5],
-                   p5[k + 6], p5[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c6 = _row8(c6, p6[k], p6[k + 1], p6[k + 2], p6[k + 3], p6[k + 4], p6[k + 5],
-                   p6[k + 6], p6[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-        c7 = _row8(c7, p7[k], p7[k + 1], p7[k + 2], p7[k + 3], p7[k + 4], p7[k + 5],
-                   p7[k + 6], p7[k + 7], b0, b1, b2, b3, b4, b5, b6, b7)
-    for k in range(K8, K):
-        b = Bm[k, j:j + 8]
-        c0 = _row1(c0, p0[k], b)
-        c1 = _row1(c1, p1[k], b)
-        c2 = _row1(c2, p2[k], b)
-        c3 = _row1(c3, p3[k], b)
-        c4 = _row1(c4, p4[k], b)
-        c5 = _row1(c5, p5[k], b)
-        c6 = _row1(c6, p6[k], b)
-        c7 = _row1(c7, p7[k], b)
-    _put8(c0, C, i, j)
-    _put8(c1, C, i + 1, j)
-    _put8(c2, C, i + 2, j)
-    _put8(c3, C, i + 3, j)
-    _put8(c4, C, i + 4, j)
-    _put8(c5, C, i + 5, j)
-    _put8(c6, C, i + 6, j)
-    _put8(c7, C, i + 7, j)
 
 
 @njit(**FLAGS)
@@ -395,166 +413,43 @@ def _mm(A, Bm, C, zero):
     consecutive elements, which LLVM's SLP vectoriser turns into one vector operation
     (``slp_compiles``): one AVX-512 register per tile row in float64. Rows are taken eight at a
     time, then four; the rows past the last multiple of 4 and the columns past the last
-    multiple of 8 go through ``_mm_part`` (the same sums, one row at a time). Compiled once for
+    multiple of 8 go through ``_part`` (the same sums, one row at a time). Compiled once for
     every shape (no per-shape code)."""
     M, K = A.shape
     N = Bm.shape[1]
     if M == 0 or N == 0:
         return
-    K8 = K - K % 8
-    N8 = N - N % 8
-    M8 = M - M % 8
-    M4 = M - M % 4
+    K8, N8, M8, M4 = K - K % 8, N - N % 8, M - M % 8, M - M % 4
     C[0, 0] = zero
     z = C[0, 0]                     # zero in C's dtype (the kernel's ``zero`` is float64 for
     z8 = (z, z, z, z, z, z, z, z)   # float32 arrays): float32 tiles accumulate in float32
     for i in range(0, M8, 8):
         for j in range(0, N8, 8):
-            _tile8_nn(A, Bm, C, i, j, K8, K, z8)
-        if N8 < N:
-            _mm_part(A, Bm, C, zero, i, i + 8, N8, N)
+            _tile_nn(A, Bm, C, i, j, K8, K, z8, True)
     if M8 < M4:
         for j in range(0, N8, 8):
-            _tile_nn(A, Bm, C, M8, j, K8, K, z8)
-        if N8 < N:
-            _mm_part(A, Bm, C, zero, M8, M4, N8, N)
-    if M4 < M:
-        _mm_part(A, Bm, C, zero, M4, M, 0, N)
-
-
-@njit(**FLAGS)
-def _mm_tn_part(A, Bm, C, zero, i0, i1, j0, j1):
-    """C[i0:i1, j0:j1] of C = A^T Bm, one row at a time (the remainder of ``_mm_tn``'s tiles)."""
-    K = Bm.shape[0]
-    K8 = K - K % 8
-    for i in range(i0, i1):
-        c = C[i]
-        for j in range(j0, j1):
-            c[j] = zero
-        for k in range(0, K8, 8):
-            a0, a1, a2, a3 = A[k, i], A[k + 1, i], A[k + 2, i], A[k + 3, i]
-            a4, a5, a6, a7 = A[k + 4, i], A[k + 5, i], A[k + 6, i], A[k + 7, i]
-            b0, b1, b2, b3 = Bm[k], Bm[k + 1], Bm[k + 2], Bm[k + 3]
-            b4, b5, b6, b7 = Bm[k + 4], Bm[k + 5], Bm[k + 6], Bm[k + 7]
-            for j in range(j0, j1):
-                c[j] += ((a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j])
-                         + (a4 * b4[j] + a5 * b5[j] + a6 * b6[j] + a7 * b7[j]))
-        for k in range(K8, K):
-            a = A[k, i]
-            b = Bm[k]
-            for j in range(j0, j1):
-                c[j] += a * b[j]
-
-
-@njit(inline="always", **FLAGS)
-def _tile_tn(A, Bm, C, i, j, K8, K, z8):
-    """C[i:i+4, j:j+8] = (A^T Bm)[i:i+4, j:j+8] in four tile rows (``_mm_tn``)."""
-    c0, c1, c2, c3 = z8, z8, z8, z8
-    for k in range(0, K8, 8):
-        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-            Bm[k + 3, j:j + 8]
-        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-            Bm[k + 7, j:j + 8]
-        q0, q1, q2, q3 = A[k, i:i + 4], A[k + 1, i:i + 4], A[k + 2, i:i + 4], A[k + 3, i:i + 4]
-        q4, q5, q6, q7 = A[k + 4, i:i + 4], A[k + 5, i:i + 4], A[k + 6, i:i + 4], \
-            A[k + 7, i:i + 4]
-        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-    for k in range(K8, K):
-        b = Bm[k, j:j + 8]
-        q = A[k, i:i + 4]
-        c0 = _row1(c0, q[0], b)
-        c1 = _row1(c1, q[1], b)
-        c2 = _row1(c2, q[2], b)
-        c3 = _row1(c3, q[3], b)
-    _put8(c0, C, i, j)
-    _put8(c1, C, i + 1, j)
-    _put8(c2, C, i + 2, j)
-    _put8(c3, C, i + 3, j)
-
-
-@njit(inline="always", **FLAGS)
-def _tile8_tn(A, Bm, C, i, j, K8, K, z8):
-    """C[i:i+8, j:j+8] = (A^T Bm)[i:i+8, j:j+8] in eight tile rows (``_mm_tn``)."""
-    c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
-    for k in range(0, K8, 8):
-        b0, b1, b2, b3 = Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], \
-            Bm[k + 3, j:j + 8]
-        b4, b5, b6, b7 = Bm[k + 4, j:j + 8], Bm[k + 5, j:j + 8], Bm[k + 6, j:j + 8], \
-            Bm[k + 7, j:j + 8]
-        q0, q1, q2, q3 = A[k, i:i + 8], A[k + 1, i:i + 8], A[k + 2, i:i + 8], A[k + 3, i:i + 8]
-        q4, q5, q6, q7 = A[k + 4, i:i + 8], A[k + 5, i:i + 8], A[k + 6, i:i + 8], \
-            A[k + 7, i:i + 8]
-        c0 = _row8(c0, q0[0], q1[0], q2[0], q3[0], q4[0], q5[0], q6[0], q7[0],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c1 = _row8(c1, q0[1], q1[1], q2[1], q3[1], q4[1], q5[1], q6[1], q7[1],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c2 = _row8(c2, q0[2], q1[2], q2[2], q3[2], q4[2], q5[2], q6[2], q7[2],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c3 = _row8(c3, q0[3], q1[3], q2[3], q3[3], q4[3], q5[3], q6[3], q7[3],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c4 = _row8(c4, q0[4], q1[4], q2[4], q3[4], q4[4], q5[4], q6[4], q7[4],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c5 = _row8(c5, q0[5], q1[5], q2[5], q3[5], q4[5], q5[5], q6[5], q7[5],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c6 = _row8(c6, q0[6], q1[6], q2[6], q3[6], q4[6], q5[6], q6[6], q7[6],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-        c7 = _row8(c7, q0[7], q1[7], q2[7], q3[7], q4[7], q5[7], q6[7], q7[7],
-                   b0, b1, b2, b3, b4, b5, b6, b7)
-    for k in range(K8, K):
-        b = Bm[k, j:j + 8]
-        q = A[k, i:i + 8]
-        c0 = _row1(c0, q[0], b)
-        c1 = _row1(c1, q[1], b)
-        c2 = _row1(c2, q[2], b)
-        c3 = _row1(c3, q[3], b)
-        c4 = _row1(c4, q[4], b)
-        c5 = _row1(c5, q[5], b)
-        c6 = _row1(c6, q[6], b)
-        c7 = _row1(c7, q[7], b)
-    _put8(c0, C, i, j)
-    _put8(c1, C, i + 1, j)
-    _put8(c2, C, i + 2, j)
-    _put8(c3, C, i + 3, j)
-    _put8(c4, C, i + 4, j)
-    _put8(c5, C, i + 5, j)
-    _put8(c6, C, i + 6, j)
-    _put8(c7, C, i + 7, j)
+            _tile_nn(A, Bm, C, M8, j, K8, K, z8, False)
+    _part(A, False, Bm, C, zero, M4, N8)
 
 
 @njit(**FLAGS)
 def _mm_tn(A, Bm, C, zero):
-    """C = A^T Bm, A: (K, M); Bm: (K, N), C: (M, N): ``_mm``'s tiles and sums with A read down
-    its columns (row i of A^T is column i of A)."""
+    """C = A^T Bm, A: (K, M): ``_mm``'s tiles and sums with A read down its columns."""
     K, M = A.shape
     N = Bm.shape[1]
     if M == 0 or N == 0:
         return
-    K8 = K - K % 8
-    N8 = N - N % 8
-    M8 = M - M % 8
-    M4 = M - M % 4
+    K8, N8, M8, M4 = K - K % 8, N - N % 8, M - M % 8, M - M % 4
     C[0, 0] = zero
     z = C[0, 0]
     z8 = (z, z, z, z, z, z, z, z)
     for i in range(0, M8, 8):
         for j in range(0, N8, 8):
-            _tile8_tn(A, Bm, C, i, j, K8, K, z8)
-        if N8 < N:
-            _mm_tn_part(A, Bm, C, zero, i, i + 8, N8, N)
+            _tile_tn(A, Bm, C, i, j, K8, K, z8, True)
     if M8 < M4:
         for j in range(0, N8, 8):
-            _tile_tn(A, Bm, C, M8, j, K8, K, z8)
-        if N8 < N:
-            _mm_tn_part(A, Bm, C, zero, M8, M4, N8, N)
-    if M4 < M:
-        _mm_tn_part(A, Bm, C, zero, M4, M, 0, N)
+            _tile_tn(A, Bm, C, M8, j, K8, K, z8, False)
+    _part(A, True, Bm, C, zero, M4, N8)
 
 
 @njit(**FLAGS)
@@ -576,100 +471,107 @@ def _term_acc(M, acc, lanes, zero):
 
 
 @njit(**FLAGS)
+def _head_scratch(T, B, H, O, like):
+    """The work arrays of ``_head_loss``, allocated once per kernel call."""
+    dt = like.dtype
+    n = T * B
+    O8 = O + (-O) % 8
+    return (np.zeros((H, O8), dt), np.empty((n, O8), dt), np.empty((O, n), dt),
+            np.empty((O, n), dt), np.empty(n, dt), np.empty(n, dt), np.empty((O, B), dt),
+            np.empty((O, H), dt), np.empty((O, H), dt), np.empty((O, H), dt), np.empty(B, dt))
+
+
+@njit(**FLAGS)
 def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backward, Y, gWy, gby,
-               direct, zero):
+               direct, zero, hs):
     """Head at every step that needs it, loss at the loss steps, dWy, dby and dE/ds_t.
 
-    Per step, sequences along the last axis (O, B) so the loops over b vectorise:
-    logits^T = Wy^T s_t^T + by;  y = softmax over o (max-shifted) or the logits;
+    The logits of all needed steps (every step with ``outputs`` or a loss at every step, else
+    the last) are one product (T B, H) (H, O) into (T B, O), no per-step transpose of the
+    states, with Wy's columns padded with zeros to a multiple of 8 (whole register tiles; the
+    padding changes no logit); they are then laid out (O, T B) so that the softmax's loops over
+    the T B rows vectorise: logits = s Wy + by;  y = softmax over o (max-shifted) or the logits.
+    Per loss step:
     mse: E += sum (y - d)^2, dl = 2 (y - d) / B, softmax: dl = y (dl - <dl, y>);
     ce: E -= sum d (l - max - log sum exp), dl = (y sum d - d) / B;
     dWy += s_t^T dl, dby += sum_b dl, direct[t] = dl Wy^T (B, H). Returns E / B.
     """
     T, B, H = Sr.shape
     O = Wy.shape[2]
-    dt = Sr.dtype
-    ST = np.empty((H, B), dt)
-    L = np.empty((O, B), dt)
-    Yt = np.empty((O, B), dt)
-    DL = np.empty((O, B), dt)
-    GO = np.empty((O, H), dt)
-    WyT = np.empty((O, H), dt)
-    gWyT = np.zeros((O, H), dt)
-    mB = np.empty(B, dt)
-    sB = np.empty(B, dt)
-    inner = np.empty(B, dt)
+    Wp, LB, L, Yt, mQ, sQ, DL, GO, WyT, gWyT, inner = hs
+    t0 = 0 if (loss_all or outputs) else T - 1
+    n = (T - t0) * B
+    for h in range(H):
+        for o in range(O):
+            Wp[h, o] = Wy[rp, h, o]                         # columns O.. stay zero
+    _mm(Sr[t0:].reshape((n, H)), Wp, LB[:n], zero)          # logits (n, O), in register tiles
+    for q in range(n):
+        for o in range(O):
+            L[o, q] = LB[q, o] + by[rp, o]
+    if softmax:
+        for q in range(n):
+            mQ[q] = L[0, q]
+        for o in range(1, O):
+            for q in range(n):
+                mQ[q] = max(mQ[q], L[o, q])
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] = _exp(L[o, q] - mQ[q])
+        for q in range(n):
+            sQ[q] = Yt[0, q]
+        for o in range(1, O):
+            for q in range(n):
+                sQ[q] += Yt[o, q]
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] /= sQ[q]
+    else:
+        for o in range(O):
+            for q in range(n):
+                Yt[o, q] = L[o, q]
+    if outputs:
+        Yf = Y[r].reshape((T * B, O))
+        for q in range(n):
+            for o in range(O):
+                Yf[q, o] = Yt[o, q]
     for h in range(H):
         for o in range(O):
             WyT[o, h] = Wy[rp, h, o]
+    gWyT[:] = 0
     E = zero
     Bv = zero + B
     scale = (zero + 2) / Bv
-    for t in range(T):
-        is_loss = loss_all or t == T - 1
-        if not (is_loss or outputs):
-            continue
+    for t in range(T - 1 if not loss_all else t0, T):
         li = t if loss_all else 0
-        St = Sr[t]
-        for bb in range(B):
-            for h in range(H):
-                ST[h, bb] = St[bb, h]
-        _mm_tn(Wy[rp], ST, L, zero)                         # logits^T (O, B)
-        for o in range(O):
-            for bb in range(B):
-                L[o, bb] += by[rp, o]
-        if softmax:
-            for bb in range(B):
-                mB[bb] = L[0, bb]
-            for o in range(1, O):
-                for bb in range(B):
-                    mB[bb] = max(mB[bb], L[o, bb])
-            for o in range(O):
-                for bb in range(B):
-                    Yt[o, bb] = _exp(L[o, bb] - mB[bb])
-            for bb in range(B):
-                sB[bb] = Yt[0, bb]
-            for o in range(1, O):
-                for bb in range(B):
-                    sB[bb] += Yt[o, bb]
-            for o in range(O):
-                for bb in range(B):
-                    Yt[o, bb] /= sB[bb]
-        else:
-            Yt[:] = L
-        if outputs:
-            for bb in range(B):
-                for o in range(O):
-                    Y[r, t, bb, o] = Yt[o, bb]
-        if not is_loss:
-            continue
+        q0 = (t - t0) * B
         if not ce:
             for bb in range(B):
                 inner[bb] = zero
             for o in range(O):
                 for bb in range(B):
-                    diff = Yt[o, bb] - d[rd, t, bb, o]
+                    y = Yt[o, q0 + bb]
+                    diff = y - d[rd, t, bb, o]
                     E += diff * diff
                     DL[o, bb] = diff * scale
-                    inner[bb] += DL[o, bb] * Yt[o, bb]
+                    inner[bb] += DL[o, bb] * y
             if softmax:
                 for o in range(O):
                     for bb in range(B):
-                        DL[o, bb] = Yt[o, bb] * (DL[o, bb] - inner[bb])
+                        DL[o, bb] = Yt[o, q0 + bb] * (DL[o, bb] - inner[bb])
         else:                                               # with a softmax head (checked)
             for bb in range(B):
                 inner[bb] = zero                            # sum_k d_k
-                sB[bb] = math.log(sB[bb])                   # log sum exp(l - max)
+                sQ[q0 + bb] = math.log(sQ[q0 + bb])         # log sum exp(l - max)
             for o in range(O):
                 for bb in range(B):
                     dv = d[rd, t, bb, o]
-                    E -= dv * ((L[o, bb] - mB[bb]) - sB[bb])
+                    E -= dv * ((L[o, q0 + bb] - mQ[q0 + bb]) - sQ[q0 + bb])
                     inner[bb] += dv
             for o in range(O):
                 for bb in range(B):
-                    DL[o, bb] = (Yt[o, bb] * inner[bb] - d[rd, t, bb, o]) / Bv
+                    DL[o, bb] = (Yt[o, q0 + bb] * inner[bb] - d[rd, t, bb, o]) / Bv
         if backward:
-            _mm(DL, St, GO, zero)                           # dl^T s_t (O, H)
+            _mm(DL, Sr[t], GO, zero)                        # dl^T s_t (O, H)
             for o in range(O):
                 for h in range(H):
                     gWyT[o, h] += GO[o, h]
@@ -684,6 +586,72 @@ def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backwar
 
 
 @njit(**FLAGS)
+def _window(T, k, loss_all):
+    """(W, stop, nL): errors in flight (k with truncation and a loss at every step, else 1), the
+    first step the backward pass reaches, and how many steps carry a loss."""
+    W = k if (k > 0 and loss_all) else 1
+    stop = T - k if (k > 0 and not loss_all) else 0
+    return W, stop, (T if loss_all else 1)
+
+
+@njit(**FLAGS)
+def _inputs(xr, Wxr, br, A, zero):
+    """A[t] = x_t Wx + b for every step t: one product over the T B rows (each row's sums as
+    in a product per step)."""
+    T, B, G = A.shape
+    Af = A.reshape((T * B, G))
+    _mm(xr.reshape((T * B, xr.shape[2])), Wxr, Af, zero)
+    for q in range(T * B):
+        for j in range(G):
+            Af[q, j] += br[j]
+
+
+@njit(**FLAGS)
+def _transpose(X, XT):
+    """XT = X^T."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            XT[j, i] = X[i, j]
+
+
+@njit(**FLAGS)
+def _inject(D, direct, t, T, W, k, loss_all):
+    """The loss's error dE_t/ds_t joins the errors in flight at step t; returns whether it opened
+    a new slot of the ring (truncation with a loss at every step: slot t mod W)."""
+    B, H = D.shape[1:]
+    if loss_all:
+        if k == 0:
+            for bb in range(B):
+                for j in range(H):
+                    D[0, bb, j] += direct[t, bb, j]
+        else:
+            D[t % W] = direct[t]
+            return True
+    elif t == T - 1:
+        D[0] = direct[0]
+    return False
+
+
+@njit(**FLAGS)
+def _weight_grads(r, s0r, Sr, xr, A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx, zero):
+    """dWs += s_{t-1}^T dz_t, dWx += x_t^T dz_t, db += sum_b dz_t, in step order (dz_t: A[t]);
+    with ``norms`` the norms of the per-step terms into dWs[r, t], dWx[r, t]."""
+    T, B, G = A.shape
+    for t in range(T):
+        sprev = s0r if t == 0 else Sr[t - 1]
+        _mm_tn(sprev, A[t], M, zero)                        # s_{t-1}^T dz_t
+        sq = _term_acc(M, gWs[r], lanes, zero)
+        _mm_tn(xr[t], A[t], Mx, zero)                       # x_t^T dz_t
+        sqx = _term_acc(Mx, gWx[r], lanes, zero)
+        if norms:
+            dWs[r, t] = math.sqrt(sq)
+            dWx[r, t] = math.sqrt(sqx)
+        for bb in range(B):
+            for j in range(G):
+                gb[r, j] += A[t, bb, j]
+
+
+@njit(**FLAGS)
 def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k, backward,
                norms, outputs, use_clip, loss, gWx, gWs, gb, gWy, gby, S, Y, ds, dWs, dWx,
                alpha):
@@ -695,10 +663,8 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
     dt = S.dtype
     one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
     two = one + one
-    W = k if (k > 0 and loss_all) else 1
-    stop = T - k if (k > 0 and not loss_all) else 0
-    nL = T if loss_all else 1
-    A = np.empty((T, B, H), dt)             # phi'(z_t), then dz_t
+    W, stop, nL = _window(T, k, loss_all)
+    A = np.empty((T, B, H), dt)             # x_t Wx + b, then phi'(z_t), then dz_t
     zero = one - one
     tmp = np.empty((B, H), dt)
     lanes = np.empty(H, dt)
@@ -710,19 +676,17 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
     WsT = np.empty((H, H), dt)
     M = np.empty((H, H), dt)
     Mx = np.empty((I, H), dt)
+    hs = _head_scratch(T, B, H, Wy.shape[2], S)
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
+        _inputs(x[rx], Wx[rp], b[rp], A, zero)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             Zt = A[t]
-            _mm(x[rx, t], Wx[rp], Zt, zero)                 # x_t Wx
-            for bb in range(B):
-                for j in range(H):
-                    Zt[bb, j] += b[rp, j]
             _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
             for bb in range(B):
                 z = Zt[bb]
@@ -749,58 +713,41 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
                         s[j] = z[j] + tz[j]
                         z[j] = one
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
-                             backward, Y, gWy, gby, direct, zero)
+                             backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
             continue
         # ---- backward through time -----------------------------------------------------------
-        for i in range(H):
-            for j in range(H):
-                WsT[j, i] = Ws[rp, i, j]
+        _transpose(Ws[rp], WsT)
         D[:] = 0
         for t in range(T - 1, stop - 1, -1):
-            if loss_all:
-                if k == 0:
-                    for bb in range(B):
-                        for j in range(H):
-                            D[0, bb, j] += direct[t, bb, j]
-                else:
-                    D[t % W] = direct[t]
-            elif t == T - 1:
-                D[0] = direct[0]
+            _inject(D, direct, t, T, W, k, loss_all)
             sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
             if norms:
                 ds[r, t] = math.sqrt(sq)
-            for w in range(W):
+            At = A[t]
+            if W == 1:                                      # dz_t in place of phi'(z_t)
                 for bb in range(B):
                     for j in range(H):
-                        dz[bb, j] = D[w, bb, j] * A[t, bb, j]
-                _mm(dz, WsT, Dn[w], zero)                   # dz_t Ws^T
-                for bb in range(B):
-                    if w == 0:
+                        At[bb, j] = D[0, bb, j] * At[bb, j]
+                _mm(At, WsT, Dn[0], zero)                   # dz_t Ws^T
+            else:
+                for w in range(W):
+                    for bb in range(B):
                         for j in range(H):
-                            tot[bb, j] = dz[bb, j]
-                    else:
-                        for j in range(H):
-                            tot[bb, j] += dz[bb, j]
-            A[t] = tot
+                            dz[bb, j] = D[w, bb, j] * At[bb, j]
+                    _mm(dz, WsT, Dn[w], zero)               # dz_t Ws^T
+                    for bb in range(B):
+                        if w == 0:
+                            for j in range(H):
+                                tot[bb, j] = dz[bb, j]
+                        else:
+                            for j in range(H):
+                                tot[bb, j] += dz[bb, j]
+                At[:] = tot
             D, Dn = Dn, D
-        for t in range(stop):
-            A[t] = 0
-            if norms:
-                ds[r, t] = 0
-        # ---- weight gradients: the per-step terms, summed in step order --------------------------
-        for t in range(T):
-            sprev = s0[rs] if t == 0 else S[r, t - 1]
-            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T dz_t
-            sq = _term_acc(M, gWs[r], lanes, zero)
-            _mm_tn(x[rx, t], A[t], Mx, zero)                # x_t^T dz_t
-            sqx = _term_acc(Mx, gWx[r], lanes, zero)
-            if norms:
-                dWs[r, t] = math.sqrt(sq)
-                dWx[r, t] = math.sqrt(sqx)
-            for bb in range(B):
-                for j in range(H):
-                    gb[r, j] += A[t, bb, j]
+        A[:stop] = 0                                        # steps the truncation cuts off
+        _weight_grads(r, s0[rs], S[r], x[rx], A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx,
+                      zero)
 
 
 @njit(**FLAGS)
@@ -817,10 +764,8 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
     one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
     two = one + one
     zero = one - one
-    W = k if (k > 0 and loss_all) else 1
-    stop = T - k if (k > 0 and not loss_all) else 0
-    nL = T if loss_all else 1
-    A = np.empty((T, B, G), dt)             # gate activations i, f, g, o; then dE/da_t
+    W, stop, nL = _window(T, k, loss_all)
+    A = np.empty((T, B, G), dt)             # x_t Wx + b, gate activations i, f, g, o; dE/da_t
     TC = np.empty((T, B, H), dt)            # tanh(c_t)
     tmp = np.empty((B, G), dt)
     lanes = np.empty(G, dt)
@@ -834,6 +779,7 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
     WsT = np.empty((G, H), dt)
     M = np.empty((H, G), dt)
     Mx = np.empty((I, G), dt)
+    hs = _head_scratch(T, B, H, Wy.shape[2], S)
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
@@ -841,14 +787,11 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
         rc = r if Rc > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
+        _inputs(x[rx], Wx[rp], b[rp], A, zero)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             cprev = c0[rc] if t == 0 else Cc[r, t - 1]
             At = A[t]
-            _mm(x[rx, t], Wx[rp], At, zero)                 # x_t Wx
-            for bb in range(B):
-                for j in range(G):
-                    At[bb, j] += b[rp, j]
             _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
             for bb in range(B):
                 a = At[bb]
@@ -869,26 +812,16 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
                     TC[t, bb, j] = tcj
                     S[r, t, bb, j] = a[3 * H + j] * tcj
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
-                             backward, Y, gWy, gby, direct, zero)
+                             backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
             continue
         # ---- backward through time -----------------------------------------------------------
-        for i in range(H):
-            for j in range(G):
-                WsT[j, i] = Ws[rp, i, j]
+        _transpose(Ws[rp], WsT)
         D[:] = 0
         DC[:] = 0
         for t in range(T - 1, stop - 1, -1):
-            if loss_all:
-                if k == 0:
-                    for bb in range(B):
-                        for j in range(H):
-                            D[0, bb, j] += direct[t, bb, j]
-                else:
-                    D[t % W] = direct[t]
-                    DC[t % W] = 0
-            elif t == T - 1:
-                D[0] = direct[0]
+            if _inject(D, direct, t, T, W, k, loss_all):
+                DC[t % W] = 0
             sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
             if norms:
                 ds[r, t] = math.sqrt(sq)
@@ -933,25 +866,9 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
                         DC[w, bb, j] *= A[t, bb, H + j]
             A[t] = dag
             D, Dn = Dn, D
-        for t in range(stop):
-            A[t] = 0
-        # ---- weight gradients: the per-step terms, summed in step order --------------------------
-        for t in range(T):
-            sprev = s0[rs] if t == 0 else S[r, t - 1]
-            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T da_t
-            sq = _term_acc(M, gWs[r], lanes, zero)
-            _mm_tn(x[rx, t], A[t], Mx, zero)                # x_t^T da_t
-            sqx = _term_acc(Mx, gWx[r], lanes, zero)
-            if norms:
-                dWs[r, t] = math.sqrt(sq)
-                dWx[r, t] = math.sqrt(sqx)
-            for bb in range(B):
-                for j in range(G):
-                    gb[r, j] += A[t, bb, j]
-
-
-#: The kernel of each cell the compiled engine covers.
-KERNELS = {"rnn": rnn_kernel, "lstm": lstm_kernel}
+        A[:stop] = 0                                        # steps the truncation cuts off
+        _weight_grads(r, s0[rs], S[r], x[rx], A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx,
+                      zero)
 
 
 @njit(**FLAGS)
@@ -978,10 +895,8 @@ def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, 
     one = Ws[0, 0, 0] * 0 + 1               # 1 in the arrays' dtype (inputs are finite)
     two = one + one
     zero = one - one
-    W = k if (k > 0 and loss_all) else 1
-    stop = T - k if (k > 0 and not loss_all) else 0
-    nL = T if loss_all else 1
-    A = np.empty((T, B, G), dt)             # gate activations r, z, n; then [da_r, da_z, dq]
+    W, stop, nL = _window(T, k, loss_all)
+    A = np.empty((T, B, G), dt)             # x_t Wx + b, gate activations r, z, n; [da_r, da_z, dq]
     Q = np.empty((T, B, H), dt)             # q_t; then da_n
     tmp = np.empty((B, G), dt)
     lanes = np.empty(G, dt)
@@ -997,19 +912,17 @@ def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, 
     WsT = np.empty((G, H), dt)
     M = np.empty((H, G), dt)
     Mx = np.empty((I, G), dt)
+    hs = _head_scratch(T, B, H, Wy.shape[2], S)
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
+        _inputs(x[rx], Wx[rp], b[rp], A, zero)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             At = A[t]
-            _mm(x[rx, t], Wx[rp], At, zero)                 # x_t Wx
-            for bb in range(B):
-                for j in range(G):
-                    At[bb, j] += b[rp, j]
             _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
             for bb in range(B):
                 a = At[bb]
@@ -1023,24 +936,14 @@ def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, 
                     a[2 * H + j] = nj
                     S[r, t, bb, j] = (sprev[bb, j] - nj) * a[H + j] + nj
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
-                             backward, Y, gWy, gby, direct, zero)
+                             backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
             continue
         # ---- backward through time -----------------------------------------------------------
-        for i in range(H):
-            for j in range(G):
-                WsT[j, i] = Ws[rp, i, j]
+        _transpose(Ws[rp], WsT)
         D[:] = 0
         for t in range(T - 1, stop - 1, -1):
-            if loss_all:
-                if k == 0:
-                    for bb in range(B):
-                        for j in range(H):
-                            D[0, bb, j] += direct[t, bb, j]
-                else:
-                    D[t % W] = direct[t]
-            elif t == T - 1:
-                D[0] = direct[0]
+            _inject(D, direct, t, T, W, k, loss_all)
             sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
             if norms:
                 ds[r, t] = math.sqrt(sq)
@@ -1073,9 +976,8 @@ def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, 
             A[t] = dag
             Q[t] = dagn
             D, Dn = Dn, D
-        for t in range(stop):
-            A[t] = 0
-            Q[t] = 0
+        A[:stop] = 0                                        # steps the truncation cuts off
+        Q[:stop] = 0
         # ---- weight gradients: the per-step terms, summed in step order --------------------------
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
@@ -1098,4 +1000,5 @@ def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, 
                     gbn[r, j] += A[t, bb, 2 * H + j]
 
 
-KERNELS["gru"] = gru_kernel
+#: The kernel of each cell the compiled engine covers.
+KERNELS = {"rnn": rnn_kernel, "lstm": lstm_kernel, "gru": gru_kernel}
