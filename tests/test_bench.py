@@ -76,3 +76,14 @@ def test_ab_compares_two_revisions_of_the_engine(capsys):
             del sys.modules[name]
     out = capsys.readouterr().out
     assert "old = HEAD, new = working tree" in out and "t1000" in out and "old/new" in out
+
+
+def test_threads_splits_the_sweep_call_with_the_same_bits(capsys):
+    """benchmarks/threads.py times the sweep call on one thread and in two halves on two threads,
+    and the halves give the one call's bits."""
+    pytest.importorskip("numba")
+    for threads in load_script(SCRIPT.parent / "threads.py", "rnnlab_threads"):
+        assert threads.main(["--rounds", "1", "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the halves give the one call's bits: True" in out
+    assert "one call, one thread" in out and "two halves, two threads" in out
