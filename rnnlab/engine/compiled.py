@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cells import GATES
+
 #: Cells the kernel covers (others run on the NumPy engine, said once).
 KERNEL_CELLS = ("rnn", "lstm", "gru")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -159,7 +161,7 @@ def _tiny_call(cell: str, dtype) -> None:
     every real call: C-contiguous, same ranks)."""
     rng = np.random.default_rng(0)
     R, T, B, I, H, O = 1, 3, 2, 2, 3, 2
-    G = {"lstm": 4 * H, "gru": 3 * H}.get(cell, H)
+    G = GATES[cell] * H
     p = {"Wx": rng.standard_normal((R, I, G)), "Ws": rng.standard_normal((R, H, G)),
          "b": np.zeros((R, G)), "Wy": rng.standard_normal((R, H, O)), "by": np.zeros((R, O))}
     p = {k: v.astype(dtype) for k, v in p.items()}
@@ -215,6 +217,13 @@ def _c(a, dtype):
     return a if a.flags.writeable else a.copy()
 
 
+def _param_rows(p, key, Rp, n, dtype):
+    """Bias ``key`` as (Rp, n) rows, one per parameter set (the kernel indexes every parameter by
+    one run index); zeros when the params have none."""
+    a = _c(p[key], dtype) if key in p else np.zeros((1, n), dtype)
+    return a if a.shape[0] == Rp else _c(np.broadcast_to(a, (Rp, n)), dtype)
+
+
 def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms, outputs,
           backward, R, dtype, k=None):
     """Prepare the kernel's arguments (run-axis arrays, C order, one dtype), call it and return
@@ -225,11 +234,8 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     O = p["Wy"].shape[-1]
     Rp = p["Ws"].shape[0]
     Wx, Ws, Wy = _c(p["Wx"], dtype), _c(p["Ws"], dtype), _c(p["Wy"], dtype)
-    b = _c(p["b"], dtype) if "b" in p else np.zeros((1, G), dtype)
-    by = _c(p["by"], dtype) if "by" in p else np.zeros((1, O), dtype)
-    if b.shape[0] != Rp or by.shape[0] != Rp:        # the kernel indexes all params by one rp
-        b = _c(np.broadcast_to(b, (Rp, G)), dtype)
-        by = _c(np.broadcast_to(by, (Rp, O)), dtype)
+    b = _param_rows(p, "b", Rp, G, dtype)
+    by = _param_rows(p, "by", Rp, O, dtype)
     s0 = np.zeros((1, B, H), dtype) if s0 is None else _c(s0, dtype)
     clip = np.full(R, np.inf, dtype) if c is None else _c(np.reshape(c, R), dtype)
     zeros = np.zeros
@@ -247,13 +253,9 @@ def _call(p, x, d, s0, c0, c, *, cell, activation, output, loss, loss_at, norms,
     grads = (lossv, g["Wx"], g["Ws"], g["b"], g["Wy"], g["by"])
     C = None
     if cell == "gru":
-        bn = _c(p["bn"], dtype) if "bn" in p else np.zeros((1, H), dtype)
-        if bn.shape[0] != Rp:
-            bn = _c(np.broadcast_to(bn, (Rp, H)), dtype)
         g["bn"] = zeros((R, H), dtype)
-        kernel.gru_kernel(Wx, Ws, b, bn, Wy, by, _c(x, dtype), _c(d, dtype), s0, clip, *flags,
-                          lossv, g["Wx"], g["Ws"], g["b"], g["bn"], g["Wy"], g["by"], S, Y,
-                          nrm["ds"], nrm["dWs"], nrm["dWx"], alpha)
+        kernel.gru_kernel(*head, _param_rows(p, "bn", Rp, H, dtype), clip, *flags, *grads,
+                          g["bn"], S, Y, nrm["ds"], nrm["dWs"], nrm["dWx"], alpha)
     elif cell == "lstm":
         c0 = np.zeros((1, B, H), dtype) if c0 is None else _c(c0 if c0.ndim == 3 else c0[None],
                                                               dtype)

@@ -872,8 +872,8 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
 
 
 @njit(**FLAGS)
-def gru_kernel(Wx, Ws, b, bn, Wy, by, x, d, s0, clip, softmax, ce, loss_all, k, backward,
-               norms, outputs, use_clip, loss, gWx, gWs, gb, gbn, gWy, gby, S, Y, ds, dWs, dWx,
+def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, backward,
+               norms, outputs, use_clip, loss, gWx, gWs, gb, gWy, gby, gbn, S, Y, ds, dWs, dWx,
                alpha):
     """The GRU over R runs (gate order r, z, n as at the API; columns 0:H, H:2H, 2H:3H):
 
