@@ -27,8 +27,16 @@ from multiprocessing.connection import wait as mp_wait
 from rnnlab.errors import UserError
 from rnnlab.run.executors.base import THREAD_VARS, Done, Lost
 
-#: Modules the fork server imports once for every worker it forks.
-PRELOAD = ["rnnlab.run.executors.base"]
+#: Modules the fork server imports once for every worker it forks: the main module (a script
+#: or the ``rnnlab`` command, which a worker would otherwise import again) and the training code.
+PRELOAD = ["__main__", "rnnlab.run.executors.base"]
+
+
+def preload() -> list[str]:
+    """``PRELOAD``, and the compiled kernel's module (numba's import) when that engine runs."""
+    from rnnlab.engine.select import active_engine
+
+    return PRELOAD + (["rnnlab.engine.kernel"] if active_engine() == "compiled" else [])
 
 
 def start_method() -> str:
@@ -125,7 +133,7 @@ class Pool:
         self.retries = retries
         self.ctx = mp.get_context(start_method())
         if self.ctx.get_start_method() == "forkserver":
-            self.ctx.set_forkserver_preload(PRELOAD)
+            self.ctx.set_forkserver_preload(preload())
         self.workers: list[Worker] = []
         self.stillborn = 0
 
@@ -189,7 +197,7 @@ class Pool:
 def open_pool(workers: int, task: Callable, retries: int) -> Iterator[Pool]:
     """A pool of ``workers`` processes training ``task``, ended on exit (busy ones killed)."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})       # inherited by the spawned workers
+    os.environ.update({k: "1" for k in THREAD_VARS})       # inherited by the workers
     pool = Pool(workers, task, retries)
     try:
         yield pool
