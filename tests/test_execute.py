@@ -286,12 +286,16 @@ def _wait_one(pool):
     return done.value
 
 
-def test_workers_take_the_parents_environment_with_each_batch(monkeypatch):
-    """Workers fork from a server started earlier, so each batch carries this process's
-    environment: a change between two batches reaches the same worker."""
-    from rnnlab.run.executors.pool import open_pool
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_take_the_parents_environment_with_each_batch(monkeypatch, method):
+    """Workers fork from a server started earlier (or are spawned where there is none), so each
+    batch carries this process's environment: a change between two batches reaches the same
+    worker."""
+    from rnnlab.run.executors import pool as pool_module
 
-    with open_pool(1, _environment_value, retries=0) as pool:
+    monkeypatch.setattr(pool_module, "start_method", lambda: method)
+    with pool_module.open_pool(1, _environment_value, retries=0) as pool:
+        assert pool.ctx.get_start_method() == method
         monkeypatch.setenv("RNNLAB_TEST_VALUE", "first")
         pool.submit(1, [])
         assert _wait_one(pool) == "first"
