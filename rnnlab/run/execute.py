@@ -76,6 +76,15 @@ def open_executor(executor: str, workers: int, scheduler: str | None,
     return open_pool(workers, task, WORKER_RETRIES)
 
 
+def prepare_executor(executor: str, workers: int) -> None:
+    """Start ahead what the backend needs before its first batch (the worker pool's fork
+    server), so that it overlaps the sweep's own preparations."""
+    if executor == "local" and workers > 1:
+        from rnnlab.run.executors.pool import start_server
+
+        start_server()
+
+
 def describe(number: int, total: int, specs) -> str:
     """A batch in a message: its number, size and first run."""
     first = specs[0].run_id if specs else "-"

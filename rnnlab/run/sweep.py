@@ -81,6 +81,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         require_dask()                      # before the folder is created
         security(tls)                       # certificate files checked before it too
     out = Path(out) if out is not None else default_out(exp)
+    if pool is None:
+        execute.prepare_executor(executor, workers)
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
         plan.check_memory(runs, exp.source)

@@ -123,6 +123,26 @@ class Worker:
             self.proc.close()
 
 
+def start_server() -> None:
+    """Start the fork server now (a no-op where there is none, or when it runs), so that its
+    imports overlap what this process does before the first batch is submitted. Started with
+    SIGINT blocked and the thread variables set, as a worker would start it."""
+    ctx = mp.get_context(start_method())
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    ctx.set_forkserver_preload(preload())
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _restore(saved)
+
+
 class Pool:
     """``workers`` processes, started as batches are submitted, one batch each. The pool can
     serve several sweeps: its idle workers keep what they loaded (the compiled kernel)."""
@@ -204,8 +224,12 @@ def open_pool(workers: int, task: Callable, retries: int) -> Iterator[Pool]:
     finally:
         for w in pool.workers:
             w.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(saved)
+
+
+def _restore(saved: dict) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
