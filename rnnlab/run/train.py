@@ -41,6 +41,9 @@ from rnnlab.timing import timed
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
+#: Bytes of held-out data (x and d of every run of a batch) a batch keeps from its first
+#: evaluation to its last, instead of drawing the same sequences again at every evaluation.
+HELD_OUT_BUDGET = 64 << 20
 
 
 def eval_run_bytes(T: int, n: int, G: int, H: int, O: int, I: int, itemsize: int) -> int:
@@ -87,8 +90,7 @@ def _stack(dicts):
 @timed("data")
 def _sample(task, rngs, batch, dtype):
     """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O)."""
-    xs, ds = zip(*(task.sample(rng, batch, dtype=dtype) for rng in rngs), strict=True)
-    return np.stack(xs), np.stack(ds)
+    return task.sample_runs(rngs, batch, dtype=dtype)
 
 
 class Trainer:
@@ -121,6 +123,7 @@ class Trainer:
         streams = [run_streams(s.seed) for s in self.specs]
         self.data_rngs = [s[1] for s in streams]
         self.eval_seeds = [eval_seed(s.seed) for s in self.specs]
+        self._held_out = None             # (x, d) of every run, see held_out()
         self.params = _stack([
             init_params(s[0], cell=m.cell, input_size=self.task.input_size, hidden=m.hidden,
                         output_size=self.task.output_size, init=sp.config.model.init,
@@ -309,7 +312,8 @@ class Trainer:
     @timed("evaluate")
     def evaluate(self, runs=None, criteria: bool = False):
         """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
-        from the run's eval seed: the same sequences at every call), for the runs at the
+        from the run's eval seed: the same sequences at every call, kept between calls when
+        they fit, see ``held_out``), for the runs at the
         indices ``runs`` (default all), in that order. With ``criteria`` a third item: the
         task's published accuracy criteria on the same outputs (``Task.criteria``: name ->
         array over the runs; empty for tasks without them).
@@ -320,6 +324,7 @@ class Trainer:
         the same bit for bit as one call over all runs."""
         idx = np.arange(self.R) if runs is None else np.asarray(runs, dtype=np.int64)
         n = self.cfg.task.eval_batch
+        kept = self.held_out()
         per_run = eval_run_bytes(self.task.length, n, self.params["Ws"].shape[-1],
                                  self.params["Wy"].shape[-2], self.task.output_size,
                                  self.task.input_size, self.dtype.itemsize)
@@ -328,8 +333,11 @@ class Trainer:
         extra: dict[str, np.ndarray] = {}
         for a in range(0, len(idx), chunk):
             r = idx[a:a + chunk]
-            rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
-            x, d = _sample(self.task, rngs, n, self.dtype)
+            if kept is not None:
+                x, d = kept[0][r], kept[1][r]
+            else:
+                rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
+                x, d = _sample(self.task, rngs, n, self.dtype)
             res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
             loss[a:a + chunk] = res.loss * self.loss_scale
             got = self.task.accuracy(res.outputs, d)
@@ -341,6 +349,20 @@ class Trainer:
                 for name, v in self.task.criteria(res.outputs, d).items():
                     extra.setdefault(name, np.empty(len(idx)))[a:a + chunk] = v
         return (loss, acc, extra) if criteria else (loss, acc)
+
+    def held_out(self):
+        """Every run's held-out data (x (R, T, n, I), d (R, T, n, O)), drawn at the first call
+        and kept, when they fit in ``HELD_OUT_BUDGET`` bytes; else None (each evaluation draws
+        them again). Drawn from fresh Generators on the runs' eval seeds, so kept or drawn
+        again they are the same sequences."""
+        n = self.cfg.task.eval_batch
+        size = self.R * self.task.length * n * (self.task.input_size + self.task.output_size)
+        if size * 8 > HELD_OUT_BUDGET:                # drawn in float64 (samplers), then cast
+            return None
+        if self._held_out is None:
+            rngs = [np.random.default_rng(seed) for seed in self.eval_seeds]
+            self._held_out = _sample(self.task, rngs, n, self.dtype)
+        return self._held_out
 
     @timed("package")
     def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall,
