@@ -63,3 +63,90 @@ def test_sample_runs_checks_every_generator():
     task = make_task("recall", 5)
     with pytest.raises(TypeError, match="rng: got int"):
         task.sample_runs([np.random.default_rng(0), 3], 4)
+
+
+# ------------------------------------------------------------------------------------------
+# optimiser
+
+OPT_CASES = [("sgd", False), ("momentum", False), ("momentum", True), ("adagrad", False),
+             ("adam", False)]
+
+
+def _problem(R, dtype, seed=0):
+    g = np.random.default_rng(seed)
+    shapes = {"Wx": (R, 3, 5), "Ws": (R, 5, 5), "Wy": (R, 5, 2), "b": (R, 5), "by": (R, 2)}
+    params = {k: g.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    hyper = dict(lr=g.uniform(0.001, 0.5, R), momentum=g.uniform(0, 0.99, R),
+                 beta1=g.uniform(0.5, 0.99, R), beta2=g.uniform(0.9, 0.9999, R),
+                 eps=g.uniform(1e-9, 1e-3, R))
+    return g, params, hyper
+
+
+def _update_by_equations(name, nesterov, p, g, slot, bc1, bc2, lr, mu, b1, b2, eps):
+    """One run's update of one parameter, the module docstring's equations with scalar
+    hyper-parameters and Adam's bias corrections bc1 = 1 - b1^k, bc2 = 1 - b2^k given; returns
+    (new p, new slots)."""
+    if name == "sgd":
+        return p - lr * g, {}
+    if name == "momentum":
+        v = mu * slot["v"] + g
+        return (p - lr * (g + mu * v) if nesterov else p - lr * v), {"v": v}
+    if name == "adagrad":
+        m = slot["m"] + g * g
+        return p - lr * g / np.sqrt(m + eps), {"m": m}
+    m = b1 * slot["m"] + (1.0 - b1) * g
+    v = b2 * slot["v"] + (1.0 - b2) * (g * g)
+    mhat = m / bc1
+    vhat = v / bc2
+    return p - lr * mhat / (np.sqrt(vhat) + eps), {"m": m, "v": v}
+
+
+@pytest.mark.parametrize("name,nesterov", OPT_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_optimiser_same_bits_as_before_and_as_the_equations(name, nesterov, dtype):
+    from rnnlab.engine import optim
+
+    R = 4
+    g, params, hyper = _problem(R, dtype)
+    old_p, new_p = dict(params), dict(params)
+    old_s, new_s = optim.init_state(name, params), optim.init_state(name, params)
+    eq_p = {k: [v[r].copy() for r in range(R)] for k, v in params.items()}
+    eq_s = {k: [{s: np.zeros(v.shape[1:], dtype) for s in optim._SLOTS[name]} for r in range(R)]
+            for k, v in params.items()}
+    steps = np.zeros(R, dtype=np.int64)
+    actives = [None, np.ones(R, bool), np.array([True, False, True, True]),
+               np.array([False, False, True, False]), np.ones(R, bool), None]
+    for i, active in enumerate(actives):
+        grads = {k: (g.standard_normal(v.shape) * 10 ** i).astype(dtype)
+                 for k, v in params.items()}
+        if active is not None and not active[1]:
+            grads["Ws"][1, 0, 0] = np.inf                    # a frozen run's NaN/inf is ignored
+            grads["b"][1, 0] = np.nan
+        kw = dict(nesterov=nesterov, active=active, **hyper)
+        old_p, old_s = frozen_optim.step(name, old_p, grads, old_s, **kw)
+        new_p, new_s = optim.step(name, new_p, grads, new_s, **kw)
+        for k in params:
+            assert _bits(new_p[k]) == _bits(old_p[k])
+            for s in optim._SLOTS[name]:
+                assert _bits(new_s[s][k]) == _bits(old_s[s][k])
+        if name == "adam":
+            assert _bits(new_s["t"]) == _bits(old_s["t"])
+        on = np.ones(R, bool) if active is None else active
+        steps += on
+        # b^k over the run axis as optim does: np.power on an array may take a SIMD pow (SVML
+        # on AVX-512) whose last bit can differ from the scalar pow of one run's b1 ** k
+        k = np.maximum(steps, 1).astype(np.float64)
+        bc1, bc2 = 1.0 - hyper["beta1"] ** k, 1.0 - hyper["beta2"] ** k
+        for r in np.flatnonzero(on):
+            for k in params:
+                p, slots = _update_by_equations(
+                    name, nesterov, eq_p[k][r], grads[k][r], eq_s[k][r], bc1[r], bc2[r],
+                    hyper["lr"][r], hyper["momentum"][r], hyper["beta1"][r], hyper["beta2"][r],
+                    hyper["eps"][r])
+                eq_p[k][r] = p.astype(dtype)                  # stored in the params' dtype
+                eq_s[k][r] = {s: v.astype(dtype) for s, v in slots.items()}
+        for k in params:
+            for r in range(R):
+                assert _bits(new_p[k][r]) == _bits(eq_p[k][r])
+                for s in optim._SLOTS[name]:
+                    assert _bits(new_s[s][k][r]) == _bits(eq_s[k][r][s])

@@ -190,12 +190,13 @@ class Trainer:
                 continue
             losses += res.loss
             grads = res.grads
-            norm = global_norm(grads, batched=True)
-            if self.clip_mode in ("norm", "value"):
+            if self.clip_mode in ("norm", "value"):      # clip_grads returns the norm before
                 grads, norm, hit = clip_grads(grads, self.clip_mode, self.threshold,
                                               batched=True)
-                after = global_norm(grads, batched=True)
+                # no run clipped: the gradients are the same numbers, so is their norm
+                after = global_norm(grads, batched=True) if hit.any() else norm
             else:
+                norm = global_norm(grads, batched=True)
                 hit = ((res.extra["clip_factors"] < 1).any(axis=(1, 2))
                        if step_clip is not None else np.zeros(self.R, dtype=bool))
                 after = norm
@@ -251,11 +252,16 @@ class Trainer:
         tr = self.cfg.train
         new, state = optim.step(tr.optimizer, self.params, grads, self.state,
                                 active=self.active, **self.hyper)
-        ok = np.all([np.isfinite(v).reshape(self.R, -1).all(axis=1) for v in new.values()], axis=0)
-        self._diverge(~ok)
+        if not all(np.isfinite(v).all() for v in new.values()):    # which runs, only if any
+            ok = np.all([np.isfinite(v).reshape(self.R, -1).all(axis=1) for v in new.values()],
+                        axis=0)
+            self._diverge(~ok)
         keep = self.active                            # runs that just diverged keep finite weights
-        self.params = {k: np.where(_bc(keep, v), v, self.params[k]) for k, v in new.items()}
-        self.state = state if keep.all() else _select_state(keep, state, self.state)
+        if keep.all():                                # np.where would keep every new value
+            self.params, self.state = new, state
+        else:
+            self.params = {k: np.where(_bc(keep, v), v, self.params[k]) for k, v in new.items()}
+            self.state = _select_state(keep, state, self.state)
         self.clip_count += hit & keep
         self.update_count += keep
 

@@ -1,10 +1,11 @@
-"""The data of each task: one sampler per task, ``(task, rng, x, d)``, which fills ``x: (T, B, I)``
-and ``d: (T, B, O)``, float64 arrays of zeros handed to it, plus the temporal-order windows and class
-order. ``Task.sample`` checks its arguments, allocates the zeros, calls the task's sampler and casts
-the result to the requested dtype; ``Task.sample_runs`` does the same for R runs at once, each
-run's sampler filling its own slice ``x[r], d[r]`` of one (R, T, B, I) array (no per-run arrays
-to stack). The conventions every sampler follows (vectorised draws in a fixed order, time indexed
-from 0) are in the docstring of :mod:`rnnlab.tasks`.
+"""The data of each task: one sampler per task, ``(task, rng, x, d)``, which fills
+``x: (T, B, I)`` and ``d: (T, B, O)``, float64 arrays of zeros handed to it, plus the
+temporal-order windows and class order. ``Task.sample`` checks its arguments, allocates the zeros,
+calls the task's sampler and casts the result to the requested dtype; ``Task.sample_runs`` does
+the same for R runs at once, each run's sampler filling its own slice ``x[r], d[r]`` of one
+(R, T, B, I) array (no per-run arrays to stack). The conventions every sampler follows
+(vectorised draws in a fixed order, time indexed from 0) are in the docstring of
+:mod:`rnnlab.tasks`.
 
 Filling given zeros instead of returning new arrays is for speed (a training step samples one
 small batch per run, thousands of times per sweep) and changes no bit: every array the old
