@@ -239,6 +239,8 @@ class Trainer:
     def _carry(self, s, c):
         """The state handed to the next window: a run whose state overflowed diverges, and its
         state is reset to zero so that the other runs of the batch go on."""
+        if np.isfinite(s).all() and (c is None or np.isfinite(c).all()):
+            return s, c                               # the usual case: no run to look at
         bad = ~np.isfinite(s).reshape(self.R, -1).all(axis=1)
         if c is not None:
             bad |= ~np.isfinite(c).reshape(self.R, -1).all(axis=1)
@@ -339,8 +341,9 @@ class Trainer:
         extra: dict[str, np.ndarray] = {}
         for a in range(0, len(idx), chunk):
             r = idx[a:a + chunk]
-            if kept is not None:
-                x, d = kept[0][r], kept[1][r]
+            if kept is not None:      # all runs in order: a slice is a view, no copy
+                rows = slice(a, a + chunk) if runs is None else r
+                x, d = kept[0][rows], kept[1][rows]
             else:
                 rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
                 x, d = _sample(self.task, rngs, n, self.dtype)

@@ -32,7 +32,10 @@ TEMPORAL_ORDER_CLASSES = ("AA", "AB", "BA", "BB")
 def _one_hot_into(out: np.ndarray, idx: np.ndarray) -> None:
     """Write the one-hot encoding of idx (...), ints in [0, n), into ``out`` (..., n), which holds
     zeros: out[..., k] = [idx == k] (the numbers ``np.eye(n)[idx]`` holds)."""
-    out[(*np.indices(idx.shape, sparse=True), idx)] = 1.0
+    if idx.ndim == 1:           # one step of B sequences (recall's cue): np.indices costs more
+        out[np.arange(idx.shape[0]), idx] = 1.0
+    else:
+        out[(*np.indices(idx.shape, sparse=True), idx)] = 1.0
 
 
 # --------------------------------------------------------------------------------------------
