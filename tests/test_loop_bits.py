@@ -72,14 +72,17 @@ OPT_CASES = [("sgd", False), ("momentum", False), ("momentum", True), ("adagrad"
              ("adam", False)]
 
 
-def _problem(R, dtype, seed=0):
+def _problem(R, dtype, shared, seed=0):
+    """Parameters and per-run hyper-parameters, different for every run or (``shared``) one
+    value for all runs (optim broadcasts those as 0-d arrays)."""
     g = np.random.default_rng(seed)
     shapes = {"Wx": (R, 3, 5), "Ws": (R, 5, 5), "Wy": (R, 5, 2), "b": (R, 5), "by": (R, 2)}
     params = {k: g.standard_normal(s).astype(dtype) for k, s in shapes.items()}
-    hyper = dict(lr=g.uniform(0.001, 0.5, R), momentum=g.uniform(0, 0.99, R),
-                 beta1=g.uniform(0.5, 0.99, R), beta2=g.uniform(0.9, 0.9999, R),
-                 eps=g.uniform(1e-9, 1e-3, R))
-    return g, params, hyper
+    n = 1 if shared else R
+    hyper = dict(lr=g.uniform(0.001, 0.5, n), momentum=g.uniform(0, 0.99, n),
+                 beta1=g.uniform(0.5, 0.99, n), beta2=g.uniform(0.9, 0.9999, n),
+                 eps=g.uniform(1e-9, 1e-3, n))
+    return g, params, {k: np.resize(v, R) for k, v in hyper.items()}
 
 
 def _update_by_equations(name, nesterov, p, g, slot, bc1, bc2, lr, mu, b1, b2, eps):
@@ -103,11 +106,12 @@ def _update_by_equations(name, nesterov, p, g, slot, bc1, bc2, lr, mu, b1, b2, e
 
 @pytest.mark.parametrize("name,nesterov", OPT_CASES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_optimiser_same_bits_as_before_and_as_the_equations(name, nesterov, dtype):
+@pytest.mark.parametrize("shared", [False, True])
+def test_optimiser_same_bits_as_before_and_as_the_equations(name, nesterov, dtype, shared):
     from rnnlab.engine import optim
 
     R = 4
-    g, params, hyper = _problem(R, dtype)
+    g, params, hyper = _problem(R, dtype, shared)
     old_p, new_p = dict(params), dict(params)
     old_s, new_s = optim.init_state(name, params), optim.init_state(name, params)
     eq_p = {k: [v[r].copy() for r in range(R)] for k, v in params.items()}

@@ -85,6 +85,11 @@ def _per_run(h, R: int, ndim: int, label: str) -> np.ndarray:
         return a
     if a.shape != (R,):
         raise ValueError(f"{label}: got shape {a.shape}; allowed: a scalar or shape ({R},)")
+    if R and (a == a[0]).all():
+        # One value for every run (the usual case): the same products as broadcasting the
+        # (R, 1, ..., 1) array, but NumPy's loops over an array and a 0-d array run about twice
+        # as fast. Still a float64 array (not a Python float), so the result types are the same.
+        return a[:1].reshape(())
     return a.reshape((R,) + (1,) * (ndim - 1))
 
 

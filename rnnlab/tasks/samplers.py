@@ -61,7 +61,9 @@ def _sample_recall(task: Task, rng: np.random.Generator, x: np.ndarray, d: np.nd
     s = rng.integers(task.options["symbols"], size=B)
     z = x[1:]                                   # drawn in place: out= fills it in C order, the
     rng.standard_normal(out=z)                  # same draws as standard_normal((T - 1, B, K))
-    z *= task.options["noise"]                  # sigma z_t
+    sigma = task.options["noise"]
+    if sigma != 1.0:                            # 1 z_t is z_t, bit for bit: skip the product
+        z *= sigma                              # sigma z_t
     _one_hot_into(x[0], s)
     d[-1] = x[0]
 
