@@ -11,14 +11,16 @@ always goes first), two fresh processes with PYTHONPATH set to the tree:
 - in-process: load the experiment, one warm-up ``run_sweep`` (imports, first allocations, the
   compiled kernel's cache), then one timed ``run_sweep`` into a fresh folder (workers=1, BLAS at
   one thread) inside ``rnnlab.timing.record()``: CPU seconds (``time.process_time``) of the
-  sweep, and the wall seconds of rnnlab's own sections (engine, data, evaluate, training, ...);
+  sweep and of rnnlab's own sections (engine, data, evaluate, training, ...: the child swaps
+  the clock ``rnnlab.timing`` reads, ``time.perf_counter``, for ``time.process_time``);
 - CLI: ``python -m rnnlab sweep FILE --out TMP --workers 1`` with the engine in RNNLAB_ENGINE:
   the child's CPU seconds (user + system, from ``os.wait4``), interpreter start and imports
   included.
 
 CPU time, not wall time: another process may share the machine. Reported: the median over rounds
-of each number per tree, the ratio new / old, and "non-engine" = CPU of the sweep minus the
-engine section (the engine's wall time in a process that does not wait is its CPU time).
+of each number per tree, the ratio new / old, and "non-engine" = CPU of the sweep minus the CPU
+of the engine section (``bptt`` and ``forward``: the kernel or the NumPy passes, with the
+argument checks and the compiled engine's glue).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ import tempfile
 from pathlib import Path
 
 IN_PROCESS = r"""
-import json, sys, tempfile, time
+import json, sys, tempfile, time, types
 from threadpoolctl import threadpool_limits
 from rnnlab import timing
+# sections in CPU seconds: rnnlab.timing reads its clock as time.perf_counter
+timing.time = types.SimpleNamespace(perf_counter=time.process_time, time=time.time)
 from rnnlab.engine import select
 from rnnlab.experiment.load import load_experiment
 from rnnlab.run.sweep import run_sweep
