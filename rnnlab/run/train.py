@@ -152,7 +152,8 @@ class Trainer:
         """One batch of sequences per run; returns the logged quantities of this step.
 
         Without ``log`` the engine skips the per-step norms and the outputs (the step's
-        ``norms`` and ``accuracy`` are None): loss, gradients and the update are the same."""
+        ``norms`` and ``accuracy`` are None, and so is ``grad_norm_clipped``, whose norm of the
+        clipped gradients is not taken): loss, gradients and the update are the same."""
         task = self.task_at(self.current_step)
         x, d = _sample(task, self.data_rngs, self.cfg.task.batch, self.dtype)
         params = self.params                # the weights of this step (before its updates)
@@ -193,8 +194,9 @@ class Trainer:
             if self.clip_mode in ("norm", "value"):      # clip_grads returns the norm before
                 grads, norm, hit = clip_grads(grads, self.clip_mode, self.threshold,
                                               batched=True)
-                # no run clipped: the gradients are the same numbers, so is their norm
-                after = global_norm(grads, batched=True) if hit.any() else norm
+                # the norm after clipping is only logged; with no run clipped the gradients are
+                # the same numbers, and so is their norm
+                after = global_norm(grads, batched=True) if log and hit.any() else norm
             else:
                 norm = global_norm(grads, batched=True)
                 hit = ((res.extra["clip_factors"] < 1).any(axis=(1, 2))
@@ -210,7 +212,8 @@ class Trainer:
         if log:
             norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
             acc = task.accuracy(np.concatenate(outs, axis=1), d)
-        return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
+        return dict(loss=losses, accuracy=acc, grad_norm=gnorm,
+                    grad_norm_clipped=gnorm_after if log else None,
                     clipped=clipped, norms=norms,
                     lyapunov=self._lyapunov(x, params) if log else None)
 
