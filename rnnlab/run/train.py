@@ -42,8 +42,10 @@ from rnnlab.timing import timed
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
 #: Bytes of held-out data (x and d of every run of a batch) a batch keeps from its first
-#: evaluation to its last, instead of drawing the same sequences again at every evaluation.
-HELD_OUT_BUDGET = 64 << 20
+#: evaluation to its last, instead of drawing the same sequences again at every evaluation. Half
+#: of EVAL_BUDGET: ``Trainer.evaluate`` counts the kept data in EVAL_BUDGET (it takes fewer runs
+#: at a time while it keeps them), so evaluation never holds more than it did without them.
+HELD_OUT_BUDGET = EVAL_BUDGET // 2
 
 
 def eval_run_bytes(T: int, n: int, G: int, H: int, O: int, I: int, itemsize: int) -> int:
@@ -324,22 +326,24 @@ class Trainer:
     def evaluate(self, runs=None, criteria: bool = False):
         """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
         from the run's eval seed: the same sequences at every call, kept between calls when
-        they fit, see ``held_out``), for the runs at the
-        indices ``runs`` (default all), in that order. With ``criteria`` a third item: the
-        task's published accuracy criteria on the same outputs (``Task.criteria``: name ->
-        array over the runs; empty for tasks without them).
+        they fit, see ``held_out``), for the runs at the indices ``runs`` (default all), in
+        that order. With ``criteria`` a third item: the task's published accuracy criteria on
+        the same outputs (``Task.criteria``: name -> array over the runs; empty for tasks
+        without them).
 
         Evaluated a few runs at a time, so that the held-out batch's arrays (often far larger
-        than a training step's) stay under ``EVAL_BUDGET`` bytes whatever the batch's size. Each
-        run draws its own held-out data and ``forward`` is batch-invariant, so the numbers are
-        the same bit for bit as one call over all runs."""
+        than a training step's), the kept held-out data included, stay under ``EVAL_BUDGET``
+        bytes whatever the batch's size. Each run draws its own held-out data and ``forward``
+        is batch-invariant, so the numbers are the same bit for bit as one call over all
+        runs."""
         idx = np.arange(self.R) if runs is None else np.asarray(runs, dtype=np.int64)
         n = self.cfg.task.eval_batch
         kept = self.held_out()
         per_run = eval_run_bytes(self.task.length, n, self.params["Ws"].shape[-1],
                                  self.params["Wy"].shape[-2], self.task.output_size,
                                  self.task.input_size, self.dtype.itemsize)
-        chunk = int(max(1, min(len(idx), EVAL_BUDGET // per_run)))
+        room = EVAL_BUDGET - (0 if kept is None else kept[0].nbytes + kept[1].nbytes)
+        chunk = int(max(1, min(len(idx), room // per_run)))
         loss, acc = np.empty(len(idx)), np.empty(len(idx))
         extra: dict[str, np.ndarray] = {}
         for a in range(0, len(idx), chunk):
