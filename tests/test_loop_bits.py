@@ -154,3 +154,35 @@ def test_optimiser_same_bits_as_before_and_as_the_equations(name, nesterov, dtyp
                 assert _bits(new_p[k][r]) == _bits(eq_p[k][r])
                 for s in optim._SLOTS[name]:
                     assert _bits(new_s[s][k][r]) == _bits(eq_s[k][r][s])
+
+
+# ------------------------------------------------------------------------------------------
+# held-out data kept between evaluations
+
+
+@pytest.mark.parametrize("task", [{"name": "recall", "seq_len": 5},
+                                  {"name": "adding", "seq_len": 12},
+                                  {"name": "copy", "seq_len": 4, "copy_len": 3}])
+def test_evaluate_same_bits_with_and_without_the_kept_held_out_data(monkeypatch, task):
+    import rnnlab.run.train as train
+    from rnnlab.experiment.load import parse_experiment
+
+    exp = parse_experiment({"name": "t", "seed": 4, "repeats": 5, "model": {"hidden": 8},
+                            "task": {**task, "batch": 8, "eval_batch": 50},
+                            "train": {"steps": 3, "log_every": 1}})
+    results = []
+    for budget in (0, train.HELD_OUT_BUDGET):          # 0: drawn again at every evaluation
+        monkeypatch.setattr(train, "HELD_OUT_BUDGET", budget)
+        t = train.Trainer(exp.runs())
+        assert (t.held_out() is None) == (budget == 0)
+        got = [t.evaluate(criteria=True), t.evaluate([3, 1]), t.evaluate([4])]
+        t.step(update=True)                               # new weights, the same held-out data
+        got += [t.evaluate(), t.evaluate([2, 0, 4], criteria=True)]
+        results.append(got)
+    for a, b in zip(*results, strict=True):
+        for u, v in zip(a, b, strict=True):
+            if isinstance(u, dict):
+                assert u.keys() == v.keys()
+                assert all(_bits(u[k]) == _bits(v[k]) for k in u)
+            else:
+                assert _bits(np.asarray(u)) == _bits(np.asarray(v))
