@@ -9,7 +9,9 @@ stdout, diagnostics to stderr; NO_COLOR is respected by rich.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -43,14 +45,29 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+#: Set (to anything) to let an internal error show its traceback instead of one line.
+TRACEBACK_VAR = "RNNLAB_TRACEBACK"
+
+
 def user_errors(fn):
-    """Turn UserError into a clean one-line error with exit status 2 (no traceback)."""
+    """Turn UserError into a clean one-line error with exit status 2 (no traceback). Anything
+    else that escapes is a bug in rnnlab: one line too (the exception and where it was raised),
+    exit status 1, and the traceback only with RNNLAB_TRACEBACK set."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             fail(str(e), e.exit_code)
+        except (typer.Exit, typer.Abort, typer.TyperException):   # typer's own ways out
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary: a bug becomes one line
+            if os.environ.get(TRACEBACK_VAR):
+                raise
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            fail(f"internal error: {type(e).__name__}: {e} ({Path(frame.filename).name}:"
+                 f"{frame.lineno}); this is a bug in rnnlab, please report it with the command "
+                 f"({TRACEBACK_VAR}=1 shows the traceback)", 1)
     return wrapper
 
 

@@ -422,3 +422,25 @@ def test_run_from_file_uses_its_base(tiny_experiment):
     path.write_text(path.read_text().replace("'1e-3'", "1e-3"))
     res = ok(invoke("run", "--file", path, "--set", "task.seq_len=3", "--set", "train.steps=2"))
     assert table_rows(res.stdout)[0][0] == "ok"
+
+
+def test_an_internal_error_is_one_line_with_status_1(monkeypatch, tiny_experiment, tmp_path):
+    """A bug that escapes a command (here a ZeroDivisionError raised by the sweep) ends as one
+    line naming the exception and where it was raised, exit status 1, no traceback; with
+    RNNLAB_TRACEBACK set it propagates with its traceback."""
+    import rnnlab.run.sweep
+
+    def broken(*args, **kwargs):
+        return 1 / 0
+    monkeypatch.setattr(rnnlab.run.sweep, "run_sweep", broken)
+    monkeypatch.delenv("RNNLAB_TRACEBACK", raising=False)
+    file = tiny_experiment()
+    res = invoke("sweep", file, "--out", tmp_path / "out")
+    assert res.exit_code == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert lines[0].startswith("rnnlab: error: internal error: ZeroDivisionError: division by ")
+    assert "test_cli.py:" in lines[0] and "RNNLAB_TRACEBACK=1" in lines[0]
+    monkeypatch.setenv("RNNLAB_TRACEBACK", "1")
+    res = invoke("sweep", file, "--out", tmp_path / "again")
+    assert isinstance(res.exception, ZeroDivisionError)

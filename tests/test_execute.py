@@ -112,6 +112,9 @@ def test_batches_for_workers_are_balanced_largest_first():
     assert work == sorted(work, reverse=True) and len(two) > len(one)
     for b in two:                                  # a batch still holds one shape only
         assert len({s.config.shape_key() for s in b}) == 1
+    # runs of 0 steps (analysis at initialisation only) are balanced too
+    idle = tiny_exp(train={"steps": 0}, sweep={"task.seq_len": [3, 6]}).runs()
+    assert [len(b) for b in plan_batches(idle, workers=2)] == [1, 1, 1, 1]
     # the work grows with the sequence: four times the steps, four times the work
     assert plan.batch_work(one[2]) == pytest.approx(4 * plan.batch_work(one[0]))
 

@@ -137,14 +137,15 @@ def check_disk(specs, out, source: str, max_batch: int = MAX_BATCH,
 
 
 def batch_work(specs) -> float:
-    """A batch's relative training cost, to balance batches across workers: runs x steps x the
-    time steps of a sequence x (the recurrent product's gates x H^2 + the input product's
-    gates x I H) x the batch B. Only ratios between batches of one sweep matter."""
+    """A batch's relative training cost, to balance batches across workers: runs x steps (at
+    least 1: a run of 0 steps is still evaluated) x the time steps of a sequence x (the
+    recurrent product's gates x H^2 + the input product's gates x I H) x the batch B. Only
+    ratios between batches of one sweep matter."""
     cfg = specs[0].config
     task = build_task(cfg)
     G, H = GATES[cfg.model.cell], cfg.model.hidden
     per_step = cfg.task.batch * G * H * (H + task.input_size + 1)
-    return float(len(specs) * cfg.train.steps * task.max_length * per_step)
+    return float(len(specs) * max(cfg.train.steps, 1) * task.max_length * per_step)
 
 
 @timed("plan")
