@@ -453,17 +453,44 @@ def _mm_tn(A, Bm, C, zero):
 
 
 @njit(**FLAGS)
+def _add8(a, m):
+    """a[0:8] += m[0:8] (8-element slices)."""
+    a[0], a[1], a[2], a[3] = a[0] + m[0], a[1] + m[1], a[2] + m[2], a[3] + m[3]
+    a[4], a[5], a[6], a[7] = a[4] + m[4], a[5] + m[5], a[6] + m[6], a[7] + m[7]
+
+
+@njit(**FLAGS)
+def _sq8(c, m):
+    """c + m * m elementwise: eight column sums of squares (a tuple) plus one row m."""
+    return (c[0] + m[0] * m[0], c[1] + m[1] * m[1], c[2] + m[2] * m[2], c[3] + m[3] * m[3],
+            c[4] + m[4] * m[4], c[5] + m[5] * m[5], c[6] + m[6] * m[6], c[7] + m[7] * m[7])
+
+
+@njit(**FLAGS)
 def _term_acc(M, acc, lanes, zero):
     """acc += M (a per-step weight-gradient term, (P, Q)); returns ||M||_F^2, summed per column
-    into lanes (Q,) first, then over the columns (a fixed order that vectorises)."""
+    into lanes (Q,) first, then over the columns (a fixed order that vectorises). Eight
+    columns at a time, their sums of squares held in registers (a tuple) down the rows, so no
+    column sum goes through memory at every row."""
     P, Q = M.shape
-    for j in range(Q):
-        lanes[j] = zero
-    for i in range(P):
-        for j in range(Q):
-            m = M[i, j]
-            acc[i, j] += m
-            lanes[j] += m * m
+    Q8 = Q - Q % 8
+    lanes[0] = zero
+    z = lanes[0]                    # zero in the arrays' dtype
+    for j in range(0, Q8, 8):
+        c = (z, z, z, z, z, z, z, z)
+        for i in range(P):
+            m = M[i, j:j + 8]
+            _add8(acc[i, j:j + 8], m)
+            c = _sq8(c, m)
+        Lj = lanes[j:j + 8]
+        Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7] = c
+    for j in range(Q8, Q):
+        c1 = z
+        for i in range(P):
+            m1 = M[i, j]
+            acc[i, j] += m1
+            c1 += m1 * m1
+        lanes[j] = c1
     sq = zero
     for j in range(Q):
         sq += lanes[j]
