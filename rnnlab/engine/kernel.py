@@ -30,11 +30,12 @@ on entry: steps a truncation cuts off keep 0), alpha (R, T, B) clip factors. Arr
 for (Y without outputs, norms without norms) may be any array of the right dtype and rank, and
 alpha without clipping any (R, T, n) array (its rows are indexed, never touched).
 
-Floating point: no fastmath but ``contract`` on the functions in ``CONTRACTED`` (multiply-adds
-fused into one rounding; a reassociated reduction would give a cached compile and a fresh one
-different bits, a fused one does not); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
-sum runs in an order fixed by the code and the per-run sizes (never by R): products eight terms
-at a time (``_mm``), norms per column then across columns. The products are register-tiled
+Floating point: no fastmath but ``contract`` on the functions in ``CONTRACTED`` (the products'
+and exp's multiply-adds fused into one rounding each; a reassociated reduction would give a
+cached compile and a fresh one different bits, a fused multiply-add does not);
+``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every sum runs in an
+order fixed by the code and the per-run sizes (never by R): products one k at a time in k order
+(``_mm``), norms per column then across columns. The products are register-tiled
 (``_mm``) and compiled with LLVM's SLP vectoriser on (``slp_compiles``), which packs operations
 into vector lanes but never reorders one. exp is ``_exp`` (within 1 ulp of NumPy's,
 vectorisable; tanh uses ``_exp_t``, the same bits without range checks), so tanh and sigmoid are the
@@ -83,14 +84,16 @@ numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
 
-#: ``_exp_parts`` only: its polynomial's multiply-adds may become fused multiply-adds (one
-#: rounding instead of two: as accurate or more, and ~35% less time for tanh). ``contract`` is the
-#: one fastmath flag: it never reorders operations, so a cached and a fresh compile, and compiles
-#: with and without the SLP vectoriser, fuse the same pairs and give the same bits; a CPU without
-#: FMA instructions (none that Numba's AVX-512 or AVX2 targets run on) would not fuse them.
+#: exp's polynomial and the products' inner steps (``CONTRACTED``) may fuse each multiply-add
+#: into one fused multiply-add (one rounding instead of two: as accurate or more; tanh ~35% and
+#: the small products ~10-15% less time). ``contract`` is the one fastmath flag used: it never
+#: reorders operations, so a cached and a fresh compile, and compiles with and without the SLP
+#: vectoriser, fuse the same pairs and give the same bits. A CPU without FMA instructions keeps
+#: them apart: the bits depend on the CPU type (``kernel_info`` records it), as Numba's
+#: host-specific compiles already may.
 FMA_FLAGS = {**FLAGS, "fastmath": {"contract"}}
 #: The functions compiled with ``FMA_FLAGS`` (``kernel_info`` lists them for the manifest).
-CONTRACTED = ("_exp_parts",)
+CONTRACTED = ("_exp_parts", "_g8", "_row1", "_part")
 
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 
@@ -266,11 +269,18 @@ def _col8(q, r):
     return (q[0][r], q[1][r], q[2][r], q[3][r], q[4][r], q[5][r], q[6][r], q[7][r])
 
 
-@njit(**FLAGS)
-def _g8(a, b, j):
-    """sum_q a[q] b[q][j] over eight k, in the fixed order of every product here."""
-    return ((a[0] * b[0][j] + a[1] * b[1][j] + a[2] * b[2][j] + a[3] * b[3][j])
-            + (a[4] * b[4][j] + a[5] * b[5][j] + a[6] * b[6][j] + a[7] * b[7][j]))
+@njit(**FMA_FLAGS)
+def _g8(c, a, b, j):
+    """c + sum_q a[q] b[q][j] over eight k, added one k at a time in k order (one fused
+    multiply-add each), the fixed order of every product here."""
+    c = c + a[0] * b[0][j]
+    c = c + a[1] * b[1][j]
+    c = c + a[2] * b[2][j]
+    c = c + a[3] * b[3][j]
+    c = c + a[4] * b[4][j]
+    c = c + a[5] * b[5][j]
+    c = c + a[6] * b[6][j]
+    return c + a[7] * b[7][j]
 
 
 @njit(**FLAGS)
@@ -278,11 +288,11 @@ def _row8(c, a, b):
     """One tile row: eight accumulators c (a tuple, kept in registers) plus eight k of products
     of the row's values a with the 8-column slices b of Bm (constant indices: no index
     wrap-around, so the eight columns become one vector operation)."""
-    return (c[0] + _g8(a, b, 0), c[1] + _g8(a, b, 1), c[2] + _g8(a, b, 2), c[3] + _g8(a, b, 3),
-            c[4] + _g8(a, b, 4), c[5] + _g8(a, b, 5), c[6] + _g8(a, b, 6), c[7] + _g8(a, b, 7))
+    return (_g8(c[0], a, b, 0), _g8(c[1], a, b, 1), _g8(c[2], a, b, 2), _g8(c[3], a, b, 3),
+            _g8(c[4], a, b, 4), _g8(c[5], a, b, 5), _g8(c[6], a, b, 6), _g8(c[7], a, b, 7))
 
 
-@njit(**FLAGS)
+@njit(**FMA_FLAGS)
 def _row1(c, a, b):
     """One tile row plus one k (the k % 8 remainder)."""
     return (c[0] + a * b[0], c[1] + a * b[1], c[2] + a * b[2], c[3] + a * b[3],
@@ -381,7 +391,7 @@ def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
         _put8(c7, C, i + 7, j)
 
 
-@njit(**FLAGS)
+@njit(**FMA_FLAGS)
 def _part(A, tn, Bm, C, zero, M4, N8):
     """What the tiles of C = A Bm (or A^T Bm with ``tn``) leave: columns N8.. of rows ..M4 and
     rows M4.., one row at a time; the loop over the columns vectorises, with eight
@@ -403,7 +413,7 @@ def _part(A, tn, Bm, C, zero, M4, N8):
             else:
                 a = _seg8(A[i], k)
             for j in range(j0, j1):
-                c[j] += _g8(a, b, j)
+                c[j] = _g8(c[j], a, b, j)
         for k in range(K8, K):
             a = A[k, i] if tn else A[i, k]
             b = Bm[k]
@@ -414,8 +424,8 @@ def _part(A, tn, Bm, C, zero, M4, N8):
 @njit(**FLAGS)
 def _mm(A, Bm, C, zero):
     """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Every entry is the same sum in the same order
-    whatever the shapes: zero, plus ((a0 b0 + a1 b1 + a2 b2 + a3 b3) + (a4 b4 + .. + a7 b7)) for
-    each eight k, then plus a_k b_k for each remaining k.
+    whatever the shapes: c = zero, then c = fma(a_k, b_k, c) for k = 0, 1, .., K-1 (one fused
+    multiply-add per k, ``_g8``, ``_row1``; eight k per step of the loop, then the rest).
 
     Register tiles: 8 (or 4) rows x 8 columns of C are held in accumulators (8-tuples, one per
     tile row) across the whole k loop; each 8-column slice of a row of Bm, loaded once, serves
