@@ -215,6 +215,38 @@ def _tanh_abs(z, one, two):
 
 
 @njit(**FLAGS)
+def _sq8(c, m):
+    """c + m * m elementwise: eight column sums of squares (a tuple) plus one row m."""
+    return (c[0] + m[0] * m[0], c[1] + m[1] * m[1], c[2] + m[2] * m[2], c[3] + m[3] * m[3],
+            c[4] + m[4] * m[4], c[5] + m[5] * m[5], c[6] + m[6] * m[6], c[7] + m[7] * m[7])
+
+
+@njit(**FLAGS)
+def _sumsq(X, lanes):
+    """||X||_F^2 of X (P, Q): the squares summed per column in row order into lanes (Q,), eight
+    columns at a time in registers, then over the columns in order."""
+    P, Q = X.shape
+    Q8 = Q - Q % 8
+    lanes[0] = 0
+    z = lanes[0]                    # zero in the arrays' dtype: float32 sums stay float32
+    for j in range(0, Q8, 8):
+        c = (z, z, z, z, z, z, z, z)
+        for i in range(P):
+            c = _sq8(c, X[i, j:j + 8])
+        Lj = lanes[j:j + 8]
+        Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7] = c
+    for j in range(Q8, Q):
+        c1 = z
+        for i in range(P):
+            c1 += X[i, j] * X[i, j]
+        lanes[j] = c1
+    sq = X[0, 0] * 0                # float64 (Numba: float32 * int), so the columns' float32
+    for j in range(Q):              # sums are added in float64
+        sq += lanes[j]
+    return sq
+
+
+@njit(**FLAGS)
 def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
     """Total error tot = sum_w D[w] (B, H); with ``clip`` rescale every sequence whose total
     norm exceeds c (all W terms by the same factor, so the total is clipped exactly), writing the
@@ -245,16 +277,7 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
                     for j in range(H):
                         tot[bb, j] *= f
             alpha_t[bb] = f
-    sq = tot[0, 0] * 0
-    if norms:
-        for j in range(H):
-            lanes[j] = sq
-        for bb in range(B):
-            for j in range(H):
-                lanes[j] += tot[bb, j] * tot[bb, j]
-        for j in range(H):
-            sq += lanes[j]
-    return sq
+    return _sumsq(tot, lanes) if norms else tot[0, 0] * 0
 
 
 @njit(inline="always", **FLAGS)
@@ -480,13 +503,6 @@ def _add8(a, m):
 
 
 @njit(**FLAGS)
-def _sq8(c, m):
-    """c + m * m elementwise: eight column sums of squares (a tuple) plus one row m."""
-    return (c[0] + m[0] * m[0], c[1] + m[1] * m[1], c[2] + m[2] * m[2], c[3] + m[3] * m[3],
-            c[4] + m[4] * m[4], c[5] + m[5] * m[5], c[6] + m[6] * m[6], c[7] + m[7] * m[7])
-
-
-@njit(**FLAGS)
 def _term_acc(M, acc, lanes, zero):
     """acc += M (a per-step weight-gradient term, (P, Q)); returns ||M||_F^2, summed per column
     into lanes (Q,) first, then over the columns (a fixed order that vectorises). Eight
@@ -515,6 +531,27 @@ def _term_acc(M, acc, lanes, zero):
     for j in range(Q):
         sq += lanes[j]
     return sq
+
+
+@njit(**FLAGS)
+def _colsum_add(X, acc):
+    """acc[j] += X[0, j] + X[1, j] + .. (in row order) for every column j of X (P, Q): a bias
+    gradient's sum over the batch. Eight columns at a time in registers down the rows."""
+    P, Q = X.shape
+    Q8 = Q - Q % 8
+    for j in range(0, Q8, 8):
+        a = acc[j:j + 8]
+        c = (a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+        for i in range(P):
+            x = X[i, j:j + 8]
+            c = (c[0] + x[0], c[1] + x[1], c[2] + x[2], c[3] + x[3],
+                 c[4] + x[4], c[5] + x[5], c[6] + x[6], c[7] + x[7])
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7] = c
+    for j in range(Q8, Q):
+        c1 = acc[j]
+        for i in range(P):
+            c1 += X[i, j]
+        acc[j] = c1
 
 
 @njit(**FLAGS)
@@ -693,9 +730,7 @@ def _weight_grads(r, s0r, Sr, xr, A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx
         if norms:
             dWs[r, t] = math.sqrt(sq)
             dWx[r, t] = math.sqrt(sqx)
-        for bb in range(B):
-            for j in range(G):
-                gb[r, j] += A[t, bb, j]
+        _colsum_add(A[t], gb[r])                            # db += sum_b dz_t
 
 
 @njit(**FLAGS)
@@ -1040,11 +1075,8 @@ def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, 
             if norms:
                 dWs[r, t] = math.sqrt(sq)
                 dWx[r, t] = math.sqrt(sqx)
-            for bb in range(B):
-                for j in range(G):
-                    gb[r, j] += DX[bb, j]
-                for j in range(H):
-                    gbn[r, j] += A[t, bb, 2 * H + j]
+            _colsum_add(DX, gb[r])
+            _colsum_add(A[t, :, 2 * H:], gbn[r])
 
 
 #: The kernel of each cell the compiled engine covers.
