@@ -134,21 +134,21 @@ _LN2_LO = 1.90821492927058770002e-10
 @njit(**FMA_FLAGS)
 def _exp_parts(xc):
     """(n, p) with exp(xc) = 2^n p: n = round(xc log2 e), r = xc - n ln 2 (|r| <= ln2 / 2,
-    two-part ln 2), p = sum_{k <= 13} r^k / k! (Horner; truncation error < 2e-17)."""
+    two-part ln 2), p(r) of degree 11 (Horner): the near-minimax fit of exp on |r| <= 0.3466
+    (Chebyshev, ``mpmath.chebyfit`` at 50 digits), error < 3.2e-18, below the degree-13 Taylor
+    polynomial's 2e-17 with two multiply-adds fewer."""
     n = math.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = 2.5110046444457486e-08
+    p = p * r + 2.76326511328741e-07
+    p = p * r + 2.7557240894691074e-06
+    p = p * r + 2.4801485451264055e-05
+    p = p * r + 0.00019841269890069431
+    p = p * r + 0.0013888888952343797
+    p = p * r + 0.008333333333319592
+    p = p * r + 0.04166666666648799
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
     return n, p
