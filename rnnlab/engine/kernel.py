@@ -679,15 +679,17 @@ def _window(T, k, loss_all):
 
 
 @njit(**FLAGS)
-def _inputs(xr, Wxr, br, A, zero):
-    """A[t] = x_t Wx + b for every step t: one product over the T B rows (each row's sums as
-    in a product per step)."""
+def _inputs(xr, Wxr, br, A, zero, bias):
+    """A[t] = x_t Wx + b for every step t (without ``bias``: x_t Wx, the caller adds b first
+    thing in its own pass over A[t]): one product over the T B rows (each row's sums as in a
+    product per step)."""
     T, B, G = A.shape
     Af = A.reshape((T * B, G))
     _mm(xr.reshape((T * B, xr.shape[2])), Wxr, Af, zero)
-    for q in range(T * B):
-        for j in range(G):
-            Af[q, j] += br[j]
+    if bias:
+        for q in range(T * B):
+            for j in range(G):
+                Af[q, j] += br[j]
 
 
 @njit(**FLAGS)
@@ -765,7 +767,8 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, False)   # x_t Wx; + b below
+        br = b[rp]
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             Zt = A[t]
@@ -776,23 +779,23 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
                 s = S[r, t, bb]
                 if act == 0:
                     for j in range(H):
-                        sj = _tanh(z[j] + tz[j], one, two)
+                        sj = _tanh((z[j] + br[j]) + tz[j], one, two)
                         s[j] = sj
                         z[j] = one - sj * sj
                 elif act == 1:
                     for j in range(H):
-                        zj = z[j] + tz[j]
+                        zj = (z[j] + br[j]) + tz[j]
                         sj = zj if zj > 0 else zero
                         s[j] = sj
                         z[j] = one if sj > 0 else zero
                 elif act == 2:
                     for j in range(H):
-                        sj = _sigmoid(z[j] + tz[j], one)
+                        sj = _sigmoid((z[j] + br[j]) + tz[j], one)
                         s[j] = sj
                         z[j] = (one - sj) * sj
                 else:
                     for j in range(H):
-                        s[j] = z[j] + tz[j]
+                        s[j] = (z[j] + br[j]) + tz[j]
                         z[j] = one
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
                              backward, Y, gWy, gby, direct, zero, hs)
@@ -869,7 +872,7 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
         rc = r if Rc > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, True)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             cprev = c0[rc] if t == 0 else Cc[r, t - 1]
@@ -1001,7 +1004,7 @@ def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, 
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, True)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             At = A[t]
