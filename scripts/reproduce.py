@@ -19,6 +19,7 @@ same command. Exit status 1 when any claim does not hold.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from rnnlab.analysis.summarize import render
 from rnnlab.experiment.check import check_folder, claims_table, table_file
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.sysinfo import cpu_info, fp_stack
+from rnnlab.run.execute import open_executor
 from rnnlab.run.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +41,11 @@ FIGURES = {"spectrum": ["decay", "heatmap"], "vanishing": ["success", "heatmap"]
            "limits-lstm": ["budget", "limit"]}
 
 
-def reproduce(name: str, quick: bool, workers: int, root: Path) -> dict:
+def reproduce(name: str, quick: bool, pool, root: Path) -> dict:
     exp = load_experiment(ROOT / "experiments" / f"{name}.yaml", profile="quick" if quick else None)
     out = root / (f"{name}-quick" if quick else name)
     t0 = time.perf_counter()
-    report = run_sweep(exp, out, workers=workers, fresh=True,
+    report = run_sweep(exp, out, pool=pool, fresh=True,
                        command=["python", "scripts/reproduce.py"] + (["--quick"] if quick else []))
     seconds = time.perf_counter() - t0
     write_tables(exp, out)
@@ -174,25 +176,35 @@ def main() -> None:
     machine = (f"{cpu_info()['model']}; NumPy SIMD {' '.join(stack['numpy_simd'])}; "
                f"{', '.join(stack['blas'])}")
     records = []
-    for name in args.only:
-        print(f"{name}:")
-        if args.recheck:
-            records.append(recheck(name, args.quick, args.root))
-            continue
-        rec = reproduce(name, args.quick, args.workers, args.root)
-        rec["version"] = rnnlab.__version__
-        rec["workers"] = args.workers
-        rec["machine"] = machine
-        if committed and not args.quick and not args.no_figures:
-            rec["figures"] = figures(name)
-        records.append(rec)
-        held = sum(c["holds"] for c in rec["claims"])
-        print(f"{name}: {rec['runs']} runs in {rec['seconds']} s -> {args.root / rec['folder']}; "
-              f"{held} of {len(rec['claims'])} claim(s) hold")
+    with contextlib.ExitStack() as exits:
+        # one set of worker processes for every experiment: started once, and each keeps the
+        # compiled kernel it loaded from one experiment to the next
+        pool = None if args.recheck else exits.enter_context(
+            open_executor("local", args.workers, None, None))
+        for name in args.only:
+            records.append(one(name, args, pool, machine))
     if committed:
         write_index(records)
     if any(not c["holds"] for r in records for c in r["claims"]):
         raise SystemExit(1)
+
+
+def one(name: str, args, pool, machine: str) -> dict:
+    """Reproduce (or recheck) one experiment and print its line."""
+    committed = args.root.resolve() == (ROOT / "results").resolve()
+    print(f"{name}:")
+    if args.recheck:
+        return recheck(name, args.quick, args.root)
+    rec = reproduce(name, args.quick, pool, args.root)
+    rec["version"] = rnnlab.__version__
+    rec["workers"] = args.workers
+    rec["machine"] = machine
+    if committed and not args.quick and not args.no_figures:
+        rec["figures"] = figures(name)
+    held = sum(c["holds"] for c in rec["claims"])
+    print(f"{name}: {rec['runs']} runs in {rec['seconds']} s -> {args.root / rec['folder']}; "
+          f"{held} of {len(rec['claims'])} claim(s) hold")
+    return rec
 
 
 if __name__ == "__main__":

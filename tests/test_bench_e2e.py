@@ -120,3 +120,18 @@ def test_load_measurement_structure(e2e):
     assert 3 <= load["open_fds_end"] <= load["open_fds_max"] < 64
     target, = e2e.load_targets(load)
     assert target["met"] == (load["growth"] <= e2e.LOAD_GROWTH)
+
+
+def test_workers_benchmark_times_each_configuration(tmp_path, tiny_file):
+    """benchmarks/workers.py on the tiny experiment: a row per engine and worker count with its
+    repeats, a table and a JSON record (the timings themselves are not checked)."""
+    loaded = load_script(SCRIPT.parent / "workers.py", "rnnlab_bench_workers")
+    module = next(loaded)
+    record = tmp_path / "w.json"
+    assert module.main(["--file", str(tiny_file), "--workers", "1,2", "--engines", "numpy",
+                        "--repeats", "1", "--json", str(record)]) == 0
+    rows = json.loads(record.read_text())["rows"]
+    assert [(r["command"], r["engine"], r["workers"]) for r in rows] == [
+        ("sweep", "numpy", 1), ("sweep", "numpy", 2)]
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and len(r["repeats"]) == 1 for r in rows)
+    assert "| sweep | numpy | 2 |" in module.table(rows)

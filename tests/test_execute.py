@@ -96,6 +96,26 @@ def test_run_bytes_scales_with_the_arrays():
     assert run_bytes(lstm) > 2 * run_bytes(base)
 
 
+def test_batches_for_workers_are_balanced_largest_first():
+    """With workers the shape groups are cut so that no batch holds more than 1 / (2 workers)
+    of the sweep's work (unless it is one run), every run is in exactly one batch, the largest
+    come first; one worker plans as before."""
+    runs = tiny_exp(repeats=4, sweep={"task.seq_len": [3, 6, 12],
+                                      "model.weight_scale": [0.5, 1.5]}).runs()
+    one = plan_batches(runs)
+    assert [len(b) for b in one] == [8, 8, 8]
+    two = plan_batches(runs, workers=2)
+    assert sorted(r for b in ids(two) for r in b) == sorted(r.run_id for r in runs)
+    work = [plan.batch_work(b) for b in two]
+    share = sum(work) / 4
+    assert all(w <= share * (1 + 1e-9) or len(b) == 1 for w, b in zip(work, two, strict=True))
+    assert work == sorted(work, reverse=True) and len(two) > len(one)
+    for b in two:                                  # a batch still holds one shape only
+        assert len({s.config.shape_key() for s in b}) == 1
+    # the work grows with the sequence: four times the steps, four times the work
+    assert plan.batch_work(one[2]) == pytest.approx(4 * plan.batch_work(one[0]))
+
+
 # ------------------------------------------------------------------------------ execution
 
 
@@ -243,3 +263,81 @@ def test_the_commit_loop_retries_a_lost_batch_first_then_records_it_failed(monke
         assert lost[-1].endswith(tail), lost[-1]
         error = "WorkerDied: it died" + (f", {attempts} times" if attempts > 1 else "")
         assert [e for _, e in outcome.errors] == [error, error]
+
+
+# ------------------------------------------------------------------- a pool kept open
+
+
+def _environment_value(specs):
+    """A pool task: what the worker's environment says when it receives the batch."""
+    return os.environ.get("RNNLAB_TEST_VALUE")
+
+
+def _sleep_then_answer(specs):
+    import time
+
+    if specs == "slow":
+        time.sleep(60)
+    return specs
+
+
+def _wait_one(pool):
+    (done,) = pool.done()
+    return done.value
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_take_the_parents_environment_with_each_batch(monkeypatch, method):
+    """Workers fork from a server started earlier (or are spawned where there is none), so each
+    batch carries this process's environment: a change between two batches reaches the same
+    worker."""
+    from rnnlab.run.executors import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "start_method", lambda: method)
+    with pool_module.open_pool(1, _environment_value, retries=0) as pool:
+        assert pool.ctx.get_start_method() == method
+        monkeypatch.setenv("RNNLAB_TEST_VALUE", "first")
+        pool.submit(1, [])
+        assert _wait_one(pool) == "first"
+        pid = pool.workers[0].proc.pid
+        monkeypatch.setenv("RNNLAB_TEST_VALUE", "second")
+        pool.submit(2, [])
+        assert _wait_one(pool) == "second" and pool.workers[0].proc.pid == pid
+
+
+def test_cancel_drops_the_batch_in_flight_and_the_pool_goes_on():
+    from rnnlab.run.executors.pool import open_pool
+
+    with open_pool(2, _sleep_then_answer, retries=0) as pool:
+        pool.submit(1, "slow")
+        pool.submit(2, "quick")
+        assert _wait_one(pool) == "quick"
+        idle = pool.workers[1].proc.pid
+        pool.cancel()
+        assert [w.proc.pid for w in pool.workers] == [idle]      # the busy one was killed
+        pool.submit(3, "again")
+        assert _wait_one(pool) == "again"
+
+
+def test_one_pool_serves_sweeps_in_turn_with_the_same_numbers(tmp_path):
+    """``run_sweep(..., pool=ex)``: two sweeps on one open pool use the same worker processes
+    and give the numbers of a sweep in this process."""
+    import pandas as pd
+
+    from rnnlab.run.sweep import run_sweep
+
+    exp = tiny_exp()
+    run_sweep(exp, tmp_path / "here")
+    with execute.open_executor("local", 2, None, None) as pool:
+        run_sweep(exp, tmp_path / "a", pool=pool)
+        pids = sorted(w.proc.pid for w in pool.workers)
+        run_sweep(tiny_exp(seed=1), tmp_path / "b", pool=pool)
+        assert sorted(w.proc.pid for w in pool.workers) == pids and len(pids) == 2
+        assert all(w.proc.is_alive() for w in pool.workers)
+
+    def numbers(folder):
+        t = pd.read_parquet(tmp_path / folder / "runs.parquet").sort_values("run_id")
+        return t[[c for c in t.columns if t[c].dtype.kind == "f" and c != "wall_time"]]
+    pd.testing.assert_frame_equal(numbers("here").reset_index(drop=True),
+                                  numbers("a").reset_index(drop=True), check_exact=True)
+    assert len(numbers("b")) == 8

@@ -518,7 +518,7 @@ def test_kernel_matches_torch_golden_values(name):
 
 
 def test_worker_processes_run_the_kernel_with_the_same_bits(tmp_path):
-    """--workers 2 (spawned processes inherit RNNLAB_ENGINE) and one batch at a time in this
+    """--workers 2 (each batch carries RNNLAB_ENGINE to its worker) and one batch at a time in this
     process give every run the same numbers under the compiled engine."""
     import pandas as pd
     from conftest import tiny_exp

@@ -54,6 +54,8 @@ def clip_grads(grads: dict, mode: str, threshold, *, batched: bool | None = None
     if mode == "norm":
         # Algorithm 1: if ||g|| >= threshold, g <- threshold/||g|| * g
         clipped = norm >= c
+        if not np.any(clipped):      # every factor is 1 and g * 1 is g: nothing to multiply
+            return dict(grads), norm, clipped
         factor = np.where(clipped, c / np.where(norm > 0, norm, 1.0), 1.0)
         out = {k: g * _per_run(factor, g, batched) for k, g in grads.items()}
         return out, norm, clipped

@@ -845,6 +845,36 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
 
 
 @njit(**FLAGS)
+def _lstm_gate(z, tg, one, two):
+    """The LSTM's gate nonlinearity at one column: i, f, o: sigmoid(z) = 1 / (1 + exp(-z)),
+    ``_sigmoid``; g (``tg``): tanh(z) = sign(z) (2 / (1 + exp(-2|z|)) - 1), ``_tanh_abs``. One
+    exp for both kinds, chosen per column by selects, so a loop over all 4H columns of a row is
+    one vectorised loop (loops over H columns are too short for LLVM's vector loop on small H,
+    and run scalar). The tanh's exp is ``_exp``, not ``_exp_t``: they differ only for
+    -2|z| < -40, where 1 + exp(-2|z|) is 1 either way, so the same bits."""
+    u = -two * abs(z) if tg else -z
+    q = (two if tg else one) / (one + _exp(u))
+    y = q - one if tg else q
+    return -y if (tg and not z >= 0) else y
+
+
+@njit(**FLAGS)
+def _dc_norm(dc, lanes, zero):
+    """||dc||_F of the LSTM's dE/dc_t (B, H): squares summed per column into lanes, then across
+    the columns."""
+    B, H = dc.shape
+    for j in range(H):
+        lanes[j] = zero
+    for bb in range(B):
+        for j in range(H):
+            lanes[j] += dc[bb, j] * dc[bb, j]
+    sq = zero
+    for j in range(H):
+        sq += lanes[j]
+    return math.sqrt(sq)
+
+
+@njit(**FLAGS)
 def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k, backward,
                 norms, outputs, use_clip, loss, gWx, gWs, gb, gWy, gby, S, Cc, Y, ds, dWs, dWx,
                 dcn, alpha):
@@ -874,6 +904,8 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
     M = np.empty((H, G), dt)
     Mx = np.empty((I, G), dt)
     hs = _head_scratch(T, B, H, Wy.shape[2], S)
+    tg = np.zeros(G, np.bool_)              # the columns of g (tanh; the others sigmoid)
+    tg[2 * H:3 * H] = True
     for r in range(R):
         rp = r if Rp > 1 else 0
         rx = r if Rx > 1 else 0
@@ -887,24 +919,26 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
             cprev = c0[rc] if t == 0 else Cc[r, t - 1]
             At = A[t]
             _mm(sprev, Ws[rp], tmp, zero)                   # s_{t-1} Ws
+            Ct = Cc[r, t]
             for bb in range(B):
                 a = At[bb]
                 ta = tmp[bb]
-                for j in range(G):
-                    a[j] += ta[j]
-                for j in range(2 * H):                      # i, f
-                    a[j] = _sigmoid(a[j], one)
-                for j in range(2 * H, 3 * H):               # g
-                    a[j] = _tanh_abs(a[j], one, two)
-                for j in range(3 * H, G):                   # o
-                    a[j] = _sigmoid(a[j], one)
-                c = Cc[r, t, bb]
+                for j in range(G):                          # i, f, g, o
+                    a[j] = _lstm_gate(a[j] + ta[j], tg[j], one, two)
+                c = Ct[bb]
+                cp = cprev[bb]
+                s = S[r, t, bb]
                 for j in range(H):
-                    c[j] = a[H + j] * cprev[bb, j]
+                    c[j] = a[H + j] * cp[j]
                     c[j] += a[j] * a[2 * H + j]
-                    tcj = _tanh_abs(c[j], one, two)
-                    TC[t, bb, j] = tcj
-                    S[r, t, bb, j] = a[3 * H + j] * tcj
+                    s[j] = a[3 * H + j]                     # o, times tanh(c_t) below
+            Cf = Ct.reshape(B * H)                          # tanh(c_t) over the whole step
+            TCf = TC[t].reshape(B * H)
+            Sf = S[r, t].reshape(B * H)
+            for q in range(B * H):
+                tcq = _tanh_abs(Cf[q], one, two)
+                TCf[q] = tcq
+                Sf[q] *= tcq                                # s_t = o tanh(c_t), tanh unrounded
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
                              backward, Y, gWy, gby, direct, zero, hs)
         if not backward:
@@ -919,6 +953,30 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
             sq = _clip_norms(D, W, tot, clip[r], alpha[r, t], use_clip, norms, lanes)
             if norms:
                 ds[r, t] = math.sqrt(sq)
+            if W == 1:
+                # da_t in place of the gate activations (position j of each gate is read and
+                # written by iteration j alone), dE/dc_{t-1} = dc_t f_t in place of dc_{t+1} f_{t+1}
+                for bb in range(B):
+                    a = A[t, bb]
+                    cp = c0[rc, bb] if t == 0 else Cc[r, t - 1, bb]
+                    tc = TC[t, bb]
+                    dl = D[0, bb]
+                    dcr = DC[0, bb]
+                    dct = tot[bb]
+                    for j in range(H):
+                        i_, f_, g_, o_ = a[j], a[H + j], a[2 * H + j], a[3 * H + j]
+                        dc = dcr[j] + dl[j] * (o_ * (one - tc[j] * tc[j]))
+                        dct[j] = dc                         # dE/dc_t, for its norm
+                        dcr[j] = dct[j] * f_                # dc_t as stored (float32 arrays)
+                        a[j] = dc * (g_ * i_ * (one - i_))
+                        a[H + j] = dc * (cp[j] * f_ * (one - f_))
+                        a[2 * H + j] = dc * (i_ * (one - g_ * g_))
+                        a[3 * H + j] = dl[j] * (tc[j] * o_ * (one - o_))
+                _mm(A[t], WsT, Dn[0], zero)                 # da_t Ws^T
+                if norms:
+                    dcn[r, t] = _dc_norm(tot, lanes, zero)
+                D, Dn = Dn, D
+                continue
             for w in range(W):
                 for bb in range(B):
                     a = A[t, bb]
@@ -942,18 +1000,13 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
                         for j in range(G):
                             dag[bb, j] += da[bb, j]
             if norms:
-                sqc = zero
-                for j in range(H):
-                    lanes[j] = zero
                 for bb in range(B):
                     for j in range(H):
                         v = DC[0, bb, j]
                         for w in range(1, W):
                             v += DC[w, bb, j]
-                        lanes[j] += v * v
-                for j in range(H):
-                    sqc += lanes[j]
-                dcn[r, t] = math.sqrt(sqc)
+                        tot[bb, j] = v
+                dcn[r, t] = _dc_norm(tot, lanes, zero)
             for w in range(W):                              # dE/dc_{t-1} <- dc_t * f_t
                 for bb in range(B):
                     for j in range(H):

@@ -85,6 +85,11 @@ def _per_run(h, R: int, ndim: int, label: str) -> np.ndarray:
         return a
     if a.shape != (R,):
         raise ValueError(f"{label}: got shape {a.shape}; allowed: a scalar or shape ({R},)")
+    if R and (a == a[0]).all():
+        # One value for every run (the usual case): the same products as broadcasting the
+        # (R, 1, ..., 1) array, but NumPy's loops over an array and a 0-d array run about twice
+        # as fast. Still a float64 array (not a Python float), so the result types are the same.
+        return a[:1].reshape(())
     return a.reshape((R,) + (1,) * (ndim - 1))
 
 
@@ -123,17 +128,39 @@ def step(name: str, params: dict, grads: dict, state: dict, *, lr, momentum=0.9,
         if act.shape != (R,) or act.dtype != np.bool_:
             raise ValueError(f"active: got {act.dtype} array of shape {act.shape}; allowed: a bool "
                              f"array of shape ({R},)")
+    # Every run active (the usual case): masking would keep every new value, so it is skipped
+    # (the same numbers, without three np.where per parameter).
+    masked = act is not None and not act.all()
 
     new_params: dict = {}
     new_state: dict = {slot: {} for slot in _SLOTS[name]}
+    bc1 = bc2 = None
     if name == "adam":
         t_old = np.asarray(state["t"])
-        t_new = t_old + 1 if act is None else np.where(act, t_old + 1, t_old)
+        t_new = np.where(act, t_old + 1, t_old) if masked else t_old + 1
         # max(k, 1) keeps the bias correction finite for frozen runs that never stepped.
         k = np.maximum(t_new, 1).astype(np.float64)
         bc1 = 1.0 - np.asarray(beta1, dtype=np.float64) ** k
         bc2 = 1.0 - np.asarray(beta2, dtype=np.float64) ** k
         new_state["t"] = t_new
+
+    hyper: dict[int, dict] = {}      # ndim -> the hyper-parameters shaped for arrays of that ndim
+
+    def shaped(nd: int) -> dict:
+        if nd not in hyper:
+            h = {"lr": _per_run(lr, R, nd, "lr")}
+            if name == "momentum":
+                h["mu"] = _per_run(momentum, R, nd, "momentum")
+            elif name == "adagrad":
+                h["e"] = _per_run(eps, R, nd, "eps")
+            elif name == "adam":
+                h["b1"] = _per_run(beta1, R, nd, "beta1")
+                h["b2"] = _per_run(beta2, R, nd, "beta2")
+                h["e"] = _per_run(eps, R, nd, "eps")
+                h["bc1"] = _per_run(bc1, R, nd, "beta1")
+                h["bc2"] = _per_run(bc2, R, nd, "beta2")
+            hyper[nd] = h
+        return hyper[nd]
 
     # Frozen runs may hold inf/NaN (diverged); their arithmetic is discarded by the mask below.
     with np.errstate(all="ignore") if act is not None else nullcontext():
@@ -144,32 +171,39 @@ def step(name: str, params: dict, grads: dict, state: dict, *, lr, momentum=0.9,
                 raise ValueError(f"grads[{key!r}]: got shape {np.shape(g)}; allowed: "
                                  f"{np.shape(p)}")
             nd = p.ndim
-            a_lr = _per_run(lr, R, nd, "lr")
+            h = shaped(nd)
+            a_lr = h["lr"]
             if name == "sgd":
                 p_new = p - a_lr * g
                 slots = {}
             elif name == "momentum":
-                mu = _per_run(momentum, R, nd, "momentum")
+                mu = h["mu"]
                 v = mu * state["v"][key] + g
                 p_new = p - a_lr * (g + mu * v) if nesterov else p - a_lr * v
                 slots = {"v": v}
             elif name == "adagrad":
-                e = _per_run(eps, R, nd, "eps")
                 m = state["m"][key] + g * g
-                p_new = p - a_lr * g / np.sqrt(m + e)
+                p_new = p - a_lr * g / np.sqrt(m + h["e"])
                 slots = {"m": m}
             else:  # adam
-                b1 = _per_run(beta1, R, nd, "beta1")
-                b2 = _per_run(beta2, R, nd, "beta2")
-                e = _per_run(eps, R, nd, "eps")
-                m = b1 * state["m"][key] + (1.0 - b1) * g
-                v = b2 * state["v"][key] + (1.0 - b2) * (g * g)
-                mhat = m / _per_run(bc1, R, nd, "beta1")
-                vhat = v / _per_run(bc2, R, nd, "beta2")
-                p_new = p - a_lr * mhat / (np.sqrt(vhat) + e)
+                # The equations' operations in their order, the in-place ones on fresh float64
+                # arrays (every product with a float64 hyper-parameter is float64): the same
+                # numbers with fewer temporaries to allocate.
+                b1, b2 = h["b1"], h["b2"]
+                m = b1 * state["m"][key]
+                m += (1.0 - b1) * g                           # m = b1 m + (1 - b1) g
+                v = b2 * state["v"][key]
+                v += (1.0 - b2) * (g * g)                     # v = b2 v + (1 - b2) g^2
+                update = m / h["bc1"]                         # mhat
+                update *= a_lr                                # lr mhat
+                denom = v / h["bc2"]                          # vhat
+                np.sqrt(denom, out=denom)
+                denom += h["e"]                               # sqrt(vhat) + eps
+                update /= denom
+                p_new = p - update
                 slots = {"m": m, "v": v}
 
-            if act is not None:
+            if masked:
                 mask = act.reshape((R,) + (1,) * (nd - 1))
                 p_new = np.where(mask, p_new, p)
                 slots = {s: np.where(mask, val, state[s][key]) for s, val in slots.items()}

@@ -18,6 +18,7 @@ keeps every finished batch, and keeps the books:
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -75,6 +76,15 @@ def open_executor(executor: str, workers: int, scheduler: str | None,
     return open_pool(workers, task, WORKER_RETRIES)
 
 
+def prepare_executor(executor: str, workers: int) -> None:
+    """Start ahead what the backend needs before its first batch (the worker pool's fork
+    server), so that it overlaps the sweep's own preparations."""
+    if executor == "local" and workers > 1:
+        from rnnlab.run.executors.pool import start_server
+
+        start_server()
+
+
 def describe(number: int, total: int, specs) -> str:
     """A batch in a message: its number, size and first run."""
     first = specs[0].run_id if specs else "-"
@@ -85,7 +95,7 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
             fail_fast: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
             executor: str = "local", scheduler: str | None = None,
             note: Callable[[str], None] | None = None, tls: dict | None = None,
-            retries: int = WORKER_RETRIES) -> Outcome:
+            retries: int = WORKER_RETRIES, pool: Executor | None = None) -> Outcome:
     """Train ``batches`` and hand each result to ``commit`` (the store) as soon as it is ready.
 
     ``executor="local"`` trains in this process (``workers=1``) or a process pool;
@@ -95,7 +105,9 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
     ``interrupted``. ``note`` receives one-line messages while the sweep runs (a batch lost
     with its worker process, and retried). ``tls`` holds the certificate files of a ``tls://``
-    scheduler (``rnnlab.run.executors.dask.security``).
+    scheduler (``rnnlab.run.executors.dask.security``). ``pool``: an executor already open
+    (``open_executor``) to train on instead, left open (``executor``, ``workers``, ``scheduler``
+    and ``tls`` are then unused); what a stop leaves in flight on it is cancelled.
     """
     check_executor(executor, scheduler)
     outcome = Outcome()
@@ -133,21 +145,30 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     try:
         if not queue:
             return outcome
-        with open_executor(executor, workers, scheduler, tls) as ex:
-            in_flight = 0
-            while queue or in_flight:
-                while queue and in_flight < ex.window:
-                    ex.submit(*queue.popleft())
-                    in_flight += 1
-                stop = False
-                for done in ex.done():
-                    in_flight -= 1
-                    res = settle(done.number, done.specs, done.value)
-                    if res is not None and handle(res):
-                        stop = True
-                        break
-                if stop:
-                    break
+        opened = (contextlib.nullcontext(pool) if pool is not None
+                  else open_executor(executor, workers, scheduler, tls))
+        with opened as ex:
+            try:
+                _loop(ex, queue, settle, handle)
+            finally:
+                if pool is not None:
+                    pool.cancel()
     except KeyboardInterrupt:
         outcome.interrupted = True
     return outcome
+
+
+
+def _loop(ex: Executor, queue: deque, settle: Callable, handle: Callable) -> None:
+    """Keep ``ex``'s window full from ``queue`` and hand each finished batch on, until the
+    queue is empty and nothing is in flight, or ``handle`` says stop."""
+    in_flight = 0
+    while queue or in_flight:
+        while queue and in_flight < ex.window:
+            ex.submit(*queue.popleft())
+            in_flight += 1
+        for done in ex.done():
+            in_flight -= 1
+            res = settle(done.number, done.specs, done.value)
+            if res is not None and handle(res):
+                return

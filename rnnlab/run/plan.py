@@ -11,6 +11,7 @@ disk (``check_disk``), is refused before anything runs.
 
 from __future__ import annotations
 
+import math
 import os
 
 from rnnlab.engine.cells import GATES
@@ -135,14 +136,42 @@ def check_disk(specs, out, source: str, max_batch: int = MAX_BATCH,
             "--out on a disk with room)")
 
 
+def batch_work(specs) -> float:
+    """A batch's relative training cost, to balance batches across workers: runs x steps x the
+    time steps of a sequence x (the recurrent product's gates x H^2 + the input product's
+    gates x I H) x the batch B. Only ratios between batches of one sweep matter."""
+    cfg = specs[0].config
+    task = build_task(cfg)
+    G, H = GATES[cfg.model.cell], cfg.model.hidden
+    per_step = cfg.task.batch * G * H * (H + task.input_size + 1)
+    return float(len(specs) * cfg.train.steps * task.max_length * per_step)
+
+
 @timed("plan")
-def plan_batches(specs, max_batch: int = MAX_BATCH, memory_budget: int = MEMORY_BUDGET):
-    """Group runs by shape key (first-seen order) and cut each group into capped batches."""
+def plan_batches(specs, max_batch: int = MAX_BATCH, memory_budget: int = MEMORY_BUDGET,
+                 workers: int = 1):
+    """Group runs by shape key (first-seen order) and cut each group into capped batches.
+
+    With ``workers`` > 1 the batches are cut finer, so that the workers finish together: a
+    group whose work (``batch_work``) exceeds 1 / (2 workers) of the sweep's is split into
+    near-equal batches of at most that much, and the batches come largest first (the longest
+    are started first, the short ones fill the gaps). A run's numbers do not depend on the batch
+    it trains in, so this changes only the wall time."""
     order: dict = {}
     for s in specs:
         order.setdefault(s.config.shape_key(), []).append(s)
+    caps = {key: max(1, min(max_batch, memory_budget // max(run_bytes(group[0].config), 1)))
+            for key, group in order.items()}
+    if workers > 1 and order:
+        work = {key: batch_work(group) for key, group in order.items()}
+        share = sum(work.values()) / (2 * workers)
+        for key, group in order.items():
+            pieces = max(1, math.ceil(work[key] / share - 1e-9))
+            caps[key] = max(1, min(caps[key], math.ceil(len(group) / pieces)))
     batches = []
-    for group in order.values():
-        cap = max(1, min(max_batch, memory_budget // max(run_bytes(group[0].config), 1)))
+    for key, group in order.items():
+        cap = caps[key]
         batches += [group[i:i + cap] for i in range(0, len(group), cap)]
+    if workers > 1:
+        batches.sort(key=batch_work, reverse=True)     # stable: ties keep the planned order
     return batches

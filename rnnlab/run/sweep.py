@@ -59,7 +59,7 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
               scheduler: str | None = None, retry_failed: bool = False,
-              note=None, tls: dict | None = None) -> SweepReport:
+              note=None, tls: dict | None = None, pool=None) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
@@ -69,7 +69,9 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     unless ``retry_failed``: then they are forgotten and trained again. ``note``, if given, receives
     one-line messages while the sweep runs (a batch lost with its worker process and retried).
     ``tls`` (``ca_file``, ``cert``, ``key``: file paths) secures the connection to a ``tls://``
-    scheduler.
+    scheduler. ``pool``: an executor already open (``rnnlab.run.execute.open_executor``) that
+    trains the batches instead of one opened for this sweep; it stays open, so several sweeps
+    share its worker processes (and what they loaded).
     """
     tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
     execute.check_executor(executor, scheduler, tls)
@@ -79,6 +81,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         require_dask()                      # before the folder is created
         security(tls)                       # certificate files checked before it too
     out = Path(out) if out is not None else default_out(exp)
+    if pool is None:
+        execute.prepare_executor(executor, workers)
     runs = exp.runs()
     if executor == "local":                 # a Dask worker's memory is its own business
         plan.check_memory(runs, exp.source)
@@ -98,14 +102,16 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         todo = [r for r in runs if r.run_id not in done]
         if progress:
             progress.start(len(runs), len(runs) - len(todo))
-        batches = plan.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget)
+        width = pool.window if pool is not None else workers if scheduler is None else 1
+        batches = plan.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget,
+                                    workers=width)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
                                                                           res.metrics,
                                                                           **_extra_tables(res)),
                                   workers=workers, fail_fast=fail_fast,
                                   on_batch=progress.advance if progress else None,
                                   executor=executor, scheduler=scheduler, note=note,
-                                  tls=tls)
+                                  tls=tls, pool=pool)
         table = None
         if store.done_run_ids():
             with section("summary"):

@@ -41,6 +41,11 @@ from rnnlab.timing import timed
 
 #: Bytes of held-out arrays evaluated at once (``Trainer.evaluate`` takes that many runs at a time).
 EVAL_BUDGET = 64 << 20
+#: Bytes of held-out data (x and d of every run of a batch) a batch keeps from its first
+#: evaluation to its last, instead of drawing the same sequences again at every evaluation. Half
+#: of EVAL_BUDGET: ``Trainer.evaluate`` counts the kept data in EVAL_BUDGET (it takes fewer runs
+#: at a time while it keeps them), so evaluation never holds more than it did without them.
+HELD_OUT_BUDGET = EVAL_BUDGET // 2
 
 
 def eval_run_bytes(T: int, n: int, G: int, H: int, O: int, I: int, itemsize: int) -> int:
@@ -87,8 +92,7 @@ def _stack(dicts):
 @timed("data")
 def _sample(task, rngs, batch, dtype):
     """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O)."""
-    xs, ds = zip(*(task.sample(rng, batch, dtype=dtype) for rng in rngs), strict=True)
-    return np.stack(xs), np.stack(ds)
+    return task.sample_runs(rngs, batch, dtype=dtype)
 
 
 class Trainer:
@@ -121,6 +125,7 @@ class Trainer:
         streams = [run_streams(s.seed) for s in self.specs]
         self.data_rngs = [s[1] for s in streams]
         self.eval_seeds = [eval_seed(s.seed) for s in self.specs]
+        self._held_out = None             # (x, d) of every run, see held_out()
         self.params = _stack([
             init_params(s[0], cell=m.cell, input_size=self.task.input_size, hidden=m.hidden,
                         output_size=self.task.output_size, init=sp.config.model.init,
@@ -149,7 +154,8 @@ class Trainer:
         """One batch of sequences per run; returns the logged quantities of this step.
 
         Without ``log`` the engine skips the per-step norms and the outputs (the step's
-        ``norms`` and ``accuracy`` are None): loss, gradients and the update are the same."""
+        ``norms`` and ``accuracy`` are None, and so is ``grad_norm_clipped``, whose norm of the
+        clipped gradients is not taken): loss, gradients and the update are the same."""
         task = self.task_at(self.current_step)
         x, d = _sample(task, self.data_rngs, self.cfg.task.batch, self.dtype)
         params = self.params                # the weights of this step (before its updates)
@@ -187,12 +193,14 @@ class Trainer:
                 continue
             losses += res.loss
             grads = res.grads
-            norm = global_norm(grads, batched=True)
-            if self.clip_mode in ("norm", "value"):
+            if self.clip_mode in ("norm", "value"):      # clip_grads returns the norm before
                 grads, norm, hit = clip_grads(grads, self.clip_mode, self.threshold,
                                               batched=True)
-                after = global_norm(grads, batched=True)
+                # the norm after clipping is only logged; with no run clipped the gradients are
+                # the same numbers, and so is their norm
+                after = global_norm(grads, batched=True) if log and hit.any() else norm
             else:
+                norm = global_norm(grads, batched=True)
                 hit = ((res.extra["clip_factors"] < 1).any(axis=(1, 2))
                        if step_clip is not None else np.zeros(self.R, dtype=bool))
                 after = norm
@@ -206,7 +214,8 @@ class Trainer:
         if log:
             norms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
             acc = task.accuracy(np.concatenate(outs, axis=1), d)
-        return dict(loss=losses, accuracy=acc, grad_norm=gnorm, grad_norm_clipped=gnorm_after,
+        return dict(loss=losses, accuracy=acc, grad_norm=gnorm,
+                    grad_norm_clipped=gnorm_after if log else None,
                     clipped=clipped, norms=norms,
                     lyapunov=self._lyapunov(x, params) if log else None)
 
@@ -235,6 +244,8 @@ class Trainer:
     def _carry(self, s, c):
         """The state handed to the next window: a run whose state overflowed diverges, and its
         state is reset to zero so that the other runs of the batch go on."""
+        if np.isfinite(s).all() and (c is None or np.isfinite(c).all()):
+            return s, c                               # the usual case: no run to look at
         bad = ~np.isfinite(s).reshape(self.R, -1).all(axis=1)
         if c is not None:
             bad |= ~np.isfinite(c).reshape(self.R, -1).all(axis=1)
@@ -248,11 +259,16 @@ class Trainer:
         tr = self.cfg.train
         new, state = optim.step(tr.optimizer, self.params, grads, self.state,
                                 active=self.active, **self.hyper)
-        ok = np.all([np.isfinite(v).reshape(self.R, -1).all(axis=1) for v in new.values()], axis=0)
-        self._diverge(~ok)
+        if not all(np.isfinite(v).all() for v in new.values()):    # which runs, only if any
+            ok = np.all([np.isfinite(v).reshape(self.R, -1).all(axis=1) for v in new.values()],
+                        axis=0)
+            self._diverge(~ok)
         keep = self.active                            # runs that just diverged keep finite weights
-        self.params = {k: np.where(_bc(keep, v), v, self.params[k]) for k, v in new.items()}
-        self.state = state if keep.all() else _select_state(keep, state, self.state)
+        if keep.all():                                # np.where would keep every new value
+            self.params, self.state = new, state
+        else:
+            self.params = {k: np.where(_bc(keep, v), v, self.params[k]) for k, v in new.items()}
+            self.state = _select_state(keep, state, self.state)
         self.clip_count += hit & keep
         self.update_count += keep
 
@@ -309,27 +325,35 @@ class Trainer:
     @timed("evaluate")
     def evaluate(self, runs=None, criteria: bool = False):
         """Loss and accuracy on each run's held-out set (``task.eval_batch`` sequences drawn
-        from the run's eval seed: the same sequences at every call), for the runs at the
-        indices ``runs`` (default all), in that order. With ``criteria`` a third item: the
-        task's published accuracy criteria on the same outputs (``Task.criteria``: name ->
-        array over the runs; empty for tasks without them).
+        from the run's eval seed: the same sequences at every call, kept between calls when
+        they fit, see ``held_out``), for the runs at the indices ``runs`` (default all), in
+        that order. With ``criteria`` a third item: the task's published accuracy criteria on
+        the same outputs (``Task.criteria``: name -> array over the runs; empty for tasks
+        without them).
 
         Evaluated a few runs at a time, so that the held-out batch's arrays (often far larger
-        than a training step's) stay under ``EVAL_BUDGET`` bytes whatever the batch's size. Each
-        run draws its own held-out data and ``forward`` is batch-invariant, so the numbers are
-        the same bit for bit as one call over all runs."""
+        than a training step's), the kept held-out data included, stay under ``EVAL_BUDGET``
+        bytes whatever the batch's size. Each run draws its own held-out data and ``forward``
+        is batch-invariant, so the numbers are the same bit for bit as one call over all
+        runs."""
         idx = np.arange(self.R) if runs is None else np.asarray(runs, dtype=np.int64)
         n = self.cfg.task.eval_batch
+        kept = self.held_out()
         per_run = eval_run_bytes(self.task.length, n, self.params["Ws"].shape[-1],
                                  self.params["Wy"].shape[-2], self.task.output_size,
                                  self.task.input_size, self.dtype.itemsize)
-        chunk = int(max(1, min(len(idx), EVAL_BUDGET // per_run)))
+        room = EVAL_BUDGET - (0 if kept is None else kept[0].nbytes + kept[1].nbytes)
+        chunk = int(max(1, min(len(idx), room // per_run)))
         loss, acc = np.empty(len(idx)), np.empty(len(idx))
         extra: dict[str, np.ndarray] = {}
         for a in range(0, len(idx), chunk):
             r = idx[a:a + chunk]
-            rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
-            x, d = _sample(self.task, rngs, n, self.dtype)
+            if kept is not None:      # all runs in order: a slice is a view, no copy
+                rows = slice(a, a + chunk) if runs is None else r
+                x, d = kept[0][rows], kept[1][rows]
+            else:
+                rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
+                x, d = _sample(self.task, rngs, n, self.dtype)
             res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
             loss[a:a + chunk] = res.loss * self.loss_scale
             got = self.task.accuracy(res.outputs, d)
@@ -341,6 +365,20 @@ class Trainer:
                 for name, v in self.task.criteria(res.outputs, d).items():
                     extra.setdefault(name, np.empty(len(idx)))[a:a + chunk] = v
         return (loss, acc, extra) if criteria else (loss, acc)
+
+    def held_out(self):
+        """Every run's held-out data (x (R, T, n, I), d (R, T, n, O)), drawn at the first call
+        and kept, when they fit in ``HELD_OUT_BUDGET`` bytes; else None (each evaluation draws
+        them again). Drawn from fresh Generators on the runs' eval seeds, so kept or drawn
+        again they are the same sequences."""
+        n = self.cfg.task.eval_batch
+        size = self.R * self.task.length * n * (self.task.input_size + self.task.output_size)
+        if size * 8 > HELD_OUT_BUDGET:                # drawn in float64 (samplers), then cast
+            return None
+        if self._held_out is None:
+            rngs = [np.random.default_rng(seed) for seed in self.eval_seeds]
+            self._held_out = _sample(self.task, rngs, n, self.dtype)
+        return self._held_out
 
     @timed("package")
     def _package(self, logs, final_loss, final_acc, solved_at, spectra, wall,

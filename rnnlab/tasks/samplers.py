@@ -1,8 +1,15 @@
-"""The data of each task: one sampler per task, ``(task, rng, B) -> (x, d)`` in float64, plus the
-temporal-order windows and class order. ``Task.sample`` checks its arguments, calls the task's
-sampler and casts the result to the requested dtype; the conventions every sampler follows
+"""The data of each task: one sampler per task, ``(task, rng, x, d)``, which fills
+``x: (T, B, I)`` and ``d: (T, B, O)``, float64 arrays of zeros handed to it, plus the
+temporal-order windows and class order. ``Task.sample`` checks its arguments, allocates the zeros,
+calls the task's sampler and casts the result to the requested dtype; ``Task.sample_runs`` does
+the same for R runs at once, each run's sampler filling its own slice ``x[r], d[r]`` of one
+(R, T, B, I) array (no per-run arrays to stack). The conventions every sampler follows
 (vectorised draws in a fixed order, time indexed from 0) are in the docstring of
 :mod:`rnnlab.tasks`.
+
+Filling given zeros instead of returning new arrays is for speed (a training step samples one
+small batch per run, thousands of times per sweep) and changes no bit: every array the old
+samplers built (one-hots from ``np.eye(n)[idx]``, zeros, the draws) holds the same numbers.
 """
 
 from __future__ import annotations
@@ -22,16 +29,20 @@ TEMPORAL_ORDER_CLASSES = ("AA", "AB", "BA", "BB")
 # helpers
 
 
-def _one_hot(idx: np.ndarray, n: int) -> np.ndarray:
-    """One-hot float64 encoding: idx (...) of ints in [0, n) -> (..., n)."""
-    return np.eye(n)[idx]
+def _one_hot_into(out: np.ndarray, idx: np.ndarray) -> None:
+    """Write the one-hot encoding of idx (...), ints in [0, n), into ``out`` (..., n), which holds
+    zeros: out[..., k] = [idx == k] (the numbers ``np.eye(n)[idx]`` holds)."""
+    if idx.ndim == 1:           # one step of B sequences (recall's cue): np.indices costs more
+        out[np.arange(idx.shape[0]), idx] = 1.0
+    else:
+        out[(*np.indices(idx.shape, sparse=True), idx)] = 1.0
 
 
 # --------------------------------------------------------------------------------------------
 # recall
 
 
-def _sample_recall(task: Task, rng: np.random.Generator, B: int):
+def _sample_recall(task: Task, rng: np.random.Generator, x: np.ndarray, d: np.ndarray) -> None:
     """Remember one symbol across T - 1 noisy steps (the lecture's setting).
 
     With K = ``symbols`` and sigma = ``noise``:
@@ -46,15 +57,15 @@ def _sample_recall(task: Task, rng: np.random.Generator, B: int):
     drive the hidden state as hard as the signal does and must be actively forgotten; sigma = 0
     gives a pure memory task with silent distractors. Chance accuracy is 1/K.
     """
-    T, K = task.length, task.options["symbols"]
-    s = rng.integers(K, size=B)
-    z = rng.standard_normal((T - 1, B, K))
-    x = np.empty((T, B, K))
-    x[0] = _one_hot(s, K)
-    x[1:] = task.options["noise"] * z
-    d = np.zeros((T, B, K))
+    B = x.shape[1]
+    s = rng.integers(task.options["symbols"], size=B)
+    z = x[1:]                                   # drawn in place: out= fills it in C order, the
+    rng.standard_normal(out=z)                  # same draws as standard_normal((T - 1, B, K))
+    sigma = task.options["noise"]
+    if sigma != 1.0:                            # 1 z_t is z_t, bit for bit: skip the product
+        z *= sigma                              # sigma z_t
+    _one_hot_into(x[0], s)
     d[-1] = x[0]
-    return x, d
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,7 +91,7 @@ def adding_windows(T: int, placement: str) -> tuple[tuple[int, int], tuple[int, 
     raise ValueError(f"placement {placement!r} has no windows")
 
 
-def _sample_adding(task: Task, rng: np.random.Generator, B: int):
+def _sample_adding(task: Task, rng: np.random.Generator, x: np.ndarray, d: np.ndarray) -> None:
     """The adding problem (Hochreiter & Schmidhuber 1997, sec. 5.4), in the modern form of Le,
     Jaitly & Hinton (2015) and Arjovsky, Shah & Bengio (2016), or Pascanu, Mikolov & Bengio's
     (2013, ``addition.py`` of their trainingRNNs code) with ``placement="pascanu"`` and
@@ -122,7 +133,7 @@ def _sample_adding(task: Task, rng: np.random.Generator, B: int):
       exceeds 0.04, i.e. correct when (error on the mean)^2 <= 0.04: |error| <= 0.2 on the mean,
       0.4 on the sum.
     """
-    T = task.length
+    T, B = x.shape[:2]
     vals = rng.random((T, B))
     if task.options["placement"] == "anywhere":
         i = rng.integers(0, T, size=B)
@@ -133,22 +144,19 @@ def _sample_adding(task: Task, rng: np.random.Generator, B: int):
         i = rng.integers(lo1, hi1, size=B)
         j = rng.integers(lo2, hi2, size=B)
     cols = np.arange(B)
-    x = np.zeros((T, B, 2))
     x[:, :, 0] = vals
     x[i, cols, 1] = 1.0
     x[j, cols, 1] = 1.0
-    d = np.zeros((T, B, 1))
     d[-1, :, 0] = vals[i, cols] + vals[j, cols]
     if task.options["target"] == "mean":
         d[-1, :, 0] *= 0.5        # exact: a power of two
-    return x, d
 
 
 # --------------------------------------------------------------------------------------------
 # copy
 
 
-def _sample_copy(task: Task, rng: np.random.Generator, B: int):
+def _sample_copy(task: Task, rng: np.random.Generator, x: np.ndarray, d: np.ndarray) -> None:
     """The copy task of Arjovsky, Shah & Bengio (2016).
 
     With L = ``copy_len``, S = ``symbols``, classes 0..S-1 the symbols, S the blank and S + 1
@@ -173,14 +181,15 @@ def _sample_copy(task: Task, rng: np.random.Generator, B: int):
     and the per-step average with ``baseline["value"]``.
     """
     T, L, S = task.seq_len, task.options["copy_len"], task.options["symbols"]
-    n = T + 2 * L
+    n, B = x.shape[:2]                          # n = T + 2 L
     a = rng.integers(S, size=(L, B))
     xi = np.full((n, B), S)
     xi[:L] = a
     xi[L + T - 1] = S + 1
     di = np.full((n, B), S)
     di[T + L:] = a
-    return _one_hot(xi, S + 2), _one_hot(di, S + 1)
+    _one_hot_into(x, xi)
+    _one_hot_into(d, di)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +221,8 @@ def temporal_order_windows(T: int,
     return (c(1), c(2)), (c(5), c(6))
 
 
-def _sample_temporal_order(task: Task, rng: np.random.Generator, B: int):
+def _sample_temporal_order(task: Task, rng: np.random.Generator, x: np.ndarray,
+                           d: np.ndarray) -> None:
     """The temporal order problem (Hochreiter & Schmidhuber 1997, sec. 5.6, task 6a; Pascanu,
     Mikolov & Bengio 2013, sec. 4.1.1).
 
@@ -235,7 +245,7 @@ def _sample_temporal_order(task: Task, rng: np.random.Generator, B: int):
     fixed at T and H&S's start and trigger symbols (E, B) are dropped: the output is read at the
     last step anyway. Chance accuracy 1/4; ce of the uniform output log 4.
     """
-    T, D = task.length, task.options["distractors"]
+    (T, B), D = x.shape[:2], task.options["distractors"]
     (lo1, hi1), (lo2, hi2) = temporal_order_windows(T, task.options["windows"])
     idx = rng.integers(D, size=(T, B))
     t1 = rng.integers(lo1, hi1, size=B)
@@ -244,16 +254,15 @@ def _sample_temporal_order(task: Task, rng: np.random.Generator, B: int):
     cols = np.arange(B)
     idx[t1, cols] = D + ab[0]
     idx[t2, cols] = D + ab[1]
-    d = np.zeros((T, B, 4))
-    d[-1] = _one_hot(2 * ab[0] + ab[1], 4)
-    return _one_hot(idx, D + 2), d
+    _one_hot_into(d[-1], 2 * ab[0] + ab[1])
+    _one_hot_into(x, idx)
 
 
 # --------------------------------------------------------------------------------------------
 # random
 
 
-def _sample_random(task: Task, rng: np.random.Generator, B: int):
+def _sample_random(task: Task, rng: np.random.Generator, x: np.ndarray, d: np.ndarray) -> None:
     """Random data for measuring gradient flow at initialisation.
 
     .. math::
@@ -265,10 +274,10 @@ def _sample_random(task: Task, rng: np.random.Generator, B: int):
     ``loss_at="all"``), but the natural loss is at the last step only. Nothing can be learned;
     chance accuracy is 1/K and :meth:`Task.solved` is always False.
     """
-    T, I, K = task.length, task.options["input_size"], task.options["symbols"]
-    x = rng.standard_normal((T, B, I))
-    c = rng.integers(K, size=(T, B))
-    return x, _one_hot(c, K)
+    T, B = x.shape[:2]
+    rng.standard_normal(out=x)                  # the same draws as standard_normal((T, B, I))
+    c = rng.integers(task.options["symbols"], size=(T, B))
+    _one_hot_into(d, c)
 
 
 SAMPLERS = {

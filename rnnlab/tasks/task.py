@@ -130,14 +130,35 @@ class Task:
         d : (T, B, O) array
             Targets, zero at steps that carry no target.
         """
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng: got {type(rng).__name__}; allowed: numpy.random.Generator")
+        x, d = self.sample_runs([rng], batch, dtype=dtype)
+        return x[0], d[0]
+
+    def sample_runs(self, rngs, batch: int,
+                    dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a batch of sequences for each of R runs, run r from its own Generator
+        ``rngs[r]``: the same arrays as stacking ``sample(rngs[r], batch, dtype)`` over r (each
+        run's sampler fills its slice of one array, so nothing is stacked).
+
+        Returns
+        -------
+        x : (R, T, B, I) array
+        d : (R, T, B, O) array
+        """
+        rngs = list(rngs)
+        for rng in rngs:
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng: got {type(rng).__name__}; allowed: numpy.random.Generator")
         if not is_int(batch) or batch < 1:
             raise ValueError(f"batch: got {batch!r}; allowed: an integer >= 1")
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise ValueError(f"dtype: got {dt}; allowed: a floating dtype")
-        x, d = SAMPLERS[self.name](self, rng, int(batch))
+        R, T, B = len(rngs), self.length, int(batch)
+        x = np.zeros((R, T, B, self.input_size))          # float64, cast at the end
+        d = np.zeros((R, T, B, self.output_size))
+        sampler = SAMPLERS[self.name]
+        for r, rng in enumerate(rngs):
+            sampler(self, rng, x[r], d[r])
         return x.astype(dt, copy=False), d.astype(dt, copy=False)
 
     def accuracy(self, y: np.ndarray, d: np.ndarray) -> float | np.ndarray | None:

@@ -7,12 +7,15 @@ small interface, used by the one commit loop in ``rnnlab.run.execute``::
         ex.window                       # how many batches it takes in flight at once
         ex.submit(number, specs)        # start training batch ``number`` (1-based, for messages)
         ex.done()                       # block until submitted batches finish: a list of Done
+        ex.cancel()                     # drop the batches in flight; the executor stays usable
 
 A finished batch is a value, never an exception: its ``BatchResult`` (a batch whose training
 raised is already failed rows, :func:`run_batch`), or :class:`Lost` when the process training it
 died. The commit loop decides what a loss means (retry or failed rows); the executor only
 reports it. Leaving the ``with`` block ends the backend's processes or connection; on an
-exception (Ctrl-C) batches still in flight are abandoned.
+exception (Ctrl-C) batches still in flight are abandoned. An open executor can serve several
+sweeps in turn (``run_sweep(..., pool=ex)``): a sweep that stops early cancels what it left in
+flight.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class Executor(Protocol):
     def submit(self, number: int, specs: list) -> None: ...
 
     def done(self) -> list[Done]: ...
+
+    def cancel(self) -> None: ...
 
 
 def failed_result(specs, error: str) -> BatchResult:

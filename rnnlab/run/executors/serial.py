@@ -25,6 +25,9 @@ class Serial:
         number, specs = self.queue.popleft()
         return [Done(number, specs, self.task(specs))]
 
+    def cancel(self) -> None:
+        self.queue.clear()
+
 
 @contextlib.contextmanager
 def open_serial(task: Callable) -> Iterator[Serial]:
