@@ -128,9 +128,9 @@ def kernel_info() -> dict:
     import numba
     import numba.core.config as cfg
 
-    from .kernel import FLAGS, SLP
+    from .kernel import CONTRACTED, FLAGS, SLP
     info.update({"version": numba.__version__, "flags": {k: v for k, v in FLAGS.items()},
-                 "slp_vectorize": SLP,
+                 "slp_vectorize": SLP, "contract": list(CONTRACTED),
                  "active": active_engine(), "cpu_name": cfg.CPU_NAME or _host_cpu(),
                  "cpu_features": cfg.CPU_FEATURES or "host", "opt": int(cfg.OPT),
                  "threads": 1, "exp": "rnnlab.engine.kernel._exp (within 1 ulp)",

@@ -30,10 +30,12 @@ on entry: steps a truncation cuts off keep 0), alpha (R, T, B) clip factors. Arr
 for (Y without outputs, norms without norms) may be any array of the right dtype and rank, and
 alpha without clipping any (R, T, n) array (its rows are indexed, never touched).
 
-Floating point: no fastmath (a reassociated reduction would give a cached compile and a fresh one
-different bits); ``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every
-sum runs in an order fixed by the code and the per-run sizes (never by R): products eight terms
-at a time (``_mm``), norms per column then across columns. The products are register-tiled
+Floating point: no fastmath but ``contract`` on the functions in ``CONTRACTED`` (the products'
+and exp's multiply-adds fused into one rounding each; a reassociated reduction would give a
+cached compile and a fresh one different bits, a fused multiply-add does not);
+``error_model="numpy"`` (no zero-division checks, so the loops vectorise). Every sum runs in an
+order fixed by the code and the per-run sizes (never by R): products one k at a time in k order
+(``_mm``), norms per column then across columns. The products are register-tiled
 (``_mm``) and compiled with LLVM's SLP vectoriser on (``slp_compiles``), which packs operations
 into vector lanes but never reorders one. exp is ``_exp`` (within 1 ulp of NumPy's,
 vectorisable; tanh uses ``_exp_t``, the same bits without range checks), so tanh and sigmoid are the
@@ -82,6 +84,17 @@ numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
 
+#: exp's polynomial and the products' inner steps (``CONTRACTED``) may fuse each multiply-add
+#: into one fused multiply-add (one rounding instead of two: as accurate or more; tanh ~35% and
+#: the small products ~10-15% less time). ``contract`` is the one fastmath flag used: it never
+#: reorders operations, so a cached and a fresh compile, and compiles with and without the SLP
+#: vectoriser, fuse the same pairs and give the same bits. A CPU without FMA instructions keeps
+#: them apart: the bits depend on the CPU type (``kernel_info`` records it), as Numba's
+#: host-specific compiles already may.
+FMA_FLAGS = {**FLAGS, "fastmath": {"contract"}}
+#: The functions compiled with ``FMA_FLAGS`` (``kernel_info`` lists them for the manifest).
+CONTRACTED = ("_exp_parts", "_g8", "_row1", "_part")
+
 ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 
 
@@ -118,24 +131,24 @@ _LN2_HI = 6.93147180369123816490e-01        # ln 2 split so n * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
 
 
-@njit(**FLAGS)
+@njit(**FMA_FLAGS)
 def _exp_parts(xc):
     """(n, p) with exp(xc) = 2^n p: n = round(xc log2 e), r = xc - n ln 2 (|r| <= ln2 / 2,
-    two-part ln 2), p = sum_{k <= 13} r^k / k! (Horner; truncation error < 2e-17)."""
+    two-part ln 2), p(r) of degree 11 (Horner): the near-minimax fit of exp on |r| <= 0.3466
+    (Chebyshev, ``mpmath.chebyfit`` at 50 digits), error < 3.2e-18, below the degree-13 Taylor
+    polynomial's 2e-17 with two multiply-adds fewer."""
     n = math.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = 2.5110046444457486e-08
+    p = p * r + 2.76326511328741e-07
+    p = p * r + 2.7557240894691074e-06
+    p = p * r + 2.4801485451264055e-05
+    p = p * r + 0.00019841269890069431
+    p = p * r + 0.0013888888952343797
+    p = p * r + 0.008333333333319592
+    p = p * r + 0.04166666666648799
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
     return n, p
@@ -202,6 +215,38 @@ def _tanh_abs(z, one, two):
 
 
 @njit(**FLAGS)
+def _sq8(c, m):
+    """c + m * m elementwise: eight column sums of squares (a tuple) plus one row m."""
+    return (c[0] + m[0] * m[0], c[1] + m[1] * m[1], c[2] + m[2] * m[2], c[3] + m[3] * m[3],
+            c[4] + m[4] * m[4], c[5] + m[5] * m[5], c[6] + m[6] * m[6], c[7] + m[7] * m[7])
+
+
+@njit(**FLAGS)
+def _sumsq(X, lanes):
+    """||X||_F^2 of X (P, Q): the squares summed per column in row order into lanes (Q,), eight
+    columns at a time in registers, then over the columns in order."""
+    P, Q = X.shape
+    Q8 = Q - Q % 8
+    lanes[0] = 0
+    z = lanes[0]                    # zero in the arrays' dtype: float32 sums stay float32
+    for j in range(0, Q8, 8):
+        c = (z, z, z, z, z, z, z, z)
+        for i in range(P):
+            c = _sq8(c, X[i, j:j + 8])
+        Lj = lanes[j:j + 8]
+        Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7] = c
+    for j in range(Q8, Q):
+        c1 = z
+        for i in range(P):
+            c1 += X[i, j] * X[i, j]
+        lanes[j] = c1
+    sq = X[0, 0] * 0                # float64 (Numba: float32 * int), so the columns' float32
+    for j in range(Q):              # sums are added in float64
+        sq += lanes[j]
+    return sq
+
+
+@njit(**FLAGS)
 def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
     """Total error tot = sum_w D[w] (B, H); with ``clip`` rescale every sequence whose total
     norm exceeds c (all W terms by the same factor, so the total is clipped exactly), writing the
@@ -232,16 +277,7 @@ def _clip_norms(D, W, tot, c, alpha_t, clip, norms, lanes):
                     for j in range(H):
                         tot[bb, j] *= f
             alpha_t[bb] = f
-    sq = tot[0, 0] * 0
-    if norms:
-        for j in range(H):
-            lanes[j] = sq
-        for bb in range(B):
-            for j in range(H):
-                lanes[j] += tot[bb, j] * tot[bb, j]
-        for j in range(H):
-            sq += lanes[j]
-    return sq
+    return _sumsq(tot, lanes) if norms else tot[0, 0] * 0
 
 
 @njit(inline="always", **FLAGS)
@@ -256,11 +292,18 @@ def _col8(q, r):
     return (q[0][r], q[1][r], q[2][r], q[3][r], q[4][r], q[5][r], q[6][r], q[7][r])
 
 
-@njit(**FLAGS)
-def _g8(a, b, j):
-    """sum_q a[q] b[q][j] over eight k, in the fixed order of every product here."""
-    return ((a[0] * b[0][j] + a[1] * b[1][j] + a[2] * b[2][j] + a[3] * b[3][j])
-            + (a[4] * b[4][j] + a[5] * b[5][j] + a[6] * b[6][j] + a[7] * b[7][j]))
+@njit(**FMA_FLAGS)
+def _g8(c, a, b, j):
+    """c + sum_q a[q] b[q][j] over eight k, added one k at a time in k order (one fused
+    multiply-add each), the fixed order of every product here."""
+    c = c + a[0] * b[0][j]
+    c = c + a[1] * b[1][j]
+    c = c + a[2] * b[2][j]
+    c = c + a[3] * b[3][j]
+    c = c + a[4] * b[4][j]
+    c = c + a[5] * b[5][j]
+    c = c + a[6] * b[6][j]
+    return c + a[7] * b[7][j]
 
 
 @njit(**FLAGS)
@@ -268,11 +311,11 @@ def _row8(c, a, b):
     """One tile row: eight accumulators c (a tuple, kept in registers) plus eight k of products
     of the row's values a with the 8-column slices b of Bm (constant indices: no index
     wrap-around, so the eight columns become one vector operation)."""
-    return (c[0] + _g8(a, b, 0), c[1] + _g8(a, b, 1), c[2] + _g8(a, b, 2), c[3] + _g8(a, b, 3),
-            c[4] + _g8(a, b, 4), c[5] + _g8(a, b, 5), c[6] + _g8(a, b, 6), c[7] + _g8(a, b, 7))
+    return (_g8(c[0], a, b, 0), _g8(c[1], a, b, 1), _g8(c[2], a, b, 2), _g8(c[3], a, b, 3),
+            _g8(c[4], a, b, 4), _g8(c[5], a, b, 5), _g8(c[6], a, b, 6), _g8(c[7], a, b, 7))
 
 
-@njit(**FLAGS)
+@njit(**FMA_FLAGS)
 def _row1(c, a, b):
     """One tile row plus one k (the k % 8 remainder)."""
     return (c[0] + a * b[0], c[1] + a * b[1], c[2] + a * b[2], c[3] + a * b[3],
@@ -371,7 +414,7 @@ def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
         _put8(c7, C, i + 7, j)
 
 
-@njit(**FLAGS)
+@njit(**FMA_FLAGS)
 def _part(A, tn, Bm, C, zero, M4, N8):
     """What the tiles of C = A Bm (or A^T Bm with ``tn``) leave: columns N8.. of rows ..M4 and
     rows M4.., one row at a time; the loop over the columns vectorises, with eight
@@ -393,7 +436,7 @@ def _part(A, tn, Bm, C, zero, M4, N8):
             else:
                 a = _seg8(A[i], k)
             for j in range(j0, j1):
-                c[j] += _g8(a, b, j)
+                c[j] = _g8(c[j], a, b, j)
         for k in range(K8, K):
             a = A[k, i] if tn else A[i, k]
             b = Bm[k]
@@ -404,8 +447,8 @@ def _part(A, tn, Bm, C, zero, M4, N8):
 @njit(**FLAGS)
 def _mm(A, Bm, C, zero):
     """C = A Bm, A: (M, K); Bm: (K, N), C: (M, N). Every entry is the same sum in the same order
-    whatever the shapes: zero, plus ((a0 b0 + a1 b1 + a2 b2 + a3 b3) + (a4 b4 + .. + a7 b7)) for
-    each eight k, then plus a_k b_k for each remaining k.
+    whatever the shapes: c = zero, then c = fma(a_k, b_k, c) for k = 0, 1, .., K-1 (one fused
+    multiply-add per k, ``_g8``, ``_row1``; eight k per step of the loop, then the rest).
 
     Register tiles: 8 (or 4) rows x 8 columns of C are held in accumulators (8-tuples, one per
     tile row) across the whole k loop; each 8-column slice of a row of Bm, loaded once, serves
@@ -453,21 +496,71 @@ def _mm_tn(A, Bm, C, zero):
 
 
 @njit(**FLAGS)
+def _add8(a, m):
+    """a[0:8] += m[0:8] (8-element slices)."""
+    a[0], a[1], a[2], a[3] = a[0] + m[0], a[1] + m[1], a[2] + m[2], a[3] + m[3]
+    a[4], a[5], a[6], a[7] = a[4] + m[4], a[5] + m[5], a[6] + m[6], a[7] + m[7]
+
+
+@njit(**FLAGS)
 def _term_acc(M, acc, lanes, zero):
     """acc += M (a per-step weight-gradient term, (P, Q)); returns ||M||_F^2, summed per column
-    into lanes (Q,) first, then over the columns (a fixed order that vectorises)."""
+    into lanes (Q,) first, then over the columns (a fixed order that vectorises). Narrow terms
+    (Q <= 64) go eight columns at a time, their sums of squares held in registers (a tuple)
+    down the rows: row by row, each row's few vectors of lanes[] would wait on the previous
+    row's stores. Wide terms go row by row (one pass in memory order; column blocks down all
+    rows took ~10% longer for the LSTM's 256 x 1024 terms). Same sums in the same order."""
     P, Q = M.shape
     for j in range(Q):
         lanes[j] = zero
-    for i in range(P):
-        for j in range(Q):
-            m = M[i, j]
-            acc[i, j] += m
-            lanes[j] += m * m
+    if Q > 64:
+        for i in range(P):
+            for j in range(Q):
+                m1 = M[i, j]
+                acc[i, j] += m1
+                lanes[j] += m1 * m1
+    else:
+        Q8 = Q - Q % 8
+        for j in range(0, Q8, 8):
+            Lj = lanes[j:j + 8]
+            c = (Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7])
+            for i in range(P):
+                m = M[i, j:j + 8]
+                _add8(acc[i, j:j + 8], m)
+                c = _sq8(c, m)
+            Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7] = c
+        for j in range(Q8, Q):
+            c1 = lanes[j]
+            for i in range(P):
+                m1 = M[i, j]
+                acc[i, j] += m1
+                c1 += m1 * m1
+            lanes[j] = c1
     sq = zero
     for j in range(Q):
         sq += lanes[j]
     return sq
+
+
+@njit(**FLAGS)
+def _colsum_add(X, acc):
+    """acc[j] += X[0, j] + X[1, j] + .. (in row order) for every column j of X (P, Q): a bias
+    gradient's sum over the batch. Eight columns at a time in registers down the rows."""
+    P, Q = X.shape
+    Q8 = Q - Q % 8
+    for j in range(0, Q8, 8):
+        a = acc[j:j + 8]
+        c = (a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+        for i in range(P):
+            x = X[i, j:j + 8]
+            c = (c[0] + x[0], c[1] + x[1], c[2] + x[2], c[3] + x[3],
+                 c[4] + x[4], c[5] + x[5], c[6] + x[6], c[7] + x[7])
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7] = c
+    for j in range(Q8, Q):
+        c1 = acc[j]
+        for i in range(P):
+            c1 += X[i, j]
+        acc[j] = c1
 
 
 @njit(**FLAGS)
@@ -595,15 +688,17 @@ def _window(T, k, loss_all):
 
 
 @njit(**FLAGS)
-def _inputs(xr, Wxr, br, A, zero):
-    """A[t] = x_t Wx + b for every step t: one product over the T B rows (each row's sums as
-    in a product per step)."""
+def _inputs(xr, Wxr, br, A, zero, bias):
+    """A[t] = x_t Wx + b for every step t (without ``bias``: x_t Wx, the caller adds b first
+    thing in its own pass over A[t]): one product over the T B rows (each row's sums as in a
+    product per step)."""
     T, B, G = A.shape
     Af = A.reshape((T * B, G))
     _mm(xr.reshape((T * B, xr.shape[2])), Wxr, Af, zero)
-    for q in range(T * B):
-        for j in range(G):
-            Af[q, j] += br[j]
+    if bias:
+        for q in range(T * B):
+            for j in range(G):
+                Af[q, j] += br[j]
 
 
 @njit(**FLAGS)
@@ -646,9 +741,7 @@ def _weight_grads(r, s0r, Sr, xr, A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx
         if norms:
             dWs[r, t] = math.sqrt(sq)
             dWx[r, t] = math.sqrt(sqx)
-        for bb in range(B):
-            for j in range(G):
-                gb[r, j] += A[t, bb, j]
+        _colsum_add(A[t], gb[r])                            # db += sum_b dz_t
 
 
 @njit(**FLAGS)
@@ -683,7 +776,8 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, False)   # x_t Wx; + b below
+        br = b[rp]
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             Zt = A[t]
@@ -694,23 +788,23 @@ def rnn_kernel(Wx, Ws, b, Wy, by, x, d, s0, clip, act, softmax, ce, loss_all, k,
                 s = S[r, t, bb]
                 if act == 0:
                     for j in range(H):
-                        sj = _tanh(z[j] + tz[j], one, two)
+                        sj = _tanh((z[j] + br[j]) + tz[j], one, two)
                         s[j] = sj
                         z[j] = one - sj * sj
                 elif act == 1:
                     for j in range(H):
-                        zj = z[j] + tz[j]
+                        zj = (z[j] + br[j]) + tz[j]
                         sj = zj if zj > 0 else zero
                         s[j] = sj
                         z[j] = one if sj > 0 else zero
                 elif act == 2:
                     for j in range(H):
-                        sj = _sigmoid(z[j] + tz[j], one)
+                        sj = _sigmoid((z[j] + br[j]) + tz[j], one)
                         s[j] = sj
                         z[j] = (one - sj) * sj
                 else:
                     for j in range(H):
-                        s[j] = z[j] + tz[j]
+                        s[j] = (z[j] + br[j]) + tz[j]
                         z[j] = one
         loss[r] = _head_loss(r, rp, rd, S[r], Wy, by, d, softmax, ce, loss_all, outputs,
                              backward, Y, gWy, gby, direct, zero, hs)
@@ -819,7 +913,7 @@ def lstm_kernel(Wx, Ws, b, Wy, by, x, d, s0, c0, clip, softmax, ce, loss_all, k,
         rc = r if Rc > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, True)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             cprev = c0[rc] if t == 0 else Cc[r, t - 1]
@@ -972,7 +1066,7 @@ def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, 
         rs = r if Rs > 1 else 0
         rd = r if Rd > 1 else 0
         # ---- forward ----------------------------------------------------------------------
-        _inputs(x[rx], Wx[rp], b[rp], A, zero)
+        _inputs(x[rx], Wx[rp], b[rp], A, zero, True)
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
             At = A[t]
@@ -1046,11 +1140,8 @@ def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, 
             if norms:
                 dWs[r, t] = math.sqrt(sq)
                 dWx[r, t] = math.sqrt(sqx)
-            for bb in range(B):
-                for j in range(G):
-                    gb[r, j] += DX[bb, j]
-                for j in range(H):
-                    gbn[r, j] += A[t, bb, 2 * H + j]
+            _colsum_add(DX, gb[r])
+            _colsum_add(A[t, :, 2 * H:], gbn[r])
 
 
 #: The kernel of each cell the compiled engine covers.
