@@ -158,7 +158,6 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     return outcome
 
 
-
 def _loop(ex: Executor, queue: deque, settle: Callable, handle: Callable) -> None:
     """Keep ``ex``'s window full from ``queue`` and hand each finished batch on, until the
     queue is empty and nothing is in flight, or ``handle`` says stop."""

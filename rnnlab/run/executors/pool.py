@@ -123,24 +123,44 @@ class Worker:
             self.proc.close()
 
 
+def _context():
+    """The start method's context; a fork server's is told what to preload."""
+    ctx = mp.get_context(start_method())
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(preload())
+    return ctx
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """THREAD_VARS set to 1 inside the block (what workers, and the fork server, inherit),
+    restored after it."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def start_server() -> None:
     """Start the fork server now (a no-op where there is none, or when it runs), so that its
     imports overlap what this process does before the first batch is submitted. Started with
     SIGINT blocked and the thread variables set, as a worker would start it."""
-    ctx = mp.get_context(start_method())
-    if ctx.get_start_method() != "forkserver":
+    if _context().get_start_method() != "forkserver":
         return
     from multiprocessing import forkserver
 
-    ctx.set_forkserver_preload(preload())
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        _restore(saved)
+    with _one_thread():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Pool:
@@ -151,9 +171,7 @@ class Pool:
         self.window = workers
         self.task = task
         self.retries = retries
-        self.ctx = mp.get_context(start_method())
-        if self.ctx.get_start_method() == "forkserver":
-            self.ctx.set_forkserver_preload(preload())
+        self.ctx = _context()
         self.workers: list[Worker] = []
         self.stillborn = 0
 
@@ -207,29 +225,17 @@ class Pool:
     def cancel(self) -> None:
         """Drop the batches in flight: their workers are killed; the idle ones stay."""
         for w in [w for w in self.workers if w.job is not None]:
-            w.job = None
-            w.proc.kill()
-            w.stop()
+            w.stop()                                   # kills a busy worker
             self.workers.remove(w)
 
 
 @contextlib.contextmanager
 def open_pool(workers: int, task: Callable, retries: int) -> Iterator[Pool]:
     """A pool of ``workers`` processes training ``task``, ended on exit (busy ones killed)."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})       # inherited by the workers
-    pool = Pool(workers, task, retries)
-    try:
-        yield pool
-    finally:
-        for w in pool.workers:
-            w.stop()
-        _restore(saved)
-
-
-def _restore(saved: dict) -> None:
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with _one_thread():
+        pool = Pool(workers, task, retries)
+        try:
+            yield pool
+        finally:
+            for w in pool.workers:
+                w.stop()
