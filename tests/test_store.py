@@ -585,6 +585,29 @@ def test_ctrl_c_during_a_commit_leaves_only_committed_parts(tmp_path, monkeypatc
     assert (out / "metrics" / part_name(["b"])).exists() == after
 
 
+def test_ctrl_c_after_a_part_is_moved_but_before_its_folder_is_synced_removes_it(
+        tmp_path, monkeypatch):
+    """The interrupt lands while the grad part's folder is fsynced, after the part was moved
+    into place: the part is still the uncommitted batch's and goes."""
+    from rnnlab.results import parquet_io
+
+    out = tmp_path / "o"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    real_sync = parquet_io._fsync_dir
+
+    def interrupted_sync(folder):
+        if Path(folder).name == "grad_norms":
+            raise KeyboardInterrupt
+        return real_sync(folder)
+
+    monkeypatch.setattr(parquet_io, "_fsync_dir", interrupted_sync)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_batch(*make_batch(["b"]))
+    assert set(pd.read_parquet(out / "grad_norms")["run_id"]) == {"a"}
+    assert not (out / "grad_norms" / part_name(["b"])).exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # runs parts
 

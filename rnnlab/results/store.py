@@ -440,9 +440,9 @@ class ResultsStore:
                     if is_disk_full(e):
                         raise disk_full_error(folder, e) from None
                     raise
+                written.append(folder / part)     # before: an interrupt after the move counts
                 write_parquet_atomic(folder / part, table if order is None
                                       else table.sort_by(order))
-                written.append(folder / part)
         except (Exception, KeyboardInterrupt):
             # not committed (disk full, or Ctrl-C in the middle): its parts are orphans, removed
             # now rather than at the next open, so that even a reader of the raw folder
