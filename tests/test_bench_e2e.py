@@ -134,4 +134,6 @@ def test_workers_benchmark_times_each_configuration(tmp_path, tiny_file):
     assert [(r["command"], r["engine"], r["workers"]) for r in rows] == [
         ("sweep", "numpy", 1), ("sweep", "numpy", 2)]
     assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and len(r["repeats"]) == 1 for r in rows)
+    if sys.platform.startswith("linux"):   # fork-server workers adopted, their CPU time counted
+        assert all(rep["forked_workers_counted"] for r in rows for rep in r["repeats"])
     assert "| sweep | numpy | 2 |" in module.table(rows)
