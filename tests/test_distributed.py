@@ -62,7 +62,7 @@ def assert_same_results(a, b):
 def cluster():
     """A LocalCluster under the settings of rnnlab's own (``local_config``), held for its whole
     life: the cluster object reads ``lost-worker-timeout`` whenever a worker goes, and with
-    Dask's 15 s a check falling while a killed worker restarts (in a later test) closed that
+    Dask's 15 s a check falling while a killed worker restarts (in a later test) would close that
     worker's nanny for good, dropping the batch it had started without counting the attempt (one
     attempt more than ``1 + RETRIES`` in the retry test) or leaving no worker (a hang)."""
     with dask.config.set(rnnlab.run.executors.dask.local_config()):
@@ -164,9 +164,9 @@ def test_the_local_cluster_keeps_its_workers_through_deaths_and_restarts(tmp_pat
     """rnnlab's own LocalCluster (no --scheduler): Dask's cluster object closes a worker's
     nanny for good when, ``lost-worker-timeout`` after a worker is removed, no worker of that
     name is registered, as while it restarts after a death. With the timeout at 0 every death
-    falls in that window: the nanny of the one worker was closed, the sweep was left without
-    workers (Dask's no-workers timeout, set here, then fails its batches instead of waiting
-    forever). rnnlab holds its own setting for the cluster's life: the sweep completes exactly."""
+    falls in that window: unless rnnlab's own setting holds for the cluster's life, the nanny of
+    the one worker is closed and the sweep is left without workers (Dask's no-workers timeout,
+    set here, then fails its batches instead of waiting forever)."""
     marker = tmp_path / "died"
     monkeypatch.setattr(rnnlab.run.executors.base, "run_batch",
                         functools.partial(_die_once, str(marker),
