@@ -231,6 +231,26 @@ def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster,
         .reset_index(drop=True), check_exact=True)
 
 
+def test_a_batch_given_up_names_the_deaths_the_scheduler_allowed():
+    """How many workers died before Dask gave a batch up is the scheduler's own count
+    (``allowed-failures + 1``, carried by ``KilledWorker``): 3 on rnnlab's LocalCluster, 4 on a
+    cluster of your own with Dask's default, whatever rnnlab's RETRIES says."""
+    from types import SimpleNamespace
+
+    from rnnlab.run.executors.dask import DaskExecutor
+
+    class Killed:
+        def result(self):
+            raise distributed.KilledWorker("rnnlab-batch-x-0",
+                                           SimpleNamespace(address="tcp://10.0.0.9:1234"), 3)
+
+    ex = SimpleNamespace(killed_worker=distributed.KilledWorker,
+                         retries=rnnlab.run.executors.dask.RETRIES)
+    lost = DaskExecutor.outcome(ex, Killed(), [])
+    assert lost.final and lost.cause == "the dask workers training it died 4 times", lost
+    assert lost.error.startswith("KilledWorker: Attempted to run task 'rnnlab-batch-x-0' on 4 ")
+
+
 # ------------------------------------------------------------------------------ options
 
 
