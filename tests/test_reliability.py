@@ -85,9 +85,9 @@ def results(out: Path, killed: bool = False) -> dict[str, pd.DataFrame]:
 def orphan_grad_parts(out: Path, committed_ids: set) -> list[str]:
     """The grad norms parts that hold runs of no committed batch. A process SIGKILLed inside a
     commit, after its batch's part files were moved into place and before its runs part (the
-    commit) was, leaves them behind until the folder is next opened for writing (docs/
-    reliability.md), and a raw reader sees them meanwhile; where the kill lands in a commit is
-    timing no test controls. A part holds one batch: all of its runs committed or none."""
+    commit) was, leaves them behind until the folder is next opened for writing
+    (docs/reliability.md), and a raw reader sees them meanwhile; where the kill lands in a commit
+    is timing no test controls. A part holds one batch: all of its runs committed or none."""
     import pyarrow.parquet as pq
 
     orphans = []
