@@ -260,6 +260,40 @@ def test_a_batch_given_up_names_the_deaths_the_scheduler_allowed():
     assert lost.error.startswith("KilledWorker: Attempted to run task 'rnnlab-batch-x-0' on 4 ")
 
 
+def test_a_cluster_without_workers_is_named_once_and_the_sweep_goes_on_when_one_joins(
+        tmp_path, reference, monkeypatch):
+    """A scheduler with no worker: the sweep says so in one line (after two looks at the
+    cluster without a finished batch), waits, says once more when a worker joins, and ends
+    with the local sweep's numbers."""
+    import threading
+    import time
+
+    monkeypatch.setattr(rnnlab.run.executors.dask, "WORKERS_CHECK", 0.2)
+    notes, reports = [], []
+    with dask.config.set(rnnlab.run.executors.dask.local_config()):
+        with distributed.LocalCluster(n_workers=0, processes=True, threads_per_worker=1,
+                                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cl:
+            sweep = threading.Thread(target=lambda: reports.append(run_sweep(
+                small_exp(), tmp_path / "out", max_batch=MAX_BATCH, executor="dask",
+                scheduler=cl.scheduler_address, note=notes.append)))
+            sweep.start()
+            deadline = time.monotonic() + 60
+            while not notes and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert notes == [f"the dask cluster at {cl.scheduler_address} has no workers: the "
+                             "sweep waits for one to join (Ctrl-C stops it; finished runs are "
+                             "kept)"]
+            assert not committed_runs(tmp_path / "out")
+            cl.scale(1)
+            sweep.join(timeout=120)
+            assert not sweep.is_alive()
+    assert notes[1:] == [f"the dask cluster at {cl.scheduler_address} has workers again; the "
+                         "sweep goes on"]
+    report, = reports
+    assert (report.outcome.ok, report.outcome.failed) == (12, 0)
+    assert_same_results(tmp_path / "out", reference)
+
+
 # ------------------------------------------------------------------------------ options
 
 

@@ -58,15 +58,16 @@ def check_executor(executor: str, scheduler: str | None, tls: dict | None = None
         raise UserError("--tls-ca-file, --tls-cert and --tls-key need --scheduler tls://HOST:PORT")
 
 
-def open_executor(executor: str, workers: int, scheduler: str | None,
-                  tls: dict | None) -> AbstractContextManager[Executor]:
+def open_executor(executor: str, workers: int, scheduler: str | None, tls: dict | None,
+                  note: Callable[[str], None] | None = None) -> AbstractContextManager[Executor]:
     """The backend for ``executor`` and ``workers``, as a context manager yielding it. The task
-    is ``base.run_batch``, looked up now (tests replace it)."""
+    is ``base.run_batch``, looked up now (tests replace it). ``note`` receives the backend's
+    one-line messages (a Dask cluster left without workers)."""
     task = base.run_batch
     if executor == "dask":
         from rnnlab.run.executors.dask import open_dask
 
-        return open_dask(task, scheduler=scheduler, workers=workers, tls=tls)
+        return open_dask(task, scheduler=scheduler, workers=workers, tls=tls, note=note)
     if workers <= 1:
         from rnnlab.run.executors.serial import open_serial
 
@@ -104,10 +105,11 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
     Either way ``commit`` runs here. ``on_batch`` is called after each commit (progress display).
     KeyboardInterrupt stops the sweep cleanly: finished batches are kept, the outcome says
     ``interrupted``. ``note`` receives one-line messages while the sweep runs (a batch lost
-    with its worker process, and retried). ``tls`` holds the certificate files of a ``tls://``
-    scheduler (``rnnlab.run.executors.dask.security``). ``pool``: an executor already open
-    (``open_executor``) to train on instead, left open (``executor``, ``workers``, ``scheduler``
-    and ``tls`` are then unused); what a stop leaves in flight on it is cancelled.
+    with its worker process, and retried; a Dask cluster without workers). ``tls`` holds the
+    certificate files of a ``tls://`` scheduler (``rnnlab.run.executors.dask.security``).
+    ``pool``: an executor already open (``open_executor``) to train on instead, left open
+    (``executor``, ``workers``, ``scheduler`` and ``tls`` are then unused); what a stop leaves
+    in flight on it is cancelled.
     """
     check_executor(executor, scheduler)
     outcome = Outcome()
@@ -146,7 +148,7 @@ def execute(batches, commit: Callable[[BatchResult], None], *, workers: int = 1,
         if not queue:
             return outcome
         opened = (contextlib.nullcontext(pool) if pool is not None
-                  else open_executor(executor, workers, scheduler, tls))
+                  else open_executor(executor, workers, scheduler, tls, note))
         with opened as ex:
             try:
                 _loop(ex, queue, settle, handle)

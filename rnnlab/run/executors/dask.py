@@ -38,6 +38,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -49,6 +50,9 @@ from rnnlab.run.train import BatchResult
 #: and, on the LocalCluster started here, lost workers (``allowed-failures``), before the batch
 #: is recorded as failed.
 RETRIES = 2
+#: Seconds without a finished batch after which the executor looks at the cluster's workers; a
+#: cluster found without any at two looks in a row is named in one line (the sweep waits on).
+WORKERS_CHECK = 10.0
 MISSING = "--executor dask needs Dask: pip install 'rnnlab[dask]'"
 
 
@@ -226,8 +230,11 @@ class DaskExecutor:
     """Batches as futures on a Dask cluster; ``done()`` waits for the next one to finish."""
 
     def __init__(self, client, distributed, task: Callable, retries: int, window: int,
-                 scheduler: str | None):
+                 scheduler: str | None, note: Callable[[str], None] | None = None):
         self.client = client
+        self.finished_one = threading.Event()     # set by any batch's future as it finishes
+        self.note = note or (lambda line: None)
+        self.workerless = 0                        # looks in a row that found no worker
         self.task = task
         self.retries = retries
         self.window = window
@@ -245,9 +252,11 @@ class DaskExecutor:
             fut = self.client.submit(self.task, specs, key=key, retries=self.retries, pure=False)
         self.pending[key] = (fut, number, specs)
         self.finished.add(fut)
+        fut.add_done_callback(lambda _: self.finished_one.set())
 
     def done(self) -> list[Done]:
         with self.cluster_faults():
+            self.wait_for_one()
             for fut in self.finished:
                 entry = self.pending.pop(fut.key, None)
                 if entry is None:                  # yielded twice: already done
@@ -257,6 +266,33 @@ class DaskExecutor:
                 fut.release()
                 return [Done(number, specs, value)]
         raise RuntimeError("done() with no batch in flight")
+
+    def wait_for_one(self) -> None:
+        """Wait until a batch in flight has finished, looking at the cluster every
+        ``WORKERS_CHECK`` seconds meanwhile: a cluster without workers would otherwise leave the
+        sweep waiting without a word."""
+        futures = [entry[0] for entry in self.pending.values()]
+        while futures and not self.finished.has_ready():
+            self.finished_one.clear()
+            if any(f.done() for f in futures):     # after the clear: no finish goes unseen
+                return
+            if not self.finished_one.wait(WORKERS_CHECK):
+                self.look_at_workers()
+
+    def look_at_workers(self) -> None:
+        """Say once when the cluster has had no worker at two looks in a row, and once when
+        workers are back."""
+        workers = self.client.scheduler_info().get("workers") or {}
+        where = f" at {self.scheduler}" if self.scheduler else ""
+        if workers:
+            if self.workerless >= 2:
+                self.note(f"the dask cluster{where} has workers again; the sweep goes on")
+            self.workerless = 0
+            return
+        self.workerless += 1
+        if self.workerless == 2:
+            self.note(f"the dask cluster{where} has no workers: the sweep waits for one to "
+                      "join (Ctrl-C stops it; finished runs are kept)")
 
     def outcome(self, future, specs) -> BatchResult | Lost:
         """The result of a finished future; a batch that failed beyond its retries becomes a
@@ -295,12 +331,14 @@ class DaskExecutor:
 
 @contextlib.contextmanager
 def open_dask(task: Callable, *, scheduler: str | None = None, workers: int = 1,
-              retries: int = RETRIES, tls: dict | None = None) -> Iterator[DaskExecutor]:
+              retries: int = RETRIES, tls: dict | None = None,
+              note: Callable[[str], None] | None = None) -> Iterator[DaskExecutor]:
     """An executor on the cluster at ``scheduler`` or on a new LocalCluster (:func:`connect`);
-    batches still in flight on exit are cancelled."""
+    batches still in flight on exit are cancelled. ``note`` receives one-line messages (a
+    cluster left without workers)."""
     distributed = require_dask()
     with connect(scheduler, workers, retries, tls) as client:
-        ex = DaskExecutor(client, distributed, task, retries, window(client), scheduler)
+        ex = DaskExecutor(client, distributed, task, retries, window(client), scheduler, note)
         try:
             yield ex
         finally:
