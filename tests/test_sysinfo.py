@@ -82,4 +82,5 @@ def test_the_compiled_engine_is_part_of_the_stack(monkeypatch):
     monkeypatch.setenv("RNNLAB_ENGINE", "compiled")
     engine = fp_stack()["engine"]
     assert engine["name"].startswith("numba ") and engine["flags"]["fastmath"] is False
+    assert engine["contract"]               # the functions with fused multiply-adds, named
     assert any(d.startswith("engine:") for d in stack_differences({**fp_stack(), "engine": {}}))

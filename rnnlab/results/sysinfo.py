@@ -103,9 +103,10 @@ def blas_runtime() -> list[dict]:
 
 
 def engine_info() -> dict:
-    """The compiled kernel when it is the engine in use (numba version, compile flags, target
-    CPU): part of the floating-point stack. Empty for the NumPy engine, whose stack is NumPy's
-    and the BLAS's."""
+    """The compiled kernel when it is the engine in use (numba version, compile flags, the
+    functions whose multiply-adds are fused (``contract``: their last bits depend on the CPU
+    having FMA), target CPU): part of the floating-point stack. Empty for the NumPy engine,
+    whose stack is NumPy's and the BLAS's."""
     try:
         from rnnlab.engine.select import active_engine
     except ImportError:
@@ -116,7 +117,7 @@ def engine_info() -> dict:
 
     info = kernel_info()
     return {"name": "numba " + str(info.get("version")), "flags": info.get("flags"),
-            "cpu": info.get("cpu_name"), "cpu_features": info.get("cpu_features"),
+            "contract": info.get("contract"), "cpu": info.get("cpu_name"), "cpu_features": info.get("cpu_features"),
             "opt": info.get("opt")}
 
 
