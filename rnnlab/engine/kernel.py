@@ -136,8 +136,10 @@ def _exp_parts(xc):
     """(n, p) with exp(xc) = 2^n p: n = round(xc log2 e), r = xc - n ln 2 (|r| <= ln2 / 2,
     two-part ln 2), p(r) of degree 11 (Horner): the near-minimax fit of exp on |r| <= 0.3466
     (Chebyshev, ``mpmath.chebyfit`` at 50 digits), error < 3.2e-18, below the degree-13 Taylor
-    polynomial's 2e-17 with two multiply-adds fewer."""
-    n = math.floor(xc * _LOG2E + 0.5)
+    polynomial's 2e-17 with two multiply-adds fewer. n is an integral float (``np.floor``;
+    ``math.floor`` returns an int, which costs a conversion to int64 and one back per element
+    for n ln 2: tanh 5% slower, same values)."""
+    n = np.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
     p = 2.5110046444457486e-08
     p = p * r + 2.76326511328741e-07
