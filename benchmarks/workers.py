@@ -11,7 +11,8 @@ with ``--reproduce``, ``python scripts/reproduce.py --quick --workers N --root T
 reference experiment's quick variant, claims checked). The engine is chosen with RNNLAB_ENGINE.
 Configurations are interleaved (one repeat of each, then the next), so a change in the machine's
 load falls on all of them; the table shows the median and range of the wall time and the median
-CPU time of the process and its children (workers included).
+CPU time of the process and every process it started (workers included, also those a fork server
+forked: on Linux this script adopts them as their subreaper).
 """
 
 from __future__ import annotations
@@ -23,27 +24,53 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "benchmarks" / "e2e.yaml"
 
 
+# Runs one command and prints its wall time and the CPU time of every process it started. It is
+# a separate process because it makes itself the subreaper of its orphaned descendants (Linux's
+# PR_SET_CHILD_SUBREAPER): a fork server outlives the command that started it, and the workers it
+# forks are its children, not the command's; reparented to the wrapper and waited for here, their
+# CPU time counts in its children's times instead of being lost with them.
+WRAPPER = """
+import ctypes, json, os, subprocess, sys, time
+try:
+    adopted = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+except (OSError, AttributeError):
+    adopted = False
+t0 = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+wall = time.perf_counter() - t0
+deadline = time.monotonic() + 30
+while True:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid == 0:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+t = os.times()
+print(json.dumps({"rc": proc.returncode, "stderr": proc.stderr[-2000:], "wall_s": wall,
+                  "cpu_s": t.children_user + t.children_system, "adopted": adopted}))
+"""
+
+
 def timed_child(cmd: list[str], env: dict, cwd: Path) -> dict:
-    """Wall and CPU time (user + system, children included) of ``cmd`` run to its end."""
-    before = os.times()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    after = os.times()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n"
-                           f"{proc.stderr[-2000:]}")
-    cpu = (after.children_user - before.children_user
-           + after.children_system - before.children_system)
-    return {"wall_s": wall, "cpu_s": cpu}
+    """Wall time of ``cmd`` run to its end, and the CPU time (user + system) of it and of every
+    process it started, workers forked by a fork server included (on Linux; elsewhere
+    ``forked_workers_counted`` is False and such workers are missed)."""
+    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], env=env, cwd=cwd,
+                         capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout)
+    if res["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {res['rc']}:\n{res['stderr']}")
+    return {"wall_s": res["wall_s"], "cpu_s": res["cpu_s"],
+            "forked_workers_counted": res["adopted"]}
 
 
 def command(kind: str, file: Path, workers: int, out: Path) -> list[str]:

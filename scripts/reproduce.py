@@ -5,6 +5,8 @@
     python scripts/reproduce.py --only spectrum vanishing
     python scripts/reproduce.py --quick --root /tmp/elsewhere   # a reproduction on this machine,
                                            # checked by claims, results/ left untouched
+    python scripts/reproduce.py --quick --engine auto   # on the compiled kernel when numba is
+                                           # installed (default: the NumPy engine)
     python scripts/reproduce.py --recheck  # no sweep: record the experiment files' current claims
                                            # in the folders' manifests and check them again
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import rnnlab
 from rnnlab.analysis.summarize import render
+from rnnlab.engine.select import ENGINES, set_engine
 from rnnlab.experiment.check import check_folder, claims_table, table_file
 from rnnlab.experiment.load import load_experiment
 from rnnlab.results.sysinfo import cpu_info, fp_stack
@@ -165,12 +168,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="quick variants only")
     ap.add_argument("--only", nargs="*", default=EXPERIMENTS, choices=EXPERIMENTS)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help="the engine every run trains on (default: RNNLAB_ENGINE, else numpy)")
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--recheck", action="store_true",
                     help="no sweep: record and check the current claims on existing folders")
     ap.add_argument("--root", type=Path, default=ROOT / "results",
                     help="where the folders go (default: results/, which also rewrites its index)")
     args = ap.parse_args()
+    if args.engine:
+        set_engine(args.engine)             # exported, so the workers started below follow it
     committed = args.root.resolve() == (ROOT / "results").resolve()
     stack = fp_stack()
     machine = (f"{cpu_info()['model']}; NumPy SIMD {' '.join(stack['numpy_simd'])}; "

@@ -134,4 +134,26 @@ def test_workers_benchmark_times_each_configuration(tmp_path, tiny_file):
     assert [(r["command"], r["engine"], r["workers"]) for r in rows] == [
         ("sweep", "numpy", 1), ("sweep", "numpy", 2)]
     assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and len(r["repeats"]) == 1 for r in rows)
+    if sys.platform.startswith("linux"):   # fork-server workers adopted, their CPU time counted
+        assert all(rep["forked_workers_counted"] for r in rows for rep in r["repeats"])
     assert "| sweep | numpy | 2 |" in module.table(rows)
+
+
+def test_full_sample_times_each_tree_and_weighs_the_ratios(tmp_path):
+    """benchmarks/full_sample.py on one experiment's sample (spectrum: no training), two "trees"
+    that are this interpreter with each engine: a CPU time per experiment and tree, ratios
+    against the first tree (1 for itself), the weight from results/README.md, a JSON record."""
+    loaded = load_script(SCRIPT.parent / "full_sample.py", "rnnlab_bench_full_sample")
+    module = next(loaded)
+    record = tmp_path / "f.json"
+    assert module.main(["--trees", f"a={sys.executable},b={sys.executable}",
+                        "--engines", "a=numpy,b=numpy", "--only", "spectrum",
+                        "--json", str(record)]) == 0
+    data = json.loads(record.read_text())
+    assert data["weights"]["limits"] > 1000 and "spectrum" in data["weights"]
+    a, b = data["rows"]["a"], data["rows"]["b"]
+    assert a["ratio"] == {"spectrum": 1.0} and a["weighted_ratio"] == 1.0
+    assert a["cpu_s"]["spectrum"] > 0 and b["ratio"]["spectrum"] > 0
+    exp = module.yaml.safe_load(module.sample_file("lstm", tmp_path, True).read_text())
+    assert "gru" not in exp["sweep"]["zip"]["model.cell"] and "claims" not in exp
+    assert exp["sweep"]["task.seq_len"] == [20, 50] and exp["train"]["steps"] == 100

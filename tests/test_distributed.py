@@ -60,16 +60,15 @@ def assert_same_results(a, b):
 
 @pytest.fixture(scope="module")
 def cluster():
-    # worker-saturation 1.0: a worker holds only the task it runs, so a batch that kills its
-    # worker never takes a healthy batch queued behind it down too (which Dask would count as a
-    # failed attempt of that batch as well, making the failure tests flaky)
-    retries = rnnlab.run.executors.dask.RETRIES
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                          "distributed.scheduler.worker-saturation": 1.0}):
-        cl = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                      host="127.0.0.1", dashboard_address="127.0.0.1:0")
-    with cl:
-        yield cl
+    """A LocalCluster under the settings of rnnlab's own (``local_config``), held for its whole
+    life: the cluster object reads ``lost-worker-timeout`` whenever a worker goes, and with
+    Dask's 15 s a check falling while a killed worker restarts (in a later test) would close that
+    worker's nanny for good, dropping the batch it had started without counting the attempt (one
+    attempt more than ``1 + RETRIES`` in the retry test) or leaving no worker (a hang)."""
+    with dask.config.set(rnnlab.run.executors.dask.local_config()):
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cl:
+            yield cl
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +159,28 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, cluste
     assert_same_results(out, reference)
 
 
+def test_the_local_cluster_keeps_its_workers_through_deaths_and_restarts(tmp_path, reference,
+                                                                          monkeypatch):
+    """rnnlab's own LocalCluster (no --scheduler): Dask's cluster object closes a worker's
+    nanny for good when, ``lost-worker-timeout`` after a worker is removed, no worker of that
+    name is registered, as while it restarts after a death. With the timeout at 0 every death
+    falls in that window: unless rnnlab's own setting holds for the cluster's life, the nanny of
+    the one worker is closed and the sweep is left without workers (Dask's no-workers timeout,
+    set here, then fails its batches instead of waiting forever)."""
+    marker = tmp_path / "died"
+    monkeypatch.setattr(rnnlab.run.executors.base, "run_batch",
+                        functools.partial(_die_once, str(marker),
+                                          rnnlab.run.executors.base.run_batch))
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0s",
+                          "distributed.scheduler.no-workers-timeout": "30s"}):
+        report = run_sweep(small_exp(), out, max_batch=MAX_BATCH, executor="dask", workers=1)
+    assert marker.exists()                          # the worker died once
+    o = report.outcome
+    assert (o.done, o.ok, o.failed) == (12, 12, 0), o.errors
+    assert_same_results(out, reference)
+
+
 def _always(log_dir, how, real, specs):
     """Batches of seq_len 5 fail on every attempt (a worker death, or an exception escaping the
     task); each attempt leaves a file in ``log_dir``."""
@@ -208,6 +229,26 @@ def test_a_batch_failing_on_every_retry_is_recorded_as_failed(tmp_path, cluster,
     pd.testing.assert_frame_equal(
         got["grad_norms"], ref["grad_norms"][ref["grad_norms"]["run_id"].isin(ids)]
         .reset_index(drop=True), check_exact=True)
+
+
+def test_a_batch_given_up_names_the_deaths_the_scheduler_allowed():
+    """How many workers died before Dask gave a batch up is the scheduler's own count
+    (``allowed-failures + 1``, carried by ``KilledWorker``): 3 on rnnlab's LocalCluster, 4 on a
+    cluster of your own with Dask's default, whatever rnnlab's RETRIES says."""
+    from types import SimpleNamespace
+
+    from rnnlab.run.executors.dask import DaskExecutor
+
+    class Killed:
+        def result(self):
+            raise distributed.KilledWorker("rnnlab-batch-x-0",
+                                           SimpleNamespace(address="tcp://10.0.0.9:1234"), 3)
+
+    ex = SimpleNamespace(killed_worker=distributed.KilledWorker,
+                         retries=rnnlab.run.executors.dask.RETRIES)
+    lost = DaskExecutor.outcome(ex, Killed(), [])
+    assert lost.final and lost.cause == "the dask workers training it died 4 times", lost
+    assert lost.error.startswith("KilledWorker: Attempted to run task 'rnnlab-batch-x-0' on 4 ")
 
 
 # ------------------------------------------------------------------------------ options

@@ -68,3 +68,24 @@ def test_committed_manifest_records_the_stack(name):
     manifest = load_manifest(ROOT / "results" / name)
     stack = manifest["fp_stack"]
     assert stack["numpy_simd"] and stack["blas"] and "cpu" in manifest
+
+
+def test_the_script_trains_on_the_engine_it_is_given(tmp_path):
+    """``scripts/reproduce.py --engine compiled`` runs every experiment on the kernel (its
+    manifest records the kernel as part of the stack) and checks the claims; a folder elsewhere
+    than results/ leaves results/ alone."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items() if k != "RNNLAB_ENGINE"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--only", "spectrum",
+         "--engine", "compiled", "--workers", "1", "--root", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "spectrum: 30 runs in " in proc.stdout and "3 of 3 claim(s) hold" in proc.stdout
+    manifest = json.loads((tmp_path / "spectrum-quick" / "manifest.json").read_text())
+    assert manifest["fp_stack"]["engine"]["name"].startswith("numba ")

@@ -13,13 +13,19 @@ resume, the progress bar and the numbers are those of a local sweep.
   interface, and closed again at the end.
 - **Bounded.** At most a window of ``2 x`` the cluster's threads (at least 4) batches is in flight;
   the next batch is submitted when one finishes, so memory does not grow with the sweep.
-- **Retries.** Tasks are submitted with ``retries`` (exceptions that escape a task); a worker that
-  dies mid-batch makes the scheduler run the batch on another worker, up to the scheduler's
-  ``distributed.scheduler.allowed-failures`` deaths (set to ``retries`` for the LocalCluster
-  started here). A retried batch is one future and is committed once. A batch beyond its
-  retries becomes failed rows carrying the error text (``KilledWorker``: reported as a final
-  loss, named in one line; an exception that escaped the task). Exceptions inside training never
-  reach Dask: ``run_batch`` records them as failed rows.
+- **Retries.** Dask's scheduler retries a batch by itself and counts two kinds of failed
+  attempt apart: an exception that escaped the task (``submit(retries=RETRIES)``; exceptions
+  inside training never get there: ``run_batch`` records them as failed rows), and the loss of a
+  worker the batch was on (``distributed.scheduler.allowed-failures``: ``RETRIES`` on rnnlab's
+  own LocalCluster, :func:`local_config`; on a cluster of your own its setting, Dask's default
+  3). The batch is given up at ``RETRIES + 1`` exceptions or ``allowed-failures + 1`` lost
+  workers, so a batch that always fails the same way is started at most ``RETRIES + 1``
+  times (lost workers: ``allowed-failures + 1``), and one that fails both ways at most
+  ``RETRIES + allowed-failures + 1`` times. A lost worker counts against every batch it held,
+  including one only queued behind the batch that killed it (with two batches in flight per
+  worker thread, the scheduler sends a second batch to a worker already training one). A retried
+  batch is one future and is committed once. A batch given up becomes failed rows carrying the
+  error text (``KilledWorker``: reported as a final loss, named in one line).
 - **Ctrl-C.** ``KeyboardInterrupt`` cancels the batches in flight, closes the client (and the
   LocalCluster) and propagates; the batches already handled are committed and kept.
 
@@ -39,8 +45,9 @@ from rnnlab.errors import EnvironmentFault, UserError
 from rnnlab.run.executors.base import THREAD_VARS, Done, Lost, failed_result
 from rnnlab.run.train import BatchResult
 
-#: Retries of a batch: task exceptions (``submit(retries=)``) and, for the LocalCluster started
-#: here, worker deaths (``allowed-failures``) before the batch is recorded as failed.
+#: Retries of a batch, counted apart by Dask's scheduler: task exceptions (``submit(retries=)``)
+#: and, on the LocalCluster started here, lost workers (``allowed-failures``), before the batch
+#: is recorded as failed.
 RETRIES = 2
 MISSING = "--executor dask needs Dask: pip install 'rnnlab[dask]'"
 
@@ -130,20 +137,44 @@ def _quiet_client_logs() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def local_config(retries: int = RETRIES) -> dict:
+    """The Dask settings under which rnnlab's own LocalCluster runs, from its start to its close
+    (the scheduler and the cluster object read some of them only as workers come and go).
+
+    - ``allowed-failures``: the batch whose workers died ``retries + 1`` times is given up.
+    - ``worker-saturation`` 1.0: batches that queue on the scheduler go to a worker only as it
+      has a thread free (the scheduler queues a task group only once it holds more than twice
+      the cluster's threads, so with the client's window it sends the first batches directly).
+    - ``lost-worker-timeout``: Dask's cluster object closes a worker's nanny for good when no
+      worker of that name is registered this long (15 s by default) after *any* removal of
+      one; a LocalCluster's nanny restarts its worker after a death, so a check that falls while
+      it restarts (from the same death or a later one) would leave the cluster a worker short
+      for the rest of the sweep (none left: the sweep waits forever), and the batch the closed
+      worker had started would run again without counting as an attempt. Never checked here.
+    """
+    return {"distributed.scheduler.allowed-failures": retries,
+            "distributed.scheduler.worker-saturation": 1.0,
+            "distributed.deploy.lost-worker-timeout": "3650 days"}
+
+
 @contextlib.contextmanager
 def _connect(distributed, sec, scheduler, workers, retries) -> Iterator:
     import dask
 
+    with dask.config.set(local_config(retries)) if scheduler is None \
+            else contextlib.nullcontext():
+        with _client_of(distributed, sec, scheduler, workers) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def _client_of(distributed, sec, scheduler, workers) -> Iterator:
     cluster = None
     if scheduler is None:
-        # worker-saturation 1.0: a worker holds only the batch it trains, so a batch that kills
-        # its worker does not take a healthy batch queued behind it down too
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                              "distributed.scheduler.worker-saturation": 1.0}):
-            cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                env={k: "1" for k in THREAD_VARS})
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+            env={k: "1" for k in THREAD_VARS})
     aborted = False
     try:
         try:
@@ -236,7 +267,8 @@ class DaskExecutor:
         except concurrent.futures.CancelledError:
             raise                  # lost scheduler or cancelled: not a failure of the runs
         except self.killed_worker as e:
-            return Lost(f"the dask workers training it died {self.retries + 1} times",
+            deaths = getattr(e, "allowed_failures", self.retries) + 1    # the scheduler's count
+            return Lost(f"the dask workers training it died {deaths} times",
                         f"{type(e).__name__}: {e}", final=True)
         except Exception as e:     # noqa: BLE001 - recorded per run, reported at the end
             return failed_result(specs, f"{type(e).__name__}: {e}")
