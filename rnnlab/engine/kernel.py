@@ -672,7 +672,7 @@ def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backwar
                     gWyT[o, h] += GO[o, h]
                 for bb in range(B):
                     gby[r, o] += DL[o, bb]
-            for bb in range(B):
+            for bb in range(B):                             # dl laid out (B, O) for _mm
                 for o in range(O):
                     DLT[bb, o] = DL[o, bb]
             _mm(DLT, WyT, direct[li], zero)                 # dl Wy^T (B, H)
