@@ -102,7 +102,7 @@ ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 def slp_compiles():
     """Numba compiles inside this block with LLVM's SLP vectoriser on (``SLP``). Numba turns it
     off by default since LLVM miscompiled some code with it (numba PR 8852); the register tiles
-    of ``_mm`` and ``_mm_tn`` need it to become vector code. It packs isomorphic scalar
+    of ``_mm`` and ``_term`` need it to become vector code. It packs isomorphic scalar
     operations into vector lanes and never reorders a floating-point operation (no fastmath),
     so it changes no bit: tests/test_kernel.py compares compiles with and without it. Numba's
     compiler lock is held so that no other thread's compile sees the setting.
@@ -136,8 +136,10 @@ def _exp_parts(xc):
     """(n, p) with exp(xc) = 2^n p: n = round(xc log2 e), r = xc - n ln 2 (|r| <= ln2 / 2,
     two-part ln 2), p(r) of degree 11 (Horner): the near-minimax fit of exp on |r| <= 0.3466
     (Chebyshev, ``mpmath.chebyfit`` at 50 digits), error < 3.2e-18, below the degree-13 Taylor
-    polynomial's 2e-17 with two multiply-adds fewer."""
-    n = math.floor(xc * _LOG2E + 0.5)
+    polynomial's 2e-17 with two multiply-adds fewer. n is an integral float (``np.floor``;
+    ``math.floor`` returns an int, which costs a conversion to int64 and one back per element
+    for n ln 2: tanh 5% slower, same values)."""
+    n = np.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
     p = 2.5110046444457486e-08
     p = p * r + 2.76326511328741e-07
@@ -373,9 +375,10 @@ def _tile_nn(A, Bm, C, i, j, K8, K, z8, eight):
 
 
 @njit(inline="always", **FLAGS)
-def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
-    """``_tile_nn`` for C = A^T Bm (``_mm_tn``): the tile's values of A come from slices of its
-    rows, A[k, i:i+8], tile row r reading element r of each."""
+def _tile_tn(A, Bm, i, j, K8, K, z8, eight):
+    """``_tile_nn`` for C = A^T Bm (``_term``): the tile's values of A come from slices of its
+    rows, A[k, i:i+8], tile row r reading element r of each. Returns the tile's rows (c0, ..,
+    c7; without ``eight`` c4.. are z8)."""
     c0, c1, c2, c3, c4, c5, c6, c7 = z8, z8, z8, z8, z8, z8, z8, z8
     for k in range(0, K8, 8):
         b = (Bm[k, j:j + 8], Bm[k + 1, j:j + 8], Bm[k + 2, j:j + 8], Bm[k + 3, j:j + 8],
@@ -403,15 +406,7 @@ def _tile_tn(A, Bm, C, i, j, K8, K, z8, eight):
             c5 = _row1(c5, q[5], b)
             c6 = _row1(c6, q[6], b)
             c7 = _row1(c7, q[7], b)
-    _put8(c0, C, i, j)
-    _put8(c1, C, i + 1, j)
-    _put8(c2, C, i + 2, j)
-    _put8(c3, C, i + 3, j)
-    if eight:
-        _put8(c4, C, i + 4, j)
-        _put8(c5, C, i + 5, j)
-        _put8(c6, C, i + 6, j)
-        _put8(c7, C, i + 7, j)
+    return c0, c1, c2, c3, c4, c5, c6, c7
 
 
 @njit(**FMA_FLAGS)
@@ -475,68 +470,74 @@ def _mm(A, Bm, C, zero):
     _part(A, False, Bm, C, zero, M4, N8)
 
 
+@njit(inline="always", **FLAGS)
+def _acc8(c, acc, i, j, sq):
+    """acc[i, j:j+8] += c (one tile row); returns sq + c * c, the eight columns' sums of squares
+    with this row added."""
+    a = acc[i, j:j + 8]
+    a[0], a[1], a[2], a[3] = a[0] + c[0], a[1] + c[1], a[2] + c[2], a[3] + c[3]
+    a[4], a[5], a[6], a[7] = a[4] + c[4], a[5] + c[5], a[6] + c[6], a[7] + c[7]
+    return _sq8(sq, c)
+
+
+@njit(inline="always", **FLAGS)
+def _acc_tile(tile, acc, lanes, i, j, eight):
+    """A tile of a term (rows i.., columns j:j+8) added into acc, and its squares into the
+    column sums lanes[j:j+8], row after row."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = tile
+    L = lanes[j:j + 8]
+    sq = (L[0], L[1], L[2], L[3], L[4], L[5], L[6], L[7])
+    sq = _acc8(c0, acc, i, j, sq)
+    sq = _acc8(c1, acc, i + 1, j, sq)
+    sq = _acc8(c2, acc, i + 2, j, sq)
+    sq = _acc8(c3, acc, i + 3, j, sq)
+    if eight:
+        sq = _acc8(c4, acc, i + 4, j, sq)
+        sq = _acc8(c5, acc, i + 5, j, sq)
+        sq = _acc8(c6, acc, i + 6, j, sq)
+        sq = _acc8(c7, acc, i + 7, j, sq)
+    L[0], L[1], L[2], L[3], L[4], L[5], L[6], L[7] = sq
+
+
 @njit(**FLAGS)
-def _mm_tn(A, Bm, C, zero):
-    """C = A^T Bm, A: (K, M): ``_mm``'s tiles and sums with A read down its columns."""
-    K, M = A.shape
-    N = Bm.shape[1]
-    if M == 0 or N == 0:
-        return
-    K8, N8, M8, M4 = K - K % 8, N - N % 8, M - M % 8, M - M % 4
+def _term(A, Bm, C, acc, lanes, zero):
+    """A per-step weight-gradient term A^T Bm (P, Q), A: (K, P), Bm: (K, Q), added into acc
+    (P, Q); returns its ||.||_F^2. ``_mm``'s tiles and sums with A read down its columns
+    (``_tile_tn``), but each tile goes from the registers straight into acc, and its squares
+    into the column sums lanes (Q,), instead of into a work array and from there through a
+    second pass (that pass cost about a third as much as the product itself on the sweep's
+    32 x 32 terms). Only what the tiles leave (rows past the last multiple of 4, columns past
+    the last multiple of 8) goes through the work array C (``_part``). Every column sums its
+    squares in row order (the tiles' rows, then C's), then the columns are summed in order:
+    the same sums in the same order whatever the shape."""
+    K, P = A.shape
+    Q = Bm.shape[1]
+    for j in range(Q):
+        lanes[j] = zero
+    sq = zero
+    if P == 0 or Q == 0:
+        return sq
+    K8, Q8, P8, P4 = K - K % 8, Q - Q % 8, P - P % 8, P - P % 4
     C[0, 0] = zero
     z = C[0, 0]
     z8 = (z, z, z, z, z, z, z, z)
-    for i in range(0, M8, 8):
-        for j in range(0, N8, 8):
-            _tile_tn(A, Bm, C, i, j, K8, K, z8, True)
-    if M8 < M4:
-        for j in range(0, N8, 8):
-            _tile_tn(A, Bm, C, M8, j, K8, K, z8, False)
-    _part(A, True, Bm, C, zero, M4, N8)
-
-
-@njit(**FLAGS)
-def _add8(a, m):
-    """a[0:8] += m[0:8] (8-element slices)."""
-    a[0], a[1], a[2], a[3] = a[0] + m[0], a[1] + m[1], a[2] + m[2], a[3] + m[3]
-    a[4], a[5], a[6], a[7] = a[4] + m[4], a[5] + m[5], a[6] + m[6], a[7] + m[7]
-
-
-@njit(**FLAGS)
-def _term_acc(M, acc, lanes, zero):
-    """acc += M (a per-step weight-gradient term, (P, Q)); returns ||M||_F^2, summed per column
-    into lanes (Q,) first, then over the columns (a fixed order that vectorises). Narrow terms
-    (Q <= 64) go eight columns at a time, their sums of squares held in registers (a tuple)
-    down the rows: row by row, each row's few vectors of lanes[] would wait on the previous
-    row's stores. Wide terms go row by row (one pass in memory order; column blocks down all
-    rows took ~10% longer for the LSTM's 256 x 1024 terms). Same sums in the same order."""
-    P, Q = M.shape
-    for j in range(Q):
-        lanes[j] = zero
-    if Q > 64:
-        for i in range(P):
-            for j in range(Q):
-                m1 = M[i, j]
-                acc[i, j] += m1
-                lanes[j] += m1 * m1
-    else:
-        Q8 = Q - Q % 8
+    for i in range(0, P8, 8):
         for j in range(0, Q8, 8):
-            Lj = lanes[j:j + 8]
-            c = (Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7])
-            for i in range(P):
-                m = M[i, j:j + 8]
-                _add8(acc[i, j:j + 8], m)
-                c = _sq8(c, m)
-            Lj[0], Lj[1], Lj[2], Lj[3], Lj[4], Lj[5], Lj[6], Lj[7] = c
-        for j in range(Q8, Q):
-            c1 = lanes[j]
-            for i in range(P):
-                m1 = M[i, j]
-                acc[i, j] += m1
-                c1 += m1 * m1
-            lanes[j] = c1
-    sq = zero
+            _acc_tile(_tile_tn(A, Bm, i, j, K8, K, z8, True), acc, lanes, i, j, True)
+    if P8 < P4:
+        for j in range(0, Q8, 8):
+            _acc_tile(_tile_tn(A, Bm, P8, j, K8, K, z8, False), acc, lanes, P8, j, False)
+    _part(A, True, Bm, C, zero, P4, Q8)
+    for i in range(P4, P):                  # rows below the tiles, the tiles' columns
+        for j in range(Q8):
+            acc[i, j] += C[i, j]
+            lanes[j] += C[i, j] * C[i, j]
+    for j in range(Q8, Q):                  # columns right of the tiles, every row
+        c1 = lanes[j]
+        for i in range(P):
+            acc[i, j] += C[i, j]
+            c1 += C[i, j] * C[i, j]
+        lanes[j] = c1
     for j in range(Q):
         sq += lanes[j]
     return sq
@@ -571,7 +572,8 @@ def _head_scratch(T, B, H, O, like):
     O8 = O + (-O) % 8
     return (np.zeros((H, O8), dt), np.empty((n, O8), dt), np.empty((O, n), dt),
             np.empty((O, n), dt), np.empty(n, dt), np.empty(n, dt), np.empty((O, B), dt),
-            np.empty((O, H), dt), np.empty((O, H), dt), np.empty((O, H), dt), np.empty(B, dt))
+            np.empty((B, O), dt), np.empty((O, H), dt), np.empty((O, H), dt),
+            np.empty((O, H), dt), np.empty(B, dt))
 
 
 @njit(**FLAGS)
@@ -591,7 +593,7 @@ def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backwar
     """
     T, B, H = Sr.shape
     O = Wy.shape[2]
-    Wp, LB, L, Yt, mQ, sQ, DL, GO, WyT, gWyT, inner = hs
+    Wp, LB, L, Yt, mQ, sQ, DL, DLT, GO, WyT, gWyT, inner = hs
     t0 = 0 if (loss_all or outputs) else T - 1
     n = (T - t0) * B
     for h in range(H):
@@ -670,7 +672,10 @@ def _head_loss(r, rp, rd, Sr, Wy, by, d, softmax, ce, loss_all, outputs, backwar
                     gWyT[o, h] += GO[o, h]
                 for bb in range(B):
                     gby[r, o] += DL[o, bb]
-            _mm_tn(DL, WyT, direct[li], zero)               # dl Wy^T (B, H)
+            for bb in range(B):                             # dl laid out (B, O) for _mm
+                for o in range(O):
+                    DLT[bb, o] = DL[o, bb]
+            _mm(DLT, WyT, direct[li], zero)                 # dl Wy^T (B, H)
     if backward:
         for h in range(H):
             for o in range(O):
@@ -734,10 +739,8 @@ def _weight_grads(r, s0r, Sr, xr, A, gWs, gWx, gb, M, Mx, lanes, norms, dWs, dWx
     T, B, G = A.shape
     for t in range(T):
         sprev = s0r if t == 0 else Sr[t - 1]
-        _mm_tn(sprev, A[t], M, zero)                        # s_{t-1}^T dz_t
-        sq = _term_acc(M, gWs[r], lanes, zero)
-        _mm_tn(xr[t], A[t], Mx, zero)                       # x_t^T dz_t
-        sqx = _term_acc(Mx, gWx[r], lanes, zero)
+        sq = _term(sprev, A[t], M, gWs[r], lanes, zero)     # s_{t-1}^T dz_t
+        sqx = _term(xr[t], A[t], Mx, gWx[r], lanes, zero)   # x_t^T dz_t
         if norms:
             dWs[r, t] = math.sqrt(sq)
             dWx[r, t] = math.sqrt(sqx)
@@ -1128,15 +1131,13 @@ def gru_kernel(Wx, Ws, b, Wy, by, x, d, s0, bn, clip, softmax, ce, loss_all, k, 
         # ---- weight gradients: the per-step terms, summed in step order --------------------------
         for t in range(T):
             sprev = s0[rs] if t == 0 else S[r, t - 1]
-            _mm_tn(sprev, A[t], M, zero)                    # s_{t-1}^T [da_r, da_z, dq]
-            sq = _term_acc(M, gWs[r], lanes, zero)
+            sq = _term(sprev, A[t], M, gWs[r], lanes, zero) # s_{t-1}^T [da_r, da_z, dq]
             for bb in range(B):
                 for j in range(2 * H):
                     DX[bb, j] = A[t, bb, j]
                 for j in range(H):
                     DX[bb, 2 * H + j] = Q[t, bb, j]
-            _mm_tn(x[rx, t], DX, Mx, zero)                  # x_t^T [da_r, da_z, da_n]
-            sqx = _term_acc(Mx, gWx[r], lanes, zero)
+            sqx = _term(x[rx, t], DX, Mx, gWx[r], lanes, zero)  # x_t^T [da_r, da_z, da_n]
             if norms:
                 dWs[r, t] = math.sqrt(sq)
                 dWx[r, t] = math.sqrt(sqx)
