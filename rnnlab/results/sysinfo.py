@@ -117,8 +117,8 @@ def engine_info() -> dict:
 
     info = kernel_info()
     return {"name": "numba " + str(info.get("version")), "flags": info.get("flags"),
-            "contract": info.get("contract"), "cpu": info.get("cpu_name"), "cpu_features": info.get("cpu_features"),
-            "opt": info.get("opt")}
+            "contract": info.get("contract"), "cpu": info.get("cpu_name"),
+            "cpu_features": info.get("cpu_features"), "opt": info.get("opt")}
 
 
 def fp_stack() -> dict:
