@@ -102,8 +102,9 @@ def measure(kinds, file: Path, workers: list[int], engines: list[str], repeats: 
 
 
 def table(rows: list[dict]) -> str:
-    base = {(r["command"]): r["wall_s"] for r in rows
-            if r["workers"] == 1 and r["engine"] == rows[0]["engine"]}
+    base: dict[str, float] = {}
+    for r in rows:                                  # the first row of each command
+        base.setdefault(r["command"], r["wall_s"])
     lines = ["| command | engine | workers | wall (median, range) | CPU, children incl. | "
              "x first row of its command |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
