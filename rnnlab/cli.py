@@ -324,6 +324,12 @@ def sweep(
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     use_engine(engine)
+    if executor == "local" and workers > 1 and not dry_run:
+        # the workers' fork server imports the training code while this process imports
+        # its own and reads the experiment (the sweep would start it a moment later)
+        from rnnlab.run.executors.pool import start_server
+
+        start_server()
     import contextlib
     import signal
     import time

@@ -15,7 +15,6 @@ import pytest
 from conftest import load_script, tiny_data, write_yaml
 
 import rnnlab.engine
-import rnnlab.run.executors.base
 import rnnlab.run.plan
 import rnnlab.run.sweep
 import rnnlab.run.train
@@ -35,7 +34,7 @@ def tiny_file(tmp_path) -> Path:
 
 
 def originals() -> dict:
-    return {"train_batch": rnnlab.run.executors.base.train_batch,
+    return {"train_batch": rnnlab.run.train.train_batch,
             "plan": rnnlab.run.plan.plan_batches,
             "bptt": rnnlab.run.train.bptt, "forward": rnnlab.run.train.forward,
             "summary_of": rnnlab.run.sweep.summary_of, "open": vars(ResultsStore)["open"],

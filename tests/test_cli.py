@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import invoke, ok
 
-import rnnlab.run.executors.base
+import rnnlab.run.train
 from rnnlab.cli import app
 from rnnlab.engine.gradcheck import check
 from rnnlab.results.readers import load_runs
@@ -159,7 +159,7 @@ def test_sweep_again_resumes_and_recomputes_nothing(tiny_experiment, tmp_path, m
 
     def boom(specs, progress=None):
         raise AssertionError("a finished run was recomputed")
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", boom)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", boom)
     res = ok(invoke("sweep", path, "--out", out, "--no-progress"))
     assert "0 run(s) now, 8 already done" in " ".join(res.stderr.split())
     assert {p: s for p, s in snapshot(out).items() if p.startswith("grad_norms")} == before
@@ -340,13 +340,13 @@ def test_folder_of_another_experiment_is_overwritten_with_fresh(tiny_experiment,
 
 
 def test_failed_runs_exit_1_and_are_reported(tiny_experiment, tmp_path, monkeypatch):
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
 
     def flaky(specs, progress=None):
         if specs[0].config.task.seq_len == 5:
             raise RuntimeError("boom")
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", flaky)
     out = tmp_path / "out"
     res = invoke("sweep", tiny_experiment(), "--out", out, "--no-progress", "--format", "csv")
     assert res.exit_code == 1
@@ -359,7 +359,7 @@ def test_failed_runs_exit_1_and_are_reported(tiny_experiment, tmp_path, monkeypa
 
 def test_interrupted_sweep_exits_130_and_keeps_the_finished_batch(tiny_experiment, tmp_path,
                                                                    monkeypatch):
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
     calls = []
 
     def interrupt_second(specs, progress=None):
@@ -367,14 +367,14 @@ def test_interrupted_sweep_exits_130_and_keeps_the_finished_batch(tiny_experimen
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt_second)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", interrupt_second)
     out = tmp_path / "out"
     path = tiny_experiment()
     res = invoke("sweep", path, "--out", out, "--no-progress")
     assert res.exit_code == 130
     assert "interrupted" in res.stderr and "Traceback" not in res.stderr
     assert len(load_runs(out)) == 4
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", real)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", real)
     res = ok(invoke("sweep", path, "--out", out, "--no-progress"))
     assert "4 run(s) now, 4 already done" in " ".join(res.stderr.split())
 

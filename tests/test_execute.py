@@ -10,6 +10,7 @@ import pytest
 from conftest import tiny_exp
 
 import rnnlab.run.executors.base
+import rnnlab.run.train
 from rnnlab.errors import UserError
 from rnnlab.run import execute, plan
 from rnnlab.run.plan import plan_batches, run_bytes
@@ -135,13 +136,13 @@ def test_serial_execution_commits_each_batch_then_reports_it():
 
 
 def test_a_raising_batch_becomes_failed_rows(monkeypatch):
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
 
     def flaky(specs, progress=None):
         if specs[0].config.task.seq_len == 5:
             raise ValueError("bad batch")
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", flaky)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert (outcome.done, outcome.ok, outcome.failed) == (8, 4, 4)
@@ -157,14 +158,14 @@ def test_a_raising_batch_becomes_failed_rows(monkeypatch):
 def test_fail_fast_stops_at_the_first_failure(monkeypatch):
     def always(specs, progress=None):
         raise RuntimeError("no")
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", always)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", always)
     got = []
     outcome = execute.execute(_batches(), got.append, fail_fast=True)
     assert len(got) == 1 and outcome.failed == 2 and outcome.done == 2
 
 
 def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
     calls = []
 
     def interrupt_third(specs, progress=None):
@@ -172,7 +173,7 @@ def test_keyboard_interrupt_keeps_committed_batches(monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt_third)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", interrupt_third)
     got = []
     outcome = execute.execute(_batches(), got.append)
     assert outcome.interrupted and outcome.done == 4 and len(got) == 2
@@ -344,3 +345,20 @@ def test_one_pool_serves_sweeps_in_turn_with_the_same_numbers(tmp_path):
     pd.testing.assert_frame_equal(numbers("here").reset_index(drop=True),
                                   numbers("a").reset_index(drop=True), check_exact=True)
     assert len(numbers("b")) == 8
+
+
+def test_the_fork_server_can_start_before_the_training_code_is_imported():
+    """``rnnlab sweep --workers N`` starts the workers' fork server first thing: importing the
+    pool imports neither the training code nor pandas (a fresh interpreter shows it), and the
+    server itself preloads the training code, so that no worker imports it again."""
+    import subprocess
+    import sys
+
+    from rnnlab.run.executors import pool
+
+    code = ("import sys, rnnlab.run.executors.pool; "
+            "print(sorted(m for m in ('pandas', 'rnnlab.run.train', 'rnnlab.engine') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert {"__main__", "rnnlab.run.train"} <= set(pool.preload())

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_exp
 
-import rnnlab.run.executors.base
+import rnnlab.run.train
 from rnnlab.errors import UserError
 from rnnlab.results.readers import load_grad_norms, load_metrics, load_runs
 from rnnlab.results.store import ResultsStore
@@ -51,7 +51,7 @@ def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
 
     def boom(specs, progress=None):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", boom)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", boom)
     again = run_sweep(exp, tmp_path / "out")
     assert again.skipped == again.total == 8
     assert again.outcome.done == 0 and again.outcome.failed == 0
@@ -124,12 +124,12 @@ def test_results_do_not_depend_on_workers_or_batching(tmp_path, workers, max_bat
 
 def test_memory_budget_splits_batches_without_changing_numbers(tmp_path, monkeypatch):
     sizes = []
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
 
     def spy(specs, progress=None):
         sizes.append(len(specs))
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", spy)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", spy)
     runs = tiny_exp().runs()
     short, long = (plan.run_bytes(runs[i].config) for i in (0, -1))     # T=3 and T=5
     budget = 2 * long
@@ -144,7 +144,7 @@ def test_memory_budget_splits_batches_without_changing_numbers(tmp_path, monkeyp
 
 
 def _fail_seq_len(monkeypatch, seq_len, exc=RuntimeError("boom")):
-    real = rnnlab.run.executors.base.train_batch
+    real = rnnlab.run.train.train_batch
     calls = []
 
     def flaky(specs, progress=None):
@@ -152,7 +152,7 @@ def _fail_seq_len(monkeypatch, seq_len, exc=RuntimeError("boom")):
         if specs[0].config.task.seq_len == seq_len:
             raise exc
         return real(specs, progress)
-    monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", flaky)
+    monkeypatch.setattr(rnnlab.run.train, "train_batch", flaky)
     return calls
 
 
@@ -225,7 +225,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_to_the_same_number
         tmp_path, monkeypatch, where):
     out = tmp_path / "out"
     if where == "train":
-        real = rnnlab.run.executors.base.train_batch
+        real = rnnlab.run.train.train_batch
         calls = []
 
         def interrupt(specs, progress=None):
@@ -233,7 +233,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes_to_the_same_number
             if len(calls) == 2:
                 raise KeyboardInterrupt
             return real(specs, progress)
-        monkeypatch.setattr(rnnlab.run.executors.base, "train_batch", interrupt)
+        monkeypatch.setattr(rnnlab.run.train, "train_batch", interrupt)
     else:
         real_write = ResultsStore.write_batch
         commits = []

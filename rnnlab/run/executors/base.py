@@ -23,9 +23,14 @@ from __future__ import annotations
 import os
 import traceback
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rnnlab.run.train import BatchResult, train_batch
+if TYPE_CHECKING:
+    from rnnlab.run.train import BatchResult
+
+# The training code (NumPy, pandas, the engine) is imported where a batch is trained or its
+# failure recorded, not here: a process that only starts workers (the fork server's early
+# start, ``rnnlab.run.executors.pool.start_server``) does not wait for it.
 
 #: Environment variables that limit BLAS and OpenMP to one thread in worker processes.
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -67,6 +72,8 @@ class Executor(Protocol):
 
 def failed_result(specs, error: str) -> BatchResult:
     """Rows for runs whose batch raised: status failed, the error kept, no norms or metrics."""
+    from rnnlab.run.train import BatchResult
+
     rows = [{"run_id": s.run_id, **s.swept, "seed": s.seed, "status": "failed", "error": error,
              "seq_len": s.config.task.seq_len, "solved": False} for s in specs]
     return BatchResult(rows, None, None)
@@ -75,6 +82,8 @@ def failed_result(specs, error: str) -> BatchResult:
 def run_batch(specs) -> BatchResult:
     """Train one batch; any exception becomes failed rows (so one bad batch never ends a sweep).
     This is the task every executor runs."""
+    from rnnlab.run.train import train_batch
+
     try:
         return train_batch(specs)
     except Exception as e:  # noqa: BLE001 - recorded per run, reported at the end

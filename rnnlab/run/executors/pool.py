@@ -29,7 +29,7 @@ from rnnlab.run.executors.base import THREAD_VARS, Done, Lost
 
 #: Modules the fork server imports once for every worker it forks: the main module (a script
 #: or the ``rnnlab`` command, which a worker would otherwise import again) and the training code.
-PRELOAD = ["__main__", "rnnlab.run.executors.base"]
+PRELOAD = ["__main__", "rnnlab.run.executors.base", "rnnlab.run.train"]
 
 
 def preload() -> list[str]:
