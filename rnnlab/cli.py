@@ -50,15 +50,19 @@ TRACEBACK_VAR = "RNNLAB_TRACEBACK"
 
 
 def user_errors(fn):
-    """Turn UserError into a clean one-line error with exit status 2 (no traceback). Anything
-    else that escapes is a bug in rnnlab: one line too (the exception and where it was raised),
-    exit status 1, and the traceback only with RNNLAB_TRACEBACK set."""
+    """Turn UserError into a clean one-line error with exit status 2 (no traceback), and a
+    Ctrl-C that no command handles itself (a sweep does, once it trains) into one line and exit
+    status 130. Anything else that escapes is a bug in rnnlab: one line too (the exception and
+    where it was raised), exit status 1, and the traceback only with RNNLAB_TRACEBACK set."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            err.print("rnnlab: interrupted", markup=False)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException):   # typer's own ways out
             raise
         except Exception as e:  # noqa: BLE001 - the boundary: a bug becomes one line

@@ -379,6 +379,20 @@ def test_interrupted_sweep_exits_130_and_keeps_the_finished_batch(tiny_experimen
     assert "4 run(s) now, 4 already done" in " ".join(res.stderr.split())
 
 
+def test_ctrl_c_before_a_sweep_trains_is_one_line_and_exit_130(tiny_experiment, tmp_path,
+                                                               monkeypatch):
+    """A Ctrl-C while the experiment is read (before anything is written) ends the command with
+    one line and exit status 130, as one during training does."""
+    import rnnlab.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(rnnlab.cli, "load", interrupted)
+    res = invoke("sweep", tiny_experiment(), "--out", tmp_path / "out", "--workers", "2")
+    assert res.exit_code == 130 and res.stderr == "rnnlab: interrupted\n", res.stderr
+    assert res.stdout == "" and not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------ gradcheck, run
 
 
