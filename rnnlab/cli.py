@@ -328,12 +328,12 @@ def sweep(
 ):
     """Run every run of an experiment (resuming a folder), store norms, print the summary."""
     use_engine(engine)
-    if executor == "local" and workers > 1 and not dry_run:
-        # the workers' fork server imports the training code while this process imports
-        # its own and reads the experiment (the sweep would start it a moment later)
-        from rnnlab.run.executors.pool import start_server
+    if not dry_run:
+        # the workers' fork server (if any) imports the training code while this process
+        # imports its own and reads the experiment (the sweep would start it a moment later)
+        from rnnlab.run.execute import prepare_executor
 
-        start_server()
+        prepare_executor(executor, workers)
     import contextlib
     import signal
     import time

@@ -23,11 +23,14 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rnnlab.errors import UserError
 from rnnlab.run.executors import EXECUTORS, base
 from rnnlab.run.executors.base import Executor, Lost, failed_result
-from rnnlab.run.train import BatchResult
+
+if TYPE_CHECKING:
+    from rnnlab.run.train import BatchResult
 
 #: Attempts after the first of a batch whose worker process dies (killed by a signal, as the
 #: out-of-memory killer does, or exiting) before its runs are recorded as failed.
