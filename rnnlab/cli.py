@@ -720,16 +720,19 @@ def run(
 @app.command()
 @user_errors
 def warmup():
-    """Compile the engine kernel ahead (e.g. once per machine of a cluster) into its cache."""
-    from rnnlab.engine.compiled import cache_dir
+    """Compile the engine kernel and the task draws ahead (e.g. once per machine of a cluster)
+    into their cache."""
+    from rnnlab.compiling import cache_dir
     from rnnlab.engine.compiled import warmup as compile_all
     from rnnlab.engine.select import numba_available
+    from rnnlab.tasks.compiled import ready as draws_ready
     if not numba_available():
         fail("warmup: numba is not installed (pip install 'rnnlab[fast]'); the NumPy engine "
              "needs no warmup")
     for (cell, dtype), took in compile_all().items():      # a compile announces itself
         if took is None:
             err.print(f"rnnlab: kernel {cell} {dtype}: loaded from the cache", markup=False)
+    draws_ready()                                           # so does this one, or a mismatch
     err.print(f"rnnlab: kernel cache: {cache_dir()}", markup=False)
 
 

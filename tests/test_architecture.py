@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rnnlab"
 
 #: The layers, top to bottom; a module may import its own layer or any layer below it.
 LAYERS = ["cli", "report", "notebook", "plot", "run", "experiment", "analysis", "results",
-          "engine", "tasks", "timing", "errors"]
+          "engine", "tasks", "compiling", "timing", "errors"]
 #: Layers on the same level that must not import each other.
 SIBLINGS = {("engine", "tasks"), ("tasks", "engine"), ("timing", "errors"), ("errors", "timing")}
 

@@ -19,6 +19,7 @@ numba = pytest.importorskip("numba")
 from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from rnnlab import compiling  # noqa: E402
 from rnnlab.engine import (  # noqa: E402
     bptt,
     forward,
@@ -332,7 +333,7 @@ def test_engine_choice_env_setter_and_errors(monkeypatch):
 
 def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsys):
     monkeypatch.setattr(select, "numba_available", lambda: False)
-    monkeypatch.setattr(comp, "_said", set())
+    monkeypatch.setattr(compiling, "_said", set())
     P, x, d = problem(7)
     ref = with_engine("numpy", bptt, P, x, d)
     capsys.readouterr()
@@ -349,7 +350,7 @@ def test_without_numba_the_numpy_engine_runs_and_says_so_once(monkeypatch, capsy
 def test_uncovered_cell_runs_on_numpy_and_says_so_once(monkeypatch, capsys):
     """A cell the kernel does not cover (as the LSTM is here made to be) runs on NumPy."""
     monkeypatch.setattr(comp, "KERNEL_CELLS", ("rnn",))
-    monkeypatch.setattr(comp, "_said", set())
+    monkeypatch.setattr(compiling, "_said", set())
     rng = np.random.default_rng(0)
     p = init_params(rng, cell="lstm", input_size=2, hidden=3, output_size=2, scale=1.0)
     x = rng.standard_normal((4, 2, 2))
@@ -376,16 +377,16 @@ def test_cache_folder_per_user_with_fallback(monkeypatch, tmp_path):
     monkeypatch.delenv("RNNLAB_CACHE_DIR", raising=False)
     monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert comp.cache_dir() == str(tmp_path / "cache" / "rnnlab" / "numba")
-    assert numba.config.CACHE_DIR == comp.cache_dir()
+    assert compiling.cache_dir() == str(tmp_path / "cache" / "rnnlab" / "numba")
+    assert numba.config.CACHE_DIR == compiling.cache_dir()
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    folder = comp.cache_dir()
+    folder = compiling.cache_dir()
     assert Path(folder).name.startswith("rnnlab-numba-") and Path(folder).is_dir()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
-    assert comp.cache_dir() == str(tmp_path / "mine")
+    assert compiling.cache_dir() == str(tmp_path / "mine")
 
 
 def test_cache_entries_are_kept_per_package_name():

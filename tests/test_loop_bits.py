@@ -3,7 +3,8 @@
 - Samplers: ``Task.sample`` and ``Task.sample_runs`` against a frozen copy of the samplers as
   they were (tests/frozen_samplers.py: each built and returned new arrays), for every task and
   task option, several lengths (T = 1 included where allowed), batch sizes and both dtypes, and
-  the Generators' states after the draws (the same draws, in the same order).
+  the Generators' states after the draws (the same draws, in the same order); the compiled
+  draws (``sample_runs(..., compiled=True)``, tests/test_draws.py) against the same.
 - Optimiser: ``optim.step`` against a frozen copy of the old one (tests/frozen_optim.py) and
   against the update equations written per run with scalars, for every optimiser (nesterov
   included), per-run hyper-parameters and the ``active`` mask (with inf/NaN in frozen runs).
@@ -48,15 +49,19 @@ def test_samplers_same_bits_as_before(name, T, opts, dtype):
         old = [np.random.default_rng(s) for s in seeds]
         new = [np.random.default_rng(s) for s in seeds]
         runs = [np.random.default_rng(s) for s in seeds]
+        fast = [np.random.default_rng(s) for s in seeds]
         for _ in range(3):                       # consecutive batches from the same streams
             ref = [_old_sample(task, g, B, dtype) for g in old]
             got = [task.sample(g, B, dtype=dtype) for g in new]
             x, d = task.sample_runs(runs, B, dtype=dtype)
+            xc, dc = task.sample_runs(fast, B, dtype=dtype, compiled=True)
             for r, (xo, do) in enumerate(ref):
                 assert _bits(got[r][0]) == _bits(xo) and _bits(got[r][1]) == _bits(do)
                 assert _bits(x[r]) == _bits(xo) and _bits(d[r]) == _bits(do)
-        for a, b, c in zip(old, new, runs, strict=True):     # the same draws were taken
-            assert a.bit_generator.state == b.bit_generator.state == c.bit_generator.state
+                assert _bits(xc[r]) == _bits(xo) and _bits(dc[r]) == _bits(do)
+        for a, b, c, f in zip(old, new, runs, fast, strict=True):    # the same draws were taken
+            assert a.bit_generator.state == b.bit_generator.state == c.bit_generator.state \
+                == f.bit_generator.state
 
 
 def test_sample_runs_checks_every_generator():

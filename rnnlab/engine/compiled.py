@@ -2,13 +2,9 @@
 call from ``bptt`` (``run``), ``warmup`` and ``kernel_info`` for the manifest.
 
 Numba is imported only when the compiled engine runs (``kernel.py``). Compiled code is cached on
-disk once per cell and dtype (shapes are run-time values) in a per-user folder, so a read-only
-install and Dask workers work too:
-
-    NUMBA_CACHE_DIR if set, else $RNNLAB_CACHE_DIR/numba, else $XDG_CACHE_HOME/rnnlab/numba,
-    else ~/.cache/rnnlab/numba; if that folder cannot be written, <tmp>/rnnlab-numba-<uid>.
-
-A compile (not a load from the cache) is announced in one line on stderr with its duration.
+disk once per cell and dtype (shapes are run-time values) in the per-user folder of
+:func:`rnnlab.compiling.cache_dir`, so a read-only install and Dask workers work too. A compile
+(not a load from the cache) is announced in one line on stderr with its duration.
 
 The large result arrays (states, cells, outputs) come from ``result_array``: memory that an
 earlier call returned and that nothing references any more, else new memory. New memory of that
@@ -21,20 +17,18 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
+from ..compiling import announce_once, cache_dir
 from .cells import GATES
 
 #: Cells the kernel covers (others run on the NumPy engine, said once).
 KERNEL_CELLS = ("rnn", "lstm", "gru")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
-_said: set = set()
 _ready: set = set()
 
 #: ``result_array`` recycles arrays of at least this many bytes (smaller ones come from malloc's
@@ -78,44 +72,6 @@ def release_arrays() -> None:
     """Forget the arrays kept for reuse (``result_array``); the unreferenced ones are freed."""
     with _pool_lock:
         _pool.clear()
-
-
-def announce_once(key, message: str) -> None:
-    """One line on stderr, once per process and key."""
-    if key in _said:
-        return
-    _said.add(key)
-    print(f"rnnlab: {message}", file=sys.stderr, flush=True)
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-        return True
-    except OSError:
-        return False
-
-
-def cache_dir() -> str:
-    """The folder the kernel's compiled code is cached in (module docstring); sets
-    NUMBA_CACHE_DIR (read by numba at import, and inherited by worker processes)."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
-    if os.environ.get("RNNLAB_CACHE_DIR"):
-        base = Path(os.environ["RNNLAB_CACHE_DIR"])
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnlab"
-    folder = base / "numba"
-    if not _writable(folder):
-        uid = os.getuid() if hasattr(os, "getuid") else "user"
-        folder = Path(tempfile.gettempdir()) / f"rnnlab-numba-{uid}"
-        _writable(folder)
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)
-    if "numba" in sys.modules:                  # numba imported before us: tell its config too
-        sys.modules["numba"].config.CACHE_DIR = str(folder)
-    return str(folder)
 
 
 def kernel_info() -> dict:

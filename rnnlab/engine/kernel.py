@@ -61,25 +61,22 @@ import os
 
 import numpy as np
 
-from .compiled import cache_dir
+from ..compiling import cache_subdir
 
-_CACHE = cache_dir()            # NUMBA_CACHE_DIR must be set before numba is imported
+#: Whether the kernels are compiled with LLVM's SLP vectoriser (``slp_compiles``); only
+#: RNNLAB_KERNEL_SLP=0 turns it off (a check and a fallback: the same bits, ~2x slower products),
+#: and such compiles are cached in a folder of their own.
+SLP = os.environ.get("RNNLAB_KERNEL_SLP", "1") != "0"
+# NUMBA_CACHE_DIR must be set before numba is imported; the locator reads CACHE_DIR when the
+# functions below are decorated (one subfolder per package name, ``cache_subdir``)
+_CACHE = cache_subdir(__name__, "-slp" if SLP else "-noslp")
 
 import numba  # noqa: E402
 from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-# Numba keys its cache by source file, not by module name, and a cached kernel refers to its
-# module by name: this file imported under another name (benchmarks/ab.py imports the working
-# tree as rnnlab_ab_new) must not share entries with ``rnnlab``. One subfolder per top-level name;
-# the locator reads CACHE_DIR when the functions below are decorated.
-#: Whether the kernels are compiled with LLVM's SLP vectoriser (``slp_compiles``); only
-#: RNNLAB_KERNEL_SLP=0 turns it off (a check and a fallback: the same bits, ~2x slower products),
-#: and such compiles are cached in a folder of their own.
-SLP = os.environ.get("RNNLAB_KERNEL_SLP", "1") != "0"
-numba.config.CACHE_DIR = os.path.join(_CACHE, __name__.partition(".")[0]
-                                      + ("-slp" if SLP else "-noslp"))
+numba.config.CACHE_DIR = _CACHE
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}

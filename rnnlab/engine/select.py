@@ -90,7 +90,7 @@ def active_engine() -> str:
     if numba_available():
         return "compiled"
     if name == "compiled":
-        from .compiled import announce_once
+        from ..compiling import announce_once
         announce_once("unavailable", "engine 'compiled' asked for but numba is not installed "
                       "(pip install 'rnnlab[fast]'); the NumPy engine runs")
     return "numpy"

@@ -35,7 +35,16 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from rnnlab.analysis.lyapunov_stats import analyse, lyapunov_table
-from rnnlab.engine import bptt, clip_grads, forward, global_norm, init_params, optim, spectral_stats
+from rnnlab.engine import (
+    active_engine,
+    bptt,
+    clip_grads,
+    forward,
+    global_norm,
+    init_params,
+    optim,
+    spectral_stats,
+)
 from rnnlab.tasks import ACCURACY_CRITERIA, EXPLODED_FACTOR, TASK_OPTIONS, make_task
 from rnnlab.timing import timed
 
@@ -90,9 +99,10 @@ def _stack(dicts):
 
 
 @timed("data")
-def _sample(task, rngs, batch, dtype):
-    """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O)."""
-    return task.sample_runs(rngs, batch, dtype=dtype)
+def _sample(task, rngs, batch, dtype, compiled):
+    """One batch per run from each run's own Generator: x (R, T, B, I), d (R, T, B, O); with
+    ``compiled``, by the compiled draws where they cover the task (the same numbers)."""
+    return task.sample_runs(rngs, batch, dtype=dtype, compiled=compiled)
 
 
 class Trainer:
@@ -114,6 +124,7 @@ class Trainer:
         self.current_step = 0
         m, tr = cfg.model, cfg.train
         self.dtype = np.dtype(m.dtype)
+        self.compiled = active_engine() == "compiled"     # the data too: compiled draws
         self.R = R = len(self.specs)
         # 1, or 1 / (T + 2 copy_len) for copy scored as Arjovsky et al.: the engine's loss is a
         # sum over steps, and its gradient is linear in it, so scaling the loss, the gradients
@@ -157,7 +168,8 @@ class Trainer:
         ``norms`` and ``accuracy`` are None, and so is ``grad_norm_clipped``, whose norm of the
         clipped gradients is not taken): loss, gradients and the update are the same."""
         task = self.task_at(self.current_step)
-        x, d = _sample(task, self.data_rngs, self.cfg.task.batch, self.dtype)
+        x, d = _sample(task, self.data_rngs, self.cfg.task.batch, self.dtype,
+                       self.compiled)
         params = self.params                # the weights of this step (before its updates)
         T = x.shape[1]
         N = self.cfg.train.tbptt or T
@@ -353,7 +365,7 @@ class Trainer:
                 x, d = kept[0][rows], kept[1][rows]
             else:
                 rngs = [np.random.default_rng(self.eval_seeds[i]) for i in r]
-                x, d = _sample(self.task, rngs, n, self.dtype)
+                x, d = _sample(self.task, rngs, n, self.dtype, self.compiled)
             res = forward({k: v[r] for k, v in self.params.items()}, x, d, **self.kw)
             loss[a:a + chunk] = res.loss * self.loss_scale
             got = self.task.accuracy(res.outputs, d)
@@ -377,7 +389,7 @@ class Trainer:
             return None
         if self._held_out is None:
             rngs = [np.random.default_rng(seed) for seed in self.eval_seeds]
-            self._held_out = _sample(self.task, rngs, n, self.dtype)
+            self._held_out = _sample(self.task, rngs, n, self.dtype, self.compiled)
         return self._held_out
 
     @timed("package")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnlab.tasks.compiled import fill
 from rnnlab.tasks.options import is_int
 from rnnlab.tasks.samplers import SAMPLERS
 
@@ -133,11 +134,14 @@ class Task:
         x, d = self.sample_runs([rng], batch, dtype=dtype)
         return x[0], d[0]
 
-    def sample_runs(self, rngs, batch: int,
-                    dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    def sample_runs(self, rngs, batch: int, dtype=np.float64,
+                    compiled: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Draw a batch of sequences for each of R runs, run r from its own Generator
         ``rngs[r]``: the same arrays as stacking ``sample(rngs[r], batch, dtype)`` over r (each
         run's sampler fills its slice of one array, so nothing is stacked).
+
+        With ``compiled`` the tasks of :mod:`rnnlab.tasks.compiled` are drawn by the compiled
+        draws when numba is there: the same numbers bit for bit, faster.
 
         Returns
         -------
@@ -156,9 +160,10 @@ class Task:
         R, T, B = len(rngs), self.length, int(batch)
         x = np.zeros((R, T, B, self.input_size))          # float64, cast at the end
         d = np.zeros((R, T, B, self.output_size))
-        sampler = SAMPLERS[self.name]
-        for r, rng in enumerate(rngs):
-            sampler(self, rng, x[r], d[r])
+        if not (compiled and fill(self, rngs, x, d)):
+            sampler = SAMPLERS[self.name]
+            for r, rng in enumerate(rngs):
+                sampler(self, rng, x[r], d[r])
         return x.astype(dt, copy=False), d.astype(dt, copy=False)
 
     def accuracy(self, y: np.ndarray, d: np.ndarray) -> float | np.ndarray | None:
