@@ -7,20 +7,24 @@ normal from ``standard_normal`` ~9.5 ns here against ~4 ns in a loop).
 
 Run r draws from its own bit generator, called through the function pointers NumPy publishes
 (``BitGenerator.ctypes``): ``h[r] = (state, next_uint64, next_uint32, next_double)``, from
-``rnnlab.tasks.compiled.handles``. The distributions are Numba's ports of NumPy's:
+``rnnlab.tasks.compiled.handles``. The distributions are NumPy's (numpy/random/src/distributions),
+written again below:
 
-    normal      ``random_standard_normal``: the ziggurat with NumPy's tables
+    normal      ``_normal``: the ziggurat of ``random_standard_normal`` with NumPy's tables
                 (``Generator.standard_normal``)
-    integer     ``buffered_bounded_lemire_uint32``: Lemire's rejection on ``next_uint32``, as
-                ``Generator.integers`` draws a range below 2^32 (no draw for a range of one)
+    integer     ``_integer``: Lemire's rejection on ``next_uint32``, as ``Generator.integers``
+                draws a range below 2^32 (no draw for a range of one)
     uniform     ``next_double`` (``Generator.random``)
 
-``rnnlab.tasks.compiled`` checks the bits against the NumPy samplers before the first use, so a
-Numba whose ports drift is never used. Shapes: x (R, T, B, I), d (R, T, B, O), zeros on entry;
-time indexed from 0 as in ``samplers.py``.
+``rnnlab.tasks.compiled`` checks the bits against the NumPy samplers before the first use, so
+draws that differ (another compiler fusing a multiply-add NumPy's build does not, say) are never
+used. Shapes: x (R, T, B, I), d (R, T, B, O), zeros on entry; time indexed from 0 as in
+``samplers.py``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -29,52 +33,96 @@ from rnnlab.compiling import cache_subdir
 _CACHE = cache_subdir(__name__, "-draws")   # NUMBA_CACHE_DIR must be set before numba's import
 
 import numba  # noqa: E402
+from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
-from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
-from numba.np.random.distributions import random_standard_normal  # noqa: E402
-from numba.np.random.generator_core import next_double  # noqa: E402
-from numba.np.random.random_methods import buffered_bounded_lemire_uint32  # noqa: E402
+
+# NumPy's ziggurat tables (numpy/random/src/distributions/ziggurat_constants.h), as Numba ships
+# them for its own port
+from numba.np.random._constants import (  # noqa: E402
+    fi_double,
+    ki_double,
+    wi_double,
+    ziggurat_nor_inv_r,
+    ziggurat_nor_r,
+)
 
 numba.config.CACHE_DIR = _CACHE             # read when the functions below are decorated
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": False,
          "boundscheck": False}
+#: The draws of one number: inlined into each task's loop (Numba's IR), no call per number.
+INLINE = {**FLAGS, "inline": "always"}
 
-_BITGEN = types.NumPyRandomBitGeneratorType("bit_generator")
+_KI = ki_double.astype(np.uint64)
+_WI = wi_double.astype(np.float64)
+_FI = fi_double.astype(np.float64)
+_NOR_R = float(ziggurat_nor_r)
+_NOR_INV_R = float(ziggurat_nor_inv_r)
+
+
+def _call_codegen(context, builder, sig, args):
+    """Call the C function at address args[0] with the state address args[1]."""
+    fnty = ir.FunctionType(context.get_value_type(sig.return_type), (ir.IntType(64),))
+    return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), (args[1],))
 
 
 @intrinsic
-def _bitgen(typingctx, state, next_uint64, next_uint32, next_double_):
-    """Numba's bit-generator value from the addresses of a NumPy bit generator's state and of its
-    three ``next_*`` functions (what Numba builds itself when it unboxes a Generator, at ~10 us
-    a call)."""
-    sig = _BITGEN(types.uint64, types.uint64, types.uint64, types.uint64)
-
-    def codegen(context, builder, sig, args):
-        bg = cgutils.create_struct_proxy(_BITGEN)(context, builder)
-        bg.parent = cgutils.get_null_value(bg.parent.type)
-        bg.state_address = args[0]
-        bg.state = args[0]
-        bg.fnptr_next_uint64 = args[1]
-        bg.fnptr_next_uint32 = args[2]
-        bg.fnptr_next_double = args[3]
-        bg.bit_generator = context.get_constant(types.uintp, 0)
-        return bg._getvalue()
-    return sig, codegen
+def _next_uint64(typingctx, fn, state):
+    return types.uint64(types.uint64, types.uint64), _call_codegen
 
 
-@njit(**FLAGS)
-def _run(h, r):
-    return _bitgen(h[r, 0], h[r, 1], h[r, 2], h[r, 3])
+@intrinsic
+def _next_uint32(typingctx, fn, state):
+    return types.uint32(types.uint64, types.uint64), _call_codegen
 
 
-@njit(**FLAGS)
-def _integer(bg, low, n):
-    """``Generator.integers(low, low + n)``, one draw (n >= 1)."""
+@intrinsic
+def _next_double(typingctx, fn, state):
+    return types.float64(types.uint64, types.uint64), _call_codegen
+
+
+@njit(**INLINE)
+def _normal(st, f64, fd):
+    """One N(0, 1) draw from the bit generator with state ``st`` and functions ``f64``
+    (next_uint64), ``fd`` (next_double): NumPy's ``random_standard_normal``, the ziggurat with
+    256 layers (99 % of draws return at the first test)."""
+    while True:
+        u = _next_uint64(f64, st)
+        idx = u & np.uint64(0xFF)
+        u >>= np.uint64(8)
+        rabs = (u >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+        x = np.float64(rabs) * _WI[idx]
+        if u & np.uint64(1):
+            x = -x
+        if rabs < _KI[idx]:
+            return x
+        if idx == 0:                            # the tail beyond r
+            while True:
+                xx = -_NOR_INV_R * math.log1p(-_next_double(fd, st))
+                yy = -math.log1p(-_next_double(fd, st))
+                if yy + yy > xx * xx:
+                    if (rabs >> np.uint64(8)) & np.uint64(1):
+                        return -(_NOR_R + xx)
+                    return _NOR_R + xx
+        elif (_FI[idx - 1] - _FI[idx]) * _next_double(fd, st) + _FI[idx] < math.exp(-0.5 * x * x):
+            return x
+
+
+@njit(**INLINE)
+def _integer(st, f32, low, n):
+    """``Generator.integers(low, low + n)``, one draw (1 <= n < 2^32) from the bit generator
+    with state ``st`` and next_uint32 ``f32``: NumPy's ``buffered_bounded_lemire_uint32``."""
     if n == 1:
         return low
-    return low + np.int64(buffered_bounded_lemire_uint32(bg, np.uint32(n - 1)))
+    n_ = np.uint64(n)
+    low32 = np.uint64(0xFFFFFFFF)
+    m = np.uint64(_next_uint32(f32, st)) * n_
+    if (m & low32) < n_:
+        threshold = (np.uint64(1 << 32) - n_) % n_
+        while (m & low32) < threshold:
+            m = np.uint64(_next_uint32(f32, st)) * n_
+    return low + np.int64(m >> np.uint64(32))
 
 
 @njit(**FLAGS)
@@ -83,15 +131,15 @@ def recall(h, K, sigma, x, d):
     (T - 1, B, K) in C order; x_0 = e_s, x_t = sigma z_t, d_{T-1} = e_s."""
     R, T, B, _ = x.shape
     for r in range(R):
-        bg = _run(h, r)
+        st, f64, f32, fd = h[r, 0], h[r, 1], h[r, 2], h[r, 3]
         for b in range(B):
-            s = _integer(bg, 0, K)
+            s = _integer(st, f32, 0, K)
             x[r, 0, b, s] = 1.0
             d[r, T - 1, b, s] = 1.0
         for t in range(1, T):
             for b in range(B):
                 for k in range(K):
-                    z = random_standard_normal(bg)
+                    z = _normal(st, f64, fd)
                     x[r, t, b, k] = z if sigma == 1.0 else z * sigma
 
 
@@ -104,14 +152,14 @@ def adding(h, lo1, n1, lo2, n2, anywhere, mean, x, d):
     R, T, B, _ = x.shape
     ij = np.empty((2, B), np.int64)
     for r in range(R):
-        bg = _run(h, r)
+        st, f32, fd = h[r, 0], h[r, 2], h[r, 3]
         for t in range(T):
             for b in range(B):
-                x[r, t, b, 0] = next_double(bg)
+                x[r, t, b, 0] = _next_double(fd, st)
         for b in range(B):
-            ij[0, b] = _integer(bg, lo1, n1)
+            ij[0, b] = _integer(st, f32, lo1, n1)
         for b in range(B):
-            ij[1, b] = _integer(bg, lo2, n2)
+            ij[1, b] = _integer(st, f32, lo2, n2)
         for b in range(B):
             i, j = ij[0, b], ij[1, b]
             if anywhere and j >= i:
@@ -128,14 +176,14 @@ def random(h, K, x, d):
     c ~ U{0..K-1} of shape (T, B); d_t = e_{c_t}."""
     R, T, B, I = x.shape
     for r in range(R):
-        bg = _run(h, r)
+        st, f64, f32, fd = h[r, 0], h[r, 1], h[r, 2], h[r, 3]
         for t in range(T):
             for b in range(B):
                 for i in range(I):
-                    x[r, t, b, i] = random_standard_normal(bg)
+                    x[r, t, b, i] = _normal(st, f64, fd)
         for t in range(T):
             for b in range(B):
-                d[r, t, b, _integer(bg, 0, K)] = 1.0
+                d[r, t, b, _integer(st, f32, 0, K)] = 1.0
 
 
 #: The compiled draws by task name.
