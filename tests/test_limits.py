@@ -223,3 +223,22 @@ def test_both_figures_are_drawn(folder, tmp_path):
     (horizon,) = [ln for ln in ax.lines if ln.get_gid() == "horizon"]   # at initialisation
     _, table = limits_of(folder)
     assert horizon.get_ydata()[0] == pytest.approx(table["horizon_0"].iloc[0])
+
+
+def test_figures_with_a_null_setting(tmp_path):
+    """A swept key with a null value (``train.clip.threshold: [null, 1.0]``) is a setting of its
+    own in both figures: one line or panel per value, null included."""
+    pytest.importorskip("matplotlib")
+    from rnnlab.plot import figure
+
+    out = tmp_path / "null"
+    exp = tiny_exp(repeats=2, sweep={"task.seq_len": [2, 4], "train.clip.threshold": [None, 1.0]},
+                   model={"hidden": 8}, task={"batch": 8, "eval_batch": 50},
+                   train={"steps": 20, "log_every": 10, "clip": {"mode": "norm"}})
+    run_sweep(exp, out, workers=1)
+    fig = figure(out, "limit")
+    labels = sorted(ln.get_label() for ln in fig.axes[0].lines if ln.get_gid() == "mean")
+    assert len(labels) == 2 and any("null" in lb for lb in labels)
+    fig = figure(out, "budget")
+    assert [a.get_title() for a in fig.axes if a.get_xlabel() == "sequence length T"] == \
+        ["threshold = null", "threshold = 1"]

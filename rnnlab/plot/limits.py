@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.analysis.limits import LIMIT_COLUMNS, OVER, default_budgets, limits_of
-from rnnlab.plot.data import PlotData, value_text
+from rnnlab.plot.data import PlotData, groups_of_rows, value_order, value_text
 from rnnlab.plot.figure import panel_figure, suptitle
 
 
@@ -32,6 +32,16 @@ def _tables(res: PlotData, gradients: bool) -> tuple[pd.DataFrame, pd.DataFrame,
     return table, limits, setting
 
 
+def _settings(table: pd.DataFrame, setting: list[str]) -> dict[tuple, pd.DataFrame]:
+    """The rows of each setting (the values of the swept keys but the sequence length), in the
+    figures' order; a null setting (NaN in the table, e.g. ``train.clip.threshold: null``) is
+    one setting like any other (``rows[c] == v`` would never match it)."""
+    if not setting:
+        return {(): table}
+    groups = groups_of_rows(table, setting)
+    return {k: groups[k] for k in sorted(groups, key=value_order)}
+
+
 def _label(res: PlotData, setting: list[str], key: tuple) -> str:
     if not setting:
         return "all runs"
@@ -43,7 +53,8 @@ def plot_budget(res: PlotData, say) -> object:
     import matplotlib as mpl
 
     table, _, setting = _tables(res, gradients=False)
-    keys = sorted({tuple(r) for r in table[setting].itertuples(index=False)}) if setting else [()]
+    groups = _settings(table, setting)
+    keys = list(groups)
     fig, axes, left, bottom, corner = panel_figure(keys, [tuple(setting)] if setting else [],
                                               (4.3, 3.3), (7.5, 4.8), sharey=True,
                                               extra_w=1.6, extra_h=0.6)
@@ -52,9 +63,7 @@ def plot_budget(res: PlotData, say) -> object:
     colour = {b: cmap(0.15 + 0.8 * i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
     xs = sorted(table[OVER].unique())
     for ax, key in zip(axes, keys, strict=True):
-        rows = table
-        for c, v in zip(setting, key, strict=True):
-            rows = rows[rows[c] == v]
+        rows = groups[key]
         for b in budgets:
             r = rows[rows["budget"] == b].sort_values(OVER)
             x = r[OVER].to_numpy(dtype=float)
@@ -92,17 +101,15 @@ def plot_limit(res: PlotData, say) -> object:
     from matplotlib.figure import Figure
 
     _, limits, setting = _tables(res, gradients=True)
-    keys = sorted({tuple(r) for r in limits[setting].itertuples(index=False)}) if setting else [()]
+    groups = _settings(limits, setting)
+    keys = list(groups)
     fig = Figure(figsize=(8.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     import matplotlib as mpl
 
     cmap = mpl.colormaps["tab10"]
     for i, key in enumerate(keys):
-        rows = limits
-        for c, v in zip(setting, key, strict=True):
-            rows = rows[rows[c] == v]
-        rows = rows.sort_values("budget")
+        rows = groups[key].sort_values("budget")
         b = rows["budget"].to_numpy(dtype=float)
         lim = rows["limit"].to_numpy(dtype=float)
         lo = np.maximum(rows["limit_lo"].to_numpy(dtype=float), 1.0)
