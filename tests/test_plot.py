@@ -357,3 +357,22 @@ def test_plotting_leaves_the_results_alone(made, folders):
                                   pd.read_parquet(folder / "runs.parquet"))
     assert {p.name for p in folder.iterdir()} - {p.name for p in folders["cells"].iterdir()} \
         == {"success.png"}
+
+
+def test_save_on_a_read_only_file_system_is_one_user_error(tmp_path, monkeypatch):
+    """Writing the image and removing its temporary file both fail (EROFS): one UserError
+    naming the file, not the cleanup's OSError."""
+    import errno
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from rnnlab.plot.figure import save
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    fig = Figure()
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(UserError, match=r"cannot write .*x\.png: Read-only file system"):
+        save(fig, tmp_path / "x.png")

@@ -7,6 +7,7 @@ only inside the functions, never when this module is imported.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -41,7 +42,8 @@ def save(fig, path: str | os.PathLike) -> Path:
         fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=SAVE_METADATA[suffix])
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):      # e.g. a read-only file system refuses this too
+            tmp.unlink()
         if is_disk_full(e):
             raise EnvironmentFault(f"cannot write {path} ({e.strerror or e}); free some space "
                                    "or pass --out on a disk with room") from None
