@@ -45,6 +45,17 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def int_list(option: str, text: str) -> list[int]:
+    """A comma-separated list of integers >= 0 given to ``option``; one-line error otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        fail(f"{option}: got {text!r}; allowed: comma-separated integers >= 0")
+    return values
+
+
 #: Set (to anything) to let an internal error show its traceback instead of one line.
 TRACEBACK_VAR = "RNNLAB_TRACEBACK"
 
@@ -526,14 +537,7 @@ def limits(
     dependency solved with probability >= 1/2, with 95 % intervals (rnnlab.analysis.limits)."""
     from rnnlab.analysis.limits import limits_of
 
-    steps = None
-    if budgets is not None:
-        try:
-            steps = [int(b) for b in budgets.split(",") if b.strip()]
-        except ValueError:
-            fail(f"--budgets: got {budgets!r}; allowed: comma-separated integers >= 0")
-        if not steps or min(steps) < 0:
-            fail(f"--budgets: got {budgets!r}; allowed: comma-separated integers >= 0")
+    steps = None if budgets is None else int_list("--budgets", budgets)
     warn_folder(folder)
     by_budget, by_setting = limits_of(Path(folder), steps, over,
                                       gradients=table == "limit")
@@ -668,6 +672,7 @@ def run(
 ):
     """Train one configuration (defaults plus --set overrides) and print its metrics."""
     use_engine(engine)
+    lag_list = int_list("--lags", lags)
     import numpy as np
 
     from rnnlab.experiment.load import parse_experiment
@@ -708,7 +713,11 @@ def run(
                      f"{spec.config.task.name} T={spec.config.task.seq_len}")
     g = result.grad_norms
     T = int(g["t"].max())
-    want = sorted({int(v) for v in lags.split(",") if v.strip()} & set(range(T)))
+    want = sorted(set(lag_list) & set(range(T)))
+    beyond = ", ".join(str(k) for k in sorted(set(lag_list) - set(want)))
+    if beyond:
+        err.print(f"rnnlab: --lags: left out {beyond}: beyond the longest lag T - 1 = {T - 1}",
+                  markup=False)
     table = []
     for step, part in g.groupby("step"):
         ds = part.set_index("t")["ds"]

@@ -306,10 +306,28 @@ def _run_malformed_file(tmp_path, make):
     return ["run", "--file", path]
 
 
+def _run_bad_lags(tmp_path, make):
+    return ["run", "--lags", "1.5", "--set", "train.steps=100000"]   # refused before training
+
+
+def _run_negative_lag(tmp_path, make):
+    return ["run", "--lags", "0,-1"]
+
+
+def _run_no_lags(tmp_path, make):
+    return ["run", "--lags", " , "]
+
+
+def _limits_bad_budgets(tmp_path, make):
+    ok(invoke("sweep", make(), "--out", tmp_path / "out", "--no-progress"))
+    return ["limits", tmp_path / "out", "--budgets", "10,ten"]
+
+
 BAD_INPUTS = [_unknown_key, _unknown_set_key, _wrong_type, _wrong_type_set, _bad_sweep_value,
               _malformed_yaml, _missing_file, _missing_file_validate, _output_is_a_file,
               _folder_of_another_experiment, _changed_experiment, _report_missing_folder,
-              _report_bad_group, _run_unknown_key, _run_missing_file, _run_malformed_file]
+              _report_bad_group, _run_unknown_key, _run_missing_file, _run_malformed_file,
+              _run_bad_lags, _run_negative_lag, _run_no_lags, _limits_bad_budgets]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=[f.__name__.strip("_") for f in BAD_INPUTS])
@@ -429,6 +447,13 @@ def test_run_prints_metrics():
     assert rows[0][0] == "ok"
     assert [r[0] for r in rows[1:]] == ["0", "4"]        # first and last record of ds by lag
     assert not list(Path(".").iterdir())   # writes nothing
+
+
+def test_run_says_which_lags_it_left_out():
+    res = ok(invoke("run", "--set", "task.seq_len=3", "--set", "train.steps=2",
+                    "--set", "model.hidden=4", "--lags", "0,2,7,9"))
+    assert "lag 0" in res.stdout and "lag 2" in res.stdout and "lag 7" not in res.stdout
+    assert "rnnlab: --lags: left out 7, 9: beyond the longest lag T - 1 = 2" in res.stderr
 
 
 def test_run_from_file_uses_its_base(tiny_experiment):
