@@ -318,6 +318,16 @@ def _run_no_lags(tmp_path, make):
     return ["run", "--lags", " , "]
 
 
+def _report_unlogged_step(tmp_path, make):
+    ok(invoke("sweep", make(), "--out", tmp_path / "out", "--no-progress"))
+    return ["report", tmp_path / "out", "--step", "99999"]
+
+
+def _compare_unlogged_step(tmp_path, make):
+    ok(invoke("sweep", make(), "--out", tmp_path / "out", "--no-progress"))
+    return ["compare", tmp_path / "out", tmp_path / "out", "--step", "99999"]
+
+
 def _limits_bad_budgets(tmp_path, make):
     ok(invoke("sweep", make(), "--out", tmp_path / "out", "--no-progress"))
     return ["limits", tmp_path / "out", "--budgets", "10,ten"]
@@ -327,7 +337,8 @@ BAD_INPUTS = [_unknown_key, _unknown_set_key, _wrong_type, _wrong_type_set, _bad
               _malformed_yaml, _missing_file, _missing_file_validate, _output_is_a_file,
               _folder_of_another_experiment, _changed_experiment, _report_missing_folder,
               _report_bad_group, _run_unknown_key, _run_missing_file, _run_malformed_file,
-              _run_bad_lags, _run_negative_lag, _run_no_lags, _limits_bad_budgets]
+              _run_bad_lags, _run_negative_lag, _run_no_lags, _limits_bad_budgets,
+              _report_unlogged_step, _compare_unlogged_step]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=[f.__name__.strip("_") for f in BAD_INPUTS])

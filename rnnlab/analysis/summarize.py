@@ -331,12 +331,15 @@ def _bounds_at(runs, stats, ids, step, failed) -> np.ndarray:
 
 def summary_of(out: Path, by: list[str] | None = None, step: int | None = None) -> pd.DataFrame:
     """The summary table of a results folder (gradient statistics at the first logged step,
-    i.e. at initialisation, unless ``step`` says otherwise)."""
-    from rnnlab.results.readers import load_grad_norms, load_lyapunov, load_runs
+    i.e. at initialisation, unless ``step`` says otherwise; a step no run logged is a
+    UserError naming the recorded ones)."""
+    from rnnlab.results.readers import check_step, load_grad_norms, load_lyapunov, load_runs
 
     runs = load_runs(out)
     ok = runs[runs["status"] != "failed"]["run_id"].tolist()
     norms = load_grad_norms(out, step=0 if step is None else step) if ok else None
+    if step is not None and ok and len(norms) == 0:
+        check_step(out, step)
     lyap = load_lyapunov(out, step=0 if step is None else step) if ok else None
     return summarize(runs, norms, by=by, step=step, lyapunov=lyap)
 

@@ -69,18 +69,14 @@ def _curve(arrays: list[np.ndarray]) -> _Curve:
 
 def _norms(res: PlotData, step: int, say: Note) -> dict[str, np.ndarray]:
     """ds of every run at ``step``, in lag order; runs without a record there are left out."""
-    from rnnlab.results.readers import load_grad_norms
+    from rnnlab.results.readers import check_step, load_grad_norms
 
     ids = res.runs["run_id"].astype(str).tolist()
     g = load_grad_norms(res.folder, run_ids=ids, step=step)
     if len(g) == 0:
-        steps = sorted(int(s) for s in load_grad_norms(res.folder, run_ids=ids)["step"].unique())
-        if not steps:
-            raise UserError(f"{res.folder} holds no gradient norms for the runs plotted; "
-                            "rerun `rnnlab sweep`")
-        shown = ", ".join(map(str, steps[:12])) + (", ..." if len(steps) > 12 else "")
-        raise UserError(f"{res.folder}: no gradient norms at training step {step}; "
-                        f"recorded steps: {shown}")
+        check_step(res.folder, step, ids)
+        raise UserError(f"{res.folder} holds no gradient norms for the runs plotted; "
+                        "rerun `rnnlab sweep`")
     out = {}
     for run_id, part in g.groupby("run_id", sort=True):
         t = part["t"].to_numpy(dtype=np.int64)

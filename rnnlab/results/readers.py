@@ -221,6 +221,17 @@ def load_grad_norms(
     return _read_batch_parts(p / GRAD_DIR, GRAD_SCHEMA, GRAD_SORT, parts_of_runs(p, run_ids), step)
 
 
+def check_step(path: str | os.PathLike, step: int, run_ids: Iterable[str] | None = None) -> None:
+    """A UserError naming the recorded steps when no run (of ``run_ids``) has gradient norms at
+    training ``step``; nothing when some have, or when no run has any (nothing to point to)."""
+    g = load_grad_norms(path, run_ids=run_ids)
+    if len(g) == 0 or (g["step"] == step).any():
+        return
+    steps = sorted(int(s) for s in g["step"].unique())
+    shown = ", ".join(map(str, steps[:12])) + (", ..." if len(steps) > 12 else "")
+    raise UserError(f"{path}: no gradient norms at training step {step}; recorded steps: {shown}")
+
+
 def load_lyapunov(
     path: str | os.PathLike, run_ids: Iterable[str] | None = None, step: int | None = None
 ) -> pd.DataFrame:
