@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from rnnlab.engine.bptt import LOSS_AT
 from rnnlab.engine.cells import ACTIVATIONS, CELLS
@@ -27,16 +28,53 @@ from rnnlab.engine.select import ENGINES
 from rnnlab.errors import UserError, one_line
 from rnnlab.run.executors import EXECUTORS
 
+# Piped output is not cut to 80 columns: tables stay whole in files and CI logs.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
+
+
+try:                                # recent Typers carry their own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:                 # pragma: no cover - older Typers use click itself
+    from click import exceptions as click_errors
+
+
+class OneLineUsageErrors(TyperGroup):
+    """click's own usage errors (an unknown option, a missing argument, a value outside an
+    option's range or choices) as one line on stderr with exit status 2, like every other
+    mistake, instead of a framed panel; ``rnnlab`` alone still prints the help."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":     # ``rnnlab`` alone: the help
+                e.show()
+                sys.exit(e.exit_code)
+            where = e.ctx.command_path if e.ctx is not None else "rnnlab"
+            err.print(f"rnnlab: error: {where}: {one_line(e.format_message())} (see {where} "
+                      "--help)", markup=False)
+            code = e.exit_code
+        except click_errors.ClickException as e:
+            err.print(f"rnnlab: error: {one_line(e.format_message())}", markup=False)
+            code = e.exit_code
+        except typer.Abort:
+            err.print("rnnlab: interrupted", markup=False)
+            code = 130
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="rnnlab",
     help="A laboratory for the gradient dynamics of recurrent networks (BPTT in NumPy).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
 )
-# Piped output is not cut to 80 columns: tables stay whole in files and CI logs.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)   # one message, one line
 
 
 def fail(message: str, code: int = 2):
@@ -163,7 +201,7 @@ ColumnsOpt = Annotated[str | None, typer.Option(
     "e.g. solved,loss,decay (solved gives the value with its interval).")]
 
 EngineOpt = Annotated[Literal[ENGINES] | None, typer.Option(
-    help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab[fast]') or auto "
+    help="Engine: numpy, compiled (Numba kernel; needs pip install 'rnnlab\\[fast]') or auto "
     "(compiled when numba is installed). Default: $RNNLAB_ENGINE, else numpy.")]
 
 
@@ -321,7 +359,7 @@ def sweep(
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     executor: Annotated[Literal[EXECUTORS], typer.Option(
         help="Where batches train: local (serial or --workers processes) or dask (a Dask "
-             "cluster; needs pip install 'rnnlab[dask]').")] = "local",
+             "cluster; needs pip install 'rnnlab\\[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT", help="Dask scheduler address for --executor dask (default: "
         "start a local cluster of --workers processes); tls://HOST:PORT with --tls-*.")] = None,

@@ -494,3 +494,29 @@ def test_an_internal_error_is_one_line_with_status_1(monkeypatch, tiny_experimen
     monkeypatch.setenv("RNNLAB_TRACEBACK", "1")
     res = invoke("sweep", file, "--out", tmp_path / "again")
     assert isinstance(res.exception, ZeroDivisionError)
+
+
+def test_help_keeps_the_extras_names():
+    """Square brackets are rich markup in help texts: the extras' names must survive it."""
+    for command, extras in (("sweep", ("[fast]", "[dask]")), ("run", ("[fast]",))):
+        res = ok(invoke(command, "--help"))
+        for extra in extras:
+            assert extra in res.stdout, (command, extra)
+
+
+@pytest.mark.parametrize("args", [
+    ["sweep"], ["sweep", "x.yaml", "--bogus"], ["sweep", "x.yaml", "--workers", "0"],
+    ["report", "x", "--format", "xml"], ["nosuchcommand"], ["plot", "x", "--kind", "nope"],
+])
+def test_usage_errors_are_one_line_and_exit_2(args):
+    """click's own usage errors (missing argument, unknown option or command, a value outside
+    an option's range or choices) read like every other mistake: one line, exit status 2."""
+    res = invoke(*args)
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    assert res.stderr.startswith("rnnlab: error: rnnlab") and res.stderr.count("\n") == 1
+    assert "--help" in res.stderr and res.stdout == "" and "Traceback" not in res.stderr
+
+
+def test_rnnlab_alone_prints_the_help():
+    res = invoke()
+    assert "Usage" in res.stdout + res.stderr and "sweep" in res.stdout + res.stderr
