@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -672,3 +673,19 @@ def test_finalize_killed_after_runs_parquet_leaves_parts_readers_ignore(tmp_path
     again = open_store(out)
     assert again.done_run_ids() == {"a", "b"}
     assert not list((out / "runs").glob("part-*"))
+
+
+def test_a_folder_with_only_its_summary_says_so(tmp_path):
+    """A reference folder as git checks it out: manifest and summary, no runs."""
+    out = tmp_path / "vanishing"
+    store = open_store(out)
+    store.write_batch(*make_batch(["a"]))
+    store.finalize()
+    store.write_summary("x\n1.0\n", "| x |\n")
+    for name in os.listdir(out):
+        if name not in ("manifest.json", "summary.csv", "summary.md"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with pytest.raises(UserError, match=r"holds a summary .* but not the runs .*reproduce\.py "
+                                        r"--only NAME"):
+        load_runs(out)

@@ -176,6 +176,11 @@ def runs_table_of(p: Path) -> pa.Table:
                 f"{p / RUNS} is missing but {p / GRAD_DIR} holds part files: without it no "
                 "run is committed; rerun `rnnlab sweep` into the folder to recompute the runs "
                 "(it removes those parts)")
+        if (p / "summary.csv").is_file():      # a summary without its runs: a committed folder
+            raise UserError(f"{p} holds a summary (summary.csv, summary.md) but not the runs it "
+                            f"was made from (no {RUNS}; a git checkout of a reference folder has "
+                            f"only its summary): `rnnlab sweep FILE --out {p}` recomputes them "
+                            "(for the reference folders: python scripts/reproduce.py --only NAME)")
         raise UserError(f"{p} has no finished runs yet (no {RUNS}); run `rnnlab sweep` first")
     return table
 
