@@ -242,3 +242,12 @@ def test_figures_with_a_null_setting(tmp_path):
     fig = figure(out, "budget")
     assert [a.get_title() for a in fig.axes if a.get_xlabel() == "sequence length T"] == \
         ["threshold = null", "threshold = 1"]
+
+
+def test_claim_rows_of_the_limit_tables_name_their_budget(folder):
+    """Each row of a budget or limit table is one setting at one budget: the check's row labels
+    say the budget (else the same label repeats for every budget)."""
+    from rnnlab.experiment.check import check_folder
+
+    (_, limit) = check_folder(folder)
+    assert "budget=" in limit.observed

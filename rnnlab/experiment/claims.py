@@ -221,7 +221,7 @@ def evaluate(claims, table_of: Callable[[str, int | None], pd.DataFrame], source
                                      f"a column of the {claim.table} table: " + ", ".join(columns))
                 used[name] = col
         shown_cols = list(dict.fromkeys(used[n] for n in names(expect)))
-        keys = [c for c in columns if "." in c]
+        keys = [c for c in columns if "." in c or c == "budget"]    # what names a row
         verdicts, notes = [], []
         for rec in table.to_dict("records"):
             row = {name: _value(rec[col]) for name, col in used.items()}
