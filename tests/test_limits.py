@@ -242,6 +242,8 @@ def test_figures_with_a_null_setting(tmp_path):
     fig = figure(out, "budget")
     assert [a.get_title() for a in fig.axes if a.get_xlabel() == "sequence length T"] == \
         ["threshold = null", "threshold = 1"]
+    for table in limits_of(out):                 # the summary's order: null first
+        assert table["train.clip.threshold"].isna().iloc[0]
 
 
 def test_claim_rows_of_the_limit_tables_name_their_budget(folder):

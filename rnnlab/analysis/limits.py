@@ -117,7 +117,7 @@ def budget_table(runs: pd.DataFrame, budgets: Sequence[int], over: str = OVER) -
         out[c] = out[c].astype(runs[c].dtype)
     out["n"] = out["n"].astype(np.int64)
     out["budget"] = out["budget"].astype(np.int64)
-    return out
+    return _in_order(out, keys + ["budget"])
 
 
 def pool_adjacent_violators(p: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -220,7 +220,12 @@ def limit_table(budgets: pd.DataFrame, over: str = OVER, grad=None) -> pd.DataFr
     for c in setting:
         out[c] = out[c].astype(budgets[c].dtype)
     out["budget"] = out["budget"].astype(np.int64)
-    return out
+    return _in_order(out, setting + ["budget"])
+
+
+def _in_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows in the summary's order: by the keys, a null setting first."""
+    return table.sort_values(keys, na_position="first", kind="mergesort").reset_index(drop=True)
 
 
 def _gradient_columns(grad, setting: dict, over: str, T: np.ndarray, limit: float,
