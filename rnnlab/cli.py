@@ -295,7 +295,9 @@ def load(file, sets, sweeps, profile, yes=False, max_runs=None):
 
 
 class RichProgress:
-    """The sweep's progress bar on stderr: runs done, skipped, failed, diverged, elapsed, ETA."""
+    """The sweep's progress bar on stderr: runs done, skipped, failed, diverged, elapsed, ETA.
+    Only on a terminal: redirected, rich would print it once, cut to 80 columns, and the
+    sweep's closing line already says what it would."""
 
     def __init__(self, enabled: bool = True):
         from rich.progress import (
@@ -311,7 +313,8 @@ class RichProgress:
         self.progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=err, disable=not enabled, transient=False)
+            TimeRemainingColumn(), console=err, disable=not (enabled and err.is_terminal),
+            transient=False)
         self.task = None
 
     def _counts(self) -> str:
@@ -705,12 +708,13 @@ def run(
     sets: SetOpt = None,
     file: Annotated[str | None, typer.Option(help="Start from this experiment's base "
                                              "(its sweep is ignored).")] = None,
-    lags: Annotated[str, typer.Option(help="Lags T - t at which to show ds.")] = "0,1,2,5,10,20,50",
+    lags: Annotated[str | None, typer.Option(
+        help="Lags T - t at which to show ds (default 0,1,2,5,10,20,50, those below T).")] = None,
     engine: EngineOpt = None,
 ):
     """Train one configuration (defaults plus --set overrides) and print its metrics."""
     use_engine(engine)
-    lag_list = int_list("--lags", lags)
+    lag_list = [0, 1, 2, 5, 10, 20, 50] if lags is None else int_list("--lags", lags)
     import numpy as np
 
     from rnnlab.experiment.load import parse_experiment
@@ -736,7 +740,7 @@ def run(
     trainer = Trainer([spec])
     from rich.progress import Progress
 
-    with Progress(console=err, transient=True) as bar:
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("training", total=spec.config.train.steps + 1)
         result = trainer.run(progress=lambda step: bar.update(task, completed=step + 1))
     row = result.runs[0]
@@ -753,7 +757,7 @@ def run(
     T = int(g["t"].max())
     want = sorted(set(lag_list) & set(range(T)))
     beyond = ", ".join(str(k) for k in sorted(set(lag_list) - set(want)))
-    if beyond:
+    if beyond and lags is not None:
         err.print(f"rnnlab: --lags: left out {beyond}: beyond the longest lag T - 1 = {T - 1}",
                   markup=False)
     table = []

@@ -520,3 +520,12 @@ def test_usage_errors_are_one_line_and_exit_2(args):
 def test_rnnlab_alone_prints_the_help():
     res = invoke()
     assert "Usage" in res.stdout + res.stderr and "sweep" in res.stdout + res.stderr
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tiny_experiment, tmp_path):
+    """Redirected, stderr holds the closing line only: no bar cut to 80 columns, no blank line."""
+    res = ok(invoke("sweep", tiny_experiment(), "--out", tmp_path / "out"))
+    assert "━" not in res.stderr and res.stderr.startswith("rnnlab: ")
+    res = ok(invoke("run", "--set", "task.seq_len=3", "--set", "train.steps=2",
+                    "--set", "model.hidden=4"))
+    assert res.stderr == ""
