@@ -293,7 +293,12 @@ def test_manifest_written_once_and_fingerprint_checked(tmp_path):
         open_store(out, fingerprint="0" * 40, name="other")
     msg = str(err.value)
     assert str(out) in msg and "--fresh" in msg and "--out" in msg and "'exp'" in msg
-    assert "\n" not in msg
+    assert "made by experiment 'exp', not 'other'" in msg and "\n" not in msg
+    with pytest.raises(UserError, match="experiment 'exp' changed since it was made"):
+        open_store(out, fingerprint="0" * 40)
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="manifest.json records no experiment"):
+        open_store(out)
 
 
 def test_fresh_removes_only_rnnlab_files(tmp_path):

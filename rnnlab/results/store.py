@@ -206,12 +206,15 @@ class ResultsStore:
             old = read_manifest(path / MANIFEST, "use --fresh to start over or pass another --out")
             if old.get("fingerprint") != self.fingerprint:
                 made_by = old.get("name")
-                who = f"experiment {made_by!r}" if made_by else "another experiment"
-                raise UserError(
-                    f"{path} was made by {who} or the experiment changed since "
-                    f"(fingerprint {str(old.get('fingerprint'))[:12]} != {self.fingerprint[:12]}); "
-                    "use --fresh to overwrite or --out to write elsewhere"
-                )
+                if not old.get("fingerprint"):
+                    why = f"its {MANIFEST} records no experiment (damaged?)"
+                elif made_by and made_by != self.name:
+                    why = f"it was made by experiment {made_by!r}, not {self.name!r}"
+                else:
+                    why = (f"experiment {self.name!r} changed since it was made (fingerprint "
+                           f"{str(old['fingerprint'])[:12]} != {self.fingerprint[:12]})")
+                raise UserError(f"{path}: {why}; use --fresh to overwrite or --out to write "
+                                "elsewhere")
             self.manifest = old
         if fresh:
             self._remove_own_files()
