@@ -87,3 +87,14 @@ def test_threads_splits_the_sweep_call_with_the_same_bits(capsys):
     out = capsys.readouterr().out
     assert "the halves give the one call's bits: True" in out
     assert "one call, one thread" in out and "two halves, two threads" in out
+
+
+def test_draws_compares_the_two_ways_with_the_same_bits(capsys):
+    """benchmarks/draws.py times NumPy's samplers against the compiled draws, whose bits agree."""
+    pytest.importorskip("numba")
+    for draws in load_script(SCRIPT.parent / "draws.py", "rnnlab_draws"):
+        assert draws.main(["--runs", "2", "--batch", "4", "--rounds", "1", "--calls", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [ln for ln in lines if ln.split()[:1] and ln.split()[0] in ("recall", "adding",
+                                                                        "random")]
+    assert len(rows) == 6 and all(ln.endswith("True") for ln in rows)
