@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-#: Environment variables that change which floating-point code runs.
+#: Environment variables that change which floating-point code runs. RNNLAB_ENGINE is not one:
+#: it is a request (``compiled`` runs the NumPy engine without numba), and the engine that runs
+#: is recorded as ``engine``.
 ROUNDING_ENV = (
     "NPY_DISABLE_CPU_FEATURES",
     "NPY_ENABLE_CPU_FEATURES",
@@ -30,8 +32,10 @@ ROUNDING_ENV = (
     "OPENBLAS_L2_SIZE",
     "MKL_CBWR",
     "MKL_ENABLE_INSTRUCTIONS",
-    "RNNLAB_ENGINE",
 )
+#: Variables that older manifests recorded in ``fp_stack.env`` but that change no number by
+#: themselves (the engine request; ``engine`` says which engine ran): never a difference.
+IGNORED_ENV = ("RNNLAB_ENGINE",)
 #: CPU flags that decide which SIMD code NumPy and the BLAS may run.
 _CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
               "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile")
@@ -142,9 +146,18 @@ def stack_differences(recorded: dict | None, current: dict | None = None) -> lis
     out = []
     for key in ("machine", "numpy", "numpy_simd", "blas", "engine", "env"):
         old, new = recorded.get(key), current.get(key)
+        if key == "env":
+            old, new = _rounding_env(old), _rounding_env(new)
         if old != new:
             out.append(f"{key}: {_short(old)} -> {_short(new)}")
     return out
+
+
+def _rounding_env(env):
+    """``env`` without the variables of ``IGNORED_ENV``."""
+    if not isinstance(env, dict):
+        return env
+    return {k: v for k, v in env.items() if k not in IGNORED_ENV}
 
 
 def _short(value) -> str:
