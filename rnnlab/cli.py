@@ -2,8 +2,8 @@
 
 Each command parses its arguments, calls the library and renders the result. Library errors a user
 can cause (``UserError``, ``ValueError`` from argument checks) become one line on stderr and exit
-status 2 (3 for ``EnvironmentFault``: a full disk, a lost Dask scheduler); human tables go to
-stdout, diagnostics to stderr; NO_COLOR is respected by rich.
+status 2 (3 for ``EnvironmentFault``: a full disk, a Dask scheduler lost or not answering);
+human tables go to stdout, diagnostics to stderr; NO_COLOR is respected by rich.
 """
 
 from __future__ import annotations

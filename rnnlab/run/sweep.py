@@ -8,6 +8,7 @@ committed by the store, and the summary is recomputed from what the folder holds
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -89,6 +90,25 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     stored = set() if fresh else _committed(out)
     plan.check_disk([r for r in runs if r.run_id not in stored], out, exp.source,
                        max_batch=max_batch)
+    width = pool.window if pool is not None else workers if scheduler is None else 1
+    with contextlib.ExitStack() as connection:
+        if pool is None and executor == "dask" and scheduler is not None:
+            # connect before the folder is created or changed: a scheduler that cannot be
+            # reached leaves no folder behind (or the folder as it was)
+            pool = connection.enter_context(
+                execute.open_executor(executor, workers, scheduler, tls, note))
+        return _sweep_into(exp, out, runs, pool=pool, width=width, workers=workers,
+                           max_batch=max_batch,
+                           memory_budget=memory_budget, fresh=fresh, fail_fast=fail_fast,
+                           progress=progress, command=command, executor=executor,
+                           scheduler=scheduler, retry_failed=retry_failed, note=note, tls=tls)
+
+
+def _sweep_into(exp: Experiment, out: Path, runs, *, pool, width, workers, max_batch,
+                memory_budget, fresh, fail_fast, progress, command, executor, scheduler,
+                retry_failed, note, tls) -> SweepReport:
+    """``run_sweep`` from opening the folder on (its arguments checked, ``pool`` connected);
+    ``width``: the batches the executor trains at once, for planning."""
     with section("open"):
         store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
                                   manifest=manifest_for(exp, command), fresh=fresh,
@@ -102,7 +122,6 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
         todo = [r for r in runs if r.run_id not in done]
         if progress:
             progress.start(len(runs), len(runs) - len(todo))
-        width = pool.window if pool is not None else workers if scheduler is None else 1
         batches = plan.plan_batches(todo, max_batch=max_batch, memory_budget=memory_budget,
                                     workers=width)
         outcome = execute.execute(batches, lambda res: store.write_batch(res.runs, res.grad_norms,
