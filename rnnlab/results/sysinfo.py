@@ -168,11 +168,39 @@ def _short(value) -> str:
     return str(value)
 
 
+#: Manifest key of the stacks other than ``fp_stack`` that trained runs of the folder (a sweep
+#: resumed with ``--mixed-stacks``): a list of ``{"fp_stack", "runs", "created", "command"}``,
+#: ``runs`` the ids of the runs that stack trained. The runs it does not name were trained on
+#: ``fp_stack``.
+OTHER_STACKS = "other_fp_stacks"
+
+
+def other_stacks(manifest: dict) -> list[dict]:
+    """The entries of ``OTHER_STACKS`` in ``manifest`` that name runs (well-formed ones only)."""
+    entries = manifest.get(OTHER_STACKS) if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("runs"), list)
+            and e["runs"]]
+
+
 def stack_note(manifest: dict) -> str | None:
-    """One line for a folder made on another floating-point stack than this process's, or None.
+    """One line for a folder made on another floating-point stack than this process's, or on
+    several (``OTHER_STACKS``), or None.
 
     Its outcomes of training are then statistics to compare by claims, not digit by digit."""
-    diffs = stack_differences(manifest.get("fp_stack") if isinstance(manifest, dict) else None)
+    recorded = manifest.get("fp_stack") if isinstance(manifest, dict) else None
+    diffs = stack_differences(recorded)
+    mixed = other_stacks(manifest)
+    if mixed:
+        runs = sum(len(e["runs"]) for e in mixed)
+        how = sorted({d for e in mixed for d in stack_differences(recorded, e.get("fp_stack"))})
+        here = (f"; this process's stack differs from the first too ({'; '.join(diffs)})"
+                if diffs else "")
+        return (f"note: this folder mixes {len(mixed) + 1} floating-point stacks: {runs} run(s) "
+                f"were trained on another than the first ({'; '.join(how)}; manifest.json "
+                f"{OTHER_STACKS} names them){here}: training outcomes compare only as "
+                "statistics (by claims, not digits)")
     if not diffs:
         return None
     if diffs == ["not recorded"]:

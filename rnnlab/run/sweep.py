@@ -20,7 +20,7 @@ from rnnlab.analysis.summarize import render, summary_of
 from rnnlab.errors import UserError
 from rnnlab.experiment.load import Experiment
 from rnnlab.results.store import ResultsStore
-from rnnlab.results.sysinfo import system_info
+from rnnlab.results.sysinfo import OTHER_STACKS, other_stacks, stack_differences, system_info
 from rnnlab.run import execute, plan
 from rnnlab.timing import section, timed
 
@@ -60,7 +60,8 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
               fresh: bool = False, fail_fast: bool = False, progress=None,
               command: list[str] | None = None, executor: str = "local",
               scheduler: str | None = None, retry_failed: bool = False,
-              note=None, tls: dict | None = None, pool=None) -> SweepReport:
+              note=None, tls: dict | None = None, pool=None,
+              mixed_stacks: bool = False) -> SweepReport:
     """Run every run of ``exp`` not yet in ``out``, commit each batch, then summarise.
 
     ``progress``, if given, is an object with ``start(total, skipped)`` and ``advance(result)``.
@@ -73,6 +74,12 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
     scheduler. ``pool``: an executor already open (``rnnlab.run.execute.open_executor``) that
     trains the batches instead of one opened for this sweep; it stays open, so several sweeps
     share its worker processes (and what they loaded).
+
+    Resuming a folder whose recorded floating-point stack (manifest ``fp_stack``) differs from
+    this process's is refused (UserError) when runs are left to train, unless ``mixed_stacks``:
+    then the runs trained here are recorded under the manifest's ``other_fp_stacks`` with this
+    stack (docs/reproducibility.md). The stack is this process's: local workers and rnnlab's own
+    LocalCluster inherit its machine and environment.
     """
     tls = {k: v for k, v in (tls or {}).items() if v is not None} or None
     execute.check_executor(executor, scheduler, tls)
@@ -101,20 +108,27 @@ def run_sweep(exp: Experiment, out: Path | None = None, *, workers: int = 1,
                            max_batch=max_batch,
                            memory_budget=memory_budget, fresh=fresh, fail_fast=fail_fast,
                            progress=progress, command=command, executor=executor,
-                           scheduler=scheduler, retry_failed=retry_failed, note=note, tls=tls)
+                           scheduler=scheduler, retry_failed=retry_failed, note=note, tls=tls,
+                           mixed_stacks=mixed_stacks)
 
 
 def _sweep_into(exp: Experiment, out: Path, runs, *, pool, width, workers, max_batch,
                 memory_budget, fresh, fail_fast, progress, command, executor, scheduler,
-                retry_failed, note, tls) -> SweepReport:
+                retry_failed, note, tls, mixed_stacks) -> SweepReport:
     """``run_sweep`` from opening the folder on (its arguments checked, ``pool`` connected);
     ``width``: the batches the executor trains at once, for planning."""
     with section("open"):
-        store = ResultsStore.open(out, fingerprint=exp.fingerprint(),
-                                  manifest=manifest_for(exp, command), fresh=fresh,
-                                  experiment_name=exp.name)
+        manifest = manifest_for(exp, command)
+        store = ResultsStore.open(out, fingerprint=exp.fingerprint(), manifest=manifest,
+                                  fresh=fresh, experiment_name=exp.name)
+    notes = []
     with store.lock():
         kept_failed = store.failed_run_ids() & {r.run_id for r in runs}
+        again = store.done_run_ids() - (kept_failed if retry_failed else set())
+        mixed = _stack_before(store, manifest, [r.run_id for r in runs if r.run_id not in again],
+                              mixed_stacks)
+        if mixed:
+            (note or notes.append)(mixed)
         if retry_failed:
             store.drop_runs(kept_failed)
             kept_failed = set()
@@ -131,6 +145,7 @@ def _sweep_into(exp: Experiment, out: Path, runs, *, pool, width, workers, max_b
                                   on_batch=progress.advance if progress else None,
                                   executor=executor, scheduler=scheduler, note=note,
                                   tls=tls, pool=pool)
+        _stack_after(store)
         table = None
         if store.done_run_ids():
             with section("summary"):
@@ -138,11 +153,66 @@ def _sweep_into(exp: Experiment, out: Path, runs, *, pool, width, workers, max_b
                 store.write_summary(render(table, "csv"), render(table, "markdown"))
         if not outcome.interrupted:
             store.finalize()
-    notes = list(getattr(store, "cleanup_notes", []))
+    notes = list(getattr(store, "cleanup_notes", [])) + notes
     if kept_failed:
         notes.append(f"{len(kept_failed)} run(s) that failed in an earlier sweep were not rerun; "
                      "--retry-failed trains them again")
     return SweepReport(out, len(runs), len(runs) - len(todo), outcome, table, notes)
+
+
+def _stack_before(store: ResultsStore, manifest: dict, todo: list[str],
+                  allowed: bool) -> str | None:
+    """Before ``todo`` trains: refuse (UserError) to add runs of this floating-point stack
+    (``manifest``: this sweep's) to a folder whose recorded stack differs, unless ``allowed``;
+    then record this stack and the runs
+    it is to train under ``OTHER_STACKS`` and return a one-line note. The runs of ``todo`` are
+    not in the folder, so no recorded stack keeps them (a sweep killed after recording them).
+    A sweep that trains nothing, or on the recorded stack, is silent."""
+    if not todo:
+        return None
+    current = manifest["fp_stack"]
+    pending = set(todo)
+    before = store.manifest.get(OTHER_STACKS)
+    entries = [{**e, "runs": [r for r in e["runs"] if r not in pending]}
+               for e in other_stacks(store.manifest)]
+    entries = [e for e in entries if e["runs"]]
+    diffs = stack_differences(store.manifest.get("fp_stack"), current)
+    if not diffs:
+        if entries != (before or []):
+            store.update_manifest(**{OTHER_STACKS: entries or None})
+        return None
+    what = ("does not record the floating-point stack its runs were trained on"
+            if diffs == ["not recorded"] else
+            f"was made on another floating-point stack ({'; '.join(diffs)})")
+    if not allowed:
+        raise UserError(
+            f"{store.path} {what}: training its {len(todo)} missing run(s) here would mix "
+            "stacks in one folder; pass a new --out, resume on the recorded stack, or add "
+            f"--mixed-stacks to train them here and record the mix in its manifest.json")
+    for e in entries:
+        if not stack_differences(e.get("fp_stack"), current):
+            e["runs"] = sorted(set(e["runs"]) | pending)
+            break
+    else:
+        entries.append({"fp_stack": current, "runs": sorted(pending),
+                        "created": manifest.get("created"), "command": manifest.get("command")})
+    store.update_manifest(**{OTHER_STACKS: entries})
+    return (f"{store.path} {what}: --mixed-stacks: its {len(todo)} missing run(s) train on this "
+            f"stack, recorded in manifest.json {OTHER_STACKS}")
+
+
+def _stack_after(store: ResultsStore) -> None:
+    """After training: the runs ``OTHER_STACKS`` names are only those committed (an interrupted
+    sweep trained fewer than it recorded before it started)."""
+    before = store.manifest.get(OTHER_STACKS)
+    if not before:
+        return
+    done = store.done_run_ids()
+    entries = [{**e, "runs": [r for r in e["runs"] if r in done]}
+               for e in other_stacks(store.manifest)]
+    entries = [e for e in entries if e["runs"]]
+    if entries != before:
+        store.update_manifest(**{OTHER_STACKS: entries or None})
 
 
 def _extra_tables(res) -> dict:
