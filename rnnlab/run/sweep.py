@@ -124,8 +124,8 @@ def _sweep_into(exp: Experiment, out: Path, runs, *, pool, width, workers, max_b
     notes = []
     with store.lock():
         kept_failed = store.failed_run_ids() & {r.run_id for r in runs}
-        again = store.done_run_ids() - (kept_failed if retry_failed else set())
-        mixed = _stack_before(store, manifest, [r.run_id for r in runs if r.run_id not in again],
+        kept = store.done_run_ids() - (kept_failed if retry_failed else set())
+        mixed = _stack_before(store, manifest, [r.run_id for r in runs if r.run_id not in kept],
                               mixed_stacks)
         if mixed:
             (note or notes.append)(mixed)
