@@ -2,8 +2,8 @@
 
 Each command parses its arguments, calls the library and renders the result. Library errors a user
 can cause (``UserError``, ``ValueError`` from argument checks) become one line on stderr and exit
-status 2 (3 for ``EnvironmentFault``: a full disk, a lost Dask scheduler); human tables go to
-stdout, diagnostics to stderr; NO_COLOR is respected by rich.
+status 2 (3 for ``EnvironmentFault``: a full disk, a Dask scheduler lost or not answering);
+human tables go to stdout, diagnostics to stderr; NO_COLOR is respected by rich.
 """
 
 from __future__ import annotations
@@ -375,6 +375,9 @@ def sweep(
     tls_key: Annotated[str | None, typer.Option(
         metavar="PEM", help="For a tls:// scheduler: this client's private key.")] = None,
     engine: EngineOpt = None,
+    mixed_stacks: Annotated[bool, typer.Option(
+        help="Resume a folder made on another floating-point stack: train its missing runs "
+        "on this one and record which in its manifest (refused without).")] = False,
     timings: Annotated[bool, typer.Option(help="Print where the time went, by stage "
                                           "(this process's stages).")] = False,
 ):
@@ -415,7 +418,8 @@ def sweep(
                            fail_fast=fail_fast, progress=bar, command=["rnnlab", *sys.argv[1:]],
                            executor=executor, scheduler=scheduler, retry_failed=retry_failed,
                            note=lambda m: err.print(f"rnnlab: {one_line(m)}", markup=False),
-                           tls={"ca_file": tls_ca_file, "cert": tls_cert, "key": tls_key})
+                           tls={"ca_file": tls_ca_file, "cert": tls_cert, "key": tls_key},
+                           mixed_stacks=mixed_stacks)
     except KeyboardInterrupt:       # outside training (opening, summary, finalize): same advice
         bar.stop()
         err.print("rnnlab: interrupted; finished runs are kept: rerun the same command to "

@@ -45,8 +45,9 @@ class UserError(Exception):
 
 
 class EnvironmentFault(UserError):
-    """The machine stopped the command (disk full, quota): one line naming the folder and the
-    cause, exit status ``EXIT_ENVIRONMENT``; nothing written is half a file."""
+    """The machine stopped the command (disk full, quota, a Dask scheduler lost or not
+    answering): one line naming the folder (or scheduler) and the cause, exit status
+    ``EXIT_ENVIRONMENT``; nothing written is half a file."""
 
     exit_code = EXIT_ENVIRONMENT
 

@@ -311,6 +311,37 @@ def test_missing_extra_and_misused_scheduler_are_one_line_errors(tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unreachable_scheduler_leaves_nothing_behind_and_exits_3(tmp_path):
+    """No scheduler at a well-formed address: one line, exit 3 (the environment, as a scheduler
+    lost later), and no folder created; an existing folder, even with --fresh, stays as it was.
+    A malformed address is a user mistake: exit 2."""
+    file = write_yaml(tmp_path / "small.yaml", tiny_data(**SMALL))
+    runner = CliRunner()
+    args = ["sweep", str(file), "--executor", "dask", "--no-progress"]
+    address = "tcp://127.0.0.1:1"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        res = runner.invoke(app, [*args, "--scheduler", address, "--out", str(tmp_path / "new")])
+        assert res.exit_code == 3, (res.stderr, res.exception)
+        line, = res.stderr.strip().splitlines()
+        assert line.startswith(f"rnnlab: error: cannot connect to the dask scheduler {address}")
+        assert "rerun the same command" in line
+        assert not (tmp_path / "new").exists()
+
+        old = tmp_path / "old"
+        assert runner.invoke(app, [*args[:2], "--out", str(old), "--no-progress"]).exit_code == 0
+        before = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()}
+        res = runner.invoke(app, [*args, "--scheduler", address, "--out", str(old), "--fresh"])
+        assert res.exit_code == 3, (res.stderr, res.exception)
+        assert {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()} \
+            == before
+
+        res = runner.invoke(app, [*args, "--scheduler", "foo://127.0.0.1:1", "--out",
+                                  str(tmp_path / "bad")])
+        assert res.exit_code == 2, (res.stderr, res.exception)
+        assert "unknown address scheme" in res.stderr
+        assert not (tmp_path / "bad").exists()
+
+
 # ------------------------------------------------------------------- TLS, a lost scheduler
 
 
@@ -332,8 +363,7 @@ def _self_signed(folder) -> tuple[str, str]:
 def test_tls_scheduler_with_a_self_signed_certificate(tmp_path, reference):
     """A LocalCluster that speaks only TLS (encryption required, every party authenticated by
     the one self-signed certificate): the sweep with --tls-* equals the local one; without the
-    certificate options the connection is refused in one line (after the folder was opened: it
-    holds no run)."""
+    certificate options the connection is refused in one line before the folder is created."""
     cert, key = _self_signed(tmp_path)
     sec = distributed.Security(
         tls_ca_file=cert, tls_scheduler_cert=cert, tls_scheduler_key=key,
@@ -353,7 +383,7 @@ def test_tls_scheduler_with_a_self_signed_certificate(tmp_path, reference):
         assert res.exit_code == 2, (res.stderr, res.exception)
         line, = res.stderr.strip().splitlines()
         assert line.startswith(f"rnnlab: error: cannot connect to the dask scheduler {address}")
-        assert not (tmp_path / "plain" / "runs.parquet").exists()
+        assert not (tmp_path / "plain").exists()
         res = runner.invoke(app, [*args, "--out", str(tmp_path / "tls"), "--tls-ca-file", cert,
                                   "--tls-cert", cert, "--tls-key", key])
         assert res.exit_code == 0, (res.stderr, res.exception)

@@ -84,3 +84,35 @@ def test_the_compiled_engine_is_part_of_the_stack(monkeypatch):
     assert engine["name"].startswith("numba ") and engine["flags"]["fastmath"] is False
     assert engine["contract"]               # the functions with fused multiply-adds, named
     assert any(d.startswith("engine:") for d in stack_differences({**fp_stack(), "engine": {}}))
+
+
+def test_compiled_without_numba_records_the_numpy_engine_that_ran(tmp_path, monkeypatch):
+    """--engine compiled without numba trains on the NumPy engine: the manifest records that
+    engine (not the request), so report sees no other stack and compare no difference."""
+    from rnnlab.engine import select
+
+    monkeypatch.setattr(select, "numba_available", lambda: False)
+    path = write_yaml(tmp_path / "t.yaml", tiny_data(sweep={"task.seq_len": [3]}))
+    plain, asked = tmp_path / "plain", tmp_path / "asked"
+    try:
+        ok(invoke("sweep", path, "--out", plain, "--no-progress", "--engine", "numpy"))
+        ok(invoke("sweep", path, "--out", asked, "--no-progress", "--engine", "compiled"))
+    finally:
+        select.set_engine(None)
+    stack = json.loads((asked / "manifest.json").read_text())["fp_stack"]
+    assert stack["engine"] == {} and "RNNLAB_ENGINE" not in stack["env"]
+    assert stack == json.loads((plain / "manifest.json").read_text())["fp_stack"]
+    assert "floating-point stack" not in ok(invoke("report", asked)).stderr
+    res = ok(invoke("compare", plain, asked, "--format", "json"))
+    keys = {d["key"] for d in json.loads(res.stdout)["manifest"]}
+    assert not any(k.startswith("fp_stack") for k in keys), keys
+
+
+def test_an_engine_request_in_an_older_manifest_is_no_difference():
+    """Older manifests recorded RNNLAB_ENGINE in fp_stack.env; it changes no number."""
+    from rnnlab.report.compare import manifest_differences
+
+    here = fp_stack()
+    old = {**here, "env": {**here["env"], "RNNLAB_ENGINE": "compiled"}}
+    assert stack_differences(old, here) == []
+    assert manifest_differences({"fp_stack": old}, {"fp_stack": here}) == []

@@ -13,7 +13,9 @@ mark:
 Rows present on one side only are kept (``present`` says which). The claims each experiment
 states are checked on its own folder (``rnnlab check``) and shown side by side. The manifests
 are compared key by key (nested keys dotted: ``blas.blas``, ``experiment.train.lr``);
-``created`` and ``command`` differ between any two sweeps and are left out.
+``created`` and ``command`` differ between any two sweeps and are left out, and so are the
+variables of ``fp_stack.env`` that change no number (``sysinfo.IGNORED_ENV``, recorded by older
+manifests: the engine that ran is ``fp_stack.engine``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ import pandas as pd
 from rnnlab.analysis.summarize import format_value
 from rnnlab.errors import UserError
 from rnnlab.report.tables import FOLDED, intervals
+from rnnlab.results.sysinfo import IGNORED_ENV
 
 SKIP_MANIFEST = ("created", "command")
+#: Dotted manifest keys left out of the comparison besides ``SKIP_MANIFEST``'s.
+SKIP_KEYS = tuple(f"fp_stack.env.{k}" for k in IGNORED_ENV)
 SIDES = ("a", "b")
 
 
@@ -90,9 +95,13 @@ def flatten(doc, prefix: str = "") -> dict:
     return {prefix[:-1]: doc}
 
 
+def _compared(doc: dict) -> dict:
+    return {k: v for k, v in flatten(doc).items()
+            if k.split(".")[0] not in SKIP_MANIFEST and k not in SKIP_KEYS}
+
+
 def manifest_differences(a: dict, b: dict) -> list[dict]:
-    fa = {k: v for k, v in flatten(a).items() if k.split(".")[0] not in SKIP_MANIFEST}
-    fb = {k: v for k, v in flatten(b).items() if k.split(".")[0] not in SKIP_MANIFEST}
+    fa, fb = _compared(a), _compared(b)
     return [{"key": k, "a": fa.get(k), "b": fb.get(k)}
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 

@@ -461,6 +461,23 @@ class ResultsStore:
                 self._index(rows)
                 self._seq += 1
 
+    def update_manifest(self, **changes) -> None:
+        """Set (None: remove) top-level keys of ``manifest.json``, rewritten atomically; the
+        name, fingerprint and format version stay."""
+        kept = ("format_version", "name", "fingerprint")
+        if any(k in kept for k in changes):
+            raise ValueError(f"update_manifest: {', '.join(kept)} stay as they are")
+        manifest = dict(self.manifest)
+        for key, value in changes.items():
+            if value is None:
+                manifest.pop(key, None)
+            else:
+                manifest[key] = value
+        with self.lock():
+            write_text_atomic(self.path / MANIFEST,
+                              json.dumps(manifest, indent=2, default=str) + "\n")
+        self.manifest = manifest
+
     def write_summary(self, csv: str, markdown: str) -> None:
         """Write ``summary.csv`` and ``summary.md`` (the summary table rendered by the caller:
         ``analysis.summarize.render``)."""

@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-#: Environment variables that change which floating-point code runs.
+#: Environment variables that change which floating-point code runs. RNNLAB_ENGINE is not one:
+#: it is a request (``compiled`` runs the NumPy engine without numba), and the engine that runs
+#: is recorded as ``engine``.
 ROUNDING_ENV = (
     "NPY_DISABLE_CPU_FEATURES",
     "NPY_ENABLE_CPU_FEATURES",
@@ -30,8 +32,10 @@ ROUNDING_ENV = (
     "OPENBLAS_L2_SIZE",
     "MKL_CBWR",
     "MKL_ENABLE_INSTRUCTIONS",
-    "RNNLAB_ENGINE",
 )
+#: Variables that older manifests recorded in ``fp_stack.env`` but that change no number by
+#: themselves (the engine request; ``engine`` says which engine ran): never a difference.
+IGNORED_ENV = ("RNNLAB_ENGINE",)
 #: CPU flags that decide which SIMD code NumPy and the BLAS may run.
 _CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
               "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile")
@@ -142,9 +146,18 @@ def stack_differences(recorded: dict | None, current: dict | None = None) -> lis
     out = []
     for key in ("machine", "numpy", "numpy_simd", "blas", "engine", "env"):
         old, new = recorded.get(key), current.get(key)
+        if key == "env":
+            old, new = _rounding_env(old), _rounding_env(new)
         if old != new:
             out.append(f"{key}: {_short(old)} -> {_short(new)}")
     return out
+
+
+def _rounding_env(env):
+    """``env`` without the variables of ``IGNORED_ENV``."""
+    if not isinstance(env, dict):
+        return env
+    return {k: v for k, v in env.items() if k not in IGNORED_ENV}
 
 
 def _short(value) -> str:
@@ -155,11 +168,39 @@ def _short(value) -> str:
     return str(value)
 
 
+#: Manifest key of the stacks other than ``fp_stack`` that trained runs of the folder (a sweep
+#: resumed with ``--mixed-stacks``): a list of ``{"fp_stack", "runs", "created", "command"}``,
+#: ``runs`` the ids of the runs that stack trained. The runs it does not name were trained on
+#: ``fp_stack``.
+OTHER_STACKS = "other_fp_stacks"
+
+
+def other_stacks(manifest: dict) -> list[dict]:
+    """The entries of ``OTHER_STACKS`` in ``manifest`` that name runs (well-formed ones only)."""
+    entries = manifest.get(OTHER_STACKS) if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("runs"), list)
+            and e["runs"]]
+
+
 def stack_note(manifest: dict) -> str | None:
-    """One line for a folder made on another floating-point stack than this process's, or None.
+    """One line for a folder made on another floating-point stack than this process's, or on
+    several (``OTHER_STACKS``), or None.
 
     Its outcomes of training are then statistics to compare by claims, not digit by digit."""
-    diffs = stack_differences(manifest.get("fp_stack") if isinstance(manifest, dict) else None)
+    recorded = manifest.get("fp_stack") if isinstance(manifest, dict) else None
+    diffs = stack_differences(recorded)
+    mixed = other_stacks(manifest)
+    if mixed:
+        runs = sum(len(e["runs"]) for e in mixed)
+        how = sorted({d for e in mixed for d in stack_differences(recorded, e.get("fp_stack"))})
+        here = (f"; this process's stack differs from the first too ({'; '.join(diffs)})"
+                if diffs else "")
+        return (f"note: this folder mixes {len(mixed) + 1} floating-point stacks: {runs} run(s) "
+                f"were trained on another than the first ({'; '.join(how)}; manifest.json "
+                f"{OTHER_STACKS} names them){here}: training outcomes compare only as "
+                "statistics (by claims, not digits)")
     if not diffs:
         return None
     if diffs == ["not recorded"]:

@@ -8,7 +8,10 @@ resume, the progress bar and the numbers are those of a local sweep.
 
 - **Where.** ``scheduler="tcp://host:port"`` (or ``tls://host:port`` with certificate files:
   :func:`security`) connects to a running cluster (``dask scheduler`` and
-  ``dask worker``, dask-jobqueue, ...; the workers need rnnlab installed). Without an address a
+  ``dask worker``, dask-jobqueue, ...; the workers need rnnlab installed). The sweep connects
+  before it opens the results folder. A malformed address (or ``tls://`` without certificates)
+  is a UserError (exit 2); a well-formed one where no scheduler answers within Dask's connect
+  timeout is an EnvironmentFault (exit 3), like a scheduler lost later. Without an address a
   ``LocalCluster`` of ``workers`` processes with one thread each is started on the loopback
   interface, and closed again at the end.
 - **Bounded.** At most a window of ``2 x`` the cluster's threads (at least 4) batches is in flight;
@@ -185,8 +188,13 @@ def _client_of(distributed, sec, scheduler, workers) -> Iterator:
             extra = {"security": sec} if sec is not None else {}
             client = _client_class(distributed)(
                 cluster if cluster is not None else scheduler, set_as_default=False, **extra)
-        except (OSError, TimeoutError, ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:      # a malformed address, TLS without certificates
             raise UserError(f"cannot connect to the dask scheduler {scheduler}: {e}") from None
+        except (OSError, TimeoutError) as e:      # a well-formed address nobody answers at
+            raise EnvironmentFault(
+                f"cannot connect to the dask scheduler {scheduler}: {e}; nothing was written: "
+                "start the scheduler (or correct --scheduler) and rerun the same command"
+            ) from None
         try:
             yield client
         except BaseException:
