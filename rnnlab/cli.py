@@ -685,7 +685,8 @@ def run(
         except (OSError, UnicodeDecodeError) as e:
             fail(f"{file}: cannot read: {e}")
         loaded = parse_yaml(text, file)
-        data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
+        # the claims go with the sweep: they read its table's columns, which one run has not
+        data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles", "claims")}
                 if isinstance(loaded, dict) else loaded)
         source = file
     exp = parse_experiment(data, source=source, sets=sets or [])

@@ -438,6 +438,13 @@ def test_run_from_file_uses_its_base(tiny_experiment):
     assert table_rows(res.stdout)[0][0] == "ok"
 
 
+def test_run_from_file_leaves_its_claims_with_its_sweep(tiny_experiment):
+    """The claims read the sweep's table (here its swept seq_len), which one run does not have."""
+    path = tiny_experiment(claims=[{"says": "s", "where": "seq_len <= 3", "expect": "n > 0"}])
+    res = ok(invoke("run", "--file", path, "--set", "train.steps=2"))
+    assert table_rows(res.stdout)[0][0] == "ok"
+
+
 def test_an_internal_error_is_one_line_with_status_1(monkeypatch, tiny_experiment, tmp_path):
     """A bug that escapes a command (here a ZeroDivisionError raised by the sweep) ends as one
     line naming the exception and where it was raised, exit status 1, no traceback; with

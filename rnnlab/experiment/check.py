@@ -29,17 +29,20 @@ def check_folder(out: Path, file: str | Path | None = None,
 
     The claims come from ``file`` (an experiment file, with ``profile``) when given, else from
     the resolved experiment recorded in the folder's manifest. Returns ``ClaimResult``s; a
-    malformed claim raises ``ClaimError`` naming the file and the claim.
+    malformed claim raises ``ClaimError`` naming the file and the claim (for the manifest's
+    claims: the manifest, and the file and profile they came from).
     """
     out = Path(out)
     if file is not None:
         exp = load_experiment(file, profile=profile)
-        claims, source = exp.claims, str(file)
-        prefix = f"profiles.{profile}.claims" if profile else "claims"
+        claims, source, prefix = exp.claims, str(file), exp.claims_at
     else:
         recorded = load_manifest(out).get("experiment") or {}
         claims = [Claim.model_validate(c) for c in recorded.get("claims") or []]
         source, prefix = f"{out / 'manifest.json'}", "experiment.claims"
+        if recorded.get("source"):
+            swept = f" --profile {recorded['profile']}" if recorded.get("profile") else ""
+            source += f" (claims of {recorded['source']}{swept})"
     return evaluate(claims, lambda table, step: claims_table(out, table, step), source, prefix)
 
 

@@ -50,7 +50,7 @@ from rnnlab.experiment.axes import (
     pin,
     replace_axes,
 )
-from rnnlab.experiment.claims import check_claim
+from rnnlab.experiment.claims import ClaimError, check_claim, check_names, table_columns
 from rnnlab.experiment.identity import canonical_json, run_id
 from rnnlab.experiment.overrides import (
     cli_values,
@@ -104,9 +104,12 @@ class Experiment:
     """A validated experiment: the base configuration, the sweep axes and the runs they make."""
 
     def __init__(self, base: BaseConfig, axes: list[SweepAxis], source: str, profile: str | None,
-                 claims: list | None = None):
+                 claims: list | None = None, claims_at: str = "claims"):
         self.base = base
         self.claims = list(claims or [])
+        #: Where the claims are in the file: ``claims``, or ``profiles.NAME.claims`` when the
+        #: selected profile replaces them (errors about a claim name it).
+        self.claims_at = claims_at
         self.source = source
         self.profile = profile
         self.axes = [Axis(tuple(a.keys), list(a.points)) for a in axes]
@@ -300,7 +303,30 @@ def parse_experiment(
         raise ConfigError(source, "sweep", got, f"at most {limit} runs", "pass --yes to run them")
     for i, claim in enumerate(claims):
         check_claim(claim, source, f"{claims_at}[{i}]")
-    return Experiment(base, axes, source, profile, claims)
+    exp = Experiment(base, axes, source, profile, claims, claims_at)
+    _check_claim_columns(exp)
+    return exp
+
+
+def _check_claim_columns(exp: Experiment) -> None:
+    """Refuse, before anything trains, a claim whose table this experiment cannot make or that
+    reads a name its table will not have (:func:`rnnlab.experiment.claims.table_columns`)."""
+    if not exp.claims:
+        return
+    configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
+    known: dict[str, list[str] | None] = {}
+    for i, claim in enumerate(exp.claims):
+        at = f"{exp.claims_at}[{i}]"
+        if claim.table not in known:
+            known[claim.table] = table_columns(claim.table, exp.swept_keys, configs)
+        columns = known[claim.table]
+        if columns is None:
+            why = ("task.seq_len is not swept" if "task.seq_len" not in exp.swept_keys
+                   else "train.steps is swept")
+            raise ClaimError(exp.source, f"{at}.table", claim.table,
+                             "summary, or budget and limit when task.seq_len is swept and "
+                             "train.steps is not", f"{why}, so there is no limit map")
+        check_names(claim, columns, exp.source, at)
 
 
 def _validate_claims(value: Any, source: str, where: str) -> list[Claim]:
