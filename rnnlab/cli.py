@@ -636,7 +636,8 @@ def check(
     file: Annotated[str | None, typer.Option(
         "--file", help="Take the claims from this experiment file (default: the ones recorded "
         "in the folder's manifest).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Profile of --file.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Profile of --file (only with --file: "
+                                                "the manifest records no profiles).")] = None,
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""

@@ -218,6 +218,21 @@ def test_check_names_the_manifest_and_where_its_claims_came_from(tmp_path):
             "'nosuchcol'") in res.stderr
 
 
+def test_check_refuses_a_profile_without_a_file(tmp_path):
+    data = tiny_data(claims=[{"says": "x", "expect": "n > 0"}],
+                     profiles={"quick": {"claims": [{"says": "q", "expect": "n > 2"}]}})
+    path = write_yaml(tmp_path / "c.yaml", data)
+    out = tmp_path / "out"
+    ok(invoke("sweep", path, "--out", out, "--no-progress"))
+    res = invoke("check", out, "--profile", "quick")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"rnnlab: error: {out}: --profile: got 'quick'; allowed: a "
+                                 "profile only with --file FILE")
+    assert res.stderr.count("\n") == 1
+    res = invoke("check", out, "--file", path, "--profile", "quick")
+    assert res.exit_code == 1 and res.stdout.startswith("FAIL  q  [n > 2")
+
+
 @pytest.mark.parametrize("overrides", [
     {},                                                          # recall, no analysis
     {"train": {"lyapunov": {"enabled": True}, "steps": 3},       # adding beside recall, Lyapunov
