@@ -444,18 +444,27 @@ def validate(
     max_runs: MaxRunsOpt = None,
     show: Annotated[int, typer.Option(min=0, help="How many runs to list.")] = 10,
 ):
-    """Check an experiment file and print its grid size and first runs."""
+    """Check an experiment file and each of its profiles (as if selected, with the same --set
+    and --sweep), and print the grid size and first runs."""
     import pandas as pd
 
+    from rnnlab.experiment.load import load_profiles
     from rnnlab.run.plan import check_memory, plan_batches
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()
     check_memory(runs, file)
+    limit = {} if max_runs is None else {"max_runs": max_runs}
+    profiles = load_profiles(file, sets=sets or [], sweeps=sweeps or [], yes=yes, **limit)
+    for name, other in profiles.items():
+        check_memory(other.runs(), f"{file} (profile {name})")
     axes = ", ".join(f"{'+'.join(a.keys)} ({len(a.values)})" for a in exp.axes) or "none"
     out.print(f"{file}: ok: experiment {exp.name!r}, {exp.grid_size} grid point(s) x "
               f"{exp.repeats} repeat(s) = {len(runs)} run(s) in "
               f"{len(plan_batches(runs))} batch(es); axes: {axes}", markup=False)
+    if profiles:
+        each = ", ".join(f"{name} ({len(p.runs())} run(s))" for name, p in profiles.items())
+        out.print(f"{file}: profiles ok: {each}", markup=False)
     if show and runs:
         rows = [{"run_id": r.run_id, **r.swept, "seed": r.seed} for r in runs[:show]]
         out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))

@@ -82,6 +82,20 @@ def test_validate_prints_grid_size(tiny_experiment):
     assert not Path("results").exists()
 
 
+def test_validate_checks_every_profile(tiny_experiment):
+    path = tiny_experiment(profiles={"quick": {"repeats": 1}, "slow": {"repets": 1}})
+    for args in ([], ["--profile", "quick"]):
+        res = invoke("validate", path, *args)
+        assert res.exit_code == 2 and res.stdout == ""
+        assert res.stderr.startswith(f"rnnlab: error: {path}: profiles.slow.repets: got 1; "
+                                     "allowed: a key of the top level (")
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    path = tiny_experiment(profiles={"quick": {"repeats": 1}, "slow": {"repeats": 3}})
+    res = ok(invoke("validate", path))
+    assert grid_line(res) == "4 grid point(s) x 2 repeat(s) = 8 run(s)"
+    assert f"{path}: profiles ok: quick (4 run(s)), slow (12 run(s))" in res.stdout
+
+
 @pytest.mark.parametrize("args, expected", [
     ([], "4 grid point(s) x 2 repeat(s) = 8 run(s)"),
     (["--sweep", "task.seq_len=3,4,5"], "6 grid point(s) x 2 repeat(s) = 12 run(s)"),
