@@ -84,7 +84,8 @@ def test_trainer_records_the_analysis_of_each_logged_steps_batch(cell):
     assert first.loc[first["kind"] == "window", "value"].item() == 3
     # the numbers are the engine's on the very batch of step 0 with the initial weights
     trainer = Trainer(specs)
-    x, _ = _sample(trainer.task, [run_streams(s.seed)[1] for s in specs], 8, np.float64)
+    x, _ = _sample(trainer.task, [run_streams(s.seed)[1] for s in specs], 8, np.float64,
+                   trainer.compiled)
     want = lyapunov(trainer.params, x, cell=cell, exponents=8, window=3)
     got = first.loc[first["kind"] == "lambda"].sort_values("index")["value"].to_numpy()
     np.testing.assert_array_equal(got, want.exponents[0])

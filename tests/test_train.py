@@ -146,7 +146,7 @@ def _first_step_against_engine(spec, k):
     params = {key: v.copy() for key, v in trainer.params.items()}
     rec = trainer.step(update=False)
     x, d = _sample(trainer.task, [run_streams(spec.seed)[1]], spec.config.task.batch,
-                   trainer.dtype)
+                   trainer.dtype, trainer.compiled)
     ref = bptt(params, x, d, truncate=k, **trainer.kw)
     return rec, ref
 
