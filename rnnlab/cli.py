@@ -500,18 +500,27 @@ def validate(
     max_runs: MaxRunsOpt = None,
     show: Annotated[int, typer.Option(min=0, help="How many runs to list.")] = 10,
 ):
-    """Check an experiment file and print its grid size and first runs."""
+    """Check an experiment file and each of its profiles (as if selected, with the same --set
+    and --sweep), and print the grid size and first runs."""
     import pandas as pd
 
+    from rnnlab.experiment.load import load_profiles
     from rnnlab.run.plan import check_memory, plan_batches
 
     exp = load(file, sets, sweeps, profile, yes, max_runs)
     runs = exp.runs()
     check_memory(runs, file)
+    limit = {} if max_runs is None else {"max_runs": max_runs}
+    profiles = load_profiles(file, sets=sets or [], sweeps=sweeps or [], yes=yes, **limit)
+    for name, other in profiles.items():
+        check_memory(other.runs(), f"{file} (profile {name})")
     axes = ", ".join(f"{'+'.join(a.keys)} ({len(a.values)})" for a in exp.axes) or "none"
     out.print(f"{file}: ok: experiment {exp.name!r}, {exp.grid_size} grid point(s) x "
               f"{exp.repeats} repeat(s) = {len(runs)} run(s) in "
               f"{len(plan_batches(runs))} batch(es); axes: {axes}", markup=False)
+    if profiles:
+        each = ", ".join(f"{name} ({len(p.runs())} run(s))" for name, p in profiles.items())
+        out.print(f"{file}: profiles ok: {each}", markup=False)
     if show and runs:
         rows = [{"run_id": r.run_id, **r.swept, "seed": r.seed} for r in runs[:show]]
         out.print(df_table(pd.DataFrame(rows), title=f"first {min(show, len(runs))} runs"))
@@ -685,7 +694,8 @@ def check(
     file: Annotated[str | None, typer.Option(
         "--file", help="Take the claims from this experiment file (default: the ones recorded "
         "in the folder's manifest).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Profile of --file.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Profile of --file (only with --file: "
+                                                "the manifest records no profiles).")] = None,
 ):
     """Check the experiment's claims on a results folder: one line per claim, exit 1 if any
     does not hold."""
@@ -736,7 +746,8 @@ def run(
         except (OSError, UnicodeDecodeError) as e:
             fail(f"{file}: cannot read: {e}")
         loaded = parse_yaml(text, file)
-        data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles")}
+        # the claims go with the sweep: they read its table's columns, which one run has not
+        data = ({k: v for k, v in loaded.items() if k not in ("sweep", "profiles", "claims")}
                 if isinstance(loaded, dict) else loaded)
         source = file
     exp = parse_experiment(data, source=source, sets=sets or [])

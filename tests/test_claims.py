@@ -129,3 +129,124 @@ def test_check_command_exit_status_follows_the_claims(tmp_path):
     res = invoke("check", out, "--file", broken)
     assert res.exit_code == 2 and "b.yaml: claims[0].expect: got 'm'" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
+
+
+# ---------------------------------------------------------------- names checked before training
+
+@pytest.mark.parametrize(("claim", "key", "name"), [
+    ({"says": "s", "expect": "nosuchcol > 1"}, "claims[0].expect", "nosuchcol"),
+    ({"says": "s", "where": "nosuchcol > 1", "expect": "n > 0"}, "claims[0].where", "nosuchcol"),
+    ({"says": "s", "expect": "acc_hs > 0.5"}, "claims[0].expect", "acc_hs"),       # recall
+    ({"says": "s", "expect": "lambda1 < 0"}, "claims[0].expect", "lambda1"),       # no Lyapunov
+    ({"says": "s", "where": "hidden == 8", "expect": "n > 0"}, "claims[0].where", "hidden"),
+    ({"says": "s", "table": "budget", "expect": "budget > 0 and nosuchcol"},
+     "claims[0].expect", "nosuchcol"),
+    ({"says": "s", "table": "limit", "expect": "seq_len > 0"}, "claims[0].expect", "seq_len"),
+])
+def test_a_name_the_table_will_not_have_is_refused_at_load(claim, key, name):
+    with pytest.raises(ClaimError) as info:
+        parse_experiment(tiny_data(claims=[claim]), source="tiny.yaml")
+    msg = str(info.value)
+    assert msg.startswith(f"tiny.yaml: {key}: got {name!r}; allowed: a column of the ")
+    assert "\n" not in msg
+
+
+def test_the_columns_follow_the_sweep_the_task_and_the_analysis():
+    # the criteria of adding, the Lyapunov columns, a swept key by its last part
+    claims = [{"says": "a", "expect": "acc_hs_lo >= 0 and lr > 0"},
+              {"says": "b", "expect": "lambda1_hi > -10 and decay_gap < 10"},
+              {"says": "c", "table": "budget", "expect": "solved >= 0", "where": "lr > 0"},
+              {"says": "d", "table": "limit", "expect": "horizon_0 >= 0", "where": "lr > 0"}]
+    data = tiny_data(task={"name": "adding"}, train={"lyapunov": {"enabled": True}},
+                     sweep={"task.seq_len": [3, 5], "train.lr": [0.01, 0.1]}, claims=claims)
+    assert len(parse_experiment(data).claims) == 4
+    # a limit map needs task.seq_len swept
+    data = tiny_data(sweep={"train.lr": [0.01, 0.1]},
+                     claims=[{"says": "s", "table": "limit", "expect": "limit > 2"}])
+    with pytest.raises(ClaimError, match=r"^x: claims\[0\].table: got 'limit'; allowed: summary, "
+                       r"or budget and limit when task.seq_len is swept.*task.seq_len is not"):
+        parse_experiment(data, source="x")
+
+
+def test_a_pinned_key_is_named_and_a_near_miss_suggested():
+    data = tiny_data(claims=[{"says": "s", "where": "seq_len <= 3", "expect": "solved >= 0"}])
+    parse_experiment(data)
+    with pytest.raises(ClaimError, match=r"got 'seq_len'.*\(task.seq_len is not swept"):
+        parse_experiment(data, sets=["task.seq_len=4"])
+    data = tiny_data(claims=[{"says": "s", "expect": "solvd > 0"}])
+    with pytest.raises(ClaimError, match=r"\(did you mean solved\?\)$"):
+        parse_experiment(data)
+
+
+def test_a_profiles_claims_are_checked_against_its_own_table():
+    data = tiny_data(profiles={"quick": {"task.seq_len": 4,
+                                         "claims": [{"says": "q", "expect": "seq_len > 0"}]}})
+    with pytest.raises(ClaimError, match=r"^tiny.yaml: profiles.quick.claims\[0\].expect: got "
+                       r"'seq_len'"):
+        parse_experiment(data, source="tiny.yaml", profile="quick")
+    # without claims of its own the profile keeps the file's, named as such
+    data = tiny_data(claims=[{"says": "s", "expect": "weight_scale > 0"}],
+                     profiles={"quick": {"model.weight_scale": 1.0}})
+    with pytest.raises(ClaimError, match=r"^tiny.yaml: claims\[0\].expect: got 'weight_scale'"):
+        parse_experiment(data, source="tiny.yaml", profile="quick")
+
+
+def test_validate_and_sweep_refuse_an_unknown_column_before_training(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml",
+                      tiny_data(claims=[{"says": "x", "expect": "nosuchcol > 1"}]))
+    for args in (["validate", path], ["sweep", path, "--out", tmp_path / "out", "--no-progress"]):
+        res = invoke(*args)
+        assert res.exit_code == 2, res.stderr
+        assert f"{path}: claims[0].expect: got 'nosuchcol'; allowed: a column of the summary" \
+            in res.stderr
+        assert "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_names_the_manifest_and_where_its_claims_came_from(tmp_path):
+    import json
+
+    path = write_yaml(tmp_path / "c.yaml", tiny_data(claims=[{"says": "x", "expect": "n > 0"}]))
+    out = tmp_path / "out"
+    ok(invoke("sweep", path, "--out", out, "--no-progress"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["experiment"]["claims"][0]["expect"] = "nosuchcol > 1"   # an older or edited record
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    res = invoke("check", out)
+    assert res.exit_code == 2
+    assert (f"{out / 'manifest.json'} (claims of {path}): experiment.claims[0].expect: got "
+            "'nosuchcol'") in res.stderr
+
+
+def test_check_refuses_a_profile_without_a_file(tmp_path):
+    data = tiny_data(claims=[{"says": "x", "expect": "n > 0"}],
+                     profiles={"quick": {"claims": [{"says": "q", "expect": "n > 2"}]}})
+    path = write_yaml(tmp_path / "c.yaml", data)
+    out = tmp_path / "out"
+    ok(invoke("sweep", path, "--out", out, "--no-progress"))
+    res = invoke("check", out, "--profile", "quick")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"rnnlab: error: {out}: --profile: got 'quick'; allowed: a "
+                                 "profile only with --file FILE")
+    assert res.stderr.count("\n") == 1
+    res = invoke("check", out, "--file", path, "--profile", "quick")
+    assert res.exit_code == 1 and res.stdout.startswith("FAIL  q  [n > 2")
+
+
+@pytest.mark.parametrize("overrides", [
+    {},                                                          # recall, no analysis
+    {"train": {"lyapunov": {"enabled": True}, "steps": 3},       # adding beside recall, Lyapunov
+     "sweep": {"task.name": ["recall", "adding"], "task.seq_len": [3, 5]}},
+])
+def test_the_predicted_columns_are_those_of_a_real_sweep(tmp_path, overrides):
+    from rnnlab.analysis.limits import limits_of
+    from rnnlab.analysis.summarize import summary_of
+    from rnnlab.experiment.claims import table_columns
+    from rnnlab.run.sweep import run_sweep
+
+    exp = parse_experiment(tiny_data(**overrides))
+    run_sweep(exp, tmp_path)
+    configs = [r.config for r in exp.runs()]
+    budget, limit = limits_of(tmp_path)
+    for table, real in (("summary", summary_of(tmp_path)), ("budget", budget), ("limit", limit)):
+        assert table_columns(table, exp.swept_keys, configs) == list(real.columns), table

@@ -82,6 +82,20 @@ def test_validate_prints_grid_size(tiny_experiment):
     assert not Path("results").exists()
 
 
+def test_validate_checks_every_profile(tiny_experiment):
+    path = tiny_experiment(profiles={"quick": {"repeats": 1}, "slow": {"repets": 1}})
+    for args in ([], ["--profile", "quick"]):
+        res = invoke("validate", path, *args)
+        assert res.exit_code == 2 and res.stdout == ""
+        assert res.stderr.startswith(f"rnnlab: error: {path}: profiles.slow.repets: got 1; "
+                                     "allowed: a key of the top level (")
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    path = tiny_experiment(profiles={"quick": {"repeats": 1}, "slow": {"repeats": 3}})
+    res = ok(invoke("validate", path))
+    assert grid_line(res) == "4 grid point(s) x 2 repeat(s) = 8 run(s)"
+    assert f"{path}: profiles ok: quick (4 run(s)), slow (12 run(s))" in res.stdout
+
+
 @pytest.mark.parametrize("args, expected", [
     ([], "4 grid point(s) x 2 repeat(s) = 8 run(s)"),
     (["--sweep", "task.seq_len=3,4,5"], "6 grid point(s) x 2 repeat(s) = 12 run(s)"),
@@ -471,6 +485,13 @@ def test_run_from_file_uses_its_base(tiny_experiment):
     path = tiny_experiment(train={"lr": "1e-3"})          # YAML text, as a user would write it
     path.write_text(path.read_text().replace("'1e-3'", "1e-3"))
     res = ok(invoke("run", "--file", path, "--set", "task.seq_len=3", "--set", "train.steps=2"))
+    assert table_rows(res.stdout)[0][0] == "ok"
+
+
+def test_run_from_file_leaves_its_claims_with_its_sweep(tiny_experiment):
+    """The claims read the sweep's table (here its swept seq_len), which one run does not have."""
+    path = tiny_experiment(claims=[{"says": "s", "where": "seq_len <= 3", "expect": "n > 0"}])
+    res = ok(invoke("run", "--file", path, "--set", "train.steps=2"))
     assert table_rows(res.stdout)[0][0] == "ok"
 
 

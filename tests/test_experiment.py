@@ -561,6 +561,58 @@ def test_errors_are_one_line(tmp_path, data, kwargs, file, key, value, allowed):
     assert isinstance(info.value, ConfigError)
 
 
+TOP = "a key of the top level (name, description, seed, repeats, model, task, train)"
+
+
+@pytest.mark.parametrize(("key", "allowed", "hint"), [
+    ("repets", f"{TOP}, a dotted key of model, task or train such as task.seq_len, sweep or "
+     "claims", "did you mean repeats?"),
+    ("sweeps", None, "did you mean sweep?"),
+    ("claim", None, "did you mean claims?"),
+    ("model.hiden", "a key of model: cell, activation, hidden,", "did you mean model.hidden?"),
+])
+def test_an_unknown_profile_key_lists_every_key_a_profile_accepts(tmp_path, key, allowed, hint):
+    path = write(tmp_path, minimal(profiles={"quick": {key: 1}}))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, profile="quick")
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: profiles.quick.{key}: got 1; allowed: "), msg
+    assert (allowed or "sweep or claims") in msg and msg.endswith(f"({hint})"), msg
+    # what the list offers is accepted there
+    for good in ({"repeats": 2}, {"description": "d"}, {"model": {"hidden": 4}},
+                 {"task.seq_len": 4}, {"sweep": {"task.seq_len": [3, 4]}},
+                 {"claims": [{"says": "s", "expect": "n > 0"}]}):
+        load_experiment(write(tmp_path, minimal(profiles={"quick": good})), profile="quick")
+
+
+def test_an_unknown_set_key_lists_the_dotted_keys_too():
+    with pytest.raises(ConfigError) as info:
+        parse(minimal(), sets=["foo=1"])
+    assert str(info.value) == (f"--set: foo: got 1; allowed: {TOP} or a dotted key of model, "
+                               "task or train such as task.seq_len")
+
+
+@pytest.mark.parametrize(("profile", "key", "value"), [
+    ({"repets": 1}, "profiles.slow.repets", "1"),
+    ({"train.steps": -1}, "profiles.slow.train.steps", "-1"),
+    ({"sweep": {"train.lr": [0]}}, "profiles.slow.sweep.train.lr", "0"),
+    ({"claims": [{"says": "s", "expect": "nosuchcol > 0"}]}, "profiles.slow.claims[0].expect",
+     "'nosuchcol'"),
+    ({"claims": [{"says": "s", "expect": "n > 0", "table": "limit"}]},
+     "profiles.slow.claims[0].table", "'limit'"),
+])
+def test_load_profiles_loads_each_profile_as_if_selected(tmp_path, profile, key, value):
+    from rnnlab.experiment.load import load_profiles
+
+    path = write(tmp_path, minimal(profiles={"quick": {"repeats": 2}, "slow": profile}))
+    load_experiment(path)                                   # the file itself is fine
+    with pytest.raises(ConfigError) as info:
+        load_profiles(path)
+    assert str(info.value).startswith(f"{path}: {key}: got {value}; allowed: ")
+    fine = write(tmp_path, minimal(profiles={"quick": {"repeats": 2}}), "fine.yaml")
+    assert {n: e.repeats for n, e in load_profiles(fine).items()} == {"quick": 2}
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match=r"nope\.yaml: no such experiment file"):
         load_experiment(tmp_path / "nope.yaml")

@@ -68,6 +68,17 @@ LIMIT_COLUMNS = ["budget", "limit", "limit_lo", "limit_hi", "censored", "gain", 
                  "ratio_0", "ratio_B"]
 
 
+def budget_columns(keys: Sequence[str]) -> list[str]:
+    """The columns of a :func:`budget_table` over runs swept on ``keys``."""
+    return list(keys) + BUDGET_COLUMNS
+
+
+def limit_columns(keys: Sequence[str], over: str = OVER) -> list[str]:
+    """The columns of a :func:`limit_table` over runs swept on ``keys`` (the setting's keys are
+    those other than ``over``)."""
+    return [k for k in keys if k != over] + LIMIT_COLUMNS
+
+
 def default_budgets(steps: int, log_every: int) -> list[int]:
     """S, S/2, S/4, ... rounded down to multiples of ``log_every``, none below it, ascending.
 
@@ -112,7 +123,7 @@ def budget_table(runs: pd.DataFrame, budgets: Sequence[int], over: str = OVER) -
             k = int(np.sum(f <= b))                     # NaN (never solved) compares False
             lo, hi = wilson(k, len(f))
             rows.append((*key, b, len(f), k / len(f) if len(f) else math.nan, lo, hi))
-    out = pd.DataFrame(rows, columns=keys + BUDGET_COLUMNS)
+    out = pd.DataFrame(rows, columns=budget_columns(keys))
     for c in keys:
         out[c] = out[c].astype(runs[c].dtype)
     out["n"] = out["n"].astype(np.int64)
@@ -209,7 +220,7 @@ def limit_table(budgets: pd.DataFrame, over: str = OVER, grad=None) -> pd.DataFr
                                   g[over].to_numpy(dtype=float), est["limit"], budget)
         rows.append((*key, est["limit"], est["limit_lo"], est["limit_hi"], est["censored"],
                      math.nan, est["largest_solved"], *grads))
-    out = pd.DataFrame(rows, columns=setting + LIMIT_COLUMNS)
+    out = pd.DataFrame(rows, columns=limit_columns(keys, over))
     gain = np.full(len(out), np.nan)
     for _, g in (out.groupby(setting, sort=False, dropna=False) if setting else [((), out)]):
         idx = g.sort_values("budget").index.to_numpy()

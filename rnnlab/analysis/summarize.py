@@ -218,17 +218,29 @@ def summarize(
     frame = frame.sort_values(keys, na_position="first", kind="mergesort")
     rows = [(*(key if isinstance(key, tuple) else (key,)), *_group_row(g, criteria, lyap))
             for key, g in frame.groupby(keys, sort=False, dropna=False)]
-    extra_columns = [CRITERIA_COLUMNS[name] + suffix for name in criteria
-                     for suffix in ("", "_lo", "_hi")]
-    extra_columns += [name + suffix for name in lyap for suffix in ("", "_lo", "_hi")]
-    out = pd.DataFrame(rows, columns=keys + SUMMARY_COLUMNS + extra_columns)
+    columns = summary_columns(by, criteria, lyapunov=bool(lyap))
+    out = pd.DataFrame(rows, columns=([] if by else ["_all"]) + columns)
     for col in by:
         out[col] = out[col].astype(runs[col].dtype)
     if not by:
         out = out.drop(columns="_all")
     out["n"] = out["n"].astype(np.int64)
     out["failed"] = out["failed"].astype(np.int64)
-    return out[by + SUMMARY_COLUMNS + extra_columns].reset_index(drop=True)
+    return out[columns].reset_index(drop=True)
+
+
+def summary_columns(by: list[str], criteria=(), lyapunov: bool = False) -> list[str]:
+    """The columns of a summary table (:func:`summarize` builds its table with these): the group
+    keys ``by``, :data:`SUMMARY_COLUMNS`, then each accuracy criterion the runs hold (a name of
+    :data:`CRITERIA_COLUMNS`) and, with the Lyapunov analysis, its columns, each with its
+    interval. Claims are checked against it before a sweep trains."""
+    from rnnlab.analysis.lyapunov_stats import SUMMARIZED
+
+    extra = [CRITERIA_COLUMNS[name] + suffix for name in CRITERIA_COLUMNS if name in criteria
+             for suffix in ("", "_lo", "_hi")]
+    if lyapunov:
+        extra += [name + suffix for name in SUMMARIZED for suffix in ("", "_lo", "_hi")]
+    return list(by) + SUMMARY_COLUMNS + extra
 
 
 def _run_values(runs: pd.DataFrame, grad_norms, step, lyapunov):

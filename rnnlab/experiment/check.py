@@ -14,7 +14,7 @@ import pandas as pd
 
 from rnnlab.analysis.limits import limits_of
 from rnnlab.analysis.summarize import summary_of
-from rnnlab.errors import UserError
+from rnnlab.errors import ConfigError, UserError
 from rnnlab.experiment.claims import ClaimResult, evaluate
 from rnnlab.experiment.load import load_experiment
 from rnnlab.experiment.schema import Claim
@@ -28,18 +28,28 @@ def check_folder(out: Path, file: str | Path | None = None,
     table.
 
     The claims come from ``file`` (an experiment file, with ``profile``) when given, else from
-    the resolved experiment recorded in the folder's manifest. Returns ``ClaimResult``s; a
-    malformed claim raises ``ClaimError`` naming the file and the claim.
+    the resolved experiment recorded in the folder's manifest (a ``profile`` without ``file`` is
+    a ConfigError: the manifest keeps the claims the sweep ran with, not the file's profiles).
+    Returns ``ClaimResult``s; a malformed claim raises ``ClaimError`` naming the file and the
+    claim (for the manifest's claims: the manifest, and the file and profile they came from).
     """
     out = Path(out)
     if file is not None:
         exp = load_experiment(file, profile=profile)
-        claims, source = exp.claims, str(file)
-        prefix = f"profiles.{profile}.claims" if profile else "claims"
+        claims, source, prefix = exp.claims, str(file), exp.claims_at
     else:
+        if profile is not None:
+            # the manifest records the claims of the experiment as it was swept (with its
+            # profile, if any), not the file's profiles: there is nothing to apply a profile to
+            raise ConfigError(str(out), "--profile", profile, "a profile only with --file FILE",
+                              "without a file the claims are those the manifest recorded as the "
+                              "sweep ran, which holds no profiles")
         recorded = load_manifest(out).get("experiment") or {}
         claims = [Claim.model_validate(c) for c in recorded.get("claims") or []]
         source, prefix = f"{out / 'manifest.json'}", "experiment.claims"
+        if recorded.get("source"):
+            swept = f" --profile {recorded['profile']}" if recorded.get("profile") else ""
+            source += f" (claims of {recorded['source']}{swept})"
     return evaluate(claims, lambda table, step: claims_table(out, table, step), source, prefix)
 
 

@@ -19,11 +19,16 @@ too: ``0.2 <= acc <= 0.8``), ``and``/``or``/``not``, ``+ - * /``, ``in (a, b)``,
 functions ``abs``, ``min``, ``max``, ``log10``, ``isnan``. A missing value (NaN) makes every
 comparison false, so a claim never holds by a blank cell. A claim whose ``where`` selects no row
 does not hold.
+
+A name its table will not have is refused when the experiment is loaded (``rnnlab validate``, and
+``rnnlab sweep`` before it trains): :func:`table_columns` gives the columns from the code that
+builds the tables, for the experiment's swept keys, tasks and analyses.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import operator
 from collections.abc import Callable
@@ -32,8 +37,11 @@ from typing import Any
 
 import pandas as pd
 
-from rnnlab.analysis.summarize import format_value
+from rnnlab.analysis.limits import OVER, budget_columns, limit_columns
+from rnnlab.analysis.summarize import format_value, summary_columns
 from rnnlab.errors import ConfigError
+from rnnlab.experiment.schema import leaf_fields
+from rnnlab.tasks import ACCURACY_CRITERIA, CRITERIA_TASKS
 
 EXPR_ALLOWED = ("an expression over summary columns with numbers, strings, comparisons, "
                 "and/or/not, + - * /, in, abs, min, max, log10, isnan")
@@ -113,6 +121,64 @@ def check_claim(claim, source: str, where: str) -> None:
     parse(claim.expect, source, f"{where}.expect")
     if claim.where.strip():
         parse(claim.where, source, f"{where}.where")
+
+
+#: At most this many column names are listed in an error's "allowed" text.
+SHOWN_COLUMNS = 40
+
+
+def table_columns(table: str, swept_keys: list[str], configs) -> list[str]:
+    """The columns the ``table`` a claim names will have for runs with the configurations
+    ``configs`` (``RunConfig``s) swept over ``swept_keys``, from the code that builds the tables:
+    the summary (:func:`rnnlab.analysis.summarize.summary_columns`: the accuracy criteria when a
+    run's task has them, the Lyapunov columns when a run computes them) or the limit map's budget
+    and limit tables. A limit map needs ``task.seq_len`` swept and ``train.steps`` not: otherwise
+    the table cannot be made, and the result is None."""
+    if table == "summary":
+        criteria = ACCURACY_CRITERIA if any(c.task.name in CRITERIA_TASKS for c in configs) else ()
+        lyapunov = any(c.train.lyapunov.enabled for c in configs)
+        return summary_columns(swept_keys, criteria, lyapunov)
+    if OVER not in swept_keys or "train.steps" in swept_keys:
+        return None
+    return budget_columns(swept_keys) if table == "budget" else limit_columns(swept_keys, OVER)
+
+
+def check_names(claim, columns: list[str], source: str, at: str) -> dict[str, str]:
+    """Every name the claim's ``where`` and ``expect`` read, resolved to a column of its table
+    (``columns``): {name: column}. A name that is none is a ClaimError naming ``source``,
+    ``at.where`` or ``at.expect``, the name and the columns (at most :data:`SHOWN_COLUMNS`)."""
+    used = {}
+    for label, text in (("expect", claim.expect), ("where", claim.where)):
+        if label == "where" and not text.strip():
+            continue
+        for name in names(parse(text, source, f"{at}.{label}")):
+            col = _resolve(name, columns)
+            if col is None:
+                raise ClaimError(source, f"{at}.{label}", name, _columns_allowed(claim.table,
+                                                                                 columns),
+                                 _name_hint(name, columns))
+            used[name] = col
+    return used
+
+
+def _columns_allowed(table: str, columns: list[str]) -> str:
+    shown_cols = columns[:SHOWN_COLUMNS]
+    more = len(columns) - len(shown_cols)
+    dotted = " (a dotted key also by its last part if unambiguous)" if any(
+        "." in c for c in columns) else ""
+    text = f"a column of the {table} table{dotted}: " + ", ".join(shown_cols)
+    return text + (f" and {more} more" if more else "")
+
+
+def _name_hint(name: str, columns: list[str]) -> str:
+    """Why a key of the configuration is not a column (it is not swept), else "did you mean" a
+    close column."""
+    keys = [k for k in leaf_fields() if name in (k, k.rsplit(".", 1)[-1])]
+    if keys:
+        return f"{keys[0]} is not swept, so no table has a column for it"
+    short = [c.rsplit(".", 1)[-1] for c in columns]
+    match = difflib.get_close_matches(name, [*columns, *short], n=1)
+    return f"did you mean {match[0]}?" if match else ""
 
 
 def _resolve(name: str, columns: list[str]) -> str | None:
@@ -210,16 +276,9 @@ def evaluate(claims, table_of: Callable[[str, int | None], pd.DataFrame], source
             tables[which] = table_of(*which)
         table = tables[which]
         columns = [str(c) for c in table.columns]
+        used = check_names(claim, columns, source, at)
         expect = parse(claim.expect, source, f"{at}.expect")
         where = parse(claim.where, source, f"{at}.where") if claim.where.strip() else None
-        used = {}
-        for label, tree in (("expect", expect), ("where", where)):
-            for name in names(tree) if tree is not None else []:
-                col = _resolve(name, columns)
-                if col is None:
-                    raise ClaimError(source, f"{at}.{label}", name,
-                                     f"a column of the {claim.table} table: " + ", ".join(columns))
-                used[name] = col
         shown_cols = list(dict.fromkeys(used[n] for n in names(expect)))
         keys = [c for c in columns if "." in c or c == "budget"]    # what names a row
         verdicts, notes = [], []

@@ -24,11 +24,12 @@ Grid order: :func:`itertools.product` of the axes in order (the last axis varies
 repeats of each point.  Every user mistake raises :class:`rnnlab.errors.UserError` whose message
 is one line.
 
-This module holds :class:`Experiment`, :class:`RunSpec`, :func:`load_experiment` and
-:func:`parse_experiment`; the pieces they build on live in their own modules:
-``rnnlab.experiment.yaml_io`` (the YAML loader and its errors), ``rnnlab.experiment.overrides``
-(``--set``/``--sweep`` items, dotted keys), ``rnnlab.experiment.axes`` (sweep axes and their value
-forms) and ``rnnlab.experiment.identity`` (``canonical_json``, ``run_id``).
+This module holds :class:`Experiment`, :class:`RunSpec`, :func:`load_experiment`,
+:func:`load_profiles` and :func:`parse_experiment`; the pieces they build on live in their own
+modules: ``rnnlab.experiment.yaml_io`` (the YAML loader and its errors),
+``rnnlab.experiment.overrides`` (``--set``/``--sweep`` items, dotted keys),
+``rnnlab.experiment.axes`` (sweep axes and their value forms) and ``rnnlab.experiment.identity``
+(``canonical_json``, ``run_id``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from rnnlab.experiment.axes import (
     pin,
     replace_axes,
 )
-from rnnlab.experiment.claims import check_claim
+from rnnlab.experiment.claims import ClaimError, check_claim, check_names, table_columns
 from rnnlab.experiment.identity import canonical_json, run_id
 from rnnlab.experiment.overrides import (
     cli_values,
@@ -60,6 +61,7 @@ from rnnlab.experiment.overrides import (
 from rnnlab.experiment.schema import (
     CLAIMS_ALLOWED,
     INT_LIMIT,
+    PROFILE_KEYS,
     SWEEP_ALLOWED,
     BaseConfig,
     Claim,
@@ -104,9 +106,12 @@ class Experiment:
     """A validated experiment: the base configuration, the sweep axes and the runs they make."""
 
     def __init__(self, base: BaseConfig, axes: list[SweepAxis], source: str, profile: str | None,
-                 claims: list | None = None):
+                 claims: list | None = None, claims_at: str = "claims"):
         self.base = base
         self.claims = list(claims or [])
+        #: Where the claims are in the file: ``claims``, or ``profiles.NAME.claims`` when the
+        #: selected profile replaces them (errors about a claim name it).
+        self.claims_at = claims_at
         self.source = source
         self.profile = profile
         self.axes = [Axis(tuple(a.keys), list(a.points)) for a in axes]
@@ -216,6 +221,22 @@ def _combination_error(exc: ValidationError, swept: dict, origin: dict, source: 
 def load_experiment(path: str | Path, **options: Any) -> Experiment:
     """Read an experiment YAML file and apply the profile, ``--set`` and ``--sweep`` overrides:
     ``options`` are the keywords of :func:`parse_experiment` after ``source``."""
+    return parse_experiment(_read(path), source=str(path), **options)
+
+
+def load_profiles(path: str | Path, **options: Any) -> dict[str, Experiment]:
+    """Every profile of an experiment file, each loaded as if it were selected (``options`` as
+    for :func:`load_experiment`, without ``profile``), so a mistake in any profile (a key, a
+    value, a claim) is found without selecting it (``rnnlab validate``)."""
+    data = _read(path)
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    names = list(profiles) if isinstance(profiles, dict) else []
+    return {name: parse_experiment(data, source=str(path), profile=name, **options)
+            for name in names}
+
+
+def _read(path: str | Path) -> Any:
+    """The YAML data of an experiment file; UserError when it cannot be read."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -223,7 +244,7 @@ def load_experiment(path: str | Path, **options: Any) -> Experiment:
         raise UserError(f"{file}: no such experiment file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: cannot read: {exc}") from None
-    return parse_experiment(parse_yaml(text, file), source=file, **options)
+    return parse_yaml(text, file)
 
 
 def parse_experiment(
@@ -250,8 +271,8 @@ def parse_experiment(
     claims, claims_at = list(file_cfg.claims), "claims"
     provenance: dict[str, tuple[str, str]] = {}
 
-    def override(key: str, value: Any, file: str, where: str) -> None:
-        for leaf, leaf_value, leaf_where in flatten_override(key, value, file, where):
+    def override(key: str, value: Any, file: str, where: str, also: tuple[str, ...] = ()) -> None:
+        for leaf, leaf_value, leaf_where in flatten_override(key, value, file, where, also):
             _assign(base_raw, leaf, leaf_value)
             provenance[leaf] = (file, leaf_where)
             pin(axes, leaf)
@@ -268,7 +289,7 @@ def parse_experiment(
             claims_at = f"{prefix}.claims"
             claims = _validate_claims(body.pop("claims"), source, claims_at)
         for key, value in body.items():
-            override(key, value, source, f"{prefix}.{key}")
+            override(key, value, source, f"{prefix}.{key}", PROFILE_KEYS)
         if not isinstance(profile_sweep, dict):
             raise ConfigError(source, f"{prefix}.sweep", shown(profile_sweep), SWEEP_ALLOWED)
         replace_axes(axes, parse_sweep(profile_sweep, source, f"{prefix}.sweep", limit))
@@ -300,7 +321,30 @@ def parse_experiment(
         raise ConfigError(source, "sweep", got, f"at most {limit} runs", "pass --yes to run them")
     for i, claim in enumerate(claims):
         check_claim(claim, source, f"{claims_at}[{i}]")
-    return Experiment(base, axes, source, profile, claims)
+    exp = Experiment(base, axes, source, profile, claims, claims_at)
+    _check_claim_columns(exp)
+    return exp
+
+
+def _check_claim_columns(exp: Experiment) -> None:
+    """Refuse, before anything trains, a claim whose table this experiment cannot make or that
+    reads a name its table will not have (:func:`rnnlab.experiment.claims.table_columns`)."""
+    if not exp.claims:
+        return
+    configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
+    known: dict[str, list[str] | None] = {}
+    for i, claim in enumerate(exp.claims):
+        at = f"{exp.claims_at}[{i}]"
+        if claim.table not in known:
+            known[claim.table] = table_columns(claim.table, exp.swept_keys, configs)
+        columns = known[claim.table]
+        if columns is None:
+            why = ("task.seq_len is not swept" if "task.seq_len" not in exp.swept_keys
+                   else "train.steps is swept")
+            raise ClaimError(exp.source, f"{at}.table", claim.table,
+                             "summary, or budget and limit when task.seq_len is swept and "
+                             "train.steps is not", f"{why}, so there is no limit map")
+        check_names(claim, columns, exp.source, at)
 
 
 def _validate_claims(value: Any, source: str, where: str) -> list[Claim]:

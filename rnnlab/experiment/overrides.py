@@ -15,8 +15,10 @@ from rnnlab.experiment.schema import SECTIONS, BaseConfig, leaf_fields, shown, s
 from rnnlab.experiment.yaml_io import parse_yaml_value
 
 
-def key_error(key: Any, value: Any, file: str, where: str, candidates: list[str]) -> ConfigError:
-    """An unknown or unusable dotted key, with "did you mean" among ``candidates``."""
+def key_error(key: Any, value: Any, file: str, where: str, candidates: list[str],
+              also: tuple[str, ...] = ()) -> ConfigError:
+    """An unknown or unusable dotted key, with "did you mean" among ``candidates`` and ``also``
+    (keys of the place beside the overrides, such as a profile's ``sweep`` and ``claims``)."""
     text = str(key)
     parent = text.rpartition(".")[0]
     children = [c.rpartition(".")[2] for c in candidates if c.rpartition(".")[0] == parent]
@@ -25,19 +27,24 @@ def key_error(key: Any, value: Any, file: str, where: str, candidates: list[str]
     elif candidates == sweepable_keys():
         allowed = "a dotted key of model, task or train, such as task.seq_len"
     else:
-        allowed = "a key of the top level: " + ", ".join(BaseConfig.model_fields)
+        kinds = [f"a key of the top level ({', '.join(BaseConfig.model_fields)})",
+                 "a dotted key of model, task or train such as task.seq_len", *also]
+        allowed = ", ".join(kinds[:-1]) + " or " + kinds[-1]
     if text == "seed":
         hint = "seed is not sweepable; use repeats"
     elif text in leaf_fields():
         hint = f"{text} cannot be swept"
     else:
-        match = difflib.get_close_matches(text, candidates, n=1)
+        match = difflib.get_close_matches(text, [*candidates, *also], n=1)
         hint = f"did you mean {match[0]}?" if match else ""
     return ConfigError(file, where, shown(value), allowed, hint)
 
 
-def flatten_override(key: Any, value: Any, file: str, where: str) -> list[tuple[str, Any, str]]:
-    """(leaf key, value, where) for an override; a mapping given to a section is spread out."""
+def flatten_override(key: Any, value: Any, file: str, where: str,
+                     also: tuple[str, ...] = ()) -> list[tuple[str, Any, str]]:
+    """(leaf key, value, where) for an override; a mapping given to a section is spread out.
+    ``also``: other keys allowed where the override is written (named by an unknown key's
+    error), such as a profile's ``sweep`` and ``claims``."""
     if key in SECTIONS:
         if not isinstance(value, dict):
             raise ConfigError(file, where, shown(value), f"a mapping of keys of {key}")
@@ -46,7 +53,7 @@ def flatten_override(key: Any, value: Any, file: str, where: str) -> list[tuple[
             out += flatten_override(f"{key}.{sub}", sub_value, file, f"{where}.{sub}")
         return out
     if key not in leaf_fields():
-        raise key_error(key, value, file, where, [*leaf_fields(), *SECTIONS])
+        raise key_error(key, value, file, where, [*leaf_fields(), *SECTIONS], also)
     return [(key, value, where)]
 
 

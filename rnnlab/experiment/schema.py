@@ -296,7 +296,10 @@ class TrainConfig(_Strict):
 
 NAME_ALLOWED = "a name of letters, digits, '_', '.' and '-', not only dots"
 SWEEP_ALLOWED = "a mapping of dotted keys to lists or range forms, and zip"
-PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides and sweep"
+#: The keys a profile holds beside its dotted overrides.
+PROFILE_KEYS = ("sweep", "claims")
+PROFILE_ALLOWED = "a mapping of dotted overrides, sweep and claims"
+PROFILES_ALLOWED = "a mapping of profile names to mappings of dotted overrides, sweep and claims"
 
 
 class BaseConfig(_Strict):
@@ -573,7 +576,7 @@ def convert_validation_error(exc: Any, root: type[BaseModel], locate: Locate) ->
     if field is not None:
         allowed = describe_field(field)
     elif len(loc) == 2 and loc[0] == "profiles":
-        allowed = "a mapping of dotted overrides and sweep"
+        allowed = PROFILE_ALLOWED
     else:
         allowed = str(err["msg"])
     if kind == "missing":

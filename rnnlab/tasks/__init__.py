@@ -66,6 +66,7 @@ from rnnlab.tasks.task import (
     ADDING_SOLVED_MSE_MEAN,
     BUILDERS,
     COPY_SOLVED_ACCURACY,
+    CRITERIA_TASKS,
     EXPLODED_FACTOR,
     HS_TOLERANCE,
     PASCANU_SQUARED_ERROR,
@@ -76,6 +77,7 @@ from rnnlab.tasks.task import (
 
 __all__ = [
     "ACCURACY_CRITERIA",
+    "CRITERIA_TASKS",
     "ADDING_SOLVED_FRACTION",
     "ADDING_SOLVED_MSE",
     "ADDING_SOLVED_MSE_MEAN",

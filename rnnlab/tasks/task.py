@@ -37,6 +37,8 @@ HS_TOLERANCE = 0.04
 PASCANU_SQUARED_ERROR = 0.04
 #: The extra per-run accuracy columns of :meth:`Task.criteria` (adding only; null elsewhere).
 ACCURACY_CRITERIA = ("accuracy_hs", "accuracy_pascanu")
+#: The tasks that have them (so the summary of a sweep over them has their columns).
+CRITERIA_TASKS = ("adding",)
 #: A run whose final loss is finite but above this many times its task's baseline loss has
 #: exploded (it is counted apart from "ok" and never solved), beside runs that diverged to inf/NaN.
 EXPLODED_FACTOR = 1e6
@@ -229,7 +231,7 @@ class Task:
         wrong when the squared error on the mean exceeds 0.04; |e| <= 0.2, 0.4 on the sum).
         A non-finite prediction is never correct.
         """
-        if self.name != "adding":
+        if self.name not in CRITERIA_TASKS:
             return {}
         self.accuracy(y, d)                                  # the same shape checks
         y, d = np.asarray(y), np.asarray(d)
