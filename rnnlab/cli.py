@@ -290,8 +290,14 @@ def load(file, sets, sweeps, profile, yes=False, max_runs=None):
     from rnnlab.experiment.load import load_experiment
 
     limit = {} if max_runs is None else {"max_runs": max_runs}   # None: the library's default
-    return load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes,
-                           **limit)
+    exp = load_experiment(file, sets=sets or [], sweeps=sweeps or [], profile=profile, yes=yes,
+                          **limit)
+    if exp.set_aside:
+        where = ", ".join(at for at, _ in exp.set_aside)
+        why = "; ".join(dict.fromkeys(w for _, w in exp.set_aside))
+        err.print(f"rnnlab: note: --set/--sweep leave {len(exp.set_aside)} claim(s) without a "
+                  f"column they read ({why}): {where} not checked on this folder", markup=False)
+    return exp
 
 
 class RichProgress:

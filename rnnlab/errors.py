@@ -60,7 +60,7 @@ class ConfigError(UserError):
     """
 
     def __init__(self, file: str, key: str, value: object, allowed: str, hint: str = ""):
-        self.file, self.key, self.value, self.allowed = file, key, value, allowed
+        self.file, self.key, self.value, self.allowed, self.hint = file, key, value, allowed, hint
         shown_value = one_line(repr(value), 200)
         msg = f"{file}: {one_line(key, MAX_KEY)}: got {shown_value}; allowed: {allowed}"
         if hint:

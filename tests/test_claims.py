@@ -168,14 +168,32 @@ def test_the_columns_follow_the_sweep_the_task_and_the_analysis():
         parse_experiment(data, source="x")
 
 
-def test_a_pinned_key_is_named_and_a_near_miss_suggested():
-    data = tiny_data(claims=[{"says": "s", "where": "seq_len <= 3", "expect": "solved >= 0"}])
-    parse_experiment(data)
+def test_a_key_the_sweep_does_not_vary_is_named_and_a_near_miss_suggested():
+    data = tiny_data(claims=[{"says": "s", "where": "seq_len <= 3", "expect": "solved >= 0"}],
+                     sweep={"model.weight_scale": [0.5, 1.0]})
     with pytest.raises(ClaimError, match=r"got 'seq_len'.*\(task.seq_len is not swept"):
-        parse_experiment(data, sets=["task.seq_len=4"])
+        parse_experiment(data)
     data = tiny_data(claims=[{"says": "s", "expect": "solvd > 0"}])
     with pytest.raises(ClaimError, match=r"\(did you mean solved\?\)$"):
         parse_experiment(data)
+
+
+def test_claims_that_overrides_leave_without_a_column_are_set_aside():
+    """--set/--sweep may pin or change a swept key a claim reads: the claim is set aside (not
+    checked on that folder, not recorded), not an error; a claim wrong in the file itself is an
+    error with overrides too."""
+    claims = [{"says": "s", "where": "seq_len <= 3", "expect": "solved >= 0"},
+              {"says": "t", "expect": "solved >= 0"}]
+    data = tiny_data(claims=claims)
+    assert len(parse_experiment(data).claims) == 2
+    exp = parse_experiment(data, sets=["task.seq_len=4"])
+    assert [c.says for c in exp.claims] == ["t"]
+    assert exp.set_aside == [("claims[0]", "task.seq_len is not swept, so no table has a "
+                                           "column for it")]
+    assert parse_experiment(data, sets=["train.lr=0.1"]).set_aside == []
+    bad = tiny_data(claims=[{"says": "s", "expect": "solvd > 0"}])
+    with pytest.raises(ClaimError, match="solvd"):
+        parse_experiment(bad, sets=["train.lr=0.1"])
 
 
 def test_a_profiles_claims_are_checked_against_its_own_table():

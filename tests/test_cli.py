@@ -19,7 +19,7 @@ from conftest import invoke, ok
 import rnnlab.run.train
 from rnnlab.cli import app
 from rnnlab.engine.gradcheck import check
-from rnnlab.results.readers import load_runs
+from rnnlab.results.readers import load_manifest, load_runs
 
 EXPECTED_FILES = {"manifest.json", "runs.parquet", "grad_norms", "metrics.parquet", "summary.csv",
                   "summary.md"}
@@ -550,3 +550,14 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tiny_experiment, tmp_path
     res = ok(invoke("run", "--set", "task.seq_len=3", "--set", "train.steps=2",
                     "--set", "model.hidden=4"))
     assert res.stderr == ""
+
+
+def test_a_set_that_pins_a_claims_column_is_one_note_not_an_error(tmp_path):
+    from conftest import tiny_data, write_yaml
+    path = write_yaml(tmp_path / "c.yaml", tiny_data(
+        claims=[{"says": "s", "where": "seq_len <= 3", "expect": "solved >= 0"}]))
+    out = tmp_path / "out"
+    res = ok(invoke("sweep", path, "--out", out, "--set", "task.seq_len=4", "--no-progress"))
+    notes = [ln for ln in res.stderr.splitlines() if "note: --set/--sweep" in ln]
+    assert len(notes) == 1 and "claims[0] not checked" in notes[0]
+    assert load_manifest(out)["experiment"]["claims"] == []

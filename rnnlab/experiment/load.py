@@ -112,6 +112,9 @@ class Experiment:
         #: Where the claims are in the file: ``claims``, or ``profiles.NAME.claims`` when the
         #: selected profile replaces them (errors about a claim name it).
         self.claims_at = claims_at
+        #: Claims of the file that --set/--sweep left without a column they read, as (where in
+        #: the file, why): not checked on this experiment's folder.
+        self.set_aside: list[tuple[str, str]] = []
         self.source = source
         self.profile = profile
         self.axes = [Axis(tuple(a.keys), list(a.points)) for a in axes]
@@ -322,19 +325,37 @@ def parse_experiment(
     for i, claim in enumerate(claims):
         check_claim(claim, source, f"{claims_at}[{i}]")
     exp = Experiment(base, axes, source, profile, claims, claims_at)
-    _check_claim_columns(exp)
+    if not (sets or sweeps):
+        _check_claim_columns(exp)
+        return exp
+    # The claims must fit the experiment as its file (and profile) writes it; those that only
+    # the --set/--sweep overrides leave without a column are set aside, not errors: a user may
+    # pin or change a swept key to explore.
+    parse_experiment(data, source=source, profile=profile, max_runs=max_runs, yes=yes)
+    kept = []
+    for i, claim in enumerate(exp.claims):
+        try:
+            _check_claim_columns(exp, [claim], f"{exp.claims_at}[{i}]")
+            kept.append(claim)
+        except ClaimError as err:
+            why = err.hint or f"no column {err.value!r} in this sweep"
+            exp.set_aside.append((f"{exp.claims_at}[{i}]", why))
+    exp.claims = kept
     return exp
 
 
-def _check_claim_columns(exp: Experiment) -> None:
+def _check_claim_columns(exp: Experiment, claims: list | None = None,
+                         at_one: str | None = None) -> None:
     """Refuse, before anything trains, a claim whose table this experiment cannot make or that
-    reads a name its table will not have (:func:`rnnlab.experiment.claims.table_columns`)."""
-    if not exp.claims:
+    reads a name its table will not have (:func:`rnnlab.experiment.claims.table_columns`):
+    every claim of ``exp``, or ``claims`` (one, at ``at_one``)."""
+    claims = exp.claims if claims is None else claims
+    if not claims:
         return
     configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
     known: dict[str, list[str] | None] = {}
-    for i, claim in enumerate(exp.claims):
-        at = f"{exp.claims_at}[{i}]"
+    for i, claim in enumerate(claims):
+        at = at_one or f"{exp.claims_at}[{i}]"
         if claim.table not in known:
             known[claim.table] = table_columns(claim.table, exp.swept_keys, configs)
         columns = known[claim.table]
