@@ -266,11 +266,15 @@ def show_summary(df, fmt: str, title: str | None = None, wide: bool = False,
     out.print(view_table(view, title), width=max(view.width, out.width), crop=False)
 
 
-def check_columns(columns: str | None, keys: list[str]):
-    """Refuse unknown ``--columns`` names before a sweep trains anything."""
-    from rnnlab.report.tables import statistic_names
+def check_columns(columns: str | None, exp):
+    """Refuse ``--columns`` names the experiment's summary will not have, before a sweep trains
+    anything (the columns depend on the task and the analyses: ``claims.table_columns``)."""
+    if not columns:
+        return
+    from rnnlab.experiment.claims import table_columns
 
-    allowed = list(keys) + statistic_names()
+    configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
+    allowed = table_columns("summary", exp.swept_keys, configs)
     for name in (c.strip() for c in (columns or "").split(",")):
         if name and name not in allowed:
             fail(f"--columns: no column {name!r} in the summary; allowed: {', '.join(allowed)}")
@@ -406,7 +410,7 @@ def sweep(
     clock = recording.enter_context(timing.record()) if timings else None
     t0 = time.perf_counter()
     exp = load(file, sets, sweeps, profile, yes, max_runs)
-    check_columns(columns, exp.swept_keys)
+    check_columns(columns, exp)
     if html:
         from rnnlab.report.page import require_plotly
 

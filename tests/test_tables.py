@@ -121,6 +121,11 @@ def test_unknown_column_is_one_line_exit_2(tiny_experiment, tmp_path):
     res = invoke("sweep", tiny_experiment(), "--out", tmp_path / "new", "--columns", "nope")
     assert res.exit_code == 2 and "'nope'" in res.stderr
     assert not (tmp_path / "new").exists()                # refused before anything is written
+    # a statistic of other experiments (Lyapunov's) is not one of this summary's, and its list
+    # names this summary's columns only
+    res = invoke("sweep", tiny_experiment(), "--out", tmp_path / "new", "--columns", "lambda1")
+    assert res.exit_code == 2 and "'lambda1'" in res.stderr and "lambda_sum" not in res.stderr
+    assert "solved_lo" in res.stderr and not (tmp_path / "new").exists()
 
 
 def test_statistics_after_the_known_ones_are_not_taken_for_keys():
