@@ -72,7 +72,7 @@ def _call(task, h, x, d) -> None:
 
 def _agrees() -> bool:
     """Whether the compiled draws give the NumPy samplers' numbers and Generator states, on a
-    sample of every covered task (~60,000 draws: the ziggurat's rare branches included)."""
+    sample of every covered task (~100,000 numbers: the ziggurat's rare branches included)."""
     from rnnlab.tasks import make_task
     from rnnlab.tasks.samplers import SAMPLERS
     cases = [make_task("recall", 100, noise=0.5), make_task("recall", 20),
