@@ -301,12 +301,17 @@ def test_manifest_written_once_and_fingerprint_checked(tmp_path):
         open_store(out)
 
 
-def test_fresh_removes_only_rnnlab_files(tmp_path):
-    out = tmp_path / "o"
+def _finished(out):
+    """A folder holding one finished, compacted run and its summary."""
     store = open_store(out)
     store.write_batch(*make_batch(["a"]))
     store.finalize()
     store.write_summary("x\n1.0\n", "| x |\n")
+    return out
+
+
+def test_fresh_removes_only_rnnlab_files(tmp_path):
+    out = _finished(tmp_path / "o")
     (out / "notes.txt").write_text("mine")
     new = open_store(out, fingerprint="1" * 40, fresh=True)
     assert new.done_run_ids() == set()
@@ -682,11 +687,7 @@ def test_finalize_killed_after_runs_parquet_leaves_parts_readers_ignore(tmp_path
 
 def test_a_folder_with_only_its_summary_says_so(tmp_path):
     """A reference folder as git checks it out: manifest and summary, no runs."""
-    out = tmp_path / "vanishing"
-    store = open_store(out)
-    store.write_batch(*make_batch(["a"]))
-    store.finalize()
-    store.write_summary("x\n1.0\n", "| x |\n")
+    out = _finished(tmp_path / "vanishing")
     for name in os.listdir(out):
         if name not in ("manifest.json", "summary.csv", "summary.md"):
             path = out / name
