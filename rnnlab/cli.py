@@ -808,7 +808,10 @@ def warmup():
     for (cell, dtype), took in compile_all().items():      # a compile announces itself
         if took is None:
             err.print(f"rnnlab: kernel {cell} {dtype}: loaded from the cache", markup=False)
-    draws_ready()                                           # so does this one, or a mismatch
+    if draws_ready():                   # a compile, or a difference from NumPy, says so itself
+        from rnnlab.tasks.compiled import COVERED
+        err.print(f"rnnlab: task draws ({', '.join(COVERED)}): ready, NumPy's bits",
+                  markup=False)
     err.print(f"rnnlab: kernel cache: {cache_dir()}", markup=False)
 
 

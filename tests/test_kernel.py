@@ -492,6 +492,7 @@ def test_cli_engine_option_and_warmup(tiny_experiment, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["warmup"])
     assert res.exit_code == 0 and "kernel cache: " in res.output
+    assert "task draws (recall, adding, random): ready" in res.output
     res = runner.invoke(app, ["run", "--engine", "compiled", "--set", "train.steps=2",
                               "--set", "task.seq_len=4"])
     assert res.exit_code == 0, res.output
