@@ -116,3 +116,17 @@ def test_an_engine_request_in_an_older_manifest_is_no_difference():
     old = {**here, "env": {**here["env"], "RNNLAB_ENGINE": "compiled"}}
     assert stack_differences(old, here) == []
     assert manifest_differences({"fp_stack": old}, {"fp_stack": here}) == []
+
+
+def test_stack_differences_are_short():
+    """The NumPy engine against a compiled kernel by name; two of a kind by what differs."""
+    from rnnlab.results.sysinfo import stack_differences
+    base = {"machine": "x", "numpy": "2", "numpy_simd": [], "blas": {"kernel": "Haswell",
+            "version": "0.3"}, "engine": {}, "env": {}}
+    kernel = {"name": "numba 0.68.1", "flags": {"cache": True}, "cpu": "znver4"}
+    assert stack_differences(base, {**base, "engine": kernel}) == \
+        ["engine: the NumPy engine -> numba 0.68.1 kernel"]
+    other = {**base, "engine": {**kernel, "cpu": "skylake"},
+             "blas": {"kernel": "SkylakeX", "version": "0.3"}}
+    assert stack_differences({**base, "engine": kernel}, other) == \
+        ["blas: kernel=Haswell -> kernel=SkylakeX", "engine: cpu=znver4 -> cpu=skylake"]

@@ -148,8 +148,15 @@ def stack_differences(recorded: dict | None, current: dict | None = None) -> lis
         old, new = recorded.get(key), current.get(key)
         if key == "env":
             old, new = _rounding_env(old), _rounding_env(new)
-        if old != new:
-            out.append(f"{key}: {_short(old)} -> {_short(new)}")
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and old and new:
+            # two of a kind (two compiled kernels, two BLAS builds): only what differs
+            keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+            old, new = ({k: d.get(k) for k in keys} for d in (old, new))
+        elif key == "engine":                       # one NumPy engine, one compiled kernel
+            old, new = (f"{d['name']} kernel" if d else "the NumPy engine" for d in (old, new))
+        out.append(f"{key}: {_short(old)} -> {_short(new)}")
     return out
 
 
