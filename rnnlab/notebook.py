@@ -17,6 +17,7 @@ Everything else comes from the readers of :mod:`rnnlab.results.readers`, with th
 from __future__ import annotations
 
 import html
+import numbers
 import os
 from collections.abc import Iterable
 from functools import cached_property
@@ -121,6 +122,7 @@ class Results:
         """The ``pyarrow.dataset.Scanner`` behind :meth:`norms`: a dataset of the part files
         of ``runs`` only, projected onto ``run_id, step, t`` and ``columns``, filtered on
         ``runs`` and ``steps``."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         wanted = list(NORM_COLUMNS if columns is None else
@@ -129,10 +131,11 @@ class Results:
         if bad:
             raise UserError(f"norms: no column {bad[0]!r}; allowed: {', '.join(NORM_COLUMNS)}")
         ids = self._run_ids(runs)
-        flt = None if ids is None else pc.field("run_id").isin(ids)
+        flt = None if ids is None else pc.field("run_id").isin(pa.array(ids, pa.string()))
         if steps is not None:
-            want_steps = [int(steps)] if isinstance(steps, int) else [int(s) for s in steps]
-            step_flt = pc.field("step").isin(want_steps)
+            want_steps = ([int(steps)] if isinstance(steps, numbers.Integral)
+                          else [int(s) for s in steps])
+            step_flt = pc.field("step").isin(pa.array(want_steps, pa.int64()))
             flt = step_flt if flt is None else flt & step_flt
         return self.dataset(ids).scanner(columns=INDEX_COLUMNS + list(dict.fromkeys(wanted)),
                                          filter=flt)
@@ -166,10 +169,14 @@ class Results:
 
     # ------------------------------------------------------------------ figures
     def plot(self, kind: str = "heatmap", **options):
-        """A matplotlib Figure of ``rnnlab plot`` (``by``, ``step``, ``where``, ``metric``), not
-        written to a file."""
+        """A matplotlib Figure of ``rnnlab plot`` (``by``: a swept key, ``step``, ``where``:
+        ``"KEY=VALUE"`` or a list of them, ``metric``), not written to a file. What the command
+        would print about the figure comes as warnings."""
+        import warnings
+
         from rnnlab.plot import figure
 
+        options.setdefault("note", lambda message: warnings.warn(message, stacklevel=3))
         return figure(self.path, kind, **options)
 
     def _repr_html_(self) -> str:

@@ -6,6 +6,7 @@ read through it (not by timing).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -183,6 +184,27 @@ def test_check_gives_the_claims_as_a_table(folder, tmp_path):
     assert verdicts["holds"].tolist() == [True, False]
     none = rnnlab.open(folder).check()                     # an experiment without claims
     assert len(none) == 0 and list(none.columns) == list(verdicts.columns)
+
+
+def test_norms_take_what_a_dataframe_gives(folder):
+    """A step taken from a table is a NumPy integer; a filter may leave no run."""
+    r = rnnlab.open(folder)
+    last = r.metrics["step"].max()
+    assert isinstance(last, np.integer)
+    got = r.norms(columns="ds", steps=last)
+    assert len(got) and set(got["step"]) == {int(last)}
+    none = r.norms(columns="ds", runs=r.runs[r.runs["task.seq_len"] == 99])
+    assert none.empty and list(none.columns) == ["run_id", "step", "t", "ds"]
+
+
+def test_plot_takes_one_where_text_and_a_list_of_one_key(folder):
+    pytest.importorskip("matplotlib")
+    r = rnnlab.open(folder)
+    one = r.plot("decay", where="task.seq_len=5", by=["weight_scale"])
+    listed = r.plot("decay", where=["task.seq_len=5"], by="weight_scale")
+    assert len(one.axes) == len(listed.axes)
+    with pytest.raises(UserError, match=r"^by: got \['a', 'b'\]; allowed: one swept key"):
+        r.plot("decay", by=["a", "b"])
 
 
 def test_plot_returns_a_figure_and_writes_nothing(folder):

@@ -142,7 +142,13 @@ def figure(
     metric: str = "solved",
     note: Note | None = None,
 ):
-    """The Figure that :func:`plot` writes, without writing it (same arguments but ``out``)."""
+    """The Figure that :func:`plot` writes, without writing it (same arguments but ``out``;
+    ``where`` may be one ``KEY=VALUE`` text, ``by`` a list of one key)."""
+    where = [where] if isinstance(where, str) else list(where)
+    if isinstance(by, list | tuple):
+        if len(by) != 1:
+            raise UserError(f"by: got {by!r}; allowed: one swept key, e.g. 'weight_scale'")
+        by = by[0]
     _check(kind, metric, step)
     require_matplotlib()
     say = note or (lambda message: None)
