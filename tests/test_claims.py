@@ -268,3 +268,18 @@ def test_the_predicted_columns_are_those_of_a_real_sweep(tmp_path, overrides):
     budget, limit = limits_of(tmp_path)
     for table, real in (("summary", summary_of(tmp_path)), ("budget", budget), ("limit", limit)):
         assert table_columns(table, exp.swept_keys, configs) == list(real.columns), table
+
+
+def test_a_claims_step_must_be_one_the_runs_log():
+    """Gradient norms exist only at logged steps (0, every log_every, the last): a claim at
+    another step is refused when the experiment is loaded, naming the logged ones."""
+    claim = {"says": "s", "expect": "decay < 0", "step": 15}
+    data = tiny_data(train={"steps": 20, "log_every": 10}, claims=[claim])
+    with pytest.raises(ClaimError, match=r"claims\[0\].step: got 15; allowed: a step the runs "
+                                         r"log: 0, 10, 20 \(train.steps 20, train.log_every 10\)"):
+        parse_experiment(data)
+    for step in (0, 10, 20):
+        parse_experiment(tiny_data(train={"steps": 20, "log_every": 10},
+                                   claims=[{**claim, "step": step}]))
+    parse_experiment(tiny_data(train={"steps": 25, "log_every": 10},
+                               claims=[{**claim, "step": 25}]))       # the last step is logged

@@ -366,6 +366,21 @@ def _check_claim_columns(exp: Experiment, claims: list | None = None,
                              "summary, or budget and limit when task.seq_len is swept and "
                              "train.steps is not", f"{why}, so there is no limit map")
         check_names(claim, columns, exp.source, at)
+        if claim.step is not None:
+            _check_claim_step(exp, claim.step, f"{at}.step")
+
+
+def _check_claim_step(exp: Experiment, step: int, at: str) -> None:
+    """A claim's ``step`` must be one every run logs (0, every ``train.log_every`` steps, and
+    ``train.steps``): gradient norms exist only there."""
+    for steps, every in sorted({(s.config.train.steps, s.config.train.log_every)
+                                for s in exp.runs()}):
+        if step % every == 0 and step <= steps or step == steps:
+            continue
+        logged = sorted({*range(0, steps + 1, every), steps})
+        shown_steps = ", ".join(map(str, logged[:8])) + (", ..." if len(logged) > 8 else "")
+        raise ClaimError(exp.source, at, step, f"a step the runs log: {shown_steps}",
+                         f"train.steps {steps}, train.log_every {every}")
 
 
 def _validate_claims(value: Any, source: str, where: str) -> list[Claim]:
