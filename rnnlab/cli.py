@@ -168,10 +168,17 @@ def gradcheck(
                         f"{output}/{loss} loss_at={loss_at} T={seq_len}")
     table.add_column("param")
     table.add_column("max rel. error", justify="right")
+    table.add_column("max |grad|", justify="right")
     table.add_column("ok", justify="center")
     for name, e in res.errors.items():
-        table.add_row(name, f"{e:.2e}", "yes" if e < tolerance else "NO")
+        scale = res.scales.get(name, 1.0)
+        table.add_row(name, f"{e:.2e}", f"{scale:.2e}",
+                      "NO" if e >= tolerance else "yes" if scale > 0 else "zero")
     out.print(table)
+    if res.vacuous:
+        err.print("rnnlab: gradient check tested nothing: every finite-difference gradient is "
+                  "0 here (a saturated configuration?); try a smaller --scale or --seq-len")
+        raise typer.Exit(1)
     if not res.ok:
         err.print(f"rnnlab: gradient check failed (tolerance {tolerance:g})")
         raise typer.Exit(1)

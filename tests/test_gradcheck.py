@@ -101,3 +101,17 @@ def test_gru_gradient_of_every_gate_is_checked(monkeypatch, block):
     res = check(cell="gru", hidden=H, scale=1.3)
     key = "bn" if block == "bn" else "Ws"
     assert not res.ok and res.errors[key] > 1e-4
+
+
+def test_a_check_of_zeros_tests_nothing_and_fails():
+    """A saturated configuration (identity activation, scale 2, T = 40: softmax at 0 or 1) has
+    only zero gradients: the relative errors are 0 against 0, which must not read as a pass."""
+    from rnnlab.engine.gradcheck import check
+
+    res = check(activation="identity", scale=2.0, seq_len=40)
+    assert res.vacuous and not res.ok and not any(res.scales.values())
+    fine = check()
+    assert fine.ok and not fine.vacuous and all(v > 0 for v in fine.scales.values())
+    from conftest import invoke
+    run = invoke("gradcheck", "--activation", "identity", "--scale", "2", "--seq-len", "40")
+    assert run.exit_code == 1 and "tested nothing" in run.stderr

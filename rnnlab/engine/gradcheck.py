@@ -25,7 +25,7 @@ by ``set_engine`` / RNNLAB_ENGINE).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -131,10 +131,18 @@ CHECKED_ENGINES = ("reference", "numpy", "compiled")
 class CheckResult:
     errors: dict          # parameter -> worst relative error
     tolerance: float
+    #: parameter -> largest |finite-difference gradient| over the runs (0: nothing measured)
+    scales: dict = field(default_factory=dict)
+
+    @property
+    def vacuous(self) -> bool:
+        """Every finite-difference gradient is exactly 0 (a saturated configuration): the
+        errors compare zeros with zeros and test nothing."""
+        return bool(self.scales) and not any(self.scales.values())
 
     @property
     def ok(self) -> bool:
-        return all(e < self.tolerance for e in self.errors.values())
+        return not self.vacuous and all(e < self.tolerance for e in self.errors.values())
 
 
 def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_at="last",
@@ -170,6 +178,7 @@ def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_a
         with using_engine(engine) if engine else contextlib.nullcontext():
             res = bptt(params, x, d, **kw, truncate=truncate, clip_step=clip_step)
     errors = {k: 0.0 for k in plist[0]}
+    scales = {k: 0.0 for k in plist[0]}
     for r in range(R):
         one = _index(res, r) if runs else res
         f = objective(plist[r], x, d, kw, one, truncate=truncate, clip=clip_step is not None)
@@ -177,7 +186,8 @@ def check(*, cell="rnn", activation="tanh", output="softmax", loss="mse", loss_a
         for k, g in num.items():
             err = np.max(np.abs(one.grads[k] - g)) / max(np.max(np.abs(g)), 1e-300)
             errors[k] = max(errors[k], float(err))
-    return CheckResult(errors=errors, tolerance=tolerance)
+            scales[k] = max(scales[k], float(np.max(np.abs(g))))
+    return CheckResult(errors=errors, tolerance=tolerance, scales=scales)
 
 
 def _index(res, r):
