@@ -64,6 +64,7 @@ def test_page_is_self_contained_and_holds_the_folder(folder):
     assert '<section id="claims"></section>' in text                 # no claims stated
     for word in ("numpy", "platform", "blas", "training time", "resolved experiment"):
         assert word in text, word
+    assert "engine: the NumPy engine" in text and "engine: ," not in text
 
 
 def test_claims_and_their_verdicts(tmp_path):

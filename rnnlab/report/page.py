@@ -244,11 +244,13 @@ def _header_html(r, runs: pd.DataFrame) -> str:
 </header>"""
 
 
-def _fact(v) -> str:
+def _fact(v, key: str = "") -> str:
+    if key == "engine" and v == {}:             # fp_stack.engine: no kernel ran
+        return "the NumPy engine"
     if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fact(x)}" for k, x in v.items())
+        return ", ".join(f"{k}: {_fact(x, k)}" for k, x in v.items()) or "none"
     if isinstance(v, list):
-        return ", ".join(_fact(x) for x in v)
+        return ", ".join(_fact(x) for x in v) or "none"
     return "-" if v is None else str(v)
 
 
