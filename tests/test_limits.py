@@ -253,3 +253,29 @@ def test_claim_rows_of_the_limit_tables_name_their_budget(folder):
 
     (_, limit) = check_folder(folder)
     assert "budget=" in limit.observed
+
+
+def test_limit_figure_marks_limits_below_the_grid_and_names_hidden_lines(folder, monkeypatch):
+    """A limit censored below the grid is a down triangle at the shortest T (not a gap), and a
+    setting whose limits equal another's (its line hidden under the other's) is named."""
+    pytest.importorskip("matplotlib")
+    import rnnlab.plot.limits as pl
+    from rnnlab.plot.data import load_plot_data
+
+    real = pl._tables
+
+    def with_a_twin_below(res, gradients):
+        table, limits, setting = real(res, gradients)
+        limits = limits.copy()
+        limits.loc[limits.index[0], "censored"] = "below"
+        twin = limits.copy()
+        twin["model.weight_scale"] = 7.0
+        return table, pd.concat([limits, twin], ignore_index=True), ["model.weight_scale"]
+
+    monkeypatch.setattr(pl, "_tables", with_a_twin_below)
+    notes = []
+    fig = pl.plot_limit(load_plot_data(folder, [], notes.append), notes.append)
+    (ax,) = fig.axes
+    downs = [ln for ln in ax.lines if ln.get_marker() == "v"]
+    assert downs and all(y == 2.0 for ln in downs for y in ln.get_ydata())   # shortest T: 2
+    assert any("has the same limits as" in n for n in notes)

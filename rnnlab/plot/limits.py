@@ -108,8 +108,15 @@ def plot_limit(res: PlotData, say) -> object:
     import matplotlib as mpl
 
     cmap = mpl.colormaps["tab10"]
+    bottom = float(res.runs[OVER].astype(float).min())
+    seen: dict[bytes, tuple] = {}
     for i, key in enumerate(keys):
         rows = groups[key].sort_values("budget")
+        same = rows[["budget", "limit", "limit_lo", "limit_hi", "censored"]].to_numpy(str)
+        twin = seen.setdefault(same.tobytes(), key)
+        if twin != key:               # drawn under the other's line: say so
+            say(f"{_label(res, setting, key)} has the same limits as "
+                f"{_label(res, setting, twin)}: its line lies under the other's")
         b = rows["budget"].to_numpy(dtype=float)
         lim = rows["limit"].to_numpy(dtype=float)
         lo = np.maximum(rows["limit_lo"].to_numpy(dtype=float), 1.0)
@@ -133,6 +140,9 @@ def plot_limit(res: PlotData, say) -> object:
         if above.any():
             ax.plot(b[above], lim[above], ls="none", marker="^", ms=8, color=c,
                     markerfacecolor="white")
+        if below.any():               # not even the shortest T solved: a mark at the grid's foot
+            ax.plot(b[below], np.full(int(below.sum()), bottom), ls="none", marker="v", ms=8,
+                    color=c, markerfacecolor="white")
     top = float(res.runs[OVER].astype(float).max())
     ax.axhline(top, color="0.6", ls="--", lw=0.8)
     ax.text(float(limits["budget"].max()), top * 0.93, f"longest T of the grid ({int(top)})",
@@ -153,9 +163,9 @@ def plot_limit(res: PlotData, say) -> object:
     ax.set_ylabel("limit: largest T solved with p >= 1/2")
     ax.grid(True, color="0.9", lw=0.6)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="band: 95% interval\ntriangle: beyond the grid\ndotted: gradient horizon\n"
-                    "at initialisation", title_fontsize=7)
+              title="band: 95% interval\ntriangle up: above the grid\ntriangle down: "
+                    "below it\ndotted: gradient horizon\nat initialisation", title_fontsize=7)
     suptitle(fig, res, "the limit of learning against the training budget", res.runs)
     if math.isfinite(top):
-        ax.set_ylim(1.5, top * 1.3)
+        ax.set_ylim(min(1.5, bottom * 0.8), top * 1.3)
     return fig
