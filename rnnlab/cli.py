@@ -585,6 +585,17 @@ def report(
     warn_folder(folder)
     table = summary_of(Path(folder), by=keys, step=step)
     warn_stack(folder)
+    if keys is not None:
+        from rnnlab.results.readers import load_runs
+
+        runs = load_runs(Path(folder))
+        grouped = {str(c) for c in table.columns}
+        pooled = [str(c) for c in runs.columns if "." in str(c) and str(c) not in grouped
+                  and str(c).rsplit(".", 1)[-1] not in grouped      # seq_len: the run's T
+                  and runs[c].nunique(dropna=False) > 1]
+        if pooled:
+            err.print(f"rnnlab: note: --by pools the runs of every {', '.join(pooled)}: each "
+                      "row's statistics mix those settings", markup=False)
     show_summary(table, fmt, title=folder, wide=wide, columns=columns)
 
 

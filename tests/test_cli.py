@@ -561,3 +561,16 @@ def test_a_set_that_pins_a_claims_column_is_one_note_not_an_error(tmp_path):
     notes = [ln for ln in res.stderr.splitlines() if "note: --set/--sweep" in ln]
     assert len(notes) == 1 and "claims[0] not checked" in notes[0]
     assert load_manifest(out)["experiment"]["claims"] == []
+
+
+def test_report_by_fewer_keys_says_what_it_pools(tiny_experiment, tmp_path):
+    """Grouping by some swept keys pools the runs of the others: one note names them; grouping
+    by all of them (or by nothing) says nothing."""
+    out = tmp_path / "out"
+    ok(invoke("sweep", tiny_experiment(), "--out", out, "--no-progress"))
+    res = ok(invoke("report", out, "--by", "task.seq_len"))
+    assert res.stderr.count("\n") == 1 and "--by pools the runs of every model.weight_scale" \
+        in res.stderr
+    assert "note" not in ok(invoke("report", out)).stderr
+    both = ok(invoke("report", out, "--by", "seq_len,model.weight_scale"))
+    assert "note" not in both.stderr
