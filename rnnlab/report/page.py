@@ -916,7 +916,9 @@ _SCRIPT = r"""
     var kinds = ["ds", "dWs", "dWx"];
     (r.n || []).forEach(function (c, i) {
       kinds.forEach(function (k, j) {
-        traces.push({x: c.t, y: c[k], name: String(c.step), legendgroup: "s" + c.step,
+        // an exact 0 (dWs at t = 1, where s_0 = 0) has no place on a log axis: a gap
+        var y = c[k].map(function (v) { return v > 0 ? v : null; });
+        traces.push({x: c.t, y: y, name: String(c.step), legendgroup: "s" + c.step,
                      showlegend: j === 0, mode: c.t.length <= 25 ? "lines+markers" : "lines",
                      xaxis: "x" + (j ? j + 1 : ""),
                      yaxis: "y" + (j ? j + 1 : ""), line: {color: COLORS[i % COLORS.length]},
@@ -925,7 +927,8 @@ _SCRIPT = r"""
       });
     });
     var layout = {title: {text: "per-step norms ||dE/ds_t||, ||dE/dWs_t||, ||dE/dWx_t|| at " +
-                  "each logged step (a line per step)"}, height: 360, template: DATA.template,
+                  "each logged step (a line per step; exact zeros left out)"}, height: 360,
+                  template: DATA.template,
                   grid: {rows: 1, columns: 3, pattern: "independent"}, margin: {t: 70},
                   legend: {title: {text: "training step"}}};
     kinds.forEach(function (k, j) {
