@@ -280,8 +280,7 @@ def check_columns(columns: str | None, exp):
         return
     from rnnlab.experiment.claims import table_columns
 
-    configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
-    allowed = table_columns("summary", exp.swept_keys, configs)
+    allowed = table_columns("summary", exp.swept_keys, exp.shape_configs())
     for name in (c.strip() for c in (columns or "").split(",")):
         if name and name not in allowed:
             fail(f"--columns: no column {name!r} in the summary; allowed: {', '.join(allowed)}")

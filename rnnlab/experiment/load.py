@@ -143,6 +143,11 @@ class Experiment:
         """Every run: grid points in product order, each followed by its repeats."""
         return list(self._runs)
 
+    def shape_configs(self) -> list:
+        """One ``RunConfig`` per distinct run shape (``shape_key``): what decides the columns
+        of the experiment's tables (``claims.table_columns``)."""
+        return list({spec.config.shape_key(): spec.config for spec in self._runs}.values())
+
     def fingerprint(self) -> str:
         """16 hex characters identifying everything that affects the numbers of the runs.
 
@@ -325,49 +330,47 @@ def parse_experiment(
     for i, claim in enumerate(claims):
         check_claim(claim, source, f"{claims_at}[{i}]")
     exp = Experiment(base, axes, source, profile, claims, claims_at)
+    errors = _claim_errors(exp)
     if not (sets or sweeps):
-        _check_claim_columns(exp)
+        for err in errors:
+            if err is not None:
+                raise err
         return exp
     # The claims must fit the experiment as its file (and profile) writes it; those that only
     # the --set/--sweep overrides leave without a column are set aside, not errors: a user may
     # pin or change a swept key to explore.
     parse_experiment(data, source=source, profile=profile, max_runs=max_runs, yes=yes)
-    kept = []
-    for i, claim in enumerate(exp.claims):
-        try:
-            _check_claim_columns(exp, [claim], f"{exp.claims_at}[{i}]")
-            kept.append(claim)
-        except ClaimError as err:
-            why = err.hint or f"no column {err.value!r} in this sweep"
-            exp.set_aside.append((f"{exp.claims_at}[{i}]", why))
-    exp.claims = kept
+    exp.set_aside = [(f"{exp.claims_at}[{i}]", err.hint or f"no column {err.value!r} in this "
+                      "sweep") for i, err in enumerate(errors) if err is not None]
+    exp.claims = [c for c, err in zip(exp.claims, errors, strict=True) if err is None]
     return exp
 
 
-def _check_claim_columns(exp: Experiment, claims: list | None = None,
-                         at_one: str | None = None) -> None:
-    """Refuse, before anything trains, a claim whose table this experiment cannot make or that
-    reads a name its table will not have (:func:`rnnlab.experiment.claims.table_columns`):
-    every claim of ``exp``, or ``claims`` (one, at ``at_one``)."""
-    claims = exp.claims if claims is None else claims
-    if not claims:
-        return
-    configs = {spec.config.shape_key(): spec.config for spec in exp.runs()}.values()
+def _claim_errors(exp: Experiment) -> list[ClaimError | None]:
+    """For each claim of ``exp``, in order, why it cannot be checked on this experiment's
+    folder (a table the experiment cannot make, a name the table will not have, a step the runs
+    do not log), or None: found before anything trains."""
     known: dict[str, list[str] | None] = {}
-    for i, claim in enumerate(claims):
-        at = at_one or f"{exp.claims_at}[{i}]"
+    errors: list[ClaimError | None] = []
+    for i, claim in enumerate(exp.claims):
+        at = f"{exp.claims_at}[{i}]"
         if claim.table not in known:
-            known[claim.table] = table_columns(claim.table, exp.swept_keys, configs)
-        columns = known[claim.table]
-        if columns is None:
-            why = ("task.seq_len is not swept" if "task.seq_len" not in exp.swept_keys
-                   else "train.steps is swept")
-            raise ClaimError(exp.source, f"{at}.table", claim.table,
-                             "summary, or budget and limit when task.seq_len is swept and "
-                             "train.steps is not", f"{why}, so there is no limit map")
-        check_names(claim, columns, exp.source, at)
-        if claim.step is not None:
-            _check_claim_step(exp, claim.step, f"{at}.step")
+            known[claim.table] = table_columns(claim.table, exp.swept_keys, exp.shape_configs())
+        try:
+            columns = known[claim.table]
+            if columns is None:
+                why = ("task.seq_len is not swept" if "task.seq_len" not in exp.swept_keys
+                       else "train.steps is swept")
+                raise ClaimError(exp.source, f"{at}.table", claim.table,
+                                 "summary, or budget and limit when task.seq_len is swept and "
+                                 "train.steps is not", f"{why}, so there is no limit map")
+            check_names(claim, columns, exp.source, at)
+            if claim.step is not None:
+                _check_claim_step(exp, claim.step, f"{at}.step")
+            errors.append(None)
+        except ClaimError as err:
+            errors.append(err)
+    return errors
 
 
 def _check_claim_step(exp: Experiment, step: int, at: str) -> None:
