@@ -108,7 +108,8 @@ def plot_limit(res: PlotData, say) -> object:
     import matplotlib as mpl
 
     cmap = mpl.colormaps["tab10"]
-    bottom = float(res.runs[OVER].astype(float).min())
+    lengths = res.runs[OVER].astype(float)
+    bottom, top = float(lengths.min()), float(lengths.max())
     seen: dict[bytes, tuple] = {}
     for i, key in enumerate(keys):
         rows = groups[key].sort_values("budget")
@@ -120,8 +121,7 @@ def plot_limit(res: PlotData, say) -> object:
         b = rows["budget"].to_numpy(dtype=float)
         lim = rows["limit"].to_numpy(dtype=float)
         lo = np.maximum(rows["limit_lo"].to_numpy(dtype=float), 1.0)
-        grid_top = float(res.runs[OVER].astype(float).max())
-        hi = np.minimum(rows["limit_hi"].to_numpy(dtype=float), grid_top * 1.25)
+        hi = np.minimum(rows["limit_hi"].to_numpy(dtype=float), top * 1.25)
         below = (rows["censored"] == "below").to_numpy()
         above = (rows["censored"] == "above").to_numpy()
         c = cmap(i % 10)
@@ -143,7 +143,6 @@ def plot_limit(res: PlotData, say) -> object:
         if below.any():               # not even the shortest T solved: a mark at the grid's foot
             ax.plot(b[below], np.full(int(below.sum()), bottom), ls="none", marker="v", ms=8,
                     color=c, markerfacecolor="white")
-    top = float(res.runs[OVER].astype(float).max())
     ax.axhline(top, color="0.6", ls="--", lw=0.8)
     ax.text(float(limits["budget"].max()), top * 0.93, f"longest T of the grid ({int(top)})",
             fontsize=7, color="0.4", ha="right", va="top")
